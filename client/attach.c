@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * attach.c: opening and closing pools: the embedded pool (no daemon), the
+ * process-wide default pool, detach, and statistics.
+ *
+ * Every segment is validated (pshm_view) before any offset in it is
+ * followed. Never on the allocation fast path.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+pool_t *pool_new_(void)
+{
+    pool_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->slot = -1;
+    p->sock = -1;
+    p->idx = POOL_MAX_OPEN;
+    return p;
+}
+
+void pool_free_handle_(pool_t *pool)
+{
+    if (pool->seg.base)
+        pshm_os_unmap(pool->seg.base, pool->seg.bytes);
+    if (pool->sock >= 0)
+        close(pool->sock);
+    free(pool);
+}
+
+static size_t env_size(const char *name, size_t dflt)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || end == v)
+        return dflt;
+    switch (*end) {
+    case 'k': case 'K': n <<= 10; break;
+    case 'm': case 'M': n <<= 20; break;
+    case 'g': case 'G': n <<= 30; break;
+    default: break;
+    }
+    return (size_t)n;
+}
+
+POOL_API pool_t *pool_open_embedded(size_t bytes)
+{
+    char err[256];
+    pshm_params_t params;
+    void *base = NULL;
+    int rc;
+
+    if (bytes == 0)
+        bytes = POOL_DEFAULT_BYTES;
+    pshm_params_default(&params, bytes);
+    if (bytes > PSHM_MAX_SEGMENT || bytes < pshm_params_min_bytes(&params)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    pool_t *pool = pool_new_();
+    if (!pool) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    rc = pshm_os_create(NULL, bytes, 0600, -1, true, &base, err, sizeof(err));
+    if (rc < 0)
+        goto fail;
+    pool->seg.base = base;
+    pool->seg.bytes = bytes;
+    rc = pshm_format(base, &params, err, sizeof(err));
+    if (rc < 0)
+        goto fail;
+    rc = pshm_view(&pool->seg, base, bytes, err, sizeof(err));
+    if (rc < 0)
+        goto fail;
+    pool_build_class_table_(pool);
+    pool->creator = true;
+    rc = pool_register_(pool);
+    if (rc < 0)
+        goto fail;
+    return pool;
+fail:
+    pool_free_handle_(pool);
+    errno = -rc;
+    return NULL;
+}
+
+static pool_t *default_pool;
+static int default_errno;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void default_init(void)
+{
+    default_pool = pool_attach(NULL);
+    if (default_pool)
+        return;
+    default_pool = pool_open_embedded(env_size("POOL_EMBEDDED_BYTES", POOL_DEFAULT_BYTES));
+    default_errno = default_pool ? 0 : errno;
+}
+
+POOL_API pool_t *pool_default(void)
+{
+    pthread_once(&default_once, default_init);
+    if (!default_pool)
+        errno = default_errno;
+    return default_pool;
+}
+
+POOL_API bool pool_is_shared(const pool_t *pool)
+{
+    return pool && pool->shared;
+}
+
+POOL_API void pool_detach(pool_t *pool)
+{
+    if (!pool)
+        return;
+    pool_unregister_(pool);
+    pool_free_handle_(pool);
+}
+
+POOL_API int pool_stats(pool_t *pool, pool_stats_t *out)
+{
+    if (!pool || !out) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* With no poold, whoever reads the statistics also reclaims the caches
+     * of processes that died without detaching. */
+    if (!pool->shared)
+        pshm_reclaim_dead(&pool->seg, NULL, 0);
+    pshm_stats(&pool->seg, out);
+    return 0;
+}

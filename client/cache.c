@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cache.c: the slow paths of libpoolclient: thread-record claim, batch
+ * refill from and flush to the central lists, span carving, thread exit,
+ * fork, and the process's table of open pools.
+ *
+ * Order of writes when blocks move between a thread cache and a central list
+ * is chosen so that a process killed between two steps can leak at most one
+ * batch, never put a block in two places: refill pops from central before the
+ * cache count grows; flush shrinks the cache count before it pushes.
+ * The process-local mutex here is never taken on the fast path.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pool_t *reg_pools[POOL_MAX_OPEN];
+static uint64_t reg_serial;
+static pthread_key_t reg_key;
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+
+/* Thread exit: give back every record this thread holds in a pool that is
+ * still open in this process. */
+static void thread_exit_cb(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t i = 0; i < POOL_MAX_OPEN; i++) {
+        struct pool_tls *e = &pool_tls_[i];
+        pool_t *p = reg_pools[i];
+        if (e->serial != 0 && p && p->serial == e->serial && e->rec && p->slot >= 0 &&
+            p->pid == getpid()) {
+            pshm_release_result_t res = {0};
+            pshm_thread_release(&p->seg, e->rec, (uint32_t)p->slot, false, &res);
+        }
+        e->serial = 0;
+        e->rec = NULL;
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&reg_lock);
+}
+
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* The child must never use its parent's caches: forget them. It runs in the
+ * only thread of the child, the one that called fork(). The child takes its
+ * own slot and records on first use. */
+static void atfork_child(void)
+{
+    memset(pool_tls_, 0, sizeof(pool_tls_));
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_init(void)
+{
+    pthread_key_create(&reg_key, thread_exit_cb);
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+int pool_register_(pool_t *pool)
+{
+    pthread_once(&reg_once, reg_init);
+    pthread_mutex_lock(&reg_lock);
+    int rc = -EMFILE;
+    for (uint32_t i = 0; i < POOL_MAX_OPEN; i++) {
+        if (reg_pools[i] == NULL) {
+            reg_pools[i] = pool;
+            pool->idx = i;
+            pool->serial = ++reg_serial;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+void pool_unregister_(pool_t *pool)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (pool->slot >= 0 && pool->pid == getpid()) {
+        pshm_release_result_t res = {0};
+        pshm_proc_detach(&pool->seg, (uint32_t)pool->slot, false, &res);
+    }
+    pool->slot = -1;
+    if (pool->idx < POOL_MAX_OPEN && reg_pools[pool->idx] == pool)
+        reg_pools[pool->idx] = NULL;
+    /* This thread's entry; other threads' entries die by serial mismatch. */
+    if (pool_tls_[pool->idx].serial == pool->serial) {
+        pool_tls_[pool->idx].serial = 0;
+        pool_tls_[pool->idx].rec = NULL;
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static int ensure_slot_locked(pool_t *pool)
+{
+    pid_t me = getpid();
+    if (pool->slot >= 0 && pool->pid == me)
+        return 0;
+    uint64_t start = pshm_os_proc_start_time(me);
+    int slot = pshm_proc_claim(&pool->seg, me, start, pool->shared);
+    if (slot == -EBUSY && pshm_reclaim_dead(&pool->seg, NULL, 0) > 0)
+        slot = pshm_proc_claim(&pool->seg, me, start, pool->shared);
+    if (slot < 0)
+        return slot;
+    pool->slot = slot;
+    pool->pid = me;
+    return 0;
+}
+
+int pool_ensure_slot_(pool_t *pool)
+{
+    pthread_mutex_lock(&reg_lock);
+    int rc = ensure_slot_locked(pool);
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+static struct pshm_thread *claim_record(pool_t *pool)
+{
+    struct pool_tls *e = &pool_tls_[pool->idx];
+    pthread_mutex_lock(&reg_lock);
+    struct pshm_thread *rec = NULL;
+    if (ensure_slot_locked(pool) == 0) {
+        int32_t tid = (int32_t)syscall(SYS_gettid);
+        rec = pshm_thread_claim(&pool->seg, (uint32_t)pool->slot, tid);
+        if (!rec && pshm_reclaim_dead(&pool->seg, NULL, 0) > 0)
+            rec = pshm_thread_claim(&pool->seg, (uint32_t)pool->slot, tid);
+        if (rec) {
+            e->rec = rec;
+            e->serial = pool->serial;
+            /* Any non-NULL value makes the destructor run at thread exit. */
+            pthread_setspecific(reg_key, pool);
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return rec;
+}
+
+/* ---- without a thread record (all records taken): correct, slower ---- */
+
+static void count_uncached(pool_t *pool, uint32_t c, bool alloc, bool fresh)
+{
+    struct pshm_class *k = &pool->seg.cls[c];
+    /* relaxed: statistics, many writers, so RMW; this path is rare. */
+    pa_add_relaxed(alloc ? &k->r_allocs : &k->r_frees, 1);
+    if (fresh)
+        pa_add_relaxed(&k->r_fresh, 1);
+    pa_add_relaxed(&pool->seg.hdr->uncached_ops, 1);
+    if (pool->slot >= 0 && pool->pid == getpid())
+        pa_add_relaxed(alloc ? &pool->seg.procs[pool->slot].r_allocs
+                             : &pool->seg.procs[pool->slot].r_frees,
+                       1);
+}
+
+static void *uncached_malloc(pool_t *pool, uint32_t c)
+{
+    pshm_seg_t *s = &pool->seg;
+    uint32_t buf[PSHM_CACHE_CAP];
+    uint32_t n = pshm_central_pop(s, c, buf, PSHM_CACHE_CAP);
+    if (n) {
+        if (n > 1)
+            pshm_central_push(s, c, buf + 1, n - 1);
+        count_uncached(pool, c, true, false);
+        return pshm_ptr(s, buf[0]);
+    }
+    uint32_t a, b;
+    if (pshm_region_pop(s, c, &a, &b) || pshm_span_carve(s, c, &a, &b) == 0) {
+        uint32_t next = a + (s->block_size[c] >> 3);
+        if (next < b)
+            pshm_region_push(s, c, next, b);
+        count_uncached(pool, c, true, true);
+        return pshm_ptr(s, a);
+    }
+    pa_add_relaxed(&s->cls[c].r_exhausted, 1); /* relaxed: statistic */
+    errno = ENOMEM;
+    return NULL;
+}
+
+/* ---- with a thread record ---- */
+
+/* Before a pool reports exhaustion, give back what dead processes cached
+ * (an embedded pool has no poold to do it). Only when no span is left. */
+static bool reclaim_if_exhausted(pool_t *pool)
+{
+    pshm_seg_t *s = &pool->seg;
+    /* relaxed: a hint; carving re-checks with a CAS. */
+    if (pa_load_relaxed(&s->hdr->next_span) < s->nspans)
+        return false;
+    return pshm_reclaim_dead(s, NULL, 0) > 0;
+}
+
+void *pool_malloc_slow_(pool_t *pool, uint32_t c)
+{
+    pshm_seg_t *s = &pool->seg;
+    struct pool_tls *e = &pool_tls_[pool->idx];
+    if (e->serial != pool->serial && claim_record(pool) == NULL)
+        return uncached_malloc(pool, c);
+    struct pshm_tclass *tc = &e->rec->cls[c];
+    uint32_t a, b;
+
+    /* relaxed (counters, count): single writer, this thread. */
+    uint32_t n = pa_load_relaxed(&tc->count);
+    if (n == 0 && tc->fresh_next >= tc->fresh_end) {
+        pa_inc_single_writer(&tc->cmiss, 1);
+        n = pshm_central_pop(s, c, tc->slots, s->cache_cap[c]);
+        if (n == 0 && reclaim_if_exhausted(pool))
+            n = pshm_central_pop(s, c, tc->slots, s->cache_cap[c]);
+        if (n) {
+            pa_store_relaxed(&tc->count, n);
+        } else if (pshm_region_pop(s, c, &a, &b)) {
+            tc->fresh_next = a;
+            tc->fresh_end = b;
+        } else if (pshm_span_carve(s, c, &a, &b) == 0) {
+            pa_inc_single_writer(&tc->cenmiss, 1);
+            tc->fresh_next = a;
+            tc->fresh_end = b;
+        } else {
+            pa_inc_single_writer(&tc->exhausted, 1);
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    if (n) {
+        uint32_t idx = tc->slots[n - 1];
+        pa_store_relaxed(&tc->count, n - 1);
+        pa_inc_single_writer(&tc->allocs, 1);
+        pa_inc_single_writer(&tc->same, (uint64_t)(idx == tc->last_freed));
+        return pshm_ptr(s, idx);
+    }
+    uint32_t idx = tc->fresh_next;
+    tc->fresh_next = idx + (s->block_size[c] >> 3);
+    pa_inc_single_writer(&tc->allocs, 1);
+    pa_inc_single_writer(&tc->fresh, 1);
+    return pshm_ptr(s, idx);
+}
+
+bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
+{
+    pshm_seg_t *s = &pool->seg;
+    struct pool_tls *e = &pool_tls_[pool->idx];
+    if (e->serial != pool->serial && claim_record(pool) == NULL) {
+        pshm_central_push(s, c, &idx, 1);
+        count_uncached(pool, c, false, false);
+        return true;
+    }
+    struct pshm_tclass *tc = &e->rec->cls[c];
+    uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: single writer */
+    uint32_t cap = s->cache_cap[c];
+    if (n >= cap) {
+        /* Full: flush the older (bottom) half, keep the hot top. The count
+         * shrinks before the push (see the top of this file). */
+        uint32_t batch = s->batch[c];
+        uint32_t out[PSHM_CACHE_CAP];
+        memcpy(out, tc->slots, batch * sizeof(uint32_t));
+        memmove(tc->slots, tc->slots + batch, (n - batch) * sizeof(uint32_t));
+        n -= batch;
+        pa_store_relaxed(&tc->count, n); /* relaxed: single writer */
+        pshm_central_push(s, c, out, batch);
+    }
+    tc->slots[n] = idx;
+    pa_store_relaxed(&tc->count, n + 1); /* relaxed: single writer */
+    pa_inc_single_writer(&tc->frees, 1);
+    tc->last_freed = idx;
+    return true;
+}

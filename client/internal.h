@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h: libpoolclient's private structures. Never installed; poolctl
+ * never includes it.
+ *
+ * A pool_t is process-local: the mapping, a validated view of the segment,
+ * this process's slot and a size-to-class table. Each thread finds its
+ * cache record for a pool through a thread-local table indexed by the pool's
+ * `idx`; the entry is valid only while its `serial` equals the pool's (a
+ * detached pool's idx can be reused by a later pool with a new serial).
+ */
+#ifndef POOL_INTERNAL_H
+#define POOL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "poolclient.h"
+#include "pshm.h"
+
+#define POOL_MAX_OPEN 16 /* pools open at once in one process */
+#define POOL_SMALL_MAX 1024
+
+struct pool {
+    pshm_seg_t seg;
+    uint8_t small_class[POOL_SMALL_MAX / 8 + 1]; /* (size + 7) / 8 -> class */
+    uint32_t idx;                                /* index in the thread-local table */
+    uint64_t serial;                             /* unique per open pool */
+    uint64_t max_size;
+    pid_t pid;          /* the process that holds `slot` (changes after fork) */
+    int slot;           /* process slot, -1 until the first allocation */
+    bool shared;        /* attached through poold */
+    bool creator;       /* embedded: this process made it */
+    /* Attached pools (attach.c). */
+    int sock;           /* connection to poold, -1 when none */
+    char shm_name[64];
+    char socket_path[108];
+    uint64_t daemon_gen;
+};
+
+struct pool_tls {
+    uint64_t serial;
+    struct pshm_thread *rec;
+};
+
+#if defined(__GNUC__)
+#define POOL_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#define POOL_TLS_MODEL
+#endif
+extern __thread struct pool_tls pool_tls_[POOL_MAX_OPEN] POOL_TLS_MODEL;
+
+/* cache.c */
+void *pool_malloc_slow_(pool_t *pool, uint32_t c);
+bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c);
+int pool_register_(pool_t *pool);   /* take an idx and serial; -EMFILE when full */
+void pool_unregister_(pool_t *pool); /* release every record of this process, slot, idx */
+int pool_ensure_slot_(pool_t *pool);
+
+/* malloc.c */
+void pool_build_class_table_(pool_t *pool);
+static inline uint32_t pool_class_of_(const pool_t *pool, size_t size)
+{
+    if (size <= POOL_SMALL_MAX)
+        return pool->small_class[(size + 7) >> 3];
+    uint32_t c = pool->small_class[POOL_SMALL_MAX >> 3];
+    while (pool->seg.block_size[c] < size)
+        c++;
+    return c;
+}
+
+/* attach.c */
+pool_t *pool_new_(void);
+void pool_free_handle_(pool_t *pool);
+
+#endif /* POOL_INTERNAL_H */

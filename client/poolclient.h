@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * poolclient.h: the public API of libpoolclient, the client side of poold.
+ *
+ * A pool is a POSIX shared-memory segment cut into size classes. Each thread
+ * keeps a small cache of free blocks per class inside the segment, so that
+ * pool_malloc() and pool_free() take no lock and make no system call on the
+ * fast path. Blocks can be handed to another process that uses the same
+ * segment with pool_offset() and pool_at().
+ *
+ * Errors: functions returning a pointer return NULL and set errno;
+ * pool_free() returns false and changes nothing; int functions return 0, or
+ * -1 with errno set.
+ *
+ * Thread safety: every function may be called from any thread, except
+ * pool_detach(), which must not race with other calls on the same pool.
+ */
+#ifndef POOLCLIENT_H
+#define POOLCLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define POOL_API __attribute__((visibility("default")))
+#define POOL_NODISCARD __attribute__((warn_unused_result))
+#else
+#define POOL_API
+#define POOL_NODISCARD
+#endif
+
+#define POOL_VERSION_MAJOR 0
+#define POOL_VERSION_MINOR 1
+#define POOL_VERSION_PATCH 0
+#define POOL_VERSION_STRING "0.1.0"
+
+/* Default control socket, overridden by $POOLD_SOCKET. */
+#define POOL_DEFAULT_SOCKET "/run/poold/poold.sock"
+/* Default size of a pool made by pool_open_embedded(0): 64 MiB. */
+#define POOL_DEFAULT_BYTES ((size_t)64 << 20)
+/* Most size classes a pool can have. */
+#define POOL_MAX_CLASSES 32
+
+typedef struct pool pool_t;
+
+/*
+ * pool_attach: attach to the pool served by poold at socket_path (NULL:
+ * $POOLD_SOCKET, else POOL_DEFAULT_SOCKET). The segment is mapped read-write
+ * and the connection stays open so that poold notices this process's exit.
+ * Returns NULL with errno set: ECONNREFUSED or ENOENT when poold does not
+ * answer, EPROTO when it speaks another protocol or ABI, EACCES when its
+ * credentials or the segment's permissions do not match, EBUSY when poold has
+ * no free process slot.
+ */
+POOL_API POOL_NODISCARD pool_t *pool_attach(const char *socket_path);
+
+/*
+ * pool_detach: return every block cached by this process's threads to the
+ * pool, give up this process's slot and unmap the segment. Blocks still in
+ * use stay allocated (they are counted as orphaned). An embedded pool is
+ * closed; its memory goes away once no process maps it any more.
+ * No other thread may use the pool during or after this call.
+ */
+POOL_API void pool_detach(pool_t *pool);
+
+/*
+ * pool_open_embedded: a pool of `bytes` bytes (0: POOL_DEFAULT_BYTES) with
+ * no daemon. It is shared with the children this process forks afterwards.
+ * The memory is reserved at once: if it cannot be, NULL with errno ENOMEM or
+ * ENOSPC. Too small a size (under one span per class) fails with EINVAL.
+ */
+POOL_API POOL_NODISCARD pool_t *pool_open_embedded(size_t bytes);
+
+/*
+ * pool_default: the process-wide pool, made on first use (it mirrors the
+ * seed's MemoryPool::GetMemoryPool()). It is poold's pool when poold answers
+ * at $POOLD_SOCKET or the default socket, else an embedded pool of
+ * $POOL_EMBEDDED_BYTES bytes (default POOL_DEFAULT_BYTES). Never detach it.
+ * NULL with errno set only when neither can be had.
+ */
+POOL_API POOL_NODISCARD pool_t *pool_default(void);
+
+/* pool_is_shared: true when the pool is served by poold. */
+POOL_API bool pool_is_shared(const pool_t *pool);
+
+/*
+ * pool_malloc: a block of at least `size` bytes, aligned to 8 bytes and to
+ * its class size up to 4 KiB... (see README "Alignment"). size 0 gives the
+ * smallest block. NULL with errno EINVAL when size exceeds the largest class
+ * (pool_max_size()), ENOMEM when the pool is exhausted.
+ */
+POOL_API POOL_NODISCARD void *pool_malloc(pool_t *pool, size_t size);
+
+/*
+ * pool_free: give back a block from pool_malloc(). `size` is the size asked
+ * for (any size of the same class will do), or 0 to look the class up.
+ * Returns false and changes nothing when ptr is NULL, outside the pool, not
+ * at the start of a block, or of another class than `size`. Freeing a block
+ * twice is not detected: do not.
+ */
+POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size);
+
+/* pool_offset: the offset of ptr in the segment (for another process), or
+ * UINT64_MAX when ptr is not inside the pool. */
+POOL_API uint64_t pool_offset(pool_t *pool, const void *ptr);
+
+/* pool_at: the pointer for an offset from pool_offset(), in this process;
+ * NULL with errno EINVAL when the offset is outside the pool's blocks. */
+POOL_API void *pool_at(pool_t *pool, uint64_t offset);
+
+/* pool_max_size: the largest size pool_malloc() serves. */
+POOL_API size_t pool_max_size(const pool_t *pool);
+
+/* pool_block_size: the size of the block that holds ptr, 0 if none. */
+POOL_API size_t pool_block_size(pool_t *pool, const void *ptr);
+
+/* ---- statistics (see README, "What the statistics mean") ---- */
+
+typedef struct pool_class_stats {
+    uint64_t block_size;
+    uint64_t spans_carved;
+    uint64_t blocks_carved;   /* blocks ever cut from spans */
+    uint64_t blocks_free;     /* central + cached */
+    uint64_t blocks_central;  /* in the class's central list */
+    uint64_t blocks_cached;   /* in thread caches */
+    int64_t blocks_in_use;    /* allocations - frees */
+    uint64_t allocations;
+    uint64_t frees;
+    uint64_t reuses;          /* allocations of a block freed before */
+    uint64_t same_address;    /* the block this thread freed last */
+    uint64_t cache_misses;    /* thread cache empty: went to central */
+    uint64_t central_misses;  /* central empty: a new span was carved */
+    uint64_t exhausted;       /* no span left: NULL returned */
+} pool_class_stats_t;
+
+typedef struct pool_stats {
+    uint64_t segment_bytes;
+    uint64_t span_bytes;
+    uint64_t spans_total;
+    uint64_t spans_carved;
+    uint64_t bytes_carved;    /* spans carved * span size */
+    uint64_t bytes_in_use;    /* sum of blocks in use * block size */
+    uint64_t procs_attached;
+    uint64_t procs_reclaimed;
+    uint64_t blocks_reclaimed;
+    uint32_t nclasses;
+    pool_class_stats_t cls[POOL_MAX_CLASSES];
+} pool_stats_t;
+
+/* pool_stats: a live snapshot of the whole pool's counters, summed over
+ * every thread of every process, without stopping them. 0, or -1 + errno. */
+POOL_API int pool_stats(pool_t *pool, pool_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* POOLCLIENT_H */

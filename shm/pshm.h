@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pshm.h: the internal API of the shm layer, shared by libpoolclient and
+ * poold. A pshm_seg_t is one process's view of a mapped segment: the base
+ * address plus local copies of the header's constants, taken once by
+ * pshm_view() after validation, so that hot paths and the daemon never
+ * re-read (possibly corrupted) constants from shared memory.
+ *
+ * Functions return 0 (or a count) on success and a negative errno on
+ * failure; they never touch errno. Setup functions that can fail for a
+ * reason a user must read also fill `err` (Redis anet style).
+ */
+#ifndef PSHM_H
+#define PSHM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pshm_layout.h"
+
+#ifndef POOL_DEBUG
+#define POOL_DEBUG 0
+#endif
+#if POOL_DEBUG >= 1
+#include <stdio.h>
+#include <stdlib.h>
+#define pool_assert(x)                                                                     \
+    ((x) ? (void)0                                                                         \
+         : (fprintf(stderr, "poold: assertion failed: %s (%s:%d)\n", #x, __FILE__, __LINE__), \
+            abort()))
+#else
+#define pool_assert(x) ((void)0)
+#endif
+#if POOL_DEBUG >= 2
+#define pool_assert_expensive(x) pool_assert(x)
+#else
+#define pool_assert_expensive(x) ((void)0)
+#endif
+
+#if defined(__GNUC__)
+#define pshm_likely(x) __builtin_expect(!!(x), 1)
+#define pshm_unlikely(x) __builtin_expect(!!(x), 0)
+#else
+#define pshm_likely(x) (x)
+#define pshm_unlikely(x) (x)
+#endif
+
+typedef struct pshm_seg {
+    uint8_t *base;
+    uint64_t bytes;
+    struct pshm_header *hdr;
+    struct pshm_class *cls;
+    struct pshm_proc *procs;
+    uint8_t *threads;
+    pa_u8 *spanmap;
+    uint64_t data_off; /* byte offsets of the data spans */
+    uint64_t data_end;
+    uint32_t span_shift;
+    uint32_t nspans;
+    uint32_t nclasses;
+    uint32_t max_procs;
+    uint32_t max_threads;
+    uint32_t thread_bytes;
+    /* Local copies of the class constants (validated at view time). */
+    uint32_t block_size[PSHM_MAX_CLASSES];
+    uint32_t block_shift[PSHM_MAX_CLASSES]; /* log2 when a power of two, else 0 */
+    uint32_t blocks_per_span[PSHM_MAX_CLASSES];
+    uint32_t cache_cap[PSHM_MAX_CLASSES];
+    uint32_t batch[PSHM_MAX_CLASSES];
+} pshm_seg_t;
+
+typedef struct pshm_params {
+    uint64_t bytes;
+    uint32_t nclasses;
+    uint32_t class_size[PSHM_MAX_CLASSES];
+    uint32_t max_procs;
+    uint32_t max_threads;
+} pshm_params_t;
+
+/* ---- layout (pshm_layout.c) ---- */
+void pshm_params_default(pshm_params_t *p, uint64_t bytes);
+/* "8,16,32" or "8-65536" (powers of two in the range); sorted, unique, >= 8,
+ * multiples of 8. */
+int pshm_params_set_classes(pshm_params_t *p, const char *list, char *err, size_t errlen);
+/* Smallest segment these parameters can make. */
+uint64_t pshm_params_min_bytes(const pshm_params_t *p);
+int pshm_format(void *base, const pshm_params_t *p, char *err, size_t errlen);
+/* Validate a mapped segment of `bytes` bytes and fill the view. Refuses a
+ * foreign segment, another ABI version, a truncated one, or inconsistent
+ * offsets, saying which in err. */
+int pshm_view(pshm_seg_t *seg, void *base, uint64_t bytes, char *err, size_t errlen);
+
+/* ---- OS (pshm_os.c): the only caller of shm_open/mmap/munmap ---- */
+/* name NULL: an anonymous segment (memfd), shared only with forked children.
+ * The memory is reserved with posix_fallocate so a full /dev/shm fails here,
+ * never later with SIGBUS. With `exclusive`, an existing name is -EEXIST. */
+int pshm_os_create(const char *name, uint64_t bytes, unsigned mode, int gid, bool exclusive,
+                   void **base, char *err, size_t errlen);
+int pshm_os_open(const char *name, void **base, uint64_t *bytes, char *err, size_t errlen);
+void pshm_os_unmap(void *base, uint64_t bytes);
+int pshm_os_unlink(const char *name);
+/* 0 when unknown. */
+uint64_t pshm_os_proc_start_time(pid_t pid);
+/* false when pid is gone or is another process than the one that started at
+ * start_time (pid reuse). */
+bool pshm_os_proc_alive(pid_t pid, uint64_t start_time);
+
+/* ---- blocks ---- */
+static inline void *pshm_ptr(const pshm_seg_t *s, uint32_t idx)
+{
+    return s->base + ((uint64_t)idx << 3);
+}
+
+/* The class of the block that starts at byte offset `off`, or -EINVAL when
+ * no block starts there (outside the data spans, span not carved, not on a
+ * block boundary). Safe on any input: the hot check of pool_free(). */
+static inline int pshm_block_class(const pshm_seg_t *s, uint64_t off)
+{
+    if (pshm_unlikely(off - s->data_off >= s->data_end - s->data_off || (off & 7) != 0))
+        return -22; /* EINVAL */
+    uint64_t rel = off - s->data_off;
+    /* acquire: pairs with the release store in pshm_span_carve(), so the span
+     * is known carved before its class is trusted. */
+    uint32_t c = pa_load_acquire(&s->spanmap[rel >> s->span_shift]);
+    if (pshm_unlikely(c >= s->nclasses))
+        return -22;
+    uint64_t in = rel & ((UINT64_C(1) << s->span_shift) - 1);
+    if (s->block_shift[c]) {
+        if (pshm_unlikely((in & (s->block_size[c] - 1)) != 0))
+            return -22;
+    } else if (pshm_unlikely(in % s->block_size[c] != 0 ||
+                             in / s->block_size[c] >= s->blocks_per_span[c])) {
+        return -22;
+    }
+    return (int)c;
+}
+
+static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t c)
+{
+    return pshm_block_class(s, (uint64_t)idx << 3) == (int)c;
+}
+
+/* ---- central lists (pshm_central.c) ---- */
+/* Push n (1..batch) blocks as one batch. Never fails. */
+void pshm_central_push(pshm_seg_t *s, uint32_t c, const uint32_t *idx, uint32_t n);
+/* Pop one batch into out[0..cap); returns how many (0: empty). Indices that
+ * fail validation (a corrupt chain) are dropped and counted. */
+uint32_t pshm_central_pop(pshm_seg_t *s, uint32_t c, uint32_t *out, uint32_t cap);
+/* Region stack: uncarved [start, end) remainders of spans. */
+void pshm_region_push(pshm_seg_t *s, uint32_t c, uint32_t start, uint32_t end);
+bool pshm_region_pop(pshm_seg_t *s, uint32_t c, uint32_t *start, uint32_t *end);
+
+/* ---- spans (pshm_span.c) ---- */
+/* Carve a fresh span for class c: [*start, *end) in block indices. -ENOMEM
+ * when every span is carved. */
+int pshm_span_carve(pshm_seg_t *s, uint32_t c, uint32_t *start, uint32_t *end);
+
+/* ---- process slots and thread records (pshm_slots.c) ---- */
+static inline struct pshm_thread *pshm_thread_at(const pshm_seg_t *s, uint32_t i)
+{
+    return (struct pshm_thread *)(void *)(s->threads + (uint64_t)i * s->thread_bytes);
+}
+/* Claim a free slot for pid: slot number, or -EBUSY when all are taken. */
+int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, bool via_daemon);
+/* Give a slot back (its threads' records must be released first). */
+void pshm_proc_release(pshm_seg_t *s, uint32_t slot);
+/* Claim a thread record for a thread of slot `slot`; NULL when all taken. */
+struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid);
+
+typedef struct pshm_release_result {
+    uint64_t blocks_returned; /* cached blocks pushed back to central */
+    uint64_t entries_dropped; /* invalid entries ignored (untrusted mode) */
+    uint64_t threads;         /* records released */
+} pshm_release_result_t;
+
+/* Return a thread record's cached blocks and carving region to the class
+ * lists, fold its counters into the class and slot totals, and free it.
+ * `untrusted`: the owner may have died or scribbled: every entry is
+ * validated first (reclaim). */
+void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bool untrusted,
+                         pshm_release_result_t *res);
+/* Release every record owned by slot; then free the slot. */
+void pshm_proc_detach(pshm_seg_t *s, uint32_t slot, bool untrusted, pshm_release_result_t *res);
+
+typedef struct pshm_reclaimed {
+    int32_t pid;
+    uint32_t slot;
+    uint64_t blocks_returned;
+    int64_t blocks_orphaned; /* allocs - frees of the dead process */
+} pshm_reclaimed_t;
+/* Reclaim one slot whose process is known dead (poold: pidfd/EOF). -EAGAIN
+ * when the slot is not live or another reclaimer has it. */
+int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, pshm_reclaimed_t *out);
+/* Reclaim every live slot whose process has gone; returns how many, and
+ * fills up to max entries of out (may be NULL). */
+int pshm_reclaim_dead(pshm_seg_t *s, pshm_reclaimed_t *out, int max);
+
+/* ---- statistics and checks (pshm_stats.c) ---- */
+struct pool_stats;
+typedef struct pshm_proc_stats {
+    uint32_t slot;
+    int32_t pid;
+    uint32_t via_daemon;
+    uint64_t attached_unix;
+    uint64_t allocations;
+    uint64_t frees;
+    uint64_t cache_misses;
+    uint64_t blocks_cached;
+    int64_t blocks_in_use;
+    uint64_t threads;
+} pshm_proc_stats_t;
+/* A live snapshot, without stopping anyone. */
+void pshm_stats(const pshm_seg_t *s, struct pool_stats *out);
+/* Per live process: fills up to max, returns the number of live slots. */
+int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max);
+/* Check the invariants; valid only while no thread is inside the pool.
+ * 0, or -EUCLEAN with a description in err. */
+int pshm_check(const pshm_seg_t *s, char *err, size_t errlen);
+
+#endif /* PSHM_H */

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_client_malloc: the single-threaded behaviour of libpoolclient: class
+ * mapping, burn-after-reading address reuse, exhaustion, invalid frees,
+ * offsets, and that thread exit and detach give every cached block back.
+ * Every test ends with the invariant check (free + cached + in use == carved).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pool_test.h"
+
+static int setup(void **state)
+{
+    pool_t *p = pool_open_embedded(16u << 20);
+    if (!p)
+        return -1;
+    *state = p;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    pool_t *p = *state;
+    pool_test_check(p);
+    pool_detach(p);
+    return 0;
+}
+
+static void test_class_mapping_powers_of_two(void **state)
+{
+    pool_t *p = *state;
+    size_t sizes[] = {0, 1, 7, 8, 9, 16, 17, 50, 64, 65, 100, 500, 1000, 1024, 1025, 2000,
+                      4096, 4097, 65535, 65536};
+    assert_int_equal(pool_max_size(p), 65536);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t want = 8;
+        while (want < sizes[i])
+            want <<= 1;
+        void *b = pool_malloc(p, sizes[i]);
+        assert_non_null(b);
+        assert_int_equal(pool_block_size(p, b), want);
+        /* aligned to the block size up to a page */
+        assert_int_equal((uintptr_t)b % (want < 4096 ? want : 4096), 0);
+        memset(b, 0xab, sizes[i]);
+        assert_true(pool_free(p, b, sizes[i]));
+    }
+}
+
+static void test_class_mapping_too_big(void **state)
+{
+    pool_t *p = *state;
+    errno = 0;
+    assert_null(pool_malloc(p, 65537));
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_null(pool_malloc(p, SIZE_MAX));
+    assert_int_equal(errno, EINVAL);
+    assert_null(pool_malloc(NULL, 8));
+}
+
+static void test_malloc_burn_after_reading_same_address(void **state)
+{
+    pool_t *p = *state;
+    size_t sizes[] = {50, 100, 500, 1000, 2000};
+    for (size_t s = 0; s < 5; s++) {
+        void *first = pool_malloc(p, sizes[s]);
+        assert_non_null(first);
+        memset(first, 1, sizes[s]);
+        assert_true(pool_free(p, first, sizes[s]));
+        for (int i = 0; i < 2000; i++) {
+            void *b = pool_malloc(p, sizes[s]);
+            assert_ptr_equal(b, first);
+            memset(b, i & 0xff, sizes[s]);
+            assert_true(pool_free(p, b, sizes[s]));
+        }
+    }
+    pool_stats_t st;
+    assert_int_equal(pool_stats(p, &st), 0);
+    const pool_class_stats_t *c = pool_test_class(&st, 64);
+    assert_int_equal(c->allocations, 2001);
+    assert_int_equal(c->frees, 2001);
+    assert_int_equal(c->same_address, 2000);
+    assert_int_equal(c->reuses, 2000);
+    assert_int_equal(c->blocks_carved, 1);
+    assert_int_equal(c->blocks_in_use, 0);
+    assert_int_equal(c->central_misses, 1);
+}
+
+static void test_free_size_zero_looks_up_class(void **state)
+{
+    pool_t *p = *state;
+    void *b = pool_malloc(p, 300);
+    assert_non_null(b);
+    assert_int_equal(pool_block_size(p, b), 512);
+    assert_true(pool_free(p, b, 0));
+    assert_ptr_equal(pool_malloc(p, 257), b);
+    assert_true(pool_free(p, b, 512));
+}
+
+static void test_free_invalid_changes_nothing(void **state)
+{
+    pool_t *p = *state;
+    int on_stack;
+    void *heap = malloc(64);
+    void *b = pool_malloc(p, 64);
+    assert_non_null(b);
+    pool_stats_t before, after;
+    assert_int_equal(pool_stats(p, &before), 0);
+
+    assert_false(pool_free(p, NULL, 64));
+    assert_false(pool_free(p, &on_stack, 64));               /* outside */
+    assert_false(pool_free(p, heap, 64));                    /* outside */
+    assert_false(pool_free(p, (char *)b + 1, 64));           /* misaligned */
+    assert_false(pool_free(p, (char *)b + 8, 64));           /* inside, not a block start */
+    assert_false(pool_free(p, b, 2000));                     /* wrong size */
+    assert_false(pool_free(p, b, 8));                        /* wrong size */
+    assert_false(pool_free(p, b, 1u << 20));                 /* larger than any class */
+    assert_false(pool_free(p, p->seg.base, 0));              /* the header */
+    assert_false(pool_free(p, p->seg.base + p->seg.data_end - 64, 0)); /* span not carved */
+    assert_false(pool_free(NULL, b, 64));
+
+    assert_int_equal(pool_stats(p, &after), 0);
+    assert_memory_equal(&before, &after, sizeof(before));
+    assert_true(pool_free(p, b, 64));
+    free(heap);
+}
+
+static void test_offset_round_trip(void **state)
+{
+    pool_t *p = *state;
+    int on_stack;
+    void *b = pool_malloc(p, 1000);
+    uint64_t off = pool_offset(p, b);
+    assert_true(off != UINT64_MAX);
+    assert_ptr_equal(pool_at(p, off), b);
+    assert_int_equal(pool_offset(p, &on_stack), UINT64_MAX);
+    assert_int_equal(pool_offset(p, NULL), UINT64_MAX);
+    errno = 0;
+    assert_null(pool_at(p, 0)); /* the header is not a block area */
+    assert_int_equal(errno, EINVAL);
+    assert_null(pool_at(p, UINT64_MAX));
+    assert_true(pool_free(p, pool_at(p, off), 0));
+}
+
+static void test_exhaustion_returns_enomem_then_recovers(void **state)
+{
+    (void)state;
+    pshm_params_t params;
+    pshm_params_default(&params, 0);
+    size_t bytes = (size_t)pshm_params_min_bytes(&params);
+    pool_t *p = pool_open_embedded(bytes);
+    assert_non_null(p);
+    void **blocks = calloc(1u << 20, sizeof(void *));
+    size_t n = 0;
+    void *b;
+    while ((b = pool_malloc(p, 65536)) != NULL) {
+        blocks[n++] = b;
+        assert_true(n < (1u << 20));
+    }
+    assert_int_equal(errno, ENOMEM);
+    assert_true(n >= 1);
+    /* Other classes are exhausted too: every span is carved. */
+    errno = 0;
+    assert_null(pool_malloc(p, 8));
+    assert_int_equal(errno, ENOMEM);
+    pool_stats_t st;
+    assert_int_equal(pool_stats(p, &st), 0);
+    assert_int_equal(st.spans_carved, st.spans_total);
+    assert_true(pool_test_class(&st, 65536)->exhausted >= 1);
+    assert_true(pool_test_class(&st, 8)->exhausted >= 1);
+    /* After a free, the pool works again. */
+    assert_true(pool_free(p, blocks[n - 1], 65536));
+    b = pool_malloc(p, 65536);
+    assert_ptr_equal(b, blocks[n - 1]);
+    for (size_t i = 0; i < n; i++)
+        assert_true(pool_free(p, blocks[i], 0));
+    pool_test_check(p);
+    pool_detach(p);
+    free(blocks);
+}
+
+static void test_open_embedded_bad_sizes(void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_null(pool_open_embedded(4096));
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_null(pool_open_embedded((size_t)64 << 30));
+    assert_int_equal(errno, EINVAL);
+}
+
+struct churn_arg {
+    pool_t *pool;
+    int n;
+};
+
+static void *churn_thread(void *arg)
+{
+    struct churn_arg *a = arg;
+    void *keep[200];
+    for (int i = 0; i < a->n; i++)
+        keep[i] = pool_malloc(a->pool, (size_t)(8 << (i % 8)));
+    for (int i = 0; i < a->n; i++)
+        pool_free(a->pool, keep[i], 0);
+    return NULL;
+}
+
+static void test_thread_exit_returns_cached_blocks(void **state)
+{
+    pool_t *p = *state;
+    struct churn_arg a = {p, 200};
+    for (int round = 0; round < 20; round++) {
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, churn_thread, &a), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+    }
+    pool_stats_t st;
+    assert_int_equal(pool_stats(p, &st), 0);
+    for (uint32_t c = 0; c < st.nclasses; c++) {
+        assert_int_equal(st.cls[c].blocks_cached, 0);
+        assert_int_equal(st.cls[c].blocks_in_use, 0);
+        assert_int_equal(st.cls[c].blocks_central, st.cls[c].blocks_carved);
+    }
+    assert_int_equal(pool_test_class(&st, 8)->allocations, 20 * 25);
+    pool_test_check(p);
+}
+
+static void test_detach_returns_cached_blocks(void **state)
+{
+    pool_t *p = *state;
+    /* A child fills its caches, keeps one block, detaches and exits; the
+     * parent still maps the segment and checks nothing was lost. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct churn_arg a = {p, 100};
+        churn_thread(&a);
+        void *held = pool_malloc(p, 64);
+        pool_stats_t st;
+        int ok = held != NULL && pool_stats(p, &st) == 0 &&
+                 pool_test_class(&st, 8)->blocks_cached > 0 && st.procs_attached == 1;
+        pool_detach(p);
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    pool_stats_t st;
+    assert_int_equal(pool_stats(p, &st), 0);
+    assert_int_equal(st.procs_attached, 0);
+    assert_int_equal(st.procs_reclaimed, 0); /* detached, not reclaimed */
+    for (uint32_t c = 0; c < st.nclasses; c++)
+        assert_int_equal(st.cls[c].blocks_cached, 0);
+    assert_int_equal(pool_test_class(&st, 64)->blocks_in_use, 1);
+    assert_int_equal(pool_test_class(&st, 8)->blocks_central,
+                     pool_test_class(&st, 8)->blocks_carved);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_class_mapping_powers_of_two, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_class_mapping_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malloc_burn_after_reading_same_address, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_free_size_zero_looks_up_class, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_invalid_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offset_round_trip, setup, teardown),
+        cmocka_unit_test(test_exhaustion_returns_enomem_then_recovers),
+        cmocka_unit_test(test_open_embedded_bad_sizes),
+        cmocka_unit_test_setup_teardown(test_thread_exit_returns_cached_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detach_returns_cached_blocks, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
