@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_shm: the segment layer alone: class lists, format and validation
+ * (foreign, other ABI, truncated, corrupt), named segments, reservation on a
+ * full /dev/shm, non-power-of-two classes and the span map.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pshm.h"
+
+static char err[512];
+
+static void *make(pshm_params_t *p, uint64_t bytes)
+{
+    void *base = NULL;
+    assert_int_equal(pshm_os_create(NULL, bytes, 0600, -1, true, &base, err, sizeof(err)), 0);
+    p->bytes = bytes;
+    assert_int_equal(pshm_format(base, p, err, sizeof(err)), 0);
+    return base;
+}
+
+static void test_params_default_classes(void **state)
+{
+    (void)state;
+    pshm_params_t p;
+    pshm_params_default(&p, 1u << 20);
+    assert_int_equal(p.nclasses, 14);
+    assert_int_equal(p.class_size[0], 8);
+    assert_int_equal(p.class_size[13], 65536);
+}
+
+static void test_params_class_lists(void **state)
+{
+    (void)state;
+    pshm_params_t p;
+    pshm_params_default(&p, 0);
+    assert_int_equal(pshm_params_set_classes(&p, "16-1024", err, sizeof(err)), 0);
+    assert_int_equal(p.nclasses, 7);
+    assert_int_equal(p.class_size[6], 1024);
+    assert_int_equal(pshm_params_set_classes(&p, "8,24,40,4000", err, sizeof(err)), 0);
+    assert_int_equal(p.nclasses, 4);
+    assert_int_equal(p.class_size[3], 4000);
+    assert_int_equal(pshm_params_set_classes(&p, "8,100", err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "multiple of 8"));
+    assert_int_equal(pshm_params_set_classes(&p, "64,32", err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "increase"));
+    assert_int_equal(pshm_params_set_classes(&p, "8-100", err, sizeof(err)), -EINVAL);
+    assert_int_equal(pshm_params_set_classes(&p, "abc", err, sizeof(err)), -EINVAL);
+    assert_int_equal(pshm_params_set_classes(&p, "", err, sizeof(err)), -EINVAL);
+    assert_int_equal(pshm_params_set_classes(&p, "8,", err, sizeof(err)), 0);
+    assert_int_equal(p.nclasses, 1);
+}
+
+static void test_view_accepts_fresh_segment(void **state)
+{
+    (void)state;
+    pshm_params_t p;
+    pshm_params_default(&p, 0);
+    void *base = make(&p, 8u << 20);
+    pshm_seg_t s;
+    assert_int_equal(pshm_view(&s, base, 8u << 20, err, sizeof(err)), 0);
+    assert_int_equal(s.nclasses, 14);
+    assert_int_equal(s.data_off % (1u << s.span_shift), 0);
+    assert_true(s.nspans > 14);
+    assert_int_equal(pshm_check(&s, err, sizeof(err)), 0);
+    pshm_os_unmap(base, 8u << 20);
+}
+
+static void test_view_refuses_foreign(void **state)
+{
+    (void)state;
+    pshm_seg_t s;
+    uint64_t *junk = calloc(1, 8192);
+    memcpy(junk, "NOTPOOLD", 8);
+    assert_int_equal(pshm_view(&s, junk, 8192, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "foreign"));
+    free(junk);
+}
+
+static void test_view_refuses_other_abi(void **state)
+{
+    (void)state;
+    pshm_params_t p;
+    pshm_params_default(&p, 0);
+    void *base = make(&p, 8u << 20);
+    ((struct pshm_header *)base)->abi_version = PSHM_ABI_VERSION + 1;
+    pshm_seg_t s;
+    assert_int_equal(pshm_view(&s, base, 8u << 20, err, sizeof(err)), -EPROTO);
+    assert_non_null(strstr(err, "ABI version"));
+    pshm_os_unmap(base, 8u << 20);
+}
+
+static void test_view_refuses_truncated(void **state)
+{
+    (void)state;
+    pshm_params_t p;
+    pshm_params_default(&p, 0);
+    void *base = make(&p, 8u << 20);
+    pshm_seg_t s;
+    assert_int_equal(pshm_view(&s, base, 4u << 20, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "truncated"));
+    assert_int_equal(pshm_view(&s, base, 100, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "truncated"));
+    pshm_os_unmap(base, 8u << 20);
+}
+
+static void test_view_refuses_corrupt_tables(void **state)
+{
+    (void)state;
+    pshm_params_t p;
+    pshm_params_default(&p, 0);
+    void *base = make(&p, 8u << 20);
+    struct pshm_header *h = base;
+    pshm_seg_t s;
+    uint64_t saved = h->data_off;
+    h->data_off = 12345;
+    assert_int_equal(pshm_view(&s, base, 8u << 20, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "corrupt"));
+    h->data_off = saved;
+    struct pshm_class *k = (struct pshm_class *)(void *)((uint8_t *)base + h->classes_off);
+    k[3].block_size = 7;
+    assert_int_equal(pshm_view(&s, base, 8u << 20, err, sizeof(err)), -EBADMSG);
+    assert_non_null(strstr(err, "class"));
+    k[3].block_size = 64;
+    k[3].batch = 1000;
+    assert_int_equal(pshm_view(&s, base, 8u << 20, err, sizeof(err)), -EBADMSG);
+    k[3].batch = k[3].cache_cap / 2;
+    h->nclasses = 1000;
+    assert_int_equal(pshm_view(&s, base, 8u << 20, err, sizeof(err)), -EBADMSG);
+    h->nclasses = 14;
+    assert_int_equal(pshm_view(&s, base, 8u << 20, err, sizeof(err)), 0);
+    pshm_os_unmap(base, 8u << 20);
+}
+
+static void test_format_refuses_bad_params(void **state)
+{
+    (void)state;
+    pshm_params_t p;
+    pshm_params_default(&p, 4096);
+    uint8_t *buf = calloc(1, 4096);
+    assert_int_equal(pshm_format(buf, &p, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "too small"));
+    p.bytes = UINT64_C(64) << 30;
+    assert_int_equal(pshm_format(buf, &p, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "32 GiB"));
+    free(buf);
+}
+
+static void test_block_class_non_power_of_two(void **state)
+{
+    (void)state;
+    pshm_params_t p;
+    pshm_params_default(&p, 0);
+    assert_int_equal(pshm_params_set_classes(&p, "24,40,1000", err, sizeof(err)), 0);
+    void *base = make(&p, 4u << 20);
+    pshm_seg_t s;
+    assert_int_equal(pshm_view(&s, base, 4u << 20, err, sizeof(err)), 0);
+    uint32_t a, b;
+    assert_int_equal(pshm_span_carve(&s, 2, &a, &b), 0);
+    uint64_t off = (uint64_t)a << 3;
+    assert_int_equal(pshm_block_class(&s, off), 2);
+    assert_int_equal(pshm_block_class(&s, off + 1000), 2);
+    assert_int_equal(pshm_block_class(&s, off + 1008), -EINVAL);
+    assert_int_equal(pshm_block_class(&s, off + 64 * 1000), 2);
+    assert_int_equal(pshm_block_class(&s, off + 65 * 1000), -EINVAL); /* tail waste */
+    assert_int_equal(b - a, 65 * 1000 / 8);
+    /* The next span is not carved yet. */
+    assert_int_equal(pshm_block_class(&s, off + 65536), -EINVAL);
+    assert_int_equal(pshm_block_class(&s, 0), -EINVAL);
+    assert_int_equal(pshm_block_class(&s, UINT64_MAX - 7), -EINVAL);
+    pshm_region_push(&s, 2, a, b);
+    pshm_os_unmap(base, 4u << 20);
+}
+
+static void test_named_segment_create_open_unlink(void **state)
+{
+    (void)state;
+    char name[64];
+    snprintf(name, sizeof(name), "/poold-test-shm-%d", (int)getpid());
+    pshm_os_unlink(name);
+    void *base = NULL;
+    assert_int_equal(pshm_os_create(name, 4u << 20, 0600, -1, true, &base, err, sizeof(err)),
+                     0);
+    pshm_params_t p;
+    pshm_params_default(&p, 4u << 20);
+    assert_int_equal(pshm_format(base, &p, err, sizeof(err)), 0);
+    void *again = NULL;
+    assert_int_equal(pshm_os_create(name, 4u << 20, 0600, -1, true, &again, err, sizeof(err)),
+                     -EEXIST);
+    void *other = NULL;
+    uint64_t bytes = 0;
+    assert_int_equal(pshm_os_open(name, &other, &bytes, err, sizeof(err)), 0);
+    assert_int_equal(bytes, 4u << 20);
+    pshm_seg_t s;
+    assert_int_equal(pshm_view(&s, other, bytes, err, sizeof(err)), 0);
+    pshm_os_unmap(other, bytes);
+    pshm_os_unmap(base, 4u << 20);
+    assert_int_equal(pshm_os_unlink(name), 0);
+    assert_int_equal(pshm_os_open(name, &other, &bytes, err, sizeof(err)), -ENOENT);
+}
+
+/* A /dev/shm too small for the segment: a clear error at creation, never a
+ * SIGBUS later. Needs root to mount a small tmpfs in a private namespace. */
+static void test_create_on_full_dev_shm_fails_cleanly(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        skip();
+        return;
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=4m") < 0)
+            _exit(77);
+        void *base = NULL;
+        int rc = pshm_os_create("/poold-test-full", 64u << 20, 0600, -1, true, &base, err,
+                                sizeof(err));
+        int ok = rc == -ENOSPC && strstr(err, "/dev/shm") != NULL;
+        /* and nothing is left behind */
+        void *o;
+        uint64_t b;
+        ok = ok && pshm_os_open("/poold-test-full", &o, &b, err, sizeof(err)) == -ENOENT;
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) {
+        skip();
+        return;
+    }
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_params_default_classes),
+        cmocka_unit_test(test_params_class_lists),
+        cmocka_unit_test(test_view_accepts_fresh_segment),
+        cmocka_unit_test(test_view_refuses_foreign),
+        cmocka_unit_test(test_view_refuses_other_abi),
+        cmocka_unit_test(test_view_refuses_truncated),
+        cmocka_unit_test(test_view_refuses_corrupt_tables),
+        cmocka_unit_test(test_format_refuses_bad_params),
+        cmocka_unit_test(test_block_class_non_power_of_two),
+        cmocka_unit_test(test_named_segment_create_open_unlink),
+        cmocka_unit_test(test_create_on_full_dev_shm_fails_cleanly),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
