@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Install what poold needs to build and test, from Debian's archive.
+# Root runs apt-get; anyone else is told the command to run.
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config libevent-dev libcmocka-dev libinih-dev
+      libsystemd-dev libbenchmark-dev systemd procps util-linux iproute2 clang)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "poold: missing packages: ${missing[*]}" >&2
+  echo "poold: run as root: apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "poold: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
