@@ -24,6 +24,8 @@ static pool_t *reg_pools[POOL_MAX_OPEN];
 static uint64_t reg_serial;
 static pthread_key_t reg_key;
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+/* getpid() is a system call in glibc; the pid changes only at fork. */
+static pid_t reg_pid;
 
 /* Thread exit: give back every record this thread holds in a pool that is
  * still open in this process. */
@@ -35,7 +37,7 @@ static void thread_exit_cb(void *arg)
         struct pool_tls *e = &pool_tls_[i];
         pool_t *p = reg_pools[i];
         if (e->serial != 0 && p && p->serial == e->serial && e->rec && p->slot >= 0 &&
-            p->pid == getpid()) {
+            p->pid == reg_pid) {
             pshm_release_result_t res = {0};
             pshm_thread_release(&p->seg, e->rec, (uint32_t)p->slot, false, &res);
         }
@@ -61,11 +63,13 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
     memset(pool_tls_, 0, sizeof(pool_tls_));
+    reg_pid = getpid();
     pthread_mutex_unlock(&reg_lock);
 }
 
 static void reg_init(void)
 {
+    reg_pid = getpid();
     pthread_key_create(&reg_key, thread_exit_cb);
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
@@ -91,7 +95,7 @@ int pool_register_(pool_t *pool)
 void pool_unregister_(pool_t *pool)
 {
     pthread_mutex_lock(&reg_lock);
-    if (pool->slot >= 0 && pool->pid == getpid()) {
+    if (pool->slot >= 0 && pool->pid == reg_pid) {
         pshm_release_result_t res = {0};
         pshm_proc_detach(&pool->seg, (uint32_t)pool->slot, false, &res);
     }
@@ -108,7 +112,7 @@ void pool_unregister_(pool_t *pool)
 
 static int ensure_slot_locked(pool_t *pool)
 {
-    pid_t me = getpid();
+    pid_t me = reg_pid;
     if (pool->slot >= 0 && pool->pid == me)
         return 0;
     uint64_t start = pshm_os_proc_start_time(me);
@@ -136,7 +140,7 @@ static struct pshm_thread *claim_record(pool_t *pool)
     pthread_mutex_lock(&reg_lock);
     struct pshm_thread *rec = NULL;
     if (ensure_slot_locked(pool) == 0) {
-        int32_t tid = (int32_t)syscall(SYS_gettid);
+        int32_t tid = (int32_t)gettid();
         rec = pshm_thread_claim(&pool->seg, (uint32_t)pool->slot, tid);
         if (!rec && pshm_reclaim_dead(&pool->seg, NULL, 0) > 0)
             rec = pshm_thread_claim(&pool->seg, (uint32_t)pool->slot, tid);
@@ -161,7 +165,7 @@ static void count_uncached(pool_t *pool, uint32_t c, bool alloc, bool fresh)
     if (fresh)
         pa_add_relaxed(&k->r_fresh, 1);
     pa_add_relaxed(&pool->seg.hdr->uncached_ops, 1);
-    if (pool->slot >= 0 && pool->pid == getpid())
+    if (pool->slot >= 0 && pool->pid == reg_pid)
         pa_add_relaxed(alloc ? &pool->seg.procs[pool->slot].r_allocs
                              : &pool->seg.procs[pool->slot].r_frees,
                        1);

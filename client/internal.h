@@ -24,11 +24,12 @@
 #define POOL_SMALL_MAX 1024
 
 struct pool {
-    pshm_seg_t seg;
-    uint8_t small_class[POOL_SMALL_MAX / 8 + 1]; /* (size + 7) / 8 -> class */
-    uint32_t idx;                                /* index in the thread-local table */
-    uint64_t serial;                             /* unique per open pool */
+    /* Hot: the fast path reads these and the head of seg. */
+    uint32_t idx;    /* index in the thread-local table */
+    uint64_t serial; /* unique per open pool */
     uint64_t max_size;
+    uint8_t small_class[POOL_SMALL_MAX / 8 + 1]; /* (size + 7) / 8 -> class */
+    pshm_seg_t seg;
     pid_t pid;          /* the process that holds `slot` (changes after fork) */
     int slot;           /* process slot, -1 until the first allocation */
     bool shared;        /* attached through poold */

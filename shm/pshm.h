@@ -48,18 +48,23 @@
 #endif
 
 typedef struct pshm_seg {
+    /* Hot: read by every pool_free() check. */
     uint8_t *base;
+    pa_u8 *spanmap;
+    uint64_t data_off;   /* byte offset of the data spans */
+    uint64_t data_bytes; /* their length */
+    uint32_t span_shift;
+    uint32_t nclasses;
+    uint32_t block_mask[PSHM_MAX_CLASSES]; /* size - 1 when a power of two, else 0 */
+    uint32_t cache_cap[PSHM_MAX_CLASSES];
+    /* The rest. */
+    uint64_t data_end;
     uint64_t bytes;
     struct pshm_header *hdr;
     struct pshm_class *cls;
     struct pshm_proc *procs;
     uint8_t *threads;
-    pa_u8 *spanmap;
-    uint64_t data_off; /* byte offsets of the data spans */
-    uint64_t data_end;
-    uint32_t span_shift;
     uint32_t nspans;
-    uint32_t nclasses;
     uint32_t max_procs;
     uint32_t max_threads;
     uint32_t thread_bytes;
@@ -67,7 +72,6 @@ typedef struct pshm_seg {
     uint32_t block_size[PSHM_MAX_CLASSES];
     uint32_t block_shift[PSHM_MAX_CLASSES]; /* log2 when a power of two, else 0 */
     uint32_t blocks_per_span[PSHM_MAX_CLASSES];
-    uint32_t cache_cap[PSHM_MAX_CLASSES];
     uint32_t batch[PSHM_MAX_CLASSES];
 } pshm_seg_t;
 
@@ -118,22 +122,20 @@ static inline void *pshm_ptr(const pshm_seg_t *s, uint32_t idx)
  * block boundary). Safe on any input: the hot check of pool_free(). */
 static inline int pshm_block_class(const pshm_seg_t *s, uint64_t off)
 {
-    if (pshm_unlikely(off - s->data_off >= s->data_end - s->data_off || (off & 7) != 0))
+    uint64_t rel = off - s->data_off; /* wraps to huge below the data */
+    if (pshm_unlikely(rel >= s->data_bytes))
         return -22; /* EINVAL */
-    uint64_t rel = off - s->data_off;
     /* acquire: pairs with the release store in pshm_span_carve(), so the span
      * is known carved before its class is trusted. */
     uint32_t c = pa_load_acquire(&s->spanmap[rel >> s->span_shift]);
     if (pshm_unlikely(c >= s->nclasses))
         return -22;
+    uint32_t m = s->block_mask[c];
+    if (pshm_likely(m != 0)) /* power of two: spans are aligned to the class */
+        return (rel & m) ? -22 : (int)c;
     uint64_t in = rel & ((UINT64_C(1) << s->span_shift) - 1);
-    if (s->block_shift[c]) {
-        if (pshm_unlikely((in & (s->block_size[c] - 1)) != 0))
-            return -22;
-    } else if (pshm_unlikely(in % s->block_size[c] != 0 ||
-                             in / s->block_size[c] >= s->blocks_per_span[c])) {
+    if (in % s->block_size[c] != 0 || in / s->block_size[c] >= s->blocks_per_span[c])
         return -22;
-    }
     return (int)c;
 }
 

@@ -299,6 +299,7 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
         }
         s->block_size[i] = bs;
         s->block_shift[i] = cls[i].shift;
+        s->block_mask[i] = cls[i].shift ? bs - 1 : 0;
         s->blocks_per_span[i] = cls[i].blocks_per_span;
         s->cache_cap[i] = cls[i].cache_cap;
         s->batch[i] = cls[i].batch;
@@ -312,6 +313,7 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
     s->spanmap = (pa_u8 *)((uint8_t *)base + l.spanmap_off);
     s->data_off = l.data_off;
     s->data_end = l.data_off + ((uint64_t)l.nspans << l.span_shift);
+    s->data_bytes = s->data_end - s->data_off;
     s->span_shift = l.span_shift;
     s->nspans = l.nspans;
     s->nclasses = p.nclasses;

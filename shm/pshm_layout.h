@@ -35,6 +35,8 @@
 
 #define PSHM_MAX_CLASSES 32u
 #define PSHM_CACHE_CAP 64u        /* most blocks a thread caches per class */
+#define PSHM_TCLASS_SHIFT 9u      /* a thread record's per-class part: 512 bytes */
+#define PSHM_TCLASS_BYTES (1u << PSHM_TCLASS_SHIFT)
 #define PSHM_MIN_BLOCK 8u
 #define PSHM_SPAN_SHIFT_MIN 16u   /* spans are at least 64 KiB */
 #define PSHM_MAX_SEGMENT (UINT64_C(32) << 30)
@@ -154,11 +156,13 @@ struct pshm_tclass {
     pa_u64 allocs;
     pa_u64 frees;
     pa_u64 same;          /* allocation returned last_freed */
+    uint32_t slots[PSHM_CACHE_CAP];
+    /* Cold: counted on slow paths only. */
     pa_u64 fresh;         /* allocations cut fresh from a span */
     pa_u64 cmiss;         /* cache empty, went to central */
     pa_u64 cenmiss;       /* central empty, carved a span */
     pa_u64 exhausted;
-    uint32_t slots[PSHM_CACHE_CAP];
+    uint8_t pad[PSHM_TCLASS_BYTES - 40 - 4 * PSHM_CACHE_CAP - 32];
 };
 
 struct pshm_thread {
@@ -172,7 +176,7 @@ _Static_assert(sizeof(struct pshm_header) <= PSHM_HEADER_BYTES, "header fits its
 _Static_assert(sizeof(struct pshm_class) % 64 == 0, "class records are cache-line sized");
 _Static_assert(sizeof(struct pshm_proc) == 64, "one proc slot per cache line");
 _Static_assert(sizeof(struct pshm_thread) == 64, "thread record header is one line");
-_Static_assert(sizeof(struct pshm_tclass) % 8 == 0, "tclass keeps 8-byte alignment");
+_Static_assert(sizeof(struct pshm_tclass) == PSHM_TCLASS_BYTES, "tclass stride is a power of two");
 _Static_assert(offsetof(struct pshm_header, magic) == 0, "magic first");
 
 #define PSHM_LAYOUT_CHECK                                                                  \

@@ -69,12 +69,16 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
     return NULL;
 }
 
-/* Fold a counter into a total and zero it. The add comes first: a live
- * reader may count it twice for an instant, never lose it. */
-static uint64_t take(pa_u64 *ctr)
+/* Fold a thread's counter into a shared total and zero it. The add comes
+ * first: a live reader may count it twice for an instant, never lose it.
+ * Zero counters are skipped: no traffic on the shared line. */
+static uint64_t fold(pa_u64 *ctr, pa_u64 *total)
 {
     uint64_t v = pa_load_relaxed(ctr); /* relaxed: single writer is us now */
-    pa_store_relaxed(ctr, 0);
+    if (v) {
+        pa_add_relaxed(total, v); /* relaxed: statistic */
+        pa_store_relaxed(ctr, 0);
+    }
     return v;
 }
 
@@ -88,6 +92,12 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
         struct pshm_tclass *tc = &t->cls[c];
         struct pshm_class *k = &s->cls[c];
         uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: owner is us or dead */
+        /* A class this thread never touched has nothing to give back: skip
+         * it without touching the shared class record. */
+        if (n == 0 && tc->fresh_next >= tc->fresh_end && pa_load_relaxed(&tc->allocs) == 0 &&
+            pa_load_relaxed(&tc->frees) == 0 && pa_load_relaxed(&tc->cmiss) == 0 &&
+            pa_load_relaxed(&tc->exhausted) == 0)
+            continue;
         if (n > s->cache_cap[c]) {
             res->entries_dropped += n;
             n = 0;
@@ -131,19 +141,22 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
         }
         tc->fresh_next = tc->fresh_end = PSHM_IDX_NONE;
 
-        /* relaxed: statistics, summed by readers that tolerate a moment's
-         * double count (see take()). */
-        uint64_t allocs = take(&tc->allocs), frees = take(&tc->frees), cm = take(&tc->cmiss);
-        pa_add_relaxed(&k->r_allocs, allocs);
-        pa_add_relaxed(&k->r_frees, frees);
-        pa_add_relaxed(&k->r_cmiss, cm);
-        pa_add_relaxed(&k->r_fresh, take(&tc->fresh));
-        pa_add_relaxed(&k->r_same, take(&tc->same));
-        pa_add_relaxed(&k->r_cenmiss, take(&tc->cenmiss));
-        pa_add_relaxed(&k->r_exhausted, take(&tc->exhausted));
-        pa_add_relaxed(&p->r_allocs, allocs);
-        pa_add_relaxed(&p->r_frees, frees);
-        pa_add_relaxed(&p->r_cmiss, cm);
+        /* Statistics, summed by readers that tolerate a moment's double
+         * count (see fold()). */
+        uint64_t allocs = fold(&tc->allocs, &k->r_allocs);
+        uint64_t frees = fold(&tc->frees, &k->r_frees);
+        uint64_t cm = fold(&tc->cmiss, &k->r_cmiss);
+        fold(&tc->fresh, &k->r_fresh);
+        fold(&tc->same, &k->r_same);
+        fold(&tc->cenmiss, &k->r_cenmiss);
+        fold(&tc->exhausted, &k->r_exhausted);
+        /* relaxed: statistics of the slot. */
+        if (allocs)
+            pa_add_relaxed(&p->r_allocs, allocs);
+        if (frees)
+            pa_add_relaxed(&p->r_frees, frees);
+        if (cm)
+            pa_add_relaxed(&p->r_cmiss, cm);
     }
     res->threads++;
     /* release: pairs with the acquire CAS in pshm_thread_claim(); the next

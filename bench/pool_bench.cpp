@@ -1,0 +1,570 @@
+// SPDX-License-Identifier: MIT
+//
+// pool_bench.cpp: the seed's test_memory_pool suite reproduced with Google
+// Benchmark, plus a no-allocator floor, a rewrite of the seed's mutex pool,
+// single-thread malloc+free pairs and a ratio table.
+//
+// Workload (DESIGN.md): one iteration starts 10 std::threads with block sizes
+// 50, 50, 100, 100, 100, 500, 500, 1000, 1000, 2000 bytes; each thread, 2000
+// times, allocates one block, touches it and frees it at once. Threads are
+// created and joined inside the timed loop. The touch is chosen at run time:
+//   --touch=first  (default; or POOL_BENCH_TOUCH=first): memset(p, i & 0xff, n)
+//   --touch=second (or POOL_BENCH_TOUCH=second): read every byte
+// --quick (or POOL_BENCH_QUICK=1) makes the whole run short, for CI smoke runs.
+//
+// This file owns no allocator; it must never change what it measures between
+// allocators: every workload goes through run_workload() with the same touch.
+#include <benchmark/benchmark.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <map>
+#include <memory_resource>
+#include <new>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "poolclient.h"
+#include "seed_mutex_pool.hpp"
+
+namespace {
+
+// ---- configuration -------------------------------------------------------
+
+enum class Touch { First, Second };
+
+Touch g_touch = Touch::First;
+bool g_quick = false;
+
+constexpr std::size_t kSizes[] = {50, 50, 100, 100, 100, 500, 500, 1000, 1000, 2000};
+constexpr int kRounds = 2000;
+constexpr std::size_t kMaxSize = 2000;
+
+const char *touch_name(Touch t) { return t == Touch::First ? "first" : "second"; }
+
+bool parse_touch(const char *s, Touch *out)
+{
+    if (std::strcmp(s, "first") == 0 || std::strcmp(s, "FIRST") == 0) {
+        *out = Touch::First;
+        return true;
+    }
+    if (std::strcmp(s, "second") == 0 || std::strcmp(s, "SECOND") == 0) {
+        *out = Touch::Second;
+        return true;
+    }
+    return false;
+}
+
+bool env_true(const char *name)
+{
+    const char *v = std::getenv(name);
+    return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0 &&
+           std::strcmp(v, "false") != 0 && std::strcmp(v, "no") != 0;
+}
+
+// ---- touch ---------------------------------------------------------------
+//
+// Both touches are out of line and noipa, so that the caller knows nothing
+// about what they do: GCC can neither drop the memset as a dead store before
+// free() nor fold the reads of a block it has just seen zeroed (vector).
+
+// FIRST: write every byte, as the seed did with memset.
+__attribute__((noinline, noipa)) void touch_write(unsigned char *p, std::size_t n,
+                                                  unsigned round)
+{
+    std::memset(p, static_cast<int>(round & 0xffu), n);
+}
+
+// SECOND: load every byte. The seed's `for i: DoNotOptimize(p[i])` does not
+// load anything with GCC: the asm takes p[i] as an "m" operand and never
+// reads it. Summing the bytes makes each load necessary for the result, which
+// the caller then hands to DoNotOptimize. bench/README.md shows the loop in
+// the disassembly.
+__attribute__((noinline, noipa)) std::uint64_t touch_read(const unsigned char *p,
+                                                          std::size_t n)
+{
+    std::uint64_t sum = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        sum += p[i];
+    return sum;
+}
+
+inline void touch(void *ptr, std::size_t n, unsigned round)
+{
+    unsigned char *p = static_cast<unsigned char *>(ptr);
+    if (g_touch == Touch::First) {
+        touch_write(p, n, round);
+        benchmark::DoNotOptimize(p);
+        benchmark::ClobberMemory();
+    } else {
+        std::uint64_t sum = touch_read(p, n);
+        benchmark::DoNotOptimize(sum);
+    }
+}
+
+// ---- allocators under test ------------------------------------------------
+//
+// Each has alloc(size) and release(ptr, size); alloc may return nullptr.
+
+pool_t *g_pool = nullptr; // pool_default(), fetched once in main()
+
+struct PoolClient {
+    static const char *check() { return g_pool ? nullptr : "pool_default() returned NULL"; }
+    static void *alloc(std::size_t n) { return pool_malloc(g_pool, n); }
+    static void release(void *p, std::size_t n) { (void)pool_free(g_pool, p, n); }
+};
+
+// The upstream of the pmr pool: new_delete_resource() behind a byte cap.
+// The pool only calls it to carve chunks (under its own exclusive lock), so
+// the counter costs nothing on the measured path. Past the cap allocate()
+// throws std::bad_alloc, the worker records a failure and the row is skipped
+// with an error instead of growing until the OOM killer comes (the seed's
+// fate; bench/README.md, "pmr", says why it happened).
+class CappedUpstream : public std::pmr::memory_resource {
+public:
+    static constexpr std::size_t kCap = std::size_t(256) << 20;
+
+    std::size_t peak() const { return peak_.load(std::memory_order_relaxed); }
+
+private:
+    void *do_allocate(std::size_t n, std::size_t align) override
+    {
+        // relaxed: a statistic and a cap, ordered by the pool's own lock
+        std::size_t now = used_.fetch_add(n, std::memory_order_relaxed) + n;
+        if (now > kCap) {
+            used_.fetch_sub(n, std::memory_order_relaxed);
+            throw std::bad_alloc();
+        }
+        std::size_t p = peak_.load(std::memory_order_relaxed);
+        while (now > p && !peak_.compare_exchange_weak(p, now, std::memory_order_relaxed))
+            ;
+        return std::pmr::new_delete_resource()->allocate(n, align);
+    }
+    void do_deallocate(void *p, std::size_t n, std::size_t align) override
+    {
+        std::pmr::new_delete_resource()->deallocate(p, n, align);
+        used_.fetch_sub(n, std::memory_order_relaxed);
+    }
+    bool do_is_equal(const std::pmr::memory_resource &o) const noexcept override
+    {
+        return this == &o;
+    }
+
+    std::atomic<std::size_t> used_{0};
+    std::atomic<std::size_t> peak_{0};
+};
+
+CappedUpstream &pmr_upstream()
+{
+    static CappedUpstream r;
+    return r;
+}
+
+// One synchronized_pool_resource shared by every thread of every iteration
+// (and by the pmr pair rows), with default pool_options.
+std::pmr::synchronized_pool_resource &pmr_pool()
+{
+    static std::pmr::synchronized_pool_resource r(&pmr_upstream());
+    return r;
+}
+
+struct Pmr {
+    static const char *check() { return nullptr; }
+    static void *alloc(std::size_t n)
+    {
+        try {
+            return pmr_pool().allocate(n, alignof(std::max_align_t));
+        } catch (const std::bad_alloc &) {
+            return nullptr; // CappedUpstream refused: reported as an error
+        }
+    }
+    static void release(void *p, std::size_t n)
+    {
+        pmr_pool().deallocate(p, n, alignof(std::max_align_t));
+    }
+};
+
+struct Malloc {
+    static const char *check() { return nullptr; }
+    static void *alloc(std::size_t n) { return std::malloc(n); }
+    static void release(void *p, std::size_t) { std::free(p); }
+};
+
+struct SeedMutexPool {
+    static const char *check() { return nullptr; }
+    static void *alloc(std::size_t n) { return seed::MemoryPool::GetMemoryPool().malloc(n); }
+    static void release(void *p, std::size_t n) { seed::MemoryPool::GetMemoryPool().free(p, n); }
+};
+
+// ---- the multi-threaded workload -----------------------------------------
+
+struct Failure {
+    std::atomic<bool> failed{false};
+};
+
+template <class A>
+void worker(std::size_t size, Failure *f)
+{
+    for (int i = 0; i < kRounds; ++i) {
+        void *p = A::alloc(size);
+        if (p == nullptr) {
+            f->failed.store(true, std::memory_order_relaxed);
+            return;
+        }
+        touch(p, size, static_cast<unsigned>(i));
+        A::release(p, size);
+    }
+}
+
+// std::vector<char>(size): value-initialised (zeroed) by the constructor, as
+// in the seed, so it always writes the block once before the touch.
+void worker_vector(std::size_t size, Failure *)
+{
+    for (int i = 0; i < kRounds; ++i) {
+        std::vector<char> v(size);
+        touch(v.data(), size, static_cast<unsigned>(i));
+    }
+}
+
+// The floor: no allocation at all, one per-thread buffer, the same touch.
+void worker_none(std::size_t size, Failure *)
+{
+    alignas(64) unsigned char buf[kMaxSize];
+    for (int i = 0; i < kRounds; ++i) {
+        unsigned char *p = buf;
+        benchmark::DoNotOptimize(p);
+        touch(p, size, static_cast<unsigned>(i));
+    }
+}
+
+void run_threads(benchmark::State &state, void (*fn)(std::size_t, Failure *))
+{
+    Failure f;
+    for (auto _ : state) {
+        std::thread t[std::size(kSizes)];
+        for (std::size_t k = 0; k < std::size(kSizes); ++k)
+            t[k] = std::thread(fn, kSizes[k], &f);
+        for (auto &th : t)
+            th.join();
+        if (f.failed.load(std::memory_order_relaxed)) {
+            state.SkipWithError("allocation returned NULL");
+            break;
+        }
+    }
+    state.SetLabel(touch_name(g_touch));
+}
+
+template <class A>
+void work_thread(benchmark::State &state)
+{
+    if (const char *why = A::check()) {
+        state.SkipWithError(why);
+        return;
+    }
+    run_threads(state, &worker<A>);
+}
+
+void benchmark_map_memory_pool_work_thread(benchmark::State &s) { work_thread<PoolClient>(s); }
+void benchmark_pmr_memory_pool_work_thread(benchmark::State &s)
+{ work_thread<Pmr>(s); }
+void benchmark_malloc_work_thread(benchmark::State &s) { work_thread<Malloc>(s); }
+void benchmark_vector_work_thread(benchmark::State &s) { run_threads(s, &worker_vector); }
+void benchmark_seed_mutex_pool_work_thread(benchmark::State &s) { work_thread<SeedMutexPool>(s); }
+void benchmark_no_allocator_work_thread(benchmark::State &s) { run_threads(s, &worker_none); }
+
+// ---- single-thread pairs: one malloc + free, no touch --------------------
+
+template <class A, std::size_t N>
+void pair(benchmark::State &state)
+{
+    if (const char *why = A::check()) {
+        state.SkipWithError(why);
+        return;
+    }
+    for (auto _ : state) {
+        void *p = A::alloc(N);
+        benchmark::DoNotOptimize(p);
+        if (p == nullptr) {
+            state.SkipWithError("allocation returned NULL");
+            break;
+        }
+        A::release(p, N);
+    }
+}
+
+#define POOL_WORKLOAD(fn) \
+    BENCHMARK(fn)->UseRealTime()->Unit(benchmark::kMicrosecond)
+#define POOL_PAIR(name, A, N)                                      \
+    BENCHMARK_TEMPLATE(pair, A, N)                                 \
+        ->Name("benchmark_pair_" #name "_" #N)                     \
+        ->UseRealTime()                                            \
+        ->Unit(benchmark::kNanosecond)
+
+POOL_WORKLOAD(benchmark_map_memory_pool_work_thread);
+POOL_WORKLOAD(benchmark_pmr_memory_pool_work_thread);
+POOL_WORKLOAD(benchmark_malloc_work_thread);
+POOL_WORKLOAD(benchmark_vector_work_thread);
+POOL_WORKLOAD(benchmark_seed_mutex_pool_work_thread);
+POOL_WORKLOAD(benchmark_no_allocator_work_thread);
+
+POOL_PAIR(poolclient, PoolClient, 64);
+POOL_PAIR(poolclient, PoolClient, 2000);
+POOL_PAIR(malloc, Malloc, 64);
+POOL_PAIR(malloc, Malloc, 2000);
+POOL_PAIR(seed_mutex_pool, SeedMutexPool, 64);
+POOL_PAIR(seed_mutex_pool, SeedMutexPool, 2000);
+POOL_PAIR(pmr, Pmr, 64);
+POOL_PAIR(pmr, Pmr, 2000);
+
+// ---- reporter: the usual console table, then ratios ----------------------
+
+class RatioReporter : public benchmark::BenchmarkReporter {
+public:
+    explicit RatioReporter(benchmark::ConsoleReporter::OutputOptions o) : console_(o) {}
+
+    bool ReportContext(const Context &c) override
+    {
+        console_.SetOutputStream(&GetOutputStream());
+        console_.SetErrorStream(&GetErrorStream());
+        return console_.ReportContext(c);
+    }
+
+    void ReportRuns(const std::vector<Run> &runs) override
+    {
+        console_.ReportRuns(runs);
+        for (const Run &r : runs) {
+            if (r.error_occurred) { // errored repetitions get no aggregates
+                Row &row = rows_[r.run_name.function_name];
+                row.error = true;
+                row.ns = NAN;
+                continue;
+            }
+            // Keep the median of repeated runs, or the single run otherwise.
+            bool single = r.run_type == Run::RT_Iteration && r.repetitions <= 1;
+            bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
+            if (!single && !median)
+                continue;
+            Row &row = rows_[r.run_name.function_name];
+            if (row.error)
+                continue;
+            row.ns = r.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(r.time_unit) * 1e9;
+            row.reps = single ? 1 : r.repetitions;
+        }
+    }
+
+    void Finalize() override
+    {
+        console_.Finalize();
+        std::ostream &out = GetOutputStream();
+        static const char *const workloads[] = {
+            "benchmark_map_memory_pool_work_thread", "benchmark_pmr_memory_pool_work_thread",
+            "benchmark_malloc_work_thread",          "benchmark_vector_work_thread",
+            "benchmark_seed_mutex_pool_work_thread", "benchmark_no_allocator_work_thread"};
+        static const char *const pairs[] = {
+            "benchmark_pair_poolclient_64",      "benchmark_pair_poolclient_2000",
+            "benchmark_pair_malloc_64",          "benchmark_pair_malloc_2000",
+            "benchmark_pair_seed_mutex_pool_64", "benchmark_pair_seed_mutex_pool_2000",
+            "benchmark_pair_pmr_64",             "benchmark_pair_pmr_2000"};
+        const double m = ns("benchmark_malloc_work_thread");
+        const double floor = ns("benchmark_no_allocator_work_thread");
+        const double m64 = ns("benchmark_pair_malloc_64");
+        char line[256];
+
+        std::snprintf(line, sizeof line,
+                      "\nRatios (touch=%s; median real time of %s; lower is better)\n",
+                      touch_name(g_touch), reps_text().c_str());
+        out << line;
+        if (any_of(workloads)) {
+            std::snprintf(line, sizeof line, "%-40s %14s %12s %12s\n", "Workload (10 threads)",
+                          "Time (us)", "x malloc", "x floor");
+            out << line << std::string(81, '-') << '\n';
+            for (const char *name : workloads) {
+                if (!rows_.count(name))
+                    continue;
+                double t = ns(name);
+                std::snprintf(line, sizeof line, "%-40s %14s %12s %12s\n", name,
+                              time_text(name, t / 1e3).c_str(), num(t / m, "%.2f").c_str(),
+                              num(t / floor, "%.2f").c_str());
+                out << line;
+            }
+        }
+        if (any_of(pairs)) {
+            std::snprintf(line, sizeof line, "\n%-40s %14s %12s\n",
+                          "Pair (1 thread, malloc+free)", "Time (ns)", "x malloc 64");
+            out << line << std::string(68, '-') << '\n';
+            for (const char *name : pairs) {
+                if (!rows_.count(name))
+                    continue;
+                double t = ns(name);
+                std::snprintf(line, sizeof line, "%-40s %14s %12s\n", name,
+                              time_text(name, t).c_str(), num(t / m64, "%.2f").c_str());
+                out << line;
+            }
+        }
+        if (rows_.count(workloads[1]) || rows_.count(pairs[6]) || rows_.count(pairs[7])) {
+            std::snprintf(line, sizeof line,
+                          "\npmr: the most the pool ever held from upstream: %zu KiB (cap %zu MiB)\n",
+                          pmr_upstream().peak() / 1024, CappedUpstream::kCap >> 20);
+            out << line;
+        }
+        out << "(n/a: row skipped with an error, filtered out, or its reference is missing)\n";
+        out.flush();
+    }
+
+private:
+    struct Row {
+        double ns = NAN;
+        bool error = false;
+        std::int64_t reps = 1;
+    };
+
+    double ns(const std::string &name) const
+    {
+        auto it = rows_.find(name);
+        return it == rows_.end() ? NAN : it->second.ns;
+    }
+
+    template <std::size_t N>
+    bool any_of(const char *const (&names)[N]) const
+    {
+        for (const char *n : names)
+            if (rows_.count(n))
+                return true;
+        return false;
+    }
+
+    std::string reps_text() const
+    {
+        std::int64_t lo = 0, hi = 0;
+        for (const auto &kv : rows_) {
+            if (kv.second.error)
+                continue;
+            lo = lo == 0 ? kv.second.reps : std::min(lo, kv.second.reps);
+            hi = std::max(hi, kv.second.reps);
+        }
+        if (hi <= 1)
+            return "1 run";
+        return lo == hi ? std::to_string(hi) + " repetitions"
+                        : std::to_string(lo) + "-" + std::to_string(hi) + " repetitions";
+    }
+
+    std::string time_text(const char *name, double v) const
+    {
+        auto it = rows_.find(name);
+        return it != rows_.end() && it->second.error ? "error" : num(v, "%.1f");
+    }
+
+    static std::string num(double v, const char *fmt)
+    {
+        if (!std::isfinite(v))
+            return "n/a";
+        char b[32];
+        std::snprintf(b, sizeof b, fmt, v);
+        return b;
+    }
+
+    benchmark::ConsoleReporter console_;
+    std::map<std::string, Row> rows_;
+};
+
+bool has_flag(const std::vector<char *> &args, const char *prefix)
+{
+    std::size_t n = std::strlen(prefix);
+    for (std::size_t i = 1; i < args.size(); ++i)
+        if (std::strncmp(args[i], prefix, n) == 0)
+            return true;
+    return false;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    // Our flags first, removed before benchmark::Initialize sees argv.
+    if (const char *t = std::getenv("POOL_BENCH_TOUCH")) {
+        if (!parse_touch(t, &g_touch)) {
+            std::fprintf(stderr, "pool_bench: POOL_BENCH_TOUCH=%s: expected first or second\n", t);
+            return 2;
+        }
+    }
+    g_quick = env_true("POOL_BENCH_QUICK");
+
+    std::vector<char *> args;
+    args.push_back(argv[0]);
+    for (int i = 1; i < argc; ++i) {
+        if (std::strncmp(argv[i], "--touch=", 8) == 0) {
+            if (!parse_touch(argv[i] + 8, &g_touch)) {
+                std::fprintf(stderr, "pool_bench: %s: expected --touch=first|second\n", argv[i]);
+                return 2;
+            }
+        } else if (std::strcmp(argv[i], "--quick") == 0) {
+            g_quick = true;
+        } else if (std::strcmp(argv[i], "--help") == 0) {
+            std::printf("pool_bench [--touch=first|second] [--quick] [benchmark flags]\n"
+                        "  env: POOL_BENCH_TOUCH=first|second, POOL_BENCH_QUICK=1\n"
+                        "  defaults: --benchmark_repetitions=5 (quick: 3)\n"
+                        "            --benchmark_report_aggregates_only=true\n"
+                        "            quick also sets --benchmark_min_time=0.05\n\n");
+            args.push_back(argv[i]);
+        } else {
+            args.push_back(argv[i]);
+        }
+    }
+
+    // Defaults the caller did not override: a median needs repetitions.
+    static char reps5[] = "--benchmark_repetitions=5";
+    static char reps3[] = "--benchmark_repetitions=3";
+    static char aggr[] = "--benchmark_report_aggregates_only=true";
+    static char quick_time[] = "--benchmark_min_time=0.05";
+    if (!has_flag(args, "--benchmark_repetitions="))
+        args.push_back(g_quick ? reps3 : reps5);
+    if (!has_flag(args, "--benchmark_report_aggregates_only=") &&
+        !has_flag(args, "--benchmark_display_aggregates_only="))
+        args.push_back(aggr);
+    if (g_quick && !has_flag(args, "--benchmark_min_time="))
+        args.push_back(quick_time);
+    bool color = isatty(STDOUT_FILENO) && !has_flag(args, "--benchmark_color=false") &&
+                 !has_flag(args, "--benchmark_color=no");
+    bool console = !has_flag(args, "--benchmark_format=") ||
+                   has_flag(args, "--benchmark_format=console");
+    args.push_back(nullptr);
+
+    int nargs = static_cast<int>(args.size()) - 1;
+    benchmark::Initialize(&nargs, args.data());
+    if (benchmark::ReportUnrecognizedArguments(nargs, args.data()))
+        return 2;
+
+    // Make the process-wide pool before any timing, as the seed's singleton.
+    g_pool = pool_default();
+    if (g_pool == nullptr)
+        std::fprintf(stderr, "pool_bench: pool_default: %s (poolclient rows skipped)\n",
+                     std::strerror(errno));
+    benchmark::AddCustomContext("touch", touch_name(g_touch));
+    benchmark::AddCustomContext("poolclient",
+                                g_pool == nullptr       ? "unavailable"
+                                : pool_is_shared(g_pool) ? "shared (poold)"
+                                                         : "embedded");
+    if (g_quick)
+        benchmark::AddCustomContext("mode", "quick");
+
+    if (console) {
+        RatioReporter reporter(color ? benchmark::ConsoleReporter::OO_ColorTabular
+                                     : benchmark::ConsoleReporter::OO_Tabular);
+        benchmark::RunSpecifiedBenchmarks(&reporter);
+    } else {
+        benchmark::RunSpecifiedBenchmarks();
+    }
+    benchmark::Shutdown();
+    return 0;
+}
