@@ -166,6 +166,8 @@ static inline struct pshm_thread *pshm_thread_at(const pshm_seg_t *s, uint32_t i
 }
 /* Claim a free slot for pid: slot number, or -EBUSY when all are taken. */
 int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, bool via_daemon);
+/* The live slot held by pid, or -ENOENT. */
+int pshm_proc_find(const pshm_seg_t *s, pid_t pid);
 /* Give a slot back (its threads' records must be released first). */
 void pshm_proc_release(pshm_seg_t *s, uint32_t slot);
 /* Claim a thread record for a thread of slot `slot`; NULL when all taken. */

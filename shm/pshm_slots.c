@@ -39,6 +39,18 @@ int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, bool via_daem
     return -EBUSY;
 }
 
+int pshm_proc_find(const pshm_seg_t *s, pid_t pid)
+{
+    for (uint32_t i = 0; i < s->max_procs; i++) {
+        const struct pshm_proc *p = &s->procs[i];
+        /* acquire: pairs with the release store of LIVE in pshm_proc_claim(),
+         * so the pid read next is the claimer's. */
+        if (pa_load_acquire(&p->state) == PSHM_PROC_LIVE && pa_load_relaxed(&p->pid) == pid)
+            return (int)i;
+    }
+    return -ENOENT;
+}
+
 void pshm_proc_release(pshm_seg_t *s, uint32_t slot)
 {
     /* release: pairs with the acquire CAS in pshm_proc_claim(). */
