@@ -8,12 +8,28 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
+
+static __thread char last_error[256];
+
+void pool_set_error_(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
+}
+
+POOL_API const char *pool_last_error(void)
+{
+    return last_error;
+}
 
 pool_t *pool_new_(void)
 {
@@ -56,7 +72,7 @@ static size_t env_size(const char *name, size_t dflt)
 
 POOL_API pool_t *pool_open_embedded(size_t bytes)
 {
-    char err[256];
+    char err[256] = "";
     pshm_params_t params;
     void *base = NULL;
     int rc;
@@ -65,6 +81,9 @@ POOL_API pool_t *pool_open_embedded(size_t bytes)
         bytes = POOL_DEFAULT_BYTES;
     pshm_params_default(&params, bytes);
     if (bytes > PSHM_MAX_SEGMENT || bytes < pshm_params_min_bytes(&params)) {
+        pool_set_error_("embedded pool of %zu bytes: size must be %llu to %llu bytes", bytes,
+                        (unsigned long long)pshm_params_min_bytes(&params),
+                        (unsigned long long)PSHM_MAX_SEGMENT);
         errno = EINVAL;
         return NULL;
     }
@@ -91,6 +110,9 @@ POOL_API pool_t *pool_open_embedded(size_t bytes)
         goto fail;
     return pool;
 fail:
+    if (rc == -EMFILE)
+        snprintf(err, sizeof(err), "more than %d pools open in this process", POOL_MAX_OPEN);
+    pool_set_error_("embedded pool: %s", err);
     pool_free_handle_(pool);
     errno = -rc;
     return NULL;
@@ -127,6 +149,8 @@ POOL_API void pool_detach(pool_t *pool)
     if (!pool)
         return;
     pool_unregister_(pool);
+    if (pool->shared)
+        pool_bye_(pool);
     pool_free_handle_(pool);
 }
 
@@ -140,6 +164,8 @@ POOL_API int pool_stats(pool_t *pool, pool_stats_t *out)
      * of processes that died without detaching. */
     if (!pool->shared)
         pshm_reclaim_dead(&pool->seg, NULL, 0);
+    else
+        pool_maybe_reregister_(pool);
     pshm_stats(&pool->seg, out);
     return 0;
 }

@@ -38,7 +38,8 @@ struct pool {
     int sock;           /* connection to poold, -1 when none */
     char shm_name[64];
     char socket_path[108];
-    uint64_t daemon_gen;
+    uint64_t daemon_gen;   /* poold generation we registered with */
+    uint64_t next_hello_ns; /* earliest time for the next re-registration try */
 };
 
 struct pool_tls {
@@ -75,5 +76,17 @@ static inline uint32_t pool_class_of_(const pool_t *pool, size_t size)
 /* attach.c */
 pool_t *pool_new_(void);
 void pool_free_handle_(pool_t *pool);
+/* Record a message for pool_last_error() (printf-like). */
+void pool_set_error_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* attach_daemon.c */
+/* HELLO on a new connection: 0 with *fd and *slot set, or -errno (message
+ * recorded). With shm_name non-NULL, the segment name is copied there. */
+int pool_hello_(pool_t *pool, const char *path, int *fd, int *slot, char *shm_name,
+                size_t shm_len, uint64_t *bytes, uint64_t *gen);
+/* After a poold restart: say HELLO again (rate-limited, never blocks long). */
+void pool_maybe_reregister_(pool_t *pool);
+/* Tell poold this process leaves (after its slot was given back). */
+void pool_bye_(pool_t *pool);
 
 #endif /* POOL_INTERNAL_H */

@@ -86,6 +86,10 @@ POOL_API POOL_NODISCARD pool_t *pool_open_embedded(size_t bytes);
  */
 POOL_API POOL_NODISCARD pool_t *pool_default(void);
 
+/* pool_last_error: a sentence saying why the last pool_attach(),
+ * pool_open_embedded() or pool_default() of this thread failed ("" if none). */
+POOL_API const char *pool_last_error(void);
+
 /* pool_is_shared: true when the pool is served by poold. */
 POOL_API bool pool_is_shared(const pool_t *pool);
 

@@ -396,6 +396,14 @@ static void test_parse_request_null_args(void **state)
     assert_int_equal(pproto_parse_request(NULL, 0, &r, &e), -ENOTSUP);
     assert_int_equal(pproto_parse_request(NULL, 5, &r, &e), -EINVAL);
     assert_int_equal(pproto_parse_request("PING", 4, &r, NULL), 0);
+    {
+        pproto_reply_t rep;
+        pproto_info_line_t l;
+        assert_int_equal(pproto_parse_reply(NULL, 0, &rep), -EINVAL);
+        assert_int_equal(pproto_parse_reply(NULL, 3, &rep), -EINVAL);
+        assert_int_equal(pproto_parse_info_line(NULL, 0, &l), PPROTO_INFO_BLANK);
+        assert_int_equal(pproto_parse_info_line(NULL, 3, &l), -EINVAL);
+    }
 }
 
 static void test_encode_request_roundtrip(void **state)
@@ -1000,8 +1008,49 @@ static void test_parse_u64_limits(void **state)
     assert_int_equal(v, 1);
 }
 
+static void test_parse_i64_limits(void **state)
+{
+    int64_t v;
+    (void)state;
+
+    assert_int_equal(pproto_parse_i64("-3", 2, &v), 0);
+    assert_true(v == -3);
+    assert_int_equal(pproto_parse_i64("42", 2, &v), 0);
+    assert_true(v == 42);
+    assert_int_equal(pproto_parse_i64("9223372036854775807", 19, &v), 0);
+    assert_true(v == INT64_MAX);
+    assert_int_equal(pproto_parse_i64("-9223372036854775808", 20, &v), 0);
+    assert_true(v == INT64_MIN);
+    assert_int_equal(pproto_parse_i64("9223372036854775808", 19, &v), -ERANGE);
+    assert_int_equal(pproto_parse_i64("-9223372036854775809", 20, &v), -ERANGE);
+    assert_int_equal(pproto_parse_i64("-", 1, &v), -EINVAL);
+    assert_int_equal(pproto_parse_i64("--1", 3, &v), -EINVAL);
+    assert_int_equal(pproto_parse_i64("+1", 2, &v), -EINVAL);
+    assert_int_equal(pproto_parse_i64("", 0, &v), -EINVAL);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Builder                                                                  */
+
+static void test_buf_signed_values(void **state)
+{
+    char out[256];
+    pproto_buf_t b;
+    (void)state;
+
+    pproto_buf_init(&b, out, sizeof out);
+    pproto_buf_add_info_i64(&b, "a", -5);
+    pproto_buf_add_info_i64(&b, "b", INT64_MIN);
+    pproto_buf_begin_row(&b, "r");
+    pproto_buf_add_subkv_i64(&b, "x", INT64_MAX);
+    pproto_buf_add_subkv_i64(&b, "y", -1);
+    pproto_buf_add_subkv_i64(&b, "z", 0);
+    pproto_buf_end_line(&b);
+    assert_false(b.overflow);
+    assert_string_equal(out, "a:-5\n"
+                             "b:-9223372036854775808\n"
+                             "r:x=9223372036854775807,y=-1,z=0\n");
+}
 
 static void test_buf_builds_ok_line(void **state)
 {
@@ -1181,6 +1230,51 @@ static void test_buf_line_limit(void **state)
     assert_false(b.overflow);
 }
 
+/* Found by fuzz_pproto: the builder accepted OK lines the parser refuses. */
+static void test_buf_ok_line_stays_parseable(void **state)
+{
+    char mem[2 * PPROTO_MAX_LINE];
+    char val[PPROTO_MAX_VAL + 2];
+    pproto_buf_t b;
+    pproto_reply_t r;
+    (void)state;
+
+    memset(val, 'v', sizeof val - 1);
+    val[sizeof val - 1] = '\0'; /* PPROTO_MAX_VAL + 1 bytes */
+    pproto_buf_init(&b, mem, sizeof mem);
+    pproto_buf_add_str(&b, "OK");
+    assert_int_equal(pproto_buf_add_kv_str(&b, "k", val), -EMSGSIZE);
+    assert_true(b.overflow);
+
+    val[PPROTO_MAX_VAL] = '\0';
+    pproto_buf_init(&b, mem, sizeof mem);
+    pproto_buf_add_str(&b, "OK pong");
+    assert_int_equal(pproto_buf_add_kv_str(&b, "k", val), 0);
+    for (int i = 1; i < PPROTO_MAX_KV; i++)
+        assert_int_equal(pproto_buf_add_kv_u64(&b, "n", (uint64_t)i), 0);
+    assert_int_equal(pproto_buf_add_kv_u64(&b, "n", 99), -EMSGSIZE);
+    assert_true(b.overflow);
+
+    /* Exactly the limits parse. (Keys repeat above; use distinct ones.) */
+    pproto_buf_init(&b, mem, sizeof mem);
+    pproto_buf_add_str(&b, "OK");
+    pproto_buf_add_kv_str(&b, "k", val);
+    for (int i = 1; i < PPROTO_MAX_KV; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "k%d", i);
+        pproto_buf_add_kv_u64(&b, key, (uint64_t)i);
+    }
+    pproto_buf_end_line(&b);
+    assert_false(b.overflow);
+    assert_int_equal(reply(mem, &r), 0);
+    assert_int_equal(r.nkv, PPROTO_MAX_KV);
+    assert_int_equal(strlen(pproto_kv_get(&r, "k")), PPROTO_MAX_VAL);
+
+    /* The count is per line: a new line starts again from zero. */
+    for (int i = 0; i < PPROTO_MAX_KV; i++)
+        assert_int_equal(pproto_buf_add_kv_u64(&b, "x", 1), 0);
+}
+
 static void test_buf_invalid_input(void **state)
 {
     char mem[64];
@@ -1247,11 +1341,14 @@ int main(void)
         cmocka_unit_test(test_subkv_iterate),
         cmocka_unit_test(test_subkv_malformed),
         cmocka_unit_test(test_parse_u64_limits),
+        cmocka_unit_test(test_parse_i64_limits),
+        cmocka_unit_test(test_buf_signed_values),
         cmocka_unit_test(test_buf_builds_ok_line),
         cmocka_unit_test(test_buf_builds_info_body),
         cmocka_unit_test(test_buf_overflow_never_writes_past_cap),
         cmocka_unit_test(test_buf_overflow_is_all_or_nothing),
         cmocka_unit_test(test_buf_line_limit),
+        cmocka_unit_test(test_buf_ok_line_stays_parseable),
         cmocka_unit_test(test_buf_invalid_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
