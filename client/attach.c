@@ -165,7 +165,7 @@ POOL_API int pool_stats(pool_t *pool, pool_stats_t *out)
     if (!pool->shared)
         pshm_reclaim_dead(&pool->seg, NULL, 0);
     else
-        pool_maybe_reregister_(pool);
+        pool_reregister_if_needed_(pool);
     pshm_stats(&pool->seg, out);
     return 0;
 }

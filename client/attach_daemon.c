@@ -231,7 +231,7 @@ POOL_API pool_t *pool_attach(const char *socket_path)
     pool->shared = true;
     pool->slot = slot;
     pool->pid = getpid();
-    pool->daemon_gen = gen;
+    pa_store_relaxed(&pool->daemon_gen, gen); /* relaxed: not shared yet */
     size_t pl = strlen(path);
     if (pl < sizeof(pool->socket_path))
         memcpy(pool->socket_path, path, pl + 1);
@@ -263,7 +263,7 @@ void pool_maybe_reregister_(pool_t *pool)
         return;
     /* relaxed: a hint that poold restarted; the HELLO reply is the truth. */
     uint64_t gen = pa_load_relaxed(&pool->seg.hdr->daemon_gen);
-    if (gen == pool->daemon_gen)
+    if (gen == pa_load_relaxed(&pool->daemon_gen)) /* relaxed: under the registry lock */
         return;
     uint64_t now = now_ns();
     if (now < pool->next_hello_ns)
@@ -282,7 +282,7 @@ void pool_maybe_reregister_(pool_t *pool)
     if (pool->sock >= 0)
         close(pool->sock);
     pool->sock = fd;
-    pool->daemon_gen = g;
+    pa_store_relaxed(&pool->daemon_gen, g); /* relaxed: under the registry lock */
 }
 
 void pool_bye_(pool_t *pool)

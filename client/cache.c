@@ -115,6 +115,28 @@ static int ensure_slot_locked(pool_t *pool)
     pid_t me = reg_pid;
     if (pool->slot >= 0 && pool->pid == me)
         return 0;
+    if (pool->shared) {
+        /* A forked child of an attached process: its own HELLO, on its own
+         * connection (the inherited one is the parent's). */
+        if (pool->sock >= 0 && pool->pid != me) {
+            close(pool->sock);
+            pool->sock = -1;
+        }
+        char shm[64];
+        int fd, slot;
+        uint64_t bytes, gen;
+        if (pool_hello_(pool, pool->socket_path, &fd, &slot, shm, sizeof(shm), &bytes, &gen) ==
+                0 &&
+            strcmp(shm, pool->shm_name) == 0 && (uint32_t)slot < pool->seg.max_procs) {
+            pool->sock = fd;
+            pool->slot = slot;
+            pool->pid = me;
+            pa_store_relaxed(&pool->daemon_gen, gen); /* relaxed: see internal.h */
+            return 0;
+        }
+        /* poold is away: take a slot in the segment directly; poold's
+         * sweep watches it once it is back. */
+    }
     uint64_t start = pshm_os_proc_start_time(me);
     int slot = pshm_proc_claim(&pool->seg, me, start, pool->shared);
     if (slot == -EBUSY && pshm_reclaim_dead(&pool->seg, NULL, 0) > 0)
@@ -124,6 +146,18 @@ static int ensure_slot_locked(pool_t *pool)
     pool->slot = slot;
     pool->pid = me;
     return 0;
+}
+
+void pool_reregister_if_needed_(pool_t *pool)
+{
+    /* relaxed (both): a hint; the HELLO reply decides. Cheap enough for
+     * every slow path: one shared line that changes only when poold starts. */
+    if (pa_load_relaxed(&pool->seg.hdr->daemon_gen) == pa_load_relaxed(&pool->daemon_gen))
+        return;
+    pthread_mutex_lock(&reg_lock);
+    if (pool->pid == reg_pid)
+        pool_maybe_reregister_(pool);
+    pthread_mutex_unlock(&reg_lock);
 }
 
 int pool_ensure_slot_(pool_t *pool)
@@ -221,6 +255,8 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
     uint32_t n = pa_load_relaxed(&tc->count);
     if (n == 0 && tc->fresh_next >= tc->fresh_end) {
         pa_inc_single_writer(&tc->cmiss, 1);
+        if (pshm_unlikely(pool->shared))
+            pool_reregister_if_needed_(pool);
         n = pshm_central_pop(s, c, tc->slots, s->cache_cap[c]);
         if (n == 0 && reclaim_if_exhausted(pool))
             n = pshm_central_pop(s, c, tc->slots, s->cache_cap[c]);

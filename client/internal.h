@@ -38,7 +38,8 @@ struct pool {
     int sock;           /* connection to poold, -1 when none */
     char shm_name[64];
     char socket_path[108];
-    uint64_t daemon_gen;   /* poold generation we registered with */
+    pa_u64 daemon_gen;      /* poold generation we registered with (relaxed:
+                               written under the registry lock, read as a hint) */
     uint64_t next_hello_ns; /* earliest time for the next re-registration try */
 };
 
@@ -60,6 +61,8 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c);
 int pool_register_(pool_t *pool);   /* take an idx and serial; -EMFILE when full */
 void pool_unregister_(pool_t *pool); /* release every record of this process, slot, idx */
 int pool_ensure_slot_(pool_t *pool);
+/* If poold restarted since we said HELLO, say it again (rate-limited). */
+void pool_reregister_if_needed_(pool_t *pool);
 
 /* malloc.c */
 void pool_build_class_table_(pool_t *pool);
@@ -84,7 +87,8 @@ void pool_set_error_(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
  * recorded). With shm_name non-NULL, the segment name is copied there. */
 int pool_hello_(pool_t *pool, const char *path, int *fd, int *slot, char *shm_name,
                 size_t shm_len, uint64_t *bytes, uint64_t *gen);
-/* After a poold restart: say HELLO again (rate-limited, never blocks long). */
+/* After a poold restart: say HELLO again (rate-limited, never blocks long).
+ * Call with the registry lock held (pool_reregister_if_needed_). */
 void pool_maybe_reregister_(pool_t *pool);
 /* Tell poold this process leaves (after its slot was given back). */
 void pool_bye_(pool_t *pool);

@@ -289,6 +289,20 @@ int pproto_buf_end_line(pproto_buf_t *b);
 /* "END\n" */
 int pproto_buf_add_end(pproto_buf_t *b);
 
+/* ---------------------------------------------------------------------- */
+/* Rendering a STATS/PROCS/CLASSES body (pproto_render.c)                   */
+
+/* body[0..len): the lines after the OK line, through END (docs/stats.md).
+ * JSON: one object, a member per section; sections of rows (classes,
+ * processes, orphans) are arrays of objects, numbers stay numbers. Returns
+ * the bytes in out, or -EINVAL (malformed body), -ENOSPC / -EMSGSIZE. */
+PPROTO_NODISCARD int pproto_render_json(const char *body, size_t len, pproto_buf_t *out);
+/* Prometheus text format 0.0.4: `poold_<key>` per numeric pool/server key,
+ * `poold_class_<field>{size=".."}`, `poold_proc_<field>{pid="..",name=".."}`,
+ * counters suffixed `_total`, and `poold_info{...} 1` with the string keys.
+ * Not reentrant (one static scratch table): call from one thread. */
+PPROTO_NODISCARD int pproto_render_prometheus(const char *body, size_t len, pproto_buf_t *out);
+
 #ifdef __cplusplus
 }
 #endif

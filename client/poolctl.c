@@ -1,0 +1,525 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * poolctl.c: the command-line client of poold's control socket.
+ *
+ *   poolctl [--socket PATH] stats [--json | --prometheus] [--watch SECONDS]
+ *   poolctl [--socket PATH] procs | classes | ping | version
+ *
+ * Links proto/ only and never includes the library's internal.h: it knows
+ * poold through the protocol, like any other observer. Every reply goes
+ * through pproto_parse_* before it is shown; a reply is bounded in size and
+ * time. Exit codes: 0 done; 1 poold answered with an error or nonsense;
+ * 2 usage; 3 poold cannot be reached.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "poolclient.h"
+#include "pproto.h"
+
+#define EXIT_OK 0
+#define EXIT_REPLY 1
+#define EXIT_USAGE 2
+#define EXIT_UNREACHABLE 3
+#define REPLY_MAX (4u << 20)
+#define TIMEOUT_MS 5000
+
+static const char *socket_path;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: poolctl [--socket PATH] COMMAND [OPTIONS]\n"
+            "\n"
+            "Commands:\n"
+            "  stats [--json | --prometheus] [--watch SECONDS]\n"
+            "                 per-class, per-process and whole-pool statistics\n"
+            "  procs          the processes attached to the pool\n"
+            "  classes        the size classes and their cache settings\n"
+            "  ping           check that poold answers\n"
+            "  version        poold's version and segment ABI\n"
+            "\n"
+            "Options:\n"
+            "  -s, --socket PATH   poold's control socket (default: $POOLD_SOCKET, else\n"
+            "                      %s)\n"
+            "  -h, --help          this text\n"
+            "  -V, --version       poolctl's version\n"
+            "\n"
+            "Exit status: 0 done, 1 poold replied with an error, 2 usage, 3 poold\n"
+            "cannot be reached.\n",
+            POOL_DEFAULT_SOCKET);
+}
+
+struct reply {
+    char *buf; /* whole reply, NUL-terminated */
+    size_t len;
+    size_t body; /* offset of the first body line (after the OK line) */
+    pproto_reply_t first;
+};
+
+static int connect_poold(void)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(socket_path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "poolctl: socket path too long: %s\n", socket_path);
+        return -1;
+    }
+    strcpy(sa.sun_path, socket_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        fprintf(stderr, "poolctl: cannot reach poold at %s: %s; is it running?\n", socket_path,
+                strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Send one verb, read the whole reply (through END for multi-line ones). */
+static int request(const char *verb, bool multiline, struct reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    int fd = connect_poold();
+    if (fd < 0)
+        return EXIT_UNREACHABLE;
+    char line[64];
+    int n = snprintf(line, sizeof(line), "%s\n", verb);
+    if (write(fd, line, (size_t)n) != n) {
+        fprintf(stderr, "poolctl: write to %s: %s\n", socket_path, strerror(errno));
+        close(fd);
+        return EXIT_UNREACHABLE;
+    }
+    size_t cap = 64 << 10;
+    r->buf = malloc(cap);
+    int rc = EXIT_REPLY;
+    size_t scanned = 0;
+    bool have_first = false;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        /* Look for complete lines. */
+        char *nl;
+        while ((nl = memchr(r->buf + scanned, '\n', r->len - scanned)) != NULL) {
+            size_t start = scanned, llen = (size_t)(nl - (r->buf + start));
+            scanned = start + llen + 1;
+            if (!have_first) {
+                if (pproto_parse_reply(r->buf + start, llen, &r->first) < 0) {
+                    fprintf(stderr, "poolctl: malformed reply from poold: %.*s\n", (int)llen,
+                            r->buf + start);
+                    goto out;
+                }
+                have_first = true;
+                r->body = scanned;
+                if (!r->first.ok || !multiline) {
+                    rc = EXIT_OK;
+                    goto out;
+                }
+                continue;
+            }
+            pproto_info_line_t il;
+            int kind = pproto_parse_info_line(r->buf + start, llen, &il);
+            if (kind < 0) {
+                fprintf(stderr, "poolctl: malformed line in poold's reply: %.*s\n", (int)llen,
+                        r->buf + start);
+                goto out;
+            }
+            if (kind == PPROTO_INFO_END) {
+                rc = EXIT_OK;
+                goto out;
+            }
+        }
+        if (r->len + 1 >= cap) {
+            if (cap >= REPLY_MAX) {
+                fprintf(stderr, "poolctl: reply from poold larger than %u bytes\n", REPLY_MAX);
+                goto out;
+            }
+            cap *= 2;
+            char *nb = realloc(r->buf, cap);
+            if (!nb)
+                goto out;
+            r->buf = nb;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long spent = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int pr = spent < TIMEOUT_MS ? poll(&p, 1, (int)(TIMEOUT_MS - spent)) : 0;
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0) {
+            fprintf(stderr, "poolctl: poold at %s did not answer within %d ms\n", socket_path,
+                    TIMEOUT_MS);
+            goto out;
+        }
+        ssize_t got = read(fd, r->buf + r->len, cap - r->len - 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            fprintf(stderr, "poolctl: poold closed the connection mid-reply\n");
+            goto out;
+        }
+        r->len += (size_t)got;
+        r->buf[r->len] = '\0';
+    }
+out:
+    if (r->buf)
+        r->buf[r->len] = '\0';
+    close(fd);
+    if (rc == EXIT_OK && !r->first.ok) {
+        fprintf(stderr, "poolctl: poold: %s %s\n", pproto_err_name(r->first.err), r->first.msg);
+        rc = EXIT_REPLY;
+    }
+    return rc;
+}
+
+/* ---- the human table ---- */
+
+#define MAX_ROWS 256
+#define MAX_FIELDS 20
+
+struct row {
+    char key[PPROTO_MAX_KEY + 1];
+    int n;
+    char k[MAX_FIELDS][PPROTO_MAX_KEY + 1];
+    char v[MAX_FIELDS][64];
+};
+
+struct view {
+    char section[PPROTO_MAX_KEY + 1];
+    /* scalars of # server and # pool */
+    int nscalar;
+    char sk[64][PPROTO_MAX_KEY + 1];
+    char sv[64][128];
+    int nclass, nproc, norphan;
+    struct row cls[MAX_ROWS], proc[MAX_ROWS], orphan[MAX_ROWS];
+};
+
+static void copy_n(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+static int parse_view(const char *body, size_t len, struct view *v)
+{
+    memset(v, 0, sizeof(*v));
+    const char *p = body, *end = body + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        pproto_info_line_t l;
+        int kind = pproto_parse_info_line(p, n, &l);
+        p = nl ? nl + 1 : end;
+        if (kind < 0)
+            return -1;
+        if (kind == PPROTO_INFO_END)
+            break;
+        if (kind == PPROTO_INFO_SECTION) {
+            copy_n(v->section, sizeof(v->section), l.key, l.key_len);
+            continue;
+        }
+        if (kind != PPROTO_INFO_KV)
+            continue;
+        struct row *r = NULL;
+        if (!strcmp(v->section, "classes") && v->nclass < MAX_ROWS)
+            r = &v->cls[v->nclass++];
+        else if (!strcmp(v->section, "processes") && v->nproc < MAX_ROWS)
+            r = &v->proc[v->nproc++];
+        else if (!strcmp(v->section, "orphans") && v->norphan < MAX_ROWS)
+            r = &v->orphan[v->norphan++];
+        if (r) {
+            copy_n(r->key, sizeof(r->key), l.key, l.key_len);
+            const char *c = l.val, *e = l.val + l.val_len;
+            pproto_subkv_t kv;
+            while (r->n < MAX_FIELDS && pproto_subkv_next(&c, e, &kv) > 0) {
+                copy_n(r->k[r->n], sizeof(r->k[0]), kv.key, kv.key_len);
+                copy_n(r->v[r->n], sizeof(r->v[0]), kv.val, kv.val_len);
+                r->n++;
+            }
+        } else if (v->nscalar < 64) {
+            copy_n(v->sk[v->nscalar], sizeof(v->sk[0]), l.key, l.key_len);
+            copy_n(v->sv[v->nscalar], sizeof(v->sv[0]), l.val, l.val_len);
+            v->nscalar++;
+        }
+    }
+    return 0;
+}
+
+static const char *scalar(const struct view *v, const char *k)
+{
+    for (int i = 0; i < v->nscalar; i++)
+        if (!strcmp(v->sk[i], k))
+            return v->sv[i];
+    return "?";
+}
+
+static double scalar_num(const struct view *v, const char *k)
+{
+    return strtod(scalar(v, k), NULL);
+}
+
+static const char *field(const struct row *r, const char *k)
+{
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->k[i], k))
+            return r->v[i];
+    return "-";
+}
+
+static double field_num(const struct row *r, const char *k)
+{
+    return strtod(field(r, k), NULL);
+}
+
+static const char *human_bytes(double b, char *buf, size_t cap)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) {
+        b /= 1024;
+        i++;
+    }
+    snprintf(buf, cap, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+    return buf;
+}
+
+static const char *pct(double num, double den, char *buf, size_t cap)
+{
+    if (den <= 0)
+        snprintf(buf, cap, "-");
+    else
+        snprintf(buf, cap, "%.1f%%", 100.0 * num / den);
+    return buf;
+}
+
+static void print_table(const struct view *v, FILE *f)
+{
+    char a[32], b[32], c[32];
+    fprintf(f, "poold %s  pid %s  up %ss  segment %s (%s)  carved %s  in use %s  procs %s/%s\n",
+            scalar(v, "version"), scalar(v, "pid"), scalar(v, "uptime_seconds"),
+            scalar(v, "shm_name"), human_bytes(scalar_num(v, "segment_bytes"), a, sizeof(a)),
+            human_bytes(scalar_num(v, "bytes_carved"), b, sizeof(b)),
+            human_bytes(scalar_num(v, "bytes_in_use"), c, sizeof(c)),
+            scalar(v, "procs_attached"), scalar(v, "procs_max"));
+    fprintf(f, "\n%8s %9s %9s %12s %12s %7s %7s %7s %9s %9s\n", "SIZE", "IN USE", "FREE",
+            "ALLOCS", "FREES", "REUSE", "SAME", "MISS", "CENTRAL", "EXHAUSTED");
+    for (int i = 0; i < v->nclass; i++) {
+        const struct row *r = &v->cls[i];
+        double allocs = field_num(r, "allocs");
+        if (allocs == 0 && field_num(r, "carved") == 0)
+            continue; /* a class never used: keep the table short */
+        char p1[16], p2[16], p3[16];
+        fprintf(f, "%8s %9s %9s %12s %12s %7s %7s %7s %9s %9s\n", field(r, "size"),
+                field(r, "in_use"), field(r, "free"), field(r, "allocs"), field(r, "frees"),
+                pct(field_num(r, "reuses"), allocs, p1, sizeof(p1)),
+                pct(field_num(r, "same_address"), allocs, p2, sizeof(p2)),
+                pct(field_num(r, "cache_misses"), allocs, p3, sizeof(p3)),
+                field(r, "central_misses"), field(r, "exhausted"));
+    }
+    fprintf(f, "\n%8s %-16s %5s %7s %12s %12s %7s %7s %7s %5s\n", "PID", "NAME", "SLOT",
+            "THREADS", "ALLOCS", "FREES", "IN USE", "CACHED", "MISS", "CONN");
+    for (int i = 0; i < v->nproc; i++) {
+        const struct row *r = &v->proc[i];
+        char p1[16];
+        fprintf(f, "%8s %-16.16s %5s %7s %12s %12s %7s %7s %7s %5s\n", field(r, "pid"),
+                field(r, "name"), field(r, "slot"), field(r, "threads"), field(r, "allocs"),
+                field(r, "frees"), field(r, "in_use"), field(r, "cached"),
+                pct(field_num(r, "cache_misses"), field_num(r, "allocs"), p1, sizeof(p1)),
+                field_num(r, "connected") > 0 ? "yes" : "no");
+    }
+    if (v->nproc == 0)
+        fprintf(f, "%8s (no process attached)\n", "-");
+    char p1[16], p2[16], p3[16];
+    double allocs = scalar_num(v, "allocations_total");
+    fprintf(f,
+            "\nTOTAL  allocations %s  frees %s  reuse %s  same-address %s  cache miss %s  "
+            "central misses %s  exhausted %s\n",
+            scalar(v, "allocations_total"), scalar(v, "frees_total"),
+            pct(scalar_num(v, "reuses_total"), allocs, p1, sizeof(p1)),
+            pct(scalar_num(v, "same_address_total"), allocs, p2, sizeof(p2)),
+            pct(scalar_num(v, "cache_misses_total"), allocs, p3, sizeof(p3)),
+            scalar(v, "central_misses_total"), scalar(v, "exhausted_total"));
+    fprintf(f, "       crashed processes reclaimed %s  blocks reclaimed %s  blocks orphaned %s\n",
+            scalar(v, "procs_reclaimed_total"), scalar(v, "blocks_reclaimed_total"),
+            scalar(v, "blocks_orphaned_total"));
+    for (int i = 0; i < v->norphan; i++) {
+        const struct row *r = &v->orphan[i];
+        fprintf(f, "       orphaned by pid %s: %s blocks in use at death, %s cached returned\n",
+                field(r, "pid"), field(r, "blocks"), field(r, "reclaimed_blocks"));
+    }
+}
+
+static int render(const char *fmt, const struct reply *r)
+{
+    const char *body = r->buf + r->body;
+    size_t len = r->len - r->body;
+    if (!strcmp(fmt, "raw")) {
+        fwrite(body, 1, len, stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(fmt, "table")) {
+        static struct view v;
+        if (parse_view(body, len, &v) < 0) {
+            fprintf(stderr, "poolctl: malformed statistics from poold\n");
+            return EXIT_REPLY;
+        }
+        print_table(&v, stdout);
+        return EXIT_OK;
+    }
+    size_t cap = 4 * len + 4096;
+    char *out = malloc(cap);
+    pproto_buf_t b;
+    pproto_buf_init(&b, out, cap);
+    int rc = !strcmp(fmt, "json") ? pproto_render_json(body, len, &b)
+                                  : pproto_render_prometheus(body, len, &b);
+    if (rc < 0) {
+        fprintf(stderr, "poolctl: cannot render poold's reply: %s\n", strerror(-rc));
+        free(out);
+        return EXIT_REPLY;
+    }
+    fwrite(out, 1, b.len, stdout);
+    free(out);
+    return EXIT_OK;
+}
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+    const char *fmt = "table";
+    double watch = 0;
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"prometheus", no_argument, NULL, 'p'},
+                                         {"watch", required_argument, NULL, 'w'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "jpw:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': fmt = "json"; break;
+        case 'p': fmt = "prometheus"; break;
+        case 'w': {
+            char *end;
+            watch = strtod(optarg, &end);
+            if (*end || watch <= 0 || watch > 86400) {
+                fprintf(stderr, "poolctl: --watch wants seconds (0 < s <= 86400), got '%s'\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
+        case 'h': usage(stdout); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "poolctl: stats: unexpected argument '%s'\n", argv[optind]);
+        return EXIT_USAGE;
+    }
+    bool tty = isatty(STDOUT_FILENO);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    for (;;) {
+        struct reply r;
+        int rc = request("STATS", true, &r);
+        if (rc == EXIT_OK) {
+            if (watch > 0 && tty)
+                fputs("\033[H\033[2J", stdout); /* redraw, like top */
+            rc = render(fmt, &r);
+            fflush(stdout);
+        }
+        free(r.buf);
+        if (watch <= 0 || stop || (rc != EXIT_OK && rc != EXIT_UNREACHABLE))
+            return rc;
+        if (!tty)
+            puts("");
+        struct timespec ts = {(time_t)watch, (long)((watch - (double)(time_t)watch) * 1e9)};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !stop)
+            ;
+        if (stop)
+            return EXIT_OK;
+    }
+}
+
+static int cmd_simple(const char *verb, bool multiline, int argc, char **argv)
+{
+    if (argc > 1) {
+        fprintf(stderr, "poolctl: %s takes no argument\n", argv[0]);
+        return EXIT_USAGE;
+    }
+    struct reply r;
+    int rc = request(verb, multiline, &r);
+    if (rc == EXIT_OK) {
+        if (multiline) {
+            rc = render("raw", &r);
+        } else {
+            const char *nl = strchr(r.buf, '\n');
+            printf("%.*s\n", nl ? (int)(nl - r.buf) : (int)r.len, r.buf);
+        }
+    }
+    free(r.buf);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    socket_path = getenv("POOLD_SOCKET");
+    if (!socket_path || !*socket_path)
+        socket_path = POOL_DEFAULT_SOCKET;
+    /* Options before the command only ("+": stop at the first non-option). */
+    while ((c = getopt_long(argc, argv, "+s:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': socket_path = optarg; break;
+        case 'h': usage(stdout); return EXIT_OK;
+        case 'V': printf("poolctl %s\n", POOL_VERSION_STRING); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    char **sub = argv + optind;
+    int nsub = argc - optind;
+    const char *cmd = sub[0];
+    if (!strcmp(cmd, "stats"))
+        return cmd_stats(nsub, sub);
+    if (!strcmp(cmd, "procs"))
+        return cmd_simple("PROCS", true, nsub, sub);
+    if (!strcmp(cmd, "classes"))
+        return cmd_simple("CLASSES", true, nsub, sub);
+    if (!strcmp(cmd, "ping"))
+        return cmd_simple("PING", false, nsub, sub);
+    if (!strcmp(cmd, "version"))
+        return cmd_simple("VERSION", false, nsub, sub);
+    if (!strcmp(cmd, "help")) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    fprintf(stderr, "poolctl: unknown command '%s' (try poolctl --help)\n", cmd);
+    return EXIT_USAGE;
+}
