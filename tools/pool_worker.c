@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool_worker: a worker process that runs the seed's burn-after-reading
+ * workload through libpoolclient, for the main job, the end-to-end tests and
+ * anyone who wants to see poold under load.
+ *
+ * Each iteration starts 10 threads with block sizes 50, 50, 100, 100, 100,
+ * 500, 500, 1000, 1000, 2000; each thread, `rounds` times, allocates a
+ * block, fills it with its tag, checks the tag, and frees it (--hold K keeps
+ * the last K blocks per thread alive to force reuse across threads). At the
+ * end it prints one line: `pool_worker pid=.. allocs=.. frees=.. errors=..`
+ * and exits 0 only when every allocation succeeded and every tag was intact.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "poolclient.h"
+
+static const size_t sizes[10] = {50, 50, 100, 100, 100, 500, 500, 1000, 1000, 2000};
+
+struct cfg {
+    pool_t *pool;
+    long iterations;
+    double seconds;
+    int rounds;
+    int hold;
+};
+
+static atomic_ullong n_allocs, n_frees, n_errors;
+static atomic_int stop_flag;
+
+struct targ {
+    const struct cfg *cfg;
+    size_t size;
+    unsigned char tag;
+};
+
+static void *run_thread(void *p)
+{
+    struct targ *a = p;
+    unsigned char *held[64] = {0};
+    unsigned long long allocs = 0, frees = 0, errors = 0;
+    for (int r = 0; r < a->cfg->rounds; r++) {
+        unsigned char *b = pool_malloc(a->cfg->pool, a->size);
+        if (!b) {
+            errors++;
+            continue;
+        }
+        allocs++;
+        memset(b, a->tag, a->size);
+        if (a->cfg->hold > 0) {
+            int slot = r % a->cfg->hold;
+            unsigned char *old = held[slot];
+            held[slot] = b;
+            b = old;
+            if (!b)
+                continue;
+        }
+        for (size_t i = 0; i < a->size; i++)
+            if (b[i] != a->tag) {
+                errors++;
+                break;
+            }
+        if (pool_free(a->cfg->pool, b, a->size))
+            frees++;
+        else
+            errors++;
+    }
+    for (int i = 0; i < a->cfg->hold; i++)
+        if (held[i]) {
+            if (pool_free(a->cfg->pool, held[i], a->size))
+                frees++;
+            else
+                errors++;
+        }
+    atomic_fetch_add(&n_allocs, allocs);
+    atomic_fetch_add(&n_frees, frees);
+    atomic_fetch_add(&n_errors, errors);
+    return NULL;
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    atomic_store(&stop_flag, 1);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: pool_worker [--socket PATH | --embedded] [--iterations N | --seconds S]\n"
+               "                   [--rounds N] [--hold K] [--detach]\n"
+               "  Runs the seed's workload (10 threads per iteration) through libpoolclient.\n"
+               "  --socket PATH   attach to poold there (default $POOLD_SOCKET, else %s)\n"
+               "  --embedded      no daemon: a private embedded pool\n"
+               "  --iterations N  iterations of 10 threads (default 50)\n"
+               "  --seconds S     run iterations until S seconds have passed (or SIGTERM)\n"
+               "  --rounds N      allocations per thread per iteration (default 2000)\n"
+               "  --hold K        keep the last K blocks of each thread alive (default 0)\n"
+               "  --no-detach     exit without pool_detach (as a crashing worker would)\n",
+            POOL_DEFAULT_SOCKET);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 's'}, {"embedded", no_argument, NULL, 'e'},
+        {"iterations", required_argument, NULL, 'i'}, {"seconds", required_argument, NULL, 't'},
+        {"rounds", required_argument, NULL, 'r'},   {"hold", required_argument, NULL, 'k'},
+        {"no-detach", no_argument, NULL, 'n'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    struct cfg cfg = {.iterations = 50, .rounds = 2000};
+    const char *sock = NULL;
+    int embedded = 0, detach = 1, c;
+    while ((c = getopt_long(argc, argv, "s:ei:t:r:k:nh", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': sock = optarg; break;
+        case 'e': embedded = 1; break;
+        case 'i': cfg.iterations = atol(optarg); break;
+        case 't': cfg.seconds = atof(optarg); break;
+        case 'r': cfg.rounds = atoi(optarg); break;
+        case 'k': cfg.hold = atoi(optarg); break;
+        case 'n': detach = 0; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (cfg.rounds <= 0 || cfg.hold < 0 || cfg.hold > 64 || cfg.iterations < 0) {
+        usage(stderr);
+        return 2;
+    }
+    cfg.pool = embedded ? pool_open_embedded(0) : pool_attach(sock);
+    if (!cfg.pool) {
+        fprintf(stderr, "pool_worker: %s\n", pool_last_error());
+        return 3;
+    }
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
+    double t0 = now_s();
+    long it = 0;
+    for (;; it++) {
+        if (atomic_load(&stop_flag))
+            break;
+        if (cfg.seconds > 0 ? now_s() - t0 >= cfg.seconds : it >= cfg.iterations)
+            break;
+        pthread_t t[10];
+        struct targ args[10];
+        for (int i = 0; i < 10; i++) {
+            args[i] = (struct targ){&cfg, sizes[i], (unsigned char)(0x30 + i + (it % 7) * 10)};
+            if (pthread_create(&t[i], NULL, run_thread, &args[i]) != 0) {
+                fprintf(stderr, "pool_worker: pthread_create: %s\n", strerror(errno));
+                return 1;
+            }
+        }
+        for (int i = 0; i < 10; i++)
+            pthread_join(t[i], NULL);
+    }
+    double dt = now_s() - t0;
+    unsigned long long e = atomic_load(&n_errors);
+    printf("pool_worker pid=%d shared=%d iterations=%ld allocs=%llu frees=%llu errors=%llu "
+           "seconds=%.2f\n",
+           (int)getpid(), pool_is_shared(cfg.pool) ? 1 : 0, it, atomic_load(&n_allocs),
+           atomic_load(&n_frees), e, dt);
+    fflush(stdout);
+    if (detach)
+        pool_detach(cfg.pool);
+    else
+        _exit(e ? 1 : 0);
+    return e ? 1 : 0;
+}
