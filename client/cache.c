@@ -261,6 +261,9 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
         if (n == 0 && reclaim_if_exhausted(pool))
             n = pshm_central_pop(s, c, tc->slots, s->cache_cap[c]);
         if (n) {
+            /* moved_in before count: a death in between counts the batch as
+             * in use by the dead process (orphaned), not as lost. */
+            pa_inc_single_writer(&tc->moved_in, n);
             pa_store_relaxed(&tc->count, n);
         } else if (pshm_region_pop(s, c, &a, &b)) {
             tc->fresh_next = a;
@@ -278,13 +281,11 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
     if (n) {
         uint32_t idx = tc->slots[n - 1];
         pa_store_relaxed(&tc->count, n - 1);
-        pa_inc_single_writer(&tc->allocs, 1);
         pa_inc_single_writer(&tc->same, (uint64_t)(idx == tc->last_freed));
         return pshm_ptr(s, idx);
     }
     uint32_t idx = tc->fresh_next;
     tc->fresh_next = idx + (s->block_size[c] >> 3);
-    pa_inc_single_writer(&tc->allocs, 1);
     pa_inc_single_writer(&tc->fresh, 1);
     return pshm_ptr(s, idx);
 }
@@ -310,6 +311,7 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
         memmove(tc->slots, tc->slots + batch, (n - batch) * sizeof(uint32_t));
         n -= batch;
         pa_store_relaxed(&tc->count, n); /* relaxed: single writer */
+        pa_inc_single_writer(&tc->moved_out, batch);
         pshm_central_push(s, c, out, batch);
     }
     tc->slots[n] = idx;

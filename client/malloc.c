@@ -32,30 +32,34 @@ void pool_build_class_table_(pool_t *pool)
 
 POOL_API void *pool_malloc(pool_t *pool, size_t size)
 {
-    if (pshm_unlikely(pool == NULL || size > pool->max_size)) {
-        errno = EINVAL;
-        return NULL;
+    uint32_t c;
+    if (pshm_likely(size <= POOL_SMALL_MAX && pool != NULL)) {
+        c = pool->small_class[(size + 7) >> 3];
+    } else {
+        if (pool == NULL || size > pool->max_size) {
+            errno = EINVAL;
+            return NULL;
+        }
+        c = pool_class_of_(pool, size);
     }
-    uint32_t c = pool_class_of_(pool, size);
     struct pool_tls *e = &pool_tls_[pool->idx];
     if (pshm_unlikely(e->serial != pool->serial))
         return pool_malloc_slow_(pool, c);
     struct pshm_tclass *tc = &e->rec->cls[c];
 
     /* relaxed (all counters here): single writer, this thread; poold and
-     * pool_stats read them for statistics only. */
+     * pool_stats read them for statistics only. Allocations are derived
+     * (struct pshm_tclass), not counted here. */
     uint32_t n = pa_load_relaxed(&tc->count);
     if (pshm_likely(n != 0)) {
         uint32_t idx = tc->slots[n - 1];
         pa_store_relaxed(&tc->count, n - 1);
-        pa_inc_single_writer(&tc->allocs, 1);
         pa_inc_single_writer(&tc->same, (uint64_t)(idx == tc->last_freed));
         return pshm_ptr(&pool->seg, idx);
     }
     if (tc->fresh_next < tc->fresh_end) {
         uint32_t idx = tc->fresh_next;
         tc->fresh_next = idx + (pool->seg.block_size[c] >> 3);
-        pa_inc_single_writer(&tc->allocs, 1);
         pa_inc_single_writer(&tc->fresh, 1);
         return pshm_ptr(&pool->seg, idx);
     }
@@ -64,10 +68,10 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
 
 POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
 {
-    if (pshm_unlikely(pool == NULL || ptr == NULL))
+    if (pshm_unlikely(pool == NULL))
         return false;
-    /* Unsigned arithmetic on addresses: a pointer below the base wraps to a
-     * huge offset, which pshm_block_class() refuses. */
+    /* Unsigned arithmetic on addresses: a pointer below the base (NULL
+     * included) wraps to a huge offset, which pshm_block_class() refuses. */
     uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)pool->seg.base);
     int c = pshm_block_class(&pool->seg, off);
     if (pshm_unlikely(c < 0))

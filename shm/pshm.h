@@ -144,6 +144,15 @@ static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t
     return pshm_block_class(s, (uint64_t)idx << 3) == (int)c;
 }
 
+/* A thread's allocations of one class, derived from its counters (see
+ * struct pshm_tclass). relaxed loads: statistics of a single writer. */
+static inline uint64_t pshm_tclass_allocs(const struct pshm_tclass *tc)
+{
+    return pa_load_relaxed(&tc->fresh) + pa_load_relaxed(&tc->frees) +
+           pa_load_relaxed(&tc->moved_in) - pa_load_relaxed(&tc->moved_out) -
+           pa_load_relaxed(&tc->count);
+}
+
 /* ---- central lists (pshm_central.c) ---- */
 /* Push n (1..batch) blocks as one batch. Never fails. */
 void pshm_central_push(pshm_seg_t *s, uint32_t c, const uint32_t *idx, uint32_t n);

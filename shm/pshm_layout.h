@@ -18,7 +18,8 @@
  * Invariant, per class, whenever no thread is inside pool_malloc/pool_free:
  *   blocks_central + blocks_cached + blocks_in_use == blocks_carved
  * where blocks_carved is the sum of the threads' `fresh` counters (blocks cut
- * from spans), blocks_in_use the sum of allocs - frees. pshm_check() enforces it.
+ * from spans), blocks_in_use the sum of allocs - frees (allocs derived, see
+ * struct pshm_tclass). pshm_check() enforces it.
  */
 #ifndef PSHM_LAYOUT_H
 #define PSHM_LAYOUT_H
@@ -153,16 +154,19 @@ struct pshm_tclass {
     uint32_t last_freed;  /* index of the block this thread freed last */
     uint32_t fresh_next;  /* carving region [fresh_next, fresh_end) */
     uint32_t fresh_end;
-    pa_u64 allocs;
     pa_u64 frees;
     pa_u64 same;          /* allocation returned last_freed */
     uint32_t slots[PSHM_CACHE_CAP];
-    /* Cold: counted on slow paths only. */
+    /* Cold: counted on slow paths only. Allocations are not counted on the
+     * fast path: allocs = fresh + (frees + moved_in - moved_out - count),
+     * the blocks that left the cache through pool_malloc. */
+    pa_u64 moved_in;      /* blocks refilled from the central list */
+    pa_u64 moved_out;     /* blocks flushed to the central list */
     pa_u64 fresh;         /* allocations cut fresh from a span */
     pa_u64 cmiss;         /* cache empty, went to central */
     pa_u64 cenmiss;       /* central empty, carved a span */
     pa_u64 exhausted;
-    uint8_t pad[PSHM_TCLASS_BYTES - 40 - 4 * PSHM_CACHE_CAP - 32];
+    uint8_t pad[PSHM_TCLASS_BYTES - 32 - 4 * PSHM_CACHE_CAP - 48];
 };
 
 struct pshm_thread {

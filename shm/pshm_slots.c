@@ -106,10 +106,12 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
         uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: owner is us or dead */
         /* A class this thread never touched has nothing to give back: skip
          * it without touching the shared class record. */
-        if (n == 0 && tc->fresh_next >= tc->fresh_end && pa_load_relaxed(&tc->allocs) == 0 &&
-            pa_load_relaxed(&tc->frees) == 0 && pa_load_relaxed(&tc->cmiss) == 0 &&
-            pa_load_relaxed(&tc->exhausted) == 0)
+        if (n == 0 && tc->fresh_next >= tc->fresh_end && pa_load_relaxed(&tc->fresh) == 0 &&
+            pa_load_relaxed(&tc->frees) == 0 && pa_load_relaxed(&tc->moved_in) == 0 &&
+            pa_load_relaxed(&tc->cmiss) == 0 && pa_load_relaxed(&tc->exhausted) == 0)
             continue;
+        /* Before the cache is emptied: allocs is derived from its count. */
+        uint64_t allocs = n <= s->cache_cap[c] ? pshm_tclass_allocs(tc) : 0;
         if (n > s->cache_cap[c]) {
             res->entries_dropped += n;
             n = 0;
@@ -155,7 +157,10 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
 
         /* Statistics, summed by readers that tolerate a moment's double
          * count (see fold()). */
-        uint64_t allocs = fold(&tc->allocs, &k->r_allocs);
+        if (allocs)
+            pa_add_relaxed(&k->r_allocs, allocs); /* relaxed: statistic */
+        pa_store_relaxed(&tc->moved_in, 0);
+        pa_store_relaxed(&tc->moved_out, 0);
         uint64_t frees = fold(&tc->frees, &k->r_frees);
         uint64_t cm = fold(&tc->cmiss, &k->r_cmiss);
         fold(&tc->fresh, &k->r_fresh);

@@ -37,7 +37,7 @@ static void sum_class(const pshm_seg_t *s, uint32_t c, struct class_sum *o)
         if (pa_load_relaxed(&t->owner) == PSHM_NO_OWNER)
             continue;
         const struct pshm_tclass *tc = &t->cls[c];
-        o->allocs += pa_load_relaxed(&tc->allocs);
+        o->allocs += pshm_tclass_allocs(tc);
         o->frees += pa_load_relaxed(&tc->frees);
         o->fresh += pa_load_relaxed(&tc->fresh);
         o->same += pa_load_relaxed(&tc->same);
@@ -112,7 +112,7 @@ int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max)
                 o->threads++;
                 for (uint32_t c = 0; c < s->nclasses; c++) {
                     const struct pshm_tclass *tc = &th->cls[c];
-                    o->allocations += pa_load_relaxed(&tc->allocs);
+                    o->allocations += pshm_tclass_allocs(tc);
                     o->frees += pa_load_relaxed(&tc->frees);
                     o->cache_misses += pa_load_relaxed(&tc->cmiss);
                     uint32_t k = pa_load_relaxed(&tc->count);
