@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config.c: poold's settings, as ONE table of directives (Redis style):
+ * name, type, default, help text, and whether SIGHUP may change it at run
+ * time. The config file (read with inih), the command-line flags and the
+ * start-up log all go through this table, so a directive exists everywhere
+ * or nowhere. Owns parsing and validating values; it must never open
+ * sockets or segments, and never exits (main.c decides).
+ *
+ * File format: `key = value` lines, optionally under a `[poold]` section,
+ * `#` or `;` comments. Unknown keys and bad values are errors with FILE:LINE.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "poold.h"
+
+enum dtype { T_STR, T_SHM, T_SIZE, T_U32, T_LEVEL, T_CLASSES, T_ENDPOINT };
+
+typedef struct directive {
+    pd_directive_info_t info;
+    enum dtype type;
+    size_t off;  /* offsetof(pd_config_t, field) */
+    size_t cap;  /* string fields: buffer size */
+    uint64_t lo, hi; /* numbers: inclusive range */
+} directive_t;
+
+#define STR(field, t) t, offsetof(pd_config_t, field), sizeof(((pd_config_t *)0)->field), 0, 0
+#define NUM(field, t, lo, hi) t, offsetof(pd_config_t, field), 0, lo, hi
+
+static const directive_t table[] = {
+    {{"socket", "", "control socket path (default: /run/poold/poold.sock as root, else "
+                    "$XDG_RUNTIME_DIR/poold/poold.sock or /tmp/poold-$UID/poold.sock)", false},
+     STR(socket, T_STR)},
+    {{"shm_name", "", "POSIX shared-memory name of the segment (default: /poold as root, else "
+                      "/poold-$UID)", false},
+     STR(shm_name, T_SHM)},
+    {{"size", "64M", "segment size in bytes, K/M/G suffixes allowed", false},
+     NUM(size, T_SIZE, 1u << 20, PSHM_MAX_SEGMENT)},
+    {{"classes", "8-65536", "size classes: a list '8,16,64' or a power-of-two range '8-65536'",
+      false},
+     STR(classes, T_CLASSES)},
+    {{"max_procs", "64", "process slots in the segment", false}, NUM(max_procs, T_U32, 1, 4096)},
+    {{"max_threads", "256", "thread-cache records in the segment", false},
+     NUM(max_threads, T_U32, 1, 65536)},
+    {{"group", "", "group whose members may attach (socket and segment 0660); empty: owner only",
+      false},
+     STR(group, T_STR)},
+    {{"metrics", "", "serve Prometheus /metrics on HOST:PORT (e.g. 127.0.0.1:9464); empty: off",
+      true},
+     STR(metrics, T_ENDPOINT)},
+    {{"log_level", "info", "error, warn, info or debug", true}, NUM(log_level, T_LEVEL, 0, 3)},
+    {{"idle_timeout", "300", "seconds before an idle connection that is not an attached worker "
+                             "is closed; 0: never", true},
+     NUM(idle_timeout, T_U32, 0, 86400 * 365)},
+    {{"max_connections", "1024", "control connections open at once", true},
+     NUM(max_connections, T_U32, 1, 1000000)},
+    {{"max_line", "1024", "longest request line in bytes, LF included (at most 1024)", false},
+     NUM(max_line, T_U32, 16, PPROTO_MAX_LINE)},
+};
+
+#define NDIR (sizeof(table) / sizeof(table[0]))
+
+const pd_directive_info_t *pd_config_directives(size_t *n)
+{
+    /* The info part heads each entry: hand out a copy of the infos. */
+    static pd_directive_info_t infos[NDIR];
+    for (size_t i = 0; i < NDIR; i++)
+        infos[i] = table[i].info;
+    *n = NDIR;
+    return infos;
+}
+
+static const directive_t *lookup(const char *name)
+{
+    for (size_t i = 0; i < NDIR; i++)
+        if (strcmp(table[i].info.name, name) == 0)
+            return &table[i];
+    return NULL;
+}
+
+int pd_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -ERANGE;
+    unsigned shift = 0;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: return -EINVAL;
+    }
+    /* Accept K, KB, KiB (all binary). */
+    if (shift && (strcasecmp(end, "b") == 0 || strcasecmp(end, "ib") == 0))
+        end += strlen(end);
+    if (*end)
+        return -EINVAL;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -ERANGE;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static bool shm_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 2 || n > PD_SHM_NAME_MAX || s[0] != '/')
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* HOST:PORT, [V6]:PORT; host may be empty only for "" (off). */
+static int endpoint_ok(const char *s)
+{
+    if (!*s)
+        return 0;
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || port == 0 || port > 65535)
+        return -EINVAL;
+    return 0;
+}
+
+int pd_config_set(pd_config_t *c, const char *name, const char *value, char *err, size_t errlen)
+{
+    const directive_t *d = lookup(name);
+    char *field;
+    uint64_t v = 0;
+    int rc;
+
+    if (!d) {
+        snprintf(err, errlen, "unknown directive '%s'", name);
+        return -ENOENT;
+    }
+    field = (char *)c + d->off;
+    switch (d->type) {
+    case T_STR:
+    case T_SHM:
+    case T_CLASSES:
+    case T_ENDPOINT:
+        if (strlen(value) >= d->cap) {
+            snprintf(err, errlen, "%s: value longer than %zu bytes", name, d->cap - 1);
+            return -EINVAL;
+        }
+        if (d->type == T_SHM && *value && !shm_name_ok(value)) {
+            snprintf(err, errlen,
+                     "%s: '%s' is not a shm name ('/' then 1 to %d of [A-Za-z0-9._-])", name,
+                     value, PD_SHM_NAME_MAX - 1);
+            return -EINVAL;
+        }
+        if (d->type == T_CLASSES) {
+            pshm_params_t p;
+            char e2[200];
+            pshm_params_default(&p, 0);
+            if (pshm_params_set_classes(&p, value, e2, sizeof(e2)) < 0) {
+                snprintf(err, errlen, "%s: %s", name, e2);
+                return -EINVAL;
+            }
+        }
+        if (d->type == T_ENDPOINT && endpoint_ok(value) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not HOST:PORT", name, value);
+            return -EINVAL;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case T_LEVEL:
+        rc = pd_log_level_parse(value);
+        if (rc < 0) {
+            snprintf(err, errlen, "%s: '%s' is not error, warn, info or debug", name, value);
+            return -EINVAL;
+        }
+        *(int *)(void *)field = rc;
+        return 0;
+    case T_SIZE:
+    case T_U32:
+        rc = d->type == T_SIZE ? pd_parse_size(value, &v) : pproto_parse_u64(value, strlen(value), &v);
+        if (rc < 0 || v < d->lo || v > d->hi) {
+            snprintf(err, errlen, "%s: '%s' is not a %s from %" PRIu64 " to %" PRIu64, name,
+                     value, d->type == T_SIZE ? "size (K/M/G suffix allowed)" : "number", d->lo,
+                     d->hi);
+            return -EINVAL;
+        }
+        if (d->type == T_SIZE)
+            *(uint64_t *)(void *)field = v;
+        else
+            *(uint32_t *)(void *)field = (uint32_t)v;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+void pd_config_defaults(pd_config_t *c)
+{
+    char err[256];
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < NDIR; i++) {
+        int rc = pd_config_set(c, table[i].info.name, table[i].info.deflt, err, sizeof(err));
+        pool_assert(rc == 0);
+        (void)rc;
+    }
+}
+
+int pd_config_format(const pd_config_t *c, const char *name, char *out, size_t cap)
+{
+    const directive_t *d = lookup(name);
+    if (!d)
+        return -ENOENT;
+    const char *field = (const char *)c + d->off;
+    switch (d->type) {
+    case T_STR:
+    case T_SHM:
+    case T_CLASSES:
+    case T_ENDPOINT:
+        snprintf(out, cap, "%s", field);
+        break;
+    case T_LEVEL:
+        snprintf(out, cap, "%s", pd_log_level_name(*(const int *)(const void *)field));
+        break;
+    case T_SIZE:
+        snprintf(out, cap, "%" PRIu64, *(const uint64_t *)(const void *)field);
+        break;
+    case T_U32:
+        snprintf(out, cap, "%" PRIu32, *(const uint32_t *)(const void *)field);
+        break;
+    }
+    return 0;
+}
+
+struct load_ctx {
+    pd_config_t *c;
+    char err[256];
+    bool failed;
+};
+
+static int ini_cb(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *ctx = user;
+    char e[256];
+    if (ctx->failed) /* keep the first error: ini_parse reports its line */
+        return 0;
+    if (section && *section && strcmp(section, "poold") != 0) {
+        snprintf(ctx->err, sizeof(ctx->err), "unknown section [%s] (only [poold])", section);
+        ctx->failed = true;
+        return 0;
+    }
+    if (pd_config_set(ctx->c, name, value, e, sizeof(e)) < 0) {
+        snprintf(ctx->err, sizeof(ctx->err), "%s", e);
+        ctx->failed = true;
+        return 0;
+    }
+    return 1;
+}
+
+int pd_config_load(pd_config_t *c, const char *path, char *err, size_t errlen)
+{
+    struct load_ctx ctx = {.c = c};
+    int line = ini_parse(path, ini_cb, &ctx);
+    if (line == 0)
+        return 0;
+    if (line == -1) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -ENOENT;
+    }
+    if (line < 0) {
+        snprintf(err, errlen, "%s: out of memory while parsing", path);
+        return -ENOMEM;
+    }
+    snprintf(err, errlen, "%s:%d: %s", path, line,
+             ctx.failed ? ctx.err : "syntax error (want 'key = value')");
+    return -EINVAL;
+}
+
+static int ensure_default_socket(pd_config_t *c, char *err, size_t errlen)
+{
+    int n;
+    if (geteuid() == 0) {
+        n = snprintf(c->socket, sizeof(c->socket), "/run/poold/poold.sock");
+    } else {
+        const char *xdg = getenv("XDG_RUNTIME_DIR");
+        if (xdg && xdg[0] == '/')
+            n = snprintf(c->socket, sizeof(c->socket), "%s/poold/poold.sock", xdg);
+        else
+            n = snprintf(c->socket, sizeof(c->socket), "/tmp/poold-%u/poold.sock",
+                         (unsigned)geteuid());
+    }
+    if (n < 0 || (size_t)n >= sizeof(c->socket)) {
+        snprintf(err, errlen, "default socket path is too long; set --socket");
+        return -ENAMETOOLONG;
+    }
+    return 0;
+}
+
+int pd_config_finalize(pd_config_t *c, char *err, size_t errlen)
+{
+    int rc;
+    if (!c->socket[0] && (rc = ensure_default_socket(c, err, errlen)) < 0)
+        return rc;
+    if (!c->shm_name[0]) {
+        if (geteuid() == 0)
+            snprintf(c->shm_name, sizeof(c->shm_name), "/poold");
+        else
+            snprintf(c->shm_name, sizeof(c->shm_name), "/poold-%u", (unsigned)geteuid());
+    }
+    if (c->group[0] && !getgrnam(c->group)) {
+        snprintf(err, errlen, "group: no group named '%s'", c->group);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+void pd_config_log(const pd_config_t *c)
+{
+    char v[PD_STR_MAX];
+    for (size_t i = 0; i < NDIR; i++) {
+        pd_config_format(c, table[i].info.name, v, sizeof(v));
+        pd_info("config %s = %s", table[i].info.name, v[0] ? v : "(none)");
+    }
+}

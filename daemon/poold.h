@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * poold.h: the daemon's internal interfaces, shared by the files of daemon/
+ * and by tests/test_daemon_cmds.c. Never installed, never included by
+ * client/, shm/ or proto/.
+ *
+ * Conventions (STYLE.md): functions return 0 or a negative errno and never
+ * touch errno; setup functions that can fail for a reason a user must read
+ * also fill `char *err, size_t errlen`.
+ */
+#ifndef POOLD_H
+#define POOLD_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "pproto.h"
+#include "pshm.h"
+
+#ifndef PD_VERSION
+#define PD_VERSION "0.0.0"
+#endif
+
+struct event_base;
+struct event;
+struct evbuffer;
+struct bufferevent;
+struct evconnlistener;
+struct evhttp;
+
+/* ---------------------------------------------------------------------- */
+/* log.c                                                                   */
+
+enum pd_log_level { PD_LOG_ERROR = 0, PD_LOG_WARN, PD_LOG_INFO, PD_LOG_DEBUG };
+
+void pd_log_init(void);
+void pd_log_set_level(int level);
+int pd_log_get_level(void);
+/* "error", "warn"/"warning", "info", "debug": the level, or -EINVAL. */
+int pd_log_level_parse(const char *s);
+const char *pd_log_level_name(int level);
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+void pd_log(int level, const char *fmt, ...);
+#define pd_error(...) pd_log(PD_LOG_ERROR, __VA_ARGS__)
+#define pd_warn(...) pd_log(PD_LOG_WARN, __VA_ARGS__)
+#define pd_info(...) pd_log(PD_LOG_INFO, __VA_ARGS__)
+#define pd_debug(...) pd_log(PD_LOG_DEBUG, __VA_ARGS__)
+/* Copy in[0..len) to out (NUL-terminated, at most cap-1 bytes) with every
+ * byte that is not printable ASCII, and the backslash, escaped as \xNN;
+ * an ellipsis marks a cut. For logging bytes a client sent. */
+void pd_log_escape(const char *in, size_t len, char *out, size_t cap);
+
+/* ---------------------------------------------------------------------- */
+/* config.c                                                                */
+
+#define PD_PATH_MAX 108 /* sun_path */
+#define PD_SHM_NAME_MAX 63
+#define PD_STR_MAX 256
+
+typedef struct pd_config {
+    char socket[PD_PATH_MAX];
+    char shm_name[PD_SHM_NAME_MAX + 1];
+    uint64_t size;
+    char classes[PD_STR_MAX];
+    uint32_t max_procs;
+    uint32_t max_threads;
+    char group[64];
+    char metrics[PD_STR_MAX];
+    int log_level;
+    uint32_t idle_timeout;    /* seconds, 0 = never */
+    uint32_t max_connections;
+    uint32_t max_line;        /* bytes with the LF, <= PPROTO_MAX_LINE */
+} pd_config_t;
+
+/* One directive of the table (config.c): for --help and the flag list. */
+typedef struct pd_directive_info {
+    const char *name;  /* config key, snake_case; the flag is --name-with-dashes */
+    const char *deflt; /* "" when computed at run time (socket, shm_name) */
+    const char *help;
+    bool runtime;      /* SIGHUP applies it */
+} pd_directive_info_t;
+
+/* The table: *n gets its length. */
+const pd_directive_info_t *pd_config_directives(size_t *n);
+/* Every directive to its default ("" for the computed ones). */
+void pd_config_defaults(pd_config_t *c);
+/* Set one directive from text: 0, -ENOENT (unknown key), -EINVAL (bad value). */
+int pd_config_set(pd_config_t *c, const char *name, const char *value, char *err, size_t errlen);
+/* Read a config file (inih). Errors say FILE:LINE: ... */
+int pd_config_load(pd_config_t *c, const char *path, char *err, size_t errlen);
+/* Fill the computed defaults (socket, shm name) from uid and environment. */
+int pd_config_finalize(pd_config_t *c, char *err, size_t errlen);
+/* Format the value of directive `name` into out. */
+int pd_config_format(const pd_config_t *c, const char *name, char *out, size_t cap);
+/* Log the effective settings, one line per directive. */
+void pd_config_log(const pd_config_t *c);
+/* Parse a size with an optional K/M/G suffix (binary). */
+int pd_parse_size(const char *s, uint64_t *out);
+
+/* ---------------------------------------------------------------------- */
+/* Server, connections, registry                                          */
+
+#define PD_ORPHANS_KEPT 16
+#define PD_SWEEP_SECONDS 2
+
+typedef struct pd_server pd_server_t;
+typedef struct pd_conn pd_conn_t;
+typedef struct pd_proc pd_proc_t;
+
+/* One attached process, indexed by its slot (registry.c). */
+struct pd_proc {
+    pd_server_t *srv;
+    uint32_t slot;
+    pid_t pid;
+    uint64_t start_time;
+    uint64_t attached_unix;
+    char name[PPROTO_MAX_NAME + 1];
+    pd_conn_t *conn;     /* its control connection, NULL when none (adopted) */
+    int pidfd;           /* -1 when pidfd_open failed */
+    struct event *pidev; /* EV_READ on pidfd */
+};
+
+typedef struct pd_orphan {
+    int32_t pid;
+    uint32_t slot;
+    int64_t blocks;           /* in use when it died */
+    uint64_t reclaimed_blocks;
+    uint64_t reclaimed_unix;
+} pd_orphan_t;
+
+struct pd_conn {
+    pd_server_t *srv;
+    struct bufferevent *bev;
+    pd_conn_t *prev, *next;
+    uint64_t id;
+    bool have_cred;
+    pid_t peer_pid;
+    uid_t peer_uid;
+    gid_t peer_gid;
+    pd_proc_t *proc; /* set by HELLO */
+    bool closing;    /* close once the output is flushed */
+    bool paused;     /* reading stopped until the output drains */
+};
+
+struct pd_server {
+    pd_config_t cfg;
+    struct event_base *base;
+    time_t started;
+    /* The segment. */
+    void *seg_base;
+    uint64_t seg_bytes;
+    pshm_seg_t seg;
+    bool seg_created; /* false: adopted */
+    uint64_t gen;
+    int gid;          /* --group, or -1 */
+    /* The control socket. */
+    struct evconnlistener *listener;
+    bool socket_owned; /* unlink at shutdown */
+    ino_t socket_ino;  /* the socket we bound, to unlink only that one */
+    pd_conn_t *conns;
+    uint32_t nconns;
+    uint64_t next_conn_id;
+    /* Registry: procs[slot], seg.max_procs entries. */
+    pd_proc_t **procs;
+    uint32_t nprocs;
+    pd_orphan_t orphans[PD_ORPHANS_KEPT];
+    uint32_t norphans;        /* kept, <= PD_ORPHANS_KEPT */
+    uint32_t orphan_next;     /* ring cursor */
+    uint64_t blocks_orphaned; /* total, since this poold started */
+    struct event *sweep_ev;
+    /* Metrics endpoint. */
+    struct evhttp *http;
+    char http_bound[PD_STR_MAX];
+};
+
+/* server.c */
+int pd_server_init(pd_server_t *srv, const pd_config_t *cfg, struct event_base *base, char *err,
+                   size_t errlen);
+/* Bind the control socket (refuses when another poold answers on it). */
+int pd_server_listen(pd_server_t *srv, char *err, size_t errlen);
+/* Wrap a connected socket as a connection (the accept path, and tests). */
+pd_conn_t *pd_server_add_fd(pd_server_t *srv, int fd);
+/* Apply run-time settings to open connections (idle timeout). */
+void pd_server_apply_runtime(pd_server_t *srv);
+/* Close the listener and unlink the socket; connections stay. */
+void pd_server_stop_listening(pd_server_t *srv);
+/* Free everything: connections, registry, listener, mapping. Never unlinks
+ * the segment. */
+void pd_server_free(pd_server_t *srv);
+void pd_conn_close(pd_conn_t *c);
+/* Process one request line; returns PD_CMD_CLOSE when the connection must
+ * close after its output is flushed. */
+int pd_server_dispatch(pd_server_t *srv, pd_conn_t *c, const char *line, size_t len,
+                       struct evbuffer *out);
+
+/* segment.c */
+int pd_segment_open(pd_server_t *srv, char *err, size_t errlen);
+void pd_segment_close(pd_server_t *srv);
+
+/* registry.c */
+int pd_registry_init(pd_server_t *srv);
+void pd_registry_free(pd_server_t *srv);
+pd_proc_t *pd_registry_get(pd_server_t *srv, uint32_t slot);
+/* Register a slot held by pid (adopted: conn NULL). Starts the pidfd watch. */
+pd_proc_t *pd_registry_add(pd_server_t *srv, uint32_t slot, pid_t pid, uint64_t start_time,
+                           const char *name);
+/* Forget a registration without touching the segment (BYE). */
+void pd_registry_forget(pd_server_t *srv, pd_proc_t *p);
+/* The connection of p closed: reclaim when the process is dead, else keep
+ * watching its pidfd. */
+void pd_registry_conn_closed(pd_server_t *srv, pd_proc_t *p);
+/* Reclaim p's slot now (the process is dead). */
+void pd_registry_reclaim(pd_server_t *srv, pd_proc_t *p, const char *why);
+/* Note a reclaim done elsewhere (sweep) and log it. */
+void pd_registry_note_reclaim(pd_server_t *srv, const pshm_reclaimed_t *r, const char *name,
+                              const char *why);
+/* Adopt: reclaim dead slots, register the live ones. Returns live count. */
+int pd_registry_adopt(pd_server_t *srv);
+/* Backstop: reclaim dead slots poold does not know, watch unknown live ones. */
+void pd_registry_sweep(pd_server_t *srv);
+int pd_registry_start_sweep(pd_server_t *srv);
+uint32_t pd_registry_count(const pd_server_t *srv);
+
+/* commands.c */
+#define PD_CMD_CLOSE 1
+typedef int (*pd_cmd_fn)(pd_server_t *, pd_conn_t *, const pproto_req_t *, struct evbuffer *);
+int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
+int pd_cmd_bye(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
+int pd_cmd_stats(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
+int pd_cmd_procs(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
+int pd_cmd_classes(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req,
+                   struct evbuffer *out);
+int pd_cmd_ping(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
+int pd_cmd_version(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req,
+                   struct evbuffer *out);
+/* Run the handler of req->verb. */
+int pd_cmd_run(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
+/* Append `ERR <code> <msg>\n` built by pproto_encode_error. */
+void pd_reply_error(struct evbuffer *out, pproto_err_t e, const char *msg);
+/* May uid/gid attach? (euid, root, or the configured group) */
+bool pd_peer_allowed(const pd_server_t *srv, uid_t uid, gid_t gid);
+
+/* stats.c: bodies from `OK\n` to `END\n` inclusive, into a heap buffer
+ * (*out, *len; free() it). */
+int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len);
+/* One-line summary for sd_notify STATUS=. */
+void pd_stats_summary(pd_server_t *srv, char *out, size_t cap);
+
+/* metrics.c */
+int pd_metrics_start(pd_server_t *srv, const char *endpoint, char *err, size_t errlen);
+void pd_metrics_stop(pd_server_t *srv);
+/* Turn a STATS reply (OK ... END) into Prometheus text 0.0.4. */
+int pd_render_prometheus(const char *info, size_t len, struct evbuffer *out);
+
+#endif /* POOLD_H */

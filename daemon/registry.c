@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * registry.c: the processes attached to poold's segment, and crash reclaim.
+ *
+ * One entry per process slot that poold watches: slot, pid, start time,
+ * name, its control connection (NULL when adopted after a restart or after
+ * its connection closed) and a pidfd with an EV_READ event. A process's death
+ * is seen at once, by connection EOF (server.c calls
+ * pd_registry_conn_closed) or by its pidfd turning readable, and its slot is
+ * reclaimed with pshm_proc_reclaim(): cached blocks go back to the central
+ * lists, the blocks it still had in use are recorded as orphans (the last
+ * PD_ORPHANS_KEPT of them, for STATS). A persistent timer sweeps every
+ * PD_SWEEP_SECONDS as a backstop, for slots poold was never told about.
+ *
+ * It must never reclaim a slot whose pid is not the dead process's (slots
+ * are reused), never reclaim a live process, and never trust a count read
+ * from the segment beyond what pshm_* validates.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "poold.h"
+
+static int pidfd_open_(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : (int)fd;
+#else
+    (void)pid;
+    return -ENOSYS;
+#endif
+}
+
+int pd_registry_init(pd_server_t *srv)
+{
+    srv->nprocs = srv->seg.max_procs;
+    srv->procs = calloc(srv->nprocs, sizeof(*srv->procs));
+    return srv->procs ? 0 : -ENOMEM;
+}
+
+static void drop(pd_server_t *srv, pd_proc_t *p)
+{
+    if (p->conn)
+        p->conn->proc = NULL;
+    if (p->pidev)
+        event_free(p->pidev);
+    if (p->pidfd >= 0)
+        close(p->pidfd);
+    if (p->slot < srv->nprocs && srv->procs[p->slot] == p)
+        srv->procs[p->slot] = NULL;
+    free(p);
+}
+
+void pd_registry_free(pd_server_t *srv)
+{
+    for (uint32_t i = 0; srv->procs && i < srv->nprocs; i++)
+        if (srv->procs[i])
+            drop(srv, srv->procs[i]);
+    free(srv->procs);
+    srv->procs = NULL;
+    srv->nprocs = 0;
+    if (srv->sweep_ev) {
+        event_free(srv->sweep_ev);
+        srv->sweep_ev = NULL;
+    }
+}
+
+pd_proc_t *pd_registry_get(pd_server_t *srv, uint32_t slot)
+{
+    return slot < srv->nprocs ? srv->procs[slot] : NULL;
+}
+
+uint32_t pd_registry_count(const pd_server_t *srv)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < srv->nprocs; i++)
+        n += srv->procs[i] != NULL;
+    return n;
+}
+
+/* The slot is LIVE and held by pid. */
+static bool slot_holds(const pd_server_t *srv, uint32_t slot, pid_t pid)
+{
+    const struct pshm_proc *sp = &srv->seg.procs[slot];
+    /* acquire: pairs with the release store of LIVE in pshm_proc_claim(), so
+     * the pid read next is the claimer's. */
+    return pa_load_acquire(&sp->state) == PSHM_PROC_LIVE && pa_load_relaxed(&sp->pid) == pid;
+}
+
+static void pidfd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pd_proc_t *p = arg;
+    pd_registry_reclaim(p->srv, p, "exited");
+}
+
+pd_proc_t *pd_registry_add(pd_server_t *srv, uint32_t slot, pid_t pid, uint64_t start_time,
+                           const char *name)
+{
+    if (slot >= srv->nprocs)
+        return NULL;
+    pd_proc_t *p = srv->procs[slot];
+    if (p && p->pid == pid) {
+        if (name && *name)
+            snprintf(p->name, sizeof(p->name), "%s", name);
+        return p;
+    }
+    if (p) /* a stale entry for a slot reused by another pid */
+        drop(srv, p);
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->srv = srv;
+    p->slot = slot;
+    p->pid = pid;
+    p->start_time = start_time;
+    /* relaxed: written by the claimer before its release store of LIVE,
+     * which the caller has acquired (slot_holds or pshm_proc_find). */
+    p->attached_unix = pa_load_relaxed(&srv->seg.procs[slot].attached_unix);
+    if (name)
+        snprintf(p->name, sizeof(p->name), "%s", name);
+    p->pidfd = pidfd_open_(pid);
+    if (p->pidfd >= 0) {
+        p->pidev = event_new(srv->base, p->pidfd, EV_READ, pidfd_cb, p);
+        if (!p->pidev || event_add(p->pidev, NULL) < 0) {
+            pd_warn("cannot watch pid %d by pidfd; relying on EOF and the sweep", (int)pid);
+            if (p->pidev)
+                event_free(p->pidev);
+            p->pidev = NULL;
+        }
+    } else {
+        pd_debug("pidfd_open(%d): %s; relying on EOF and the sweep", (int)pid,
+                 strerror(-p->pidfd));
+    }
+    srv->procs[slot] = p;
+    return p;
+}
+
+void pd_registry_forget(pd_server_t *srv, pd_proc_t *p)
+{
+    drop(srv, p);
+}
+
+void pd_registry_note_reclaim(pd_server_t *srv, const pshm_reclaimed_t *r, const char *name,
+                              const char *why)
+{
+    pd_orphan_t *o = &srv->orphans[srv->orphan_next];
+    o->pid = r->pid;
+    o->slot = r->slot;
+    o->blocks = r->blocks_orphaned;
+    o->reclaimed_blocks = r->blocks_returned;
+    o->reclaimed_unix = (uint64_t)time(NULL);
+    srv->orphan_next = (srv->orphan_next + 1) % PD_ORPHANS_KEPT;
+    if (srv->norphans < PD_ORPHANS_KEPT)
+        srv->norphans++;
+    if (r->blocks_orphaned > 0)
+        srv->blocks_orphaned += (uint64_t)r->blocks_orphaned;
+    pd_info("reclaimed pid %d (%s): %llu cached blocks returned, %lld orphaned [slot %u, %s]",
+            (int)r->pid, name && *name ? name : "unnamed",
+            (unsigned long long)r->blocks_returned, (long long)r->blocks_orphaned, r->slot, why);
+}
+
+void pd_registry_reclaim(pd_server_t *srv, pd_proc_t *p, const char *why)
+{
+    pshm_reclaimed_t r;
+    /* Never touch a slot that another process holds now. */
+    if (slot_holds(srv, p->slot, p->pid) && pshm_proc_reclaim(&srv->seg, p->slot, &r) == 0 &&
+        r.pid == p->pid)
+        pd_registry_note_reclaim(srv, &r, p->name, why);
+    else
+        pd_debug("pid %d (%s) %s; its slot %u was already free", (int)p->pid,
+                 p->name[0] ? p->name : "unnamed", why, p->slot);
+    drop(srv, p);
+}
+
+static bool pidfd_readable(const pd_proc_t *p)
+{
+    if (p->pidfd < 0)
+        return false;
+    struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+}
+
+static bool proc_dead(const pd_proc_t *p)
+{
+    return pidfd_readable(p) || !pshm_os_proc_alive(p->pid, p->start_time);
+}
+
+void pd_registry_conn_closed(pd_server_t *srv, pd_proc_t *p)
+{
+    p->conn = NULL;
+    if (proc_dead(p)) {
+        pd_registry_reclaim(srv, p, "connection closed, process gone");
+        return;
+    }
+    if (!slot_holds(srv, p->slot, p->pid)) {
+        pd_debug("pid %d closed its connection after freeing slot %u", (int)p->pid, p->slot);
+        drop(srv, p);
+        return;
+    }
+    pd_info("pid %d (%s) closed its connection but lives: keeping slot %u, watching it",
+            (int)p->pid, p->name[0] ? p->name : "unnamed", p->slot);
+}
+
+/* One pass over the segment's slots: reclaim the dead, watch the unknown
+ * live ones, forget entries whose slot was freed. Returns live slots. */
+static int scan(pd_server_t *srv, bool adopting)
+{
+    int live = 0;
+    for (uint32_t i = 0; i < srv->nprocs; i++) {
+        struct pshm_proc *sp = &srv->seg.procs[i];
+        pd_proc_t *p = srv->procs[i];
+        /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
+        if (pa_load_acquire(&sp->state) != PSHM_PROC_LIVE) {
+            if (p && !p->conn) { /* freed by its owner (pool_detach) */
+                pd_debug("slot %u of pid %d is free now; forgetting it", i, (int)p->pid);
+                drop(srv, p);
+            }
+            continue;
+        }
+        pid_t pid = pa_load_relaxed(&sp->pid); /* relaxed: after the acquire above */
+        uint64_t st = pa_load_relaxed(&sp->start_time);
+        if (p && p->pid != pid) { /* slot reused behind our back */
+            drop(srv, p);
+            p = NULL;
+        }
+        bool dead = p ? proc_dead(p) : !pshm_os_proc_alive(pid, st);
+        if (dead) {
+            if (p) {
+                pd_registry_reclaim(srv, p, adopting ? "dead at adoption" : "found dead by sweep");
+            } else {
+                pshm_reclaimed_t r;
+                if (pshm_proc_reclaim(&srv->seg, i, &r) == 0)
+                    pd_registry_note_reclaim(srv, &r, NULL,
+                                             adopting ? "dead at adoption" : "found dead by sweep");
+            }
+            continue;
+        }
+        live++;
+        if (!p && pd_registry_add(srv, i, pid, st, NULL))
+            pd_info("%s pid %d in slot %u (no connection; watching it until it says HELLO)",
+                    adopting ? "kept" : "watching", (int)pid, i);
+    }
+    return live;
+}
+
+int pd_registry_adopt(pd_server_t *srv)
+{
+    return scan(srv, true);
+}
+
+void pd_registry_sweep(pd_server_t *srv)
+{
+    if (srv->procs)
+        scan(srv, false);
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pd_registry_sweep(arg);
+}
+
+int pd_registry_start_sweep(pd_server_t *srv)
+{
+    struct timeval tv = {PD_SWEEP_SECONDS, 0};
+    srv->sweep_ev = event_new(srv->base, -1, EV_PERSIST, sweep_cb, srv);
+    if (!srv->sweep_ev || event_add(srv->sweep_ev, &tv) < 0)
+        return -ENOMEM;
+    return 0;
+}

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * segment.c: poold's segment at start-up: adopt the one that exists under
+ * the configured name, or create and format a new one.
+ *
+ * Adopting means: open it, validate it with pshm_view(), bump daemon_gen,
+ * write daemon_pid and daemon_started_unix, then hand the live slots to the
+ * registry (which reclaims the dead ones). A segment that fails validation
+ * (foreign, truncated, another ABI, corrupt) is refused with pshm_view()'s
+ * message: this file must never format over, truncate or unlink a segment
+ * it did not just create, and never unlinks one at shutdown either (workers
+ * keep allocating while poold is down).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "poold.h"
+
+static void stamp_header(pd_server_t *srv)
+{
+    struct pshm_header *h = srv->seg.hdr;
+    /* relaxed RMW: poold is the only writer of daemon_gen (one poold per
+     * segment); clients read it relaxed as a hint that poold changed and
+     * trust the gen of the HELLO reply. */
+    srv->gen = pa_add_relaxed(&h->daemon_gen, 1) + 1;
+    /* relaxed: informational fields, written by poold only, read by tools. */
+    pa_store_relaxed(&h->daemon_pid, (int32_t)getpid());
+    pa_store_relaxed(&h->daemon_started_unix, (uint64_t)srv->started);
+}
+
+static int build_params(pd_server_t *srv, pshm_params_t *p, char *err, size_t errlen)
+{
+    char e[256];
+    pshm_params_default(p, srv->cfg.size);
+    if (pshm_params_set_classes(p, srv->cfg.classes, e, sizeof(e)) < 0) {
+        snprintf(err, errlen, "classes: %.200s", e);
+        return -EINVAL;
+    }
+    p->max_procs = srv->cfg.max_procs;
+    p->max_threads = srv->cfg.max_threads;
+    return 0;
+}
+
+static int adopt(pd_server_t *srv, void *base, uint64_t bytes, char *err, size_t errlen)
+{
+    const char *name = srv->cfg.shm_name;
+    char e[256];
+    int rc = pshm_view(&srv->seg, base, bytes, e, sizeof(e));
+    if (rc < 0) {
+        pshm_os_unmap(base, bytes);
+        snprintf(err, errlen,
+                 "refusing segment %s: %s; poold leaves it untouched (remove /dev/shm%s "
+                 "yourself if it is stale, or choose another --shm-name)",
+                 name, e, name);
+        return rc;
+    }
+    srv->seg_base = base;
+    srv->seg_bytes = bytes;
+    srv->seg_created = false;
+
+    /* relaxed: a hint for the log only. */
+    int32_t prev_pid = pa_load_relaxed(&srv->seg.hdr->daemon_pid);
+    if (prev_pid > 0 && prev_pid != (int32_t)getpid() && pshm_os_proc_alive(prev_pid, 0))
+        pd_warn("segment %s names poold pid %d as its daemon and that pid is alive: if it is "
+                "another poold, stop it; two poolds must not serve one segment",
+                name, (int)prev_pid);
+    stamp_header(srv);
+
+    pshm_params_t want;
+    if (build_params(srv, &want, e, sizeof(e)) == 0) {
+        bool same_classes = want.nclasses == srv->seg.nclasses;
+        for (uint32_t i = 0; same_classes && i < want.nclasses; i++)
+            same_classes = want.class_size[i] == srv->seg.block_size[i];
+        if (srv->seg.bytes != srv->cfg.size || !same_classes ||
+            srv->seg.max_procs != srv->cfg.max_procs ||
+            srv->seg.max_threads != srv->cfg.max_threads)
+            pd_warn("segment %s keeps its own geometry (%llu bytes, %u classes, %u procs, %u "
+                    "threads); size/classes/max_procs/max_threads apply when it is made anew",
+                    name, (unsigned long long)srv->seg.bytes, srv->seg.nclasses,
+                    srv->seg.max_procs, srv->seg.max_threads);
+    }
+    return 0;
+}
+
+static int create(pd_server_t *srv, char *err, size_t errlen)
+{
+    const char *name = srv->cfg.shm_name;
+    pshm_params_t p;
+    void *base = NULL;
+    char e[256];
+    int rc = build_params(srv, &p, err, errlen);
+    if (rc < 0)
+        return rc;
+    unsigned mode = srv->gid >= 0 ? 0660u : 0600u;
+    rc = pshm_os_create(name, p.bytes, mode, srv->gid, true, &base, e, sizeof(e));
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create segment %s: %s", name, e);
+        return rc;
+    }
+    rc = pshm_format(base, &p, e, sizeof(e));
+    if (rc == 0)
+        rc = pshm_view(&srv->seg, base, p.bytes, e, sizeof(e));
+    if (rc < 0) {
+        /* We made it a moment ago and nobody can have used it yet. */
+        pshm_os_unmap(base, p.bytes);
+        pshm_os_unlink(name);
+        snprintf(err, errlen, "cannot format segment %s: %s", name, e);
+        return rc;
+    }
+    srv->seg_base = base;
+    srv->seg_bytes = p.bytes;
+    srv->seg_created = true;
+    stamp_header(srv);
+    return 0;
+}
+
+int pd_segment_open(pd_server_t *srv, char *err, size_t errlen)
+{
+    const char *name = srv->cfg.shm_name;
+    void *base = NULL;
+    uint64_t bytes = 0;
+    char e[256];
+    int rc;
+
+    rc = pshm_os_open(name, &base, &bytes, e, sizeof(e));
+    if (rc == -ENOENT) {
+        rc = create(srv, err, errlen);
+        if (rc == -EEXIST) /* another process made it meanwhile: adopt that one */
+            rc = pshm_os_open(name, &base, &bytes, e, sizeof(e));
+        else if (rc < 0)
+            return rc;
+        else
+            pd_info("created segment %s: %llu bytes, %u classes (%u..%u B), %u process slots, "
+                    "%u thread records, mode %s",
+                    name, (unsigned long long)srv->seg.bytes, srv->seg.nclasses,
+                    srv->seg.block_size[0], srv->seg.block_size[srv->seg.nclasses - 1],
+                    srv->seg.max_procs, srv->seg.max_threads, srv->gid >= 0 ? "0660" : "0600");
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "refusing segment %s: %s", name, e);
+        return rc;
+    }
+    if (!srv->seg_created) {
+        rc = adopt(srv, base, bytes, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    rc = pd_registry_init(srv);
+    if (rc < 0) {
+        snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    if (!srv->seg_created) {
+        int live = pd_registry_adopt(srv);
+        pd_info("adopted segment %s: %llu bytes, generation %llu, %d live process%s kept, %u "
+                "dead reclaimed",
+                name, (unsigned long long)srv->seg.bytes, (unsigned long long)srv->gen, live,
+                live == 1 ? "" : "es", srv->norphans);
+    }
+    return 0;
+}
+
+void pd_segment_close(pd_server_t *srv)
+{
+    if (!srv->seg_base)
+        return;
+    /* relaxed: informational; 0 says "no poold now". Only if it is still us:
+     * a successor poold may already have adopted the segment. */
+    int32_t me = (int32_t)getpid();
+    if (pa_load_relaxed(&srv->seg.hdr->daemon_pid) == me)
+        pa_store_relaxed(&srv->seg.hdr->daemon_pid, 0);
+    pshm_os_unmap(srv->seg_base, srv->seg_bytes);
+    srv->seg_base = NULL;
+    memset(&srv->seg, 0, sizeof(srv->seg));
+}

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stats.c: the bodies of STATS, PROCS and CLASSES, exactly as docs/stats.md
+ * lists them (that page is the contract with poolctl: keys are added, never
+ * renamed), and the one-line sd_notify STATUS summary.
+ *
+ * Figures come from pshm_stats()/pshm_proc_stats() (which read the segment
+ * with relaxed loads and never believe a scribbled count), the header's
+ * counters, the registry (names, connected flag) and the orphans poold
+ * recorded. It must never write the segment, never follow an offset read
+ * from it, and never emit a line the pproto_buf builder would refuse.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "poolclient.h"
+#include "poold.h"
+
+static void section_server(pd_server_t *srv, pproto_buf_t *b, time_t now)
+{
+    pproto_buf_add_section(b, "server");
+    pproto_buf_add_info_str(b, "version", PD_VERSION);
+    pproto_buf_add_info_u64(b, "abi", PSHM_ABI_VERSION);
+    pproto_buf_add_info_u64(b, "pid", (uint64_t)getpid());
+    pproto_buf_add_info_u64(b, "uptime_seconds",
+                            now > srv->started ? (uint64_t)(now - srv->started) : 0);
+    /* relaxed: poold is the only writer; a statistic. */
+    pproto_buf_add_info_u64(b, "daemon_gen", pa_load_relaxed(&srv->seg.hdr->daemon_gen));
+    pproto_buf_add_info_str(b, "shm_name", srv->cfg.shm_name);
+    pproto_buf_add_info_str(b, "socket", srv->cfg.socket);
+    pproto_buf_add_info_u64(b, "connections", srv->nconns);
+}
+
+static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pool_stats_t *st)
+{
+    const struct pshm_header *h = srv->seg.hdr;
+    uint64_t allocs = 0, frees = 0, reuses = 0, same = 0, cmiss = 0, cenmiss = 0, exh = 0;
+    for (uint32_t c = 0; c < st->nclasses; c++) {
+        const pool_class_stats_t *k = &st->cls[c];
+        allocs += k->allocations;
+        frees += k->frees;
+        reuses += k->reuses;
+        same += k->same_address;
+        cmiss += k->cache_misses;
+        cenmiss += k->central_misses;
+        exh += k->exhausted;
+    }
+    pproto_buf_add_section(b, "pool");
+    pproto_buf_add_info_u64(b, "segment_bytes", st->segment_bytes);
+    pproto_buf_add_info_u64(b, "span_bytes", st->span_bytes);
+    pproto_buf_add_info_u64(b, "spans_total", st->spans_total);
+    pproto_buf_add_info_u64(b, "spans_carved", st->spans_carved);
+    pproto_buf_add_info_u64(b, "bytes_carved", st->bytes_carved);
+    pproto_buf_add_info_u64(b, "bytes_in_use", st->bytes_in_use);
+    pproto_buf_add_info_u64(b, "procs_attached", st->procs_attached);
+    pproto_buf_add_info_u64(b, "procs_max", srv->seg.max_procs);
+    pproto_buf_add_info_u64(b, "procs_reclaimed_total", st->procs_reclaimed);
+    pproto_buf_add_info_u64(b, "blocks_reclaimed_total", st->blocks_reclaimed);
+    pproto_buf_add_info_u64(b, "blocks_orphaned_total", srv->blocks_orphaned);
+    pproto_buf_add_info_u64(b, "allocations_total", allocs);
+    pproto_buf_add_info_u64(b, "frees_total", frees);
+    pproto_buf_add_info_u64(b, "reuses_total", reuses);
+    pproto_buf_add_info_u64(b, "same_address_total", same);
+    pproto_buf_add_info_u64(b, "cache_misses_total", cmiss);
+    pproto_buf_add_info_u64(b, "central_misses_total", cenmiss);
+    pproto_buf_add_info_u64(b, "exhausted_total", exh);
+    /* relaxed: statistics with RMW writers in the workers. */
+    pproto_buf_add_info_u64(b, "uncached_ops_total", pa_load_relaxed(&h->uncached_ops));
+    pproto_buf_add_info_u64(b, "entries_dropped_total", pa_load_relaxed(&h->entries_dropped));
+}
+
+static void section_classes(pproto_buf_t *b, const pool_stats_t *st)
+{
+    char key[32];
+    pproto_buf_add_section(b, "classes");
+    for (uint32_t c = 0; c < st->nclasses; c++) {
+        const pool_class_stats_t *k = &st->cls[c];
+        snprintf(key, sizeof(key), "class_%llu", (unsigned long long)k->block_size);
+        pproto_buf_begin_row(b, key);
+        pproto_buf_add_subkv_u64(b, "size", k->block_size);
+        pproto_buf_add_subkv_u64(b, "spans", k->spans_carved);
+        pproto_buf_add_subkv_u64(b, "carved", k->blocks_carved);
+        pproto_buf_add_subkv_u64(b, "free", k->blocks_free);
+        pproto_buf_add_subkv_u64(b, "central", k->blocks_central);
+        pproto_buf_add_subkv_u64(b, "cached", k->blocks_cached);
+        pproto_buf_add_subkv_i64(b, "in_use", k->blocks_in_use);
+        pproto_buf_add_subkv_u64(b, "allocs", k->allocations);
+        pproto_buf_add_subkv_u64(b, "frees", k->frees);
+        pproto_buf_add_subkv_u64(b, "reuses", k->reuses);
+        pproto_buf_add_subkv_u64(b, "same_address", k->same_address);
+        pproto_buf_add_subkv_u64(b, "cache_misses", k->cache_misses);
+        pproto_buf_add_subkv_u64(b, "central_misses", k->central_misses);
+        pproto_buf_add_subkv_u64(b, "exhausted", k->exhausted);
+        pproto_buf_end_line(b);
+    }
+}
+
+static void section_class_config(pd_server_t *srv, pproto_buf_t *b)
+{
+    const pshm_seg_t *s = &srv->seg;
+    char key[32];
+    pproto_buf_add_section(b, "classes");
+    for (uint32_t c = 0; c < s->nclasses; c++) {
+        snprintf(key, sizeof(key), "class_%u", s->block_size[c]);
+        pproto_buf_begin_row(b, key);
+        pproto_buf_add_subkv_u64(b, "size", s->block_size[c]);
+        pproto_buf_add_subkv_u64(b, "blocks_per_span", s->blocks_per_span[c]);
+        pproto_buf_add_subkv_u64(b, "cache_cap", s->cache_cap[c]);
+        pproto_buf_add_subkv_u64(b, "batch", s->batch[c]);
+        pproto_buf_end_line(b);
+    }
+}
+
+static int section_processes(pd_server_t *srv, pproto_buf_t *b, time_t now)
+{
+    uint32_t max = srv->seg.max_procs;
+    pshm_proc_stats_t *ps = calloc(max, sizeof(*ps));
+    char key[32];
+    if (!ps)
+        return -ENOMEM;
+    int n = pshm_proc_stats(&srv->seg, ps, (int)max);
+    if (n > (int)max)
+        n = (int)max;
+    pproto_buf_add_section(b, "processes");
+    for (int i = 0; i < n; i++) {
+        const pshm_proc_stats_t *p = &ps[i];
+        const pd_proc_t *r = pd_registry_get(srv, p->slot);
+        if (r && r->pid != p->pid)
+            r = NULL;
+        snprintf(key, sizeof(key), "proc_%d", (int)p->pid);
+        pproto_buf_begin_row(b, key);
+        pproto_buf_add_subkv_i64(b, "pid", p->pid);
+        pproto_buf_add_subkv_u64(b, "slot", p->slot);
+        pproto_buf_add_subkv_str(b, "name", r ? r->name : "");
+        pproto_buf_add_subkv_u64(b, "attached_unix", p->attached_unix);
+        pproto_buf_add_subkv_u64(b, "uptime_seconds",
+                                 (uint64_t)now > p->attached_unix
+                                     ? (uint64_t)now - p->attached_unix
+                                     : 0);
+        pproto_buf_add_subkv_u64(b, "allocs", p->allocations);
+        pproto_buf_add_subkv_u64(b, "frees", p->frees);
+        pproto_buf_add_subkv_u64(b, "cache_misses", p->cache_misses);
+        pproto_buf_add_subkv_u64(b, "cached", p->blocks_cached);
+        pproto_buf_add_subkv_i64(b, "in_use", p->blocks_in_use);
+        pproto_buf_add_subkv_u64(b, "threads", p->threads);
+        pproto_buf_add_subkv_u64(b, "connected", r && r->conn ? 1 : 0);
+        pproto_buf_end_line(b);
+    }
+    free(ps);
+    return 0;
+}
+
+static void section_orphans(pd_server_t *srv, pproto_buf_t *b)
+{
+    char key[32];
+    pproto_buf_add_section(b, "orphans");
+    /* Oldest first. */
+    uint32_t first = srv->norphans < PD_ORPHANS_KEPT ? 0 : srv->orphan_next;
+    for (uint32_t i = 0; i < srv->norphans; i++) {
+        const pd_orphan_t *o = &srv->orphans[(first + i) % PD_ORPHANS_KEPT];
+        snprintf(key, sizeof(key), "orphan_%d", (int)o->pid);
+        pproto_buf_begin_row(b, key);
+        pproto_buf_add_subkv_i64(b, "pid", o->pid);
+        pproto_buf_add_subkv_u64(b, "slot", o->slot);
+        pproto_buf_add_subkv_i64(b, "blocks", o->blocks);
+        pproto_buf_add_subkv_u64(b, "reclaimed_blocks", o->reclaimed_blocks);
+        pproto_buf_add_subkv_u64(b, "reclaimed_unix", o->reclaimed_unix);
+        pproto_buf_end_line(b);
+    }
+}
+
+int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len)
+{
+    /* Upper bound: every line at most PPROTO_MAX_LINE bytes. */
+    size_t lines = 64 + (size_t)srv->seg.nclasses + srv->seg.max_procs + PD_ORPHANS_KEPT;
+    size_t cap = lines * PPROTO_MAX_LINE;
+    char *text = malloc(cap);
+    pool_stats_t *st = NULL;
+    pproto_buf_t b;
+    time_t now = time(NULL);
+    int rc = 0;
+
+    if (!text)
+        return -ENOMEM;
+    pproto_buf_init(&b, text, cap);
+    pproto_buf_add_str(&b, "OK");
+    pproto_buf_end_line(&b);
+    if (verb == PPROTO_STATS) {
+        st = malloc(sizeof(*st));
+        if (!st) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        pshm_stats(&srv->seg, st);
+        section_server(srv, &b, now);
+        section_pool(srv, &b, st);
+        section_classes(&b, st);
+        rc = section_processes(srv, &b, now);
+        if (rc < 0)
+            goto out;
+        section_orphans(srv, &b);
+    } else if (verb == PPROTO_PROCS) {
+        rc = section_processes(srv, &b, now);
+        if (rc < 0)
+            goto out;
+    } else if (verb == PPROTO_CLASSES) {
+        section_class_config(srv, &b);
+    } else {
+        rc = -EINVAL;
+        goto out;
+    }
+    pproto_buf_add_end(&b);
+    rc = pproto_buf_result(&b);
+    if (rc >= 0) {
+        *out = text;
+        *len = (size_t)rc;
+        text = NULL;
+        rc = 0;
+    }
+out:
+    free(st);
+    free(text);
+    return rc;
+}
+
+void pd_stats_summary(pd_server_t *srv, char *out, size_t cap)
+{
+    pool_stats_t *st = malloc(sizeof(*st));
+    if (!st) {
+        snprintf(out, cap, "serving %s", srv->cfg.shm_name);
+        return;
+    }
+    pshm_stats(&srv->seg, st);
+    snprintf(out, cap, "%llu procs attached, %llu of %llu bytes in use, %llu carved, %u connections",
+             (unsigned long long)st->procs_attached, (unsigned long long)st->bytes_in_use,
+             (unsigned long long)st->segment_bytes, (unsigned long long)st->bytes_carved,
+             srv->nconns);
+    free(st);
+}
