@@ -44,6 +44,7 @@ static void thread_exit_cb(void *arg)
         e->serial = 0;
         e->rec = NULL;
     }
+    memset(&pool_tls_last_, 0, sizeof(pool_tls_last_));
     pthread_mutex_unlock(&reg_lock);
 }
 
@@ -63,6 +64,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
     memset(pool_tls_, 0, sizeof(pool_tls_));
+    memset(&pool_tls_last_, 0, sizeof(pool_tls_last_));
     reg_pid = getpid();
     pthread_mutex_unlock(&reg_lock);
 }
@@ -107,6 +109,8 @@ void pool_unregister_(pool_t *pool)
         pool_tls_[pool->idx].serial = 0;
         pool_tls_[pool->idx].rec = NULL;
     }
+    if (pool_tls_last_.pool == pool)
+        memset(&pool_tls_last_, 0, sizeof(pool_tls_last_));
     pthread_mutex_unlock(&reg_lock);
 }
 
@@ -181,6 +185,7 @@ static struct pshm_thread *claim_record(pool_t *pool)
         if (rec) {
             e->rec = rec;
             e->serial = pool->serial;
+            pool_tls_last_ = (struct pool_tls_last){pool, pool->serial, rec};
             /* Any non-NULL value makes the destructor run at thread exit. */
             pthread_setspecific(reg_key, pool);
         }
@@ -245,10 +250,10 @@ static bool reclaim_if_exhausted(pool_t *pool)
 void *pool_malloc_slow_(pool_t *pool, uint32_t c)
 {
     pshm_seg_t *s = &pool->seg;
-    struct pool_tls *e = &pool_tls_[pool->idx];
-    if (e->serial != pool->serial && claim_record(pool) == NULL)
+    struct pshm_thread *rec = pool_rec_(pool);
+    if (!rec && (rec = claim_record(pool)) == NULL)
         return uncached_malloc(pool, c);
-    struct pshm_tclass *tc = &e->rec->cls[c];
+    struct pshm_tclass *tc = &rec->cls[c];
     uint32_t a, b;
 
     /* relaxed (counters, count): single writer, this thread. */
@@ -257,14 +262,15 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
         pa_inc_single_writer(&tc->cmiss, 1);
         if (pshm_unlikely(pool->shared))
             pool_reregister_if_needed_(pool);
-        n = pshm_central_pop(s, c, tc->slots, s->cache_cap[c]);
+        n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c]);
         if (n == 0 && reclaim_if_exhausted(pool))
-            n = pshm_central_pop(s, c, tc->slots, s->cache_cap[c]);
+            n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c]);
         if (n) {
             /* moved_in before count: a death in between counts the batch as
              * in use by the dead process (orphaned), not as lost. */
             pa_inc_single_writer(&tc->moved_in, n);
             pa_store_relaxed(&tc->count, n);
+            tc->top = tc->slots[n];
         } else if (pshm_region_pop(s, c, &a, &b)) {
             tc->fresh_next = a;
             tc->fresh_end = b;
@@ -279,8 +285,9 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
         }
     }
     if (n) {
-        uint32_t idx = tc->slots[n - 1];
+        uint32_t idx = tc->slots[n];
         pa_store_relaxed(&tc->count, n - 1);
+        tc->top = tc->slots[n - 1];
         pa_inc_single_writer(&tc->same, (uint64_t)(idx == tc->last_freed));
         return pshm_ptr(s, idx);
     }
@@ -293,13 +300,13 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
 bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
 {
     pshm_seg_t *s = &pool->seg;
-    struct pool_tls *e = &pool_tls_[pool->idx];
-    if (e->serial != pool->serial && claim_record(pool) == NULL) {
+    struct pshm_thread *rec = pool_rec_(pool);
+    if (!rec && (rec = claim_record(pool)) == NULL) {
         pshm_central_push(s, c, &idx, 1);
         count_uncached(pool, c, false, false);
         return true;
     }
-    struct pshm_tclass *tc = &e->rec->cls[c];
+    struct pshm_tclass *tc = &rec->cls[c];
     uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: single writer */
     uint32_t cap = s->cache_cap[c];
     if (n >= cap) {
@@ -307,14 +314,15 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
          * shrinks before the push (see the top of this file). */
         uint32_t batch = s->batch[c];
         uint32_t out[PSHM_CACHE_CAP];
-        memcpy(out, tc->slots, batch * sizeof(uint32_t));
-        memmove(tc->slots, tc->slots + batch, (n - batch) * sizeof(uint32_t));
+        memcpy(out, tc->slots + 1, batch * sizeof(uint32_t));
+        memmove(tc->slots + 1, tc->slots + 1 + batch, (n - batch) * sizeof(uint32_t));
         n -= batch;
         pa_store_relaxed(&tc->count, n); /* relaxed: single writer */
         pa_inc_single_writer(&tc->moved_out, batch);
         pshm_central_push(s, c, out, batch);
     }
-    tc->slots[n] = idx;
+    tc->slots[n + 1] = idx;
+    tc->top = idx;
     pa_store_relaxed(&tc->count, n + 1); /* relaxed: single writer */
     pa_inc_single_writer(&tc->frees, 1);
     tc->last_freed = idx;

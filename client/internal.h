@@ -29,6 +29,9 @@ struct pool {
     uint64_t serial; /* unique per open pool */
     uint64_t max_size;
     uint8_t small_class[POOL_SMALL_MAX / 8 + 1]; /* (size + 7) / 8 -> class */
+    /* Sizes of class c are (size_lo[c], size_lo[c] + size_span[c]]. */
+    uint32_t size_lo[PSHM_MAX_CLASSES];
+    uint32_t size_span[PSHM_MAX_CLASSES];
     pshm_seg_t seg;
     pid_t pid;          /* the process that holds `slot` (changes after fork) */
     int slot;           /* process slot, -1 until the first allocation */
@@ -54,6 +57,24 @@ struct pool_tls {
 #define POOL_TLS_MODEL
 #endif
 extern __thread struct pool_tls pool_tls_[POOL_MAX_OPEN] POOL_TLS_MODEL;
+
+/* The pool this thread used last and its record: one TLS load, no load of
+ * pool->idx first, for the common case of one pool per process. */
+struct pool_tls_last {
+    pool_t *pool;
+    uint64_t serial;
+    struct pshm_thread *rec;
+};
+extern __thread struct pool_tls_last pool_tls_last_ POOL_TLS_MODEL;
+
+/* The calling thread's record in pool, or NULL (then take the slow path). */
+struct pshm_thread *pool_rec_lookup_(pool_t *pool);
+static inline struct pshm_thread *pool_rec_(pool_t *pool)
+{
+    if (pshm_likely(pool_tls_last_.pool == pool && pool_tls_last_.serial == pool->serial))
+        return pool_tls_last_.rec;
+    return pool_rec_lookup_(pool);
+}
 
 /* cache.c */
 void *pool_malloc_slow_(pool_t *pool, uint32_t c);

@@ -16,6 +16,18 @@
 #include "internal.h"
 
 __thread struct pool_tls pool_tls_[POOL_MAX_OPEN] POOL_TLS_MODEL;
+__thread struct pool_tls_last pool_tls_last_ POOL_TLS_MODEL;
+
+struct pshm_thread *pool_rec_lookup_(pool_t *pool)
+{
+    struct pool_tls *e = &pool_tls_[pool->idx];
+    if (e->serial != pool->serial)
+        return NULL;
+    pool_tls_last_.pool = pool;
+    pool_tls_last_.serial = pool->serial;
+    pool_tls_last_.rec = e->rec;
+    return e->rec;
+}
 
 void pool_build_class_table_(pool_t *pool)
 {
@@ -28,6 +40,10 @@ void pool_build_class_table_(pool_t *pool)
         pool->small_class[g] = (uint8_t)c;
     }
     pool->max_size = s->block_size[s->nclasses - 1];
+    for (uint32_t k = 0; k < s->nclasses; k++) {
+        pool->size_lo[k] = k ? s->block_size[k - 1] : 0;
+        pool->size_span[k] = s->block_size[k] - pool->size_lo[k];
+    }
 }
 
 POOL_API void *pool_malloc(pool_t *pool, size_t size)
@@ -42,23 +58,25 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
         }
         c = pool_class_of_(pool, size);
     }
-    struct pool_tls *e = &pool_tls_[pool->idx];
-    if (pshm_unlikely(e->serial != pool->serial))
+    struct pshm_thread *rec = pool_rec_(pool);
+    if (pshm_unlikely(rec == NULL))
         return pool_malloc_slow_(pool, c);
-    struct pshm_tclass *tc = &e->rec->cls[c];
+    struct pshm_tclass *tc = &rec->cls[c];
 
     /* relaxed (all counters here): single writer, this thread; poold and
      * pool_stats read them for statistics only. Allocations are derived
-     * (struct pshm_tclass), not counted here. */
-    uint32_t n = pa_load_relaxed(&tc->count);
-    if (pshm_likely(n != 0)) {
-        uint32_t idx = tc->slots[n - 1];
-        pa_store_relaxed(&tc->count, n - 1);
+     * (struct pshm_tclass), not counted here. The block handed out is `top`,
+     * read without waiting for `count`: one dependent load less. */
+    uint32_t idx = tc->top;
+    if (pshm_likely(idx != PSHM_IDX_NONE)) {
+        uint32_t n = pa_load_relaxed(&tc->count) - 1;
+        pa_store_relaxed(&tc->count, n);
+        tc->top = tc->slots[n]; /* slots[0] == 0: empty */
         pa_inc_single_writer(&tc->same, (uint64_t)(idx == tc->last_freed));
         return pshm_ptr(&pool->seg, idx);
     }
     if (tc->fresh_next < tc->fresh_end) {
-        uint32_t idx = tc->fresh_next;
+        idx = tc->fresh_next;
         tc->fresh_next = idx + (pool->seg.block_size[c] >> 3);
         pa_inc_single_writer(&tc->fresh, 1);
         return pshm_ptr(&pool->seg, idx);
@@ -76,17 +94,19 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
     int c = pshm_block_class(&pool->seg, off);
     if (pshm_unlikely(c < 0))
         return false;
-    if (size != 0 && (size > pool->max_size || pool_class_of_(pool, size) != (uint32_t)c))
+    /* A size of another class: (size - 1 - lo) wraps when size <= lo. */
+    if (size != 0 && (uint64_t)(size - 1 - pool->size_lo[c]) >= pool->size_span[c])
         return false;
     uint32_t idx = (uint32_t)(off >> 3);
-    struct pool_tls *e = &pool_tls_[pool->idx];
-    if (pshm_unlikely(e->serial != pool->serial))
+    struct pshm_thread *rec = pool_rec_(pool);
+    if (pshm_unlikely(rec == NULL))
         return pool_free_slow_(pool, idx, (uint32_t)c);
-    struct pshm_tclass *tc = &e->rec->cls[c];
+    struct pshm_tclass *tc = &rec->cls[c];
     uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: single writer */
     if (pshm_unlikely(n >= pool->seg.cache_cap[c]))
         return pool_free_slow_(pool, idx, (uint32_t)c);
-    tc->slots[n] = idx;
+    tc->slots[n + 1] = idx;
+    tc->top = idx;
     pa_store_relaxed(&tc->count, n + 1); /* relaxed: single writer */
     pa_inc_single_writer(&tc->frees, 1);
     tc->last_freed = idx;

@@ -150,13 +150,17 @@ struct pshm_proc {
  * are atomics accessed relaxed; slots[] is read only by a reclaimer after the
  * owner died or by the owner itself. */
 struct pshm_tclass {
-    pa_u32 count;         /* slots[0..count) hold free blocks, LIFO */
+    pa_u32 count;         /* blocks cached: slots[1..count], LIFO */
+    uint32_t top;         /* == slots[count]: the next block to hand out (0: empty) */
     uint32_t last_freed;  /* index of the block this thread freed last */
     uint32_t fresh_next;  /* carving region [fresh_next, fresh_end) */
     uint32_t fresh_end;
+    uint32_t reserved;
     pa_u64 frees;
     pa_u64 same;          /* allocation returned last_freed */
-    uint32_t slots[PSHM_CACHE_CAP];
+    /* slots[0] is always 0, so that slots[count] is the top, or 0 (empty). */
+    uint32_t slots[PSHM_CACHE_CAP + 1];
+    uint32_t reserved2;
     /* Cold: counted on slow paths only. Allocations are not counted on the
      * fast path: allocs = fresh + (frees + moved_in - moved_out - count),
      * the blocks that left the cache through pool_malloc. */
@@ -166,7 +170,7 @@ struct pshm_tclass {
     pa_u64 cmiss;         /* cache empty, went to central */
     pa_u64 cenmiss;       /* central empty, carved a span */
     pa_u64 exhausted;
-    uint8_t pad[PSHM_TCLASS_BYTES - 32 - 4 * PSHM_CACHE_CAP - 48];
+    uint8_t pad[PSHM_TCLASS_BYTES - 40 - 4 * (PSHM_CACHE_CAP + 2) - 48];
 };
 
 struct pshm_thread {

@@ -73,6 +73,8 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
         for (uint32_t c = 0; c < s->nclasses; c++) {
             struct pshm_tclass *tc = &t->cls[c];
             pool_assert(pa_load_relaxed(&tc->count) == 0);
+            tc->top = PSHM_IDX_NONE;
+            tc->slots[0] = PSHM_IDX_NONE;
             tc->last_freed = PSHM_IDX_NONE;
             tc->fresh_next = tc->fresh_end = PSHM_IDX_NONE;
         }
@@ -118,7 +120,7 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
         }
         /* Give back the cached blocks in batches. */
         uint32_t m = 0;
-        for (uint32_t i = 0; i < n; i++) {
+        for (uint32_t i = 1; i <= n; i++) {
             uint32_t idx = tc->slots[i];
             if (untrusted && !pshm_idx_is_block(s, idx, c)) {
                 res->entries_dropped++;
@@ -136,6 +138,7 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
             res->blocks_returned += m;
         }
         pa_store_relaxed(&tc->count, 0); /* relaxed: statistic readers only */
+        tc->top = PSHM_IDX_NONE;
 
         /* The uncarved rest of the thread's span goes to the region stack. */
         uint32_t a = tc->fresh_next, b = tc->fresh_end;
