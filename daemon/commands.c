@@ -237,9 +237,7 @@ int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct
         pd_reply_error(out, PPROTO_ERR_INTERNAL, "out of memory");
         return 0;
     }
-    if (p->conn && p->conn != c) /* the process attaches again on a new connection */
-        p->conn->proc = NULL;
-    p->conn = c;
+    p->nconn++; /* a process may hold several connections (several pools) */
     c->proc = p;
     bufferevent_set_timeouts(c->bev, NULL, NULL); /* attached workers never idle out */
 
@@ -268,18 +266,26 @@ int pd_cmd_bye(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct e
         return 0;
     }
     c->proc = NULL;
-    p->conn = NULL;
-    /* The library gave back its caches and freed its slot before BYE. If the
-     * slot is still held by this pid (it did not), keep watching it by pidfd
-     * and reclaim it when the process dies; never touch it otherwise. */
-    struct pshm_proc *sp = &srv->seg.procs[p->slot];
-    /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
-    bool held = pa_load_acquire(&sp->state) == PSHM_PROC_LIVE &&
-                pa_load_relaxed(&sp->pid) == p->pid;
-    pd_info("pid %d (%s) said BYE%s", (int)p->pid, p->name[0] ? p->name : "unnamed",
-            held ? "; its slot is still held, watching it" : "");
-    if (!held)
-        pd_registry_forget(srv, p);
+    if (p->nconn > 0)
+        p->nconn--;
+    if (p->nconn > 0) {
+        /* Another connection of this process (another pool) still holds it. */
+        pd_info("pid %d (%s) said BYE on one of its connections", (int)p->pid,
+                p->name[0] ? p->name : "unnamed");
+    } else {
+        /* The library gave back its caches and freed its slot before BYE.
+         * If the slot is still held by this pid (it did not), keep watching
+         * it by pidfd and reclaim it when the process dies; never touch it
+         * otherwise. */
+        struct pshm_proc *sp = &srv->seg.procs[p->slot];
+        /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
+        bool held = pa_load_acquire(&sp->state) == PSHM_PROC_LIVE &&
+                    pa_load_relaxed(&sp->pid) == p->pid;
+        pd_info("pid %d (%s) said BYE%s", (int)p->pid, p->name[0] ? p->name : "unnamed",
+                held ? "; its slot is still held, watching it" : "");
+        if (!held)
+            pd_registry_forget(srv, p);
+    }
     char line[32];
     pproto_buf_t b;
     pproto_buf_init(&b, line, sizeof(line));

@@ -121,7 +121,8 @@ struct pd_proc {
     uint64_t start_time;
     uint64_t attached_unix;
     char name[PPROTO_MAX_NAME + 1];
-    pd_conn_t *conn;     /* its control connection, NULL when none (adopted) */
+    uint32_t nconn;      /* control connections attached for it (0: adopted, or
+                            its connection closed while it lives) */
     int pidfd;           /* -1 when pidfd_open failed */
     struct event *pidev; /* EV_READ on pidfd */
 };

@@ -3,8 +3,8 @@
  * registry.c: the processes attached to poold's segment, and crash reclaim.
  *
  * One entry per process slot that poold watches: slot, pid, start time,
- * name, its control connection (NULL when adopted after a restart or after
- * its connection closed) and a pidfd with an EV_READ event. A process's death
+ * name, how many control connections it holds (none when adopted after a
+ * restart, or after its connection closed) and a pidfd with an EV_READ event. A process's death
  * is seen at once, by connection EOF (server.c calls
  * pd_registry_conn_closed) or by its pidfd turning readable, and its slot is
  * reclaimed with pshm_proc_reclaim(): cached blocks go back to the central
@@ -48,8 +48,9 @@ int pd_registry_init(pd_server_t *srv)
 
 static void drop(pd_server_t *srv, pd_proc_t *p)
 {
-    if (p->conn)
-        p->conn->proc = NULL;
+    for (pd_conn_t *c = srv->conns; c && p->nconn; c = c->next)
+        if (c->proc == p)
+            c->proc = NULL;
     if (p->pidev)
         event_free(p->pidev);
     if (p->pidfd >= 0)
@@ -197,7 +198,10 @@ static bool proc_dead(const pd_proc_t *p)
 
 void pd_registry_conn_closed(pd_server_t *srv, pd_proc_t *p)
 {
-    p->conn = NULL;
+    if (p->nconn > 0)
+        p->nconn--;
+    if (p->nconn > 0) /* another connection of the same process remains */
+        return;
     if (proc_dead(p)) {
         pd_registry_reclaim(srv, p, "connection closed, process gone");
         return;
@@ -221,7 +225,7 @@ static int scan(pd_server_t *srv, bool adopting)
         pd_proc_t *p = srv->procs[i];
         /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
         if (pa_load_acquire(&sp->state) != PSHM_PROC_LIVE) {
-            if (p && !p->conn) { /* freed by its owner (pool_detach) */
+            if (p && p->nconn == 0) { /* freed by its owner (pool_detach) */
                 pd_debug("slot %u of pid %d is free now; forgetting it", i, (int)p->pid);
                 drop(srv, p);
             }

@@ -147,7 +147,7 @@ static int section_processes(pd_server_t *srv, pproto_buf_t *b, time_t now)
         pproto_buf_add_subkv_u64(b, "cached", p->blocks_cached);
         pproto_buf_add_subkv_i64(b, "in_use", p->blocks_in_use);
         pproto_buf_add_subkv_u64(b, "threads", p->threads);
-        pproto_buf_add_subkv_u64(b, "connected", r && r->conn ? 1 : 0);
+        pproto_buf_add_subkv_u64(b, "connected", r && r->nconn > 0 ? 1 : 0);
         pproto_buf_end_line(b);
     }
     free(ps);
