@@ -32,6 +32,7 @@ struct cfg {
     double seconds;
     int rounds;
     int hold;
+    int burst;
 };
 
 static atomic_ullong n_allocs, n_frees, n_errors;
@@ -48,6 +49,19 @@ static void *run_thread(void *p)
     struct targ *a = p;
     unsigned char *held[64] = {0};
     unsigned long long allocs = 0, frees = 0, errors = 0;
+    /* A burst first: allocate, then free, `burst` blocks; they stay in the
+     * thread's cache while the loop below reuses the top one. */
+    unsigned char *burst[64];
+    for (int i = 0; i < a->cfg->burst; i++) {
+        burst[i] = pool_malloc(a->cfg->pool, a->size);
+        if (burst[i])
+            allocs++;
+        else
+            errors++;
+    }
+    for (int i = a->cfg->burst - 1; i >= 0; i--)
+        if (burst[i] && pool_free(a->cfg->pool, burst[i], a->size))
+            frees++;
     for (int r = 0; r < a->cfg->rounds; r++) {
         unsigned char *b = pool_malloc(a->cfg->pool, a->size);
         if (!b) {
@@ -111,6 +125,7 @@ static void usage(FILE *f)
                "  --seconds S     run iterations until S seconds have passed (or SIGTERM)\n"
                "  --rounds N      allocations per thread per iteration (default 2000)\n"
                "  --hold K        keep the last K blocks of each thread alive (default 0)\n"
+               "  --burst K       each thread first allocates and frees K blocks (default 0)\n"
                "  --no-detach     exit without pool_detach (as a crashing worker would)\n",
             POOL_DEFAULT_SOCKET);
 }
@@ -122,11 +137,12 @@ int main(int argc, char **argv)
         {"iterations", required_argument, NULL, 'i'}, {"seconds", required_argument, NULL, 't'},
         {"rounds", required_argument, NULL, 'r'},   {"hold", required_argument, NULL, 'k'},
         {"no-detach", no_argument, NULL, 'n'},      {"help", no_argument, NULL, 'h'},
+        {"burst", required_argument, NULL, 'b'},
         {NULL, 0, NULL, 0}};
     struct cfg cfg = {.iterations = 50, .rounds = 2000};
     const char *sock = NULL;
     int embedded = 0, detach = 1, c;
-    while ((c = getopt_long(argc, argv, "s:ei:t:r:k:nh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:ei:t:r:k:nhb:", opts, NULL)) != -1) {
         switch (c) {
         case 's': sock = optarg; break;
         case 'e': embedded = 1; break;
@@ -135,11 +151,13 @@ int main(int argc, char **argv)
         case 'r': cfg.rounds = atoi(optarg); break;
         case 'k': cfg.hold = atoi(optarg); break;
         case 'n': detach = 0; break;
+        case 'b': cfg.burst = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (cfg.rounds <= 0 || cfg.hold < 0 || cfg.hold > 64 || cfg.iterations < 0) {
+    if (cfg.rounds <= 0 || cfg.hold < 0 || cfg.hold > 64 || cfg.iterations < 0 ||
+        cfg.burst < 0 || cfg.burst > 64) {
         usage(stderr);
         return 2;
     }

@@ -1,0 +1,559 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_e2e: poold, poolctl and worker processes as users run them.
+ *
+ * Each test starts its own poold on a temporary socket and segment, runs
+ * tools/pool_worker processes that attach with pool_attach, and checks what
+ * `poolctl stats --json` reports against what the workers did. It stops
+ * everything it started (by pid) and unlinks its segments.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+extern char **environ;
+
+struct e2e {
+    char dir[64];
+    char sock[128];
+    char shm[64];
+    char log[128];
+    pid_t poold;
+};
+
+static int seq;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Spawn argv with stdout (and stderr) to files; returns the pid. */
+static pid_t spawn(char *const argv[], const char *out, const char *err)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (out)
+        posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (err)
+        posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    assert_int_equal(rc, 0);
+    return pid;
+}
+
+/* Wait for pid up to `seconds`; returns the exit status or -1 on timeout
+ * (then the process is killed). */
+static int wait_for(pid_t pid, double seconds)
+{
+    double end = now_s() + seconds;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (now_s() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return -1;
+        }
+        sleep_ms(10);
+    }
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+/* Run a command to completion (bounded); its stdout in *out (malloc'd). */
+static int run(char *const argv[], char **out, double seconds)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/poold-e2e-out-%d-%d", (int)getpid(), ++seq);
+    pid_t pid = spawn(argv, path, path);
+    int rc = wait_for(pid, seconds);
+    if (out)
+        *out = slurp(path);
+    unlink(path);
+    return rc;
+}
+
+static int poolctl(struct e2e *e, const char *cmd, const char *opt, char **out)
+{
+    char *argv[] = {POOLCTL_BIN, "--socket", e->sock, (char *)cmd, (char *)opt, NULL};
+    return run(argv, out, 10);
+}
+
+/* The number after "key": in poolctl's JSON (first match). */
+static long long json_num(const char *json, const char *key)
+{
+    char pat[96];
+    snprintf(pat, sizeof(pat), "\"%s\": ", key);
+    const char *p = strstr(json, pat);
+    if (!p)
+        fail_msg("no %s in %s", key, json);
+    return strtoll(p + strlen(pat), NULL, 10);
+}
+
+static long long stat_num(struct e2e *e, const char *key)
+{
+    char *out = NULL;
+    assert_int_equal(poolctl(e, "stats", "--json", &out), 0);
+    long long v = json_num(out, key);
+    free(out);
+    return v;
+}
+
+static void start_poold_args(struct e2e *e, char *const extra[])
+{
+    char *argv[32] = {POOLD_BIN, "--socket", e->sock, "--shm-name", e->shm, "--log-level",
+                      "debug"};
+    int n = 7;
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    e->poold = spawn(argv, NULL, e->log);
+    double end = now_s() + 10;
+    while (now_s() < end) {
+        if (poolctl(e, "ping", NULL, NULL) == 0)
+            return;
+        int status;
+        if (waitpid(e->poold, &status, WNOHANG) == e->poold) {
+            char *l = slurp(e->log);
+            fail_msg("poold exited at start:\n%s", l);
+        }
+        sleep_ms(20);
+    }
+    fail_msg("poold did not answer within 10 s");
+}
+
+static void stop_poold(struct e2e *e)
+{
+    if (e->poold > 0) {
+        kill(e->poold, SIGTERM);
+        assert_int_equal(wait_for(e->poold, 10), 0);
+        e->poold = 0;
+    }
+}
+
+static int setup(void **state)
+{
+    struct e2e *e = calloc(1, sizeof(*e));
+    snprintf(e->dir, sizeof(e->dir), "/tmp/poold-e2e-%d-%d", (int)getpid(), ++seq);
+    mkdir(e->dir, 0700);
+    snprintf(e->sock, sizeof(e->sock), "%s/poold.sock", e->dir);
+    snprintf(e->log, sizeof(e->log), "%s/poold.log", e->dir);
+    snprintf(e->shm, sizeof(e->shm), "/poold-e2e-%d-%d", (int)getpid(), seq);
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct e2e *e = *state;
+    if (e->poold > 0) {
+        kill(e->poold, SIGKILL);
+        waitpid(e->poold, NULL, 0);
+    }
+    shm_unlink(e->shm);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup of %s failed\n", e->dir);
+    free(e);
+    return 0;
+}
+
+static pid_t start_worker_rounds(struct e2e *e, const char *out, const char *iters_flag,
+                                 const char *iters, const char *hold, const char *rounds,
+                                 const char *burst)
+{
+    char *argv[] = {WORKER_BIN, "--socket", e->sock, (char *)iters_flag, (char *)iters,
+                    "--hold",   (char *)hold, "--rounds", (char *)rounds, "--burst",
+                    (char *)burst, NULL};
+    return spawn(argv, out, out);
+}
+
+static pid_t start_worker(struct e2e *e, const char *out, const char *iters_flag,
+                          const char *iters, const char *hold)
+{
+    return start_worker_rounds(e, out, iters_flag, iters, hold, "2000", "0");
+}
+
+static long long worker_field(const char *out_path, const char *key)
+{
+    char *s = slurp(out_path);
+    char pat[32];
+    snprintf(pat, sizeof(pat), " %s=", key);
+    char *p = strstr(s, pat);
+    if (!p)
+        fail_msg("worker output lacks %s: %s", key, s);
+    long long v = strtoll(p + strlen(pat), NULL, 10);
+    free(s);
+    return v;
+}
+
+/* ---- tests ---- */
+
+static void test_e2e_workers_counts_match_stats(void **state)
+{
+    struct e2e *e = *state;
+    start_poold_args(e, NULL);
+    enum { N = 3 };
+    char outs[N][160];
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(outs[i], sizeof(outs[i]), "%s/w%d.out", e->dir, i);
+        pids[i] = start_worker(e, outs[i], "--iterations", "5", i ? "8" : "0");
+    }
+    long long allocs = 0, frees = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(wait_for(pids[i], 120), 0);
+        assert_int_equal(worker_field(outs[i], "errors"), 0);
+        assert_int_equal(worker_field(outs[i], "shared"), 1);
+        allocs += worker_field(outs[i], "allocs");
+        frees += worker_field(outs[i], "frees");
+    }
+    assert_int_equal(allocs, N * 5 * 10 * 2000);
+    assert_int_equal(stat_num(e, "allocations_total"), allocs);
+    assert_int_equal(stat_num(e, "frees_total"), frees);
+    assert_true(stat_num(e, "reuses_total") > 0);
+    assert_true(stat_num(e, "same_address_total") > allocs / 2);
+    assert_int_equal(stat_num(e, "procs_attached"), 0);
+    assert_int_equal(stat_num(e, "bytes_in_use"), 0);
+    /* The human table names every used class. */
+    char *table = NULL;
+    assert_int_equal(poolctl(e, "stats", NULL, &table), 0);
+    assert_non_null(strstr(table, "2048"));
+    assert_non_null(strstr(table, "TOTAL"));
+    free(table);
+    char *prom = NULL;
+    assert_int_equal(poolctl(e, "stats", "--prometheus", &prom), 0);
+    assert_non_null(strstr(prom, "poold_allocations_total "));
+    assert_non_null(strstr(prom, "poold_class_allocs_total{size=\"64\"}"));
+    free(prom);
+    stop_poold(e);
+}
+
+static void test_e2e_sigkill_worker_caches_come_back(void **state)
+{
+    struct e2e *e = *state;
+    start_poold_args(e, NULL);
+    char out[160];
+    snprintf(out, sizeof(out), "%s/killed.out", e->dir);
+    /* Long-lived threads, each with a burst of blocks in its cache, when
+     * the worker dies. */
+    pid_t w = start_worker_rounds(e, out, "--seconds", "60", "8", "100000000", "16");
+    /* Wait until it is attached and allocating. */
+    char want[32];
+    snprintf(want, sizeof(want), "proc_%d:", (int)w);
+    double end = now_s() + 10;
+    for (;;) {
+        char *procs = NULL;
+        assert_int_equal(poolctl(e, "procs", NULL, &procs), 0);
+        bool seen = strstr(procs, want) != NULL;
+        free(procs);
+        if (seen)
+            break;
+        assert_true(now_s() < end);
+        sleep_ms(20);
+    }
+    sleep_ms(300);
+    double t_kill = now_s();
+    kill(w, SIGKILL);
+    waitpid(w, NULL, 0);
+    while (stat_num(e, "procs_reclaimed_total") != 1) {
+        assert_true(now_s() < t_kill + 5);
+        sleep_ms(5);
+    }
+    double took = now_s() - t_kill;
+    print_message("reclaimed %.0f ms after SIGKILL\n", took * 1000);
+    char *json = NULL;
+    assert_int_equal(poolctl(e, "stats", "--json", &json), 0);
+    long long orphaned = json_num(json, "blocks_orphaned_total");
+    long long in_use_total = 0;
+    /* Per class: free + in use == carved, and nothing cached any more. */
+    const char *p = json;
+    while ((p = strstr(p, "{\"key\": \"class_")) != NULL) {
+        long long carved = json_num(p, "carved"), free_ = json_num(p, "free");
+        long long in_use = json_num(p, "in_use"), cached = json_num(p, "cached");
+        assert_int_equal(cached, 0);
+        assert_int_equal(free_ + in_use, carved);
+        in_use_total += in_use;
+        p++;
+    }
+    print_message("orphaned %lld blocks, reclaimed %lld cached blocks\n", orphaned,
+                  json_num(json, "blocks_reclaimed_total"));
+    assert_int_equal(in_use_total, orphaned);
+    assert_true(orphaned >= 10 * 8 && orphaned <= 10 * 8 + 10); /* the held blocks */
+    /* Each thread cached its burst of 16, less the 8 it holds and the one
+     * in flight: 7 or 8 per thread, all of it came back. */
+    assert_true(json_num(json, "blocks_reclaimed_total") >= 10 * 7);
+    assert_int_equal(json_num(json, "procs_attached"), 0);
+    free(json);
+    char *log = slurp(e->log);
+    assert_non_null(strstr(log, "reclaimed pid"));
+    free(log);
+    stop_poold(e);
+}
+
+static void test_e2e_restart_poold_while_workers_allocate(void **state)
+{
+    struct e2e *e = *state;
+    start_poold_args(e, NULL);
+    enum { N = 2 };
+    char outs[N][160];
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(outs[i], sizeof(outs[i]), "%s/r%d.out", e->dir, i);
+        pids[i] = start_worker(e, outs[i], "--seconds", "4", "4");
+    }
+    sleep_ms(1000);
+    stop_poold(e); /* workers keep allocating with no poold */
+    sleep_ms(700);
+    start_poold_args(e, NULL);
+    long long allocs = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(wait_for(pids[i], 60), 0);
+        assert_int_equal(worker_field(outs[i], "errors"), 0);
+        allocs += worker_field(outs[i], "allocs");
+    }
+    print_message("workers made %lld allocations across the restart\n", allocs);
+    /* The counters live in the segment: nothing was lost across poolds. */
+    assert_int_equal(stat_num(e, "allocations_total"), allocs);
+    assert_int_equal(stat_num(e, "frees_total"), allocs);
+    assert_int_equal(stat_num(e, "procs_reclaimed_total"), 0);
+    assert_int_equal(stat_num(e, "daemon_gen"), 2);
+    char *log = slurp(e->log);
+    assert_non_null(strstr(log, "adopted segment"));
+    free(log);
+    stop_poold(e);
+}
+
+static int connect_sock(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_true(strlen(path) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Read what the server sends until `ms` pass without data or it closes;
+ * returns bytes read, *closed set on EOF. */
+static size_t read_some(int fd, char *buf, size_t cap, int ms, bool *closed)
+{
+    size_t n = 0;
+    *closed = false;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, ms) <= 0)
+            break;
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r <= 0) {
+            *closed = true;
+            break;
+        }
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+static void test_e2e_garbage_on_socket_disturbs_nobody(void **state)
+{
+    struct e2e *e = *state;
+    start_poold_args(e, NULL);
+    char out[160];
+    snprintf(out, sizeof(out), "%s/g.out", e->dir);
+    pid_t w = start_worker(e, out, "--seconds", "3", "4");
+    char buf[8192];
+    bool closed;
+    /* Half-open connections: connect and say nothing, or half a line. */
+    int idle[8];
+    for (int i = 0; i < 8; i++) {
+        idle[i] = connect_sock(e->sock);
+        if (i % 2)
+            assert_int_equal(write(idle[i], "PIN", 3), 3);
+    }
+    /* Garbage lines get an ERR each and the connection stays usable. */
+    int g = connect_sock(e->sock);
+    const char garbage[] = "\x01\x02\xff\xfe\n"
+                           "FLY me to the moon\n"
+                           "HELLO abi=banana pid=-3\n"
+                           "STATS extra\n"
+                           "\n"
+                           "PING\n";
+    assert_int_equal(write(g, garbage, sizeof(garbage) - 1), (ssize_t)sizeof(garbage) - 1);
+    read_some(g, buf, sizeof(buf), 300, &closed);
+    assert_false(closed);
+    int errs = 0;
+    for (const char *p = buf; (p = strstr(p, "ERR ")) != NULL; p++)
+        errs++;
+    assert_int_equal(errs, 5);
+    assert_non_null(strstr(buf, "OK pong"));
+    /* An oversized line: ERR line-too-long, then the server closes. */
+    int big = connect_sock(e->sock);
+    char huge[5000];
+    memset(huge, 'A', sizeof(huge));
+    assert_int_equal(write(big, huge, sizeof(huge)), (ssize_t)sizeof(huge));
+    read_some(big, buf, sizeof(buf), 2000, &closed);
+    assert_non_null(strstr(buf, "ERR line-too-long"));
+    assert_true(closed);
+    /* Others are undisturbed: poolctl works, the worker finishes clean. */
+    assert_int_equal(poolctl(e, "ping", NULL, NULL), 0);
+    assert_int_equal(wait_for(w, 60), 0);
+    assert_int_equal(worker_field(out, "errors"), 0);
+    for (int i = 0; i < 8; i++)
+        close(idle[i]);
+    close(g);
+    close(big);
+    assert_int_equal(poolctl(e, "ping", NULL, NULL), 0);
+    stop_poold(e);
+}
+
+static void test_e2e_foreign_segment_refused(void **state)
+{
+    struct e2e *e = *state;
+    int fd = shm_open(e->shm, O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    char junk[8192];
+    memset(junk, 0x5a, sizeof(junk));
+    assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    close(fd);
+    char *argv[] = {POOLD_BIN, "--socket", e->sock, "--shm-name", e->shm, NULL};
+    pid_t p = spawn(argv, NULL, e->log);
+    assert_int_equal(wait_for(p, 10), 1);
+    char *log = slurp(e->log);
+    assert_non_null(strstr(log, "foreign"));
+    free(log);
+    /* Left as it was. */
+    fd = shm_open(e->shm, O_RDONLY, 0);
+    assert_true(fd >= 0);
+    char back[8192];
+    assert_int_equal(read(fd, back, sizeof(back)), (ssize_t)sizeof(back));
+    assert_memory_equal(back, junk, sizeof(junk));
+    close(fd);
+}
+
+static void test_e2e_slots_full_and_missing_daemon(void **state)
+{
+    struct e2e *e = *state;
+    char *extra[] = {"--max-procs", "1", NULL};
+    start_poold_args(e, extra);
+    char out1[160], out2[160];
+    snprintf(out1, sizeof(out1), "%s/s1.out", e->dir);
+    snprintf(out2, sizeof(out2), "%s/s2.out", e->dir);
+    pid_t a = start_worker(e, out1, "--seconds", "2", "0");
+    double end = now_s() + 10;
+    while (stat_num(e, "procs_attached") != 1)
+        assert_true(now_s() < end), sleep_ms(10);
+    pid_t b = start_worker(e, out2, "--iterations", "1", "0");
+    assert_int_equal(wait_for(b, 30), 3);
+    char *msg = slurp(out2);
+    assert_non_null(strstr(msg, "slots-full"));
+    free(msg);
+    assert_int_equal(wait_for(a, 30), 0);
+    stop_poold(e);
+    /* No poold at all: a clear error and exit code 3. */
+    char *s = NULL;
+    assert_int_equal(poolctl(e, "stats", NULL, &s), 3);
+    assert_non_null(strstr(s, "cannot reach poold at"));
+    assert_non_null(strstr(s, "is it running?"));
+    free(s);
+}
+
+static void test_e2e_metrics_endpoint(void **state)
+{
+    struct e2e *e = *state;
+    /* A free loopback port. */
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(probe, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    getsockname(probe, (struct sockaddr *)&sa, &sl);
+    close(probe);
+    char hostport[64];
+    snprintf(hostport, sizeof(hostport), "127.0.0.1:%d", ntohs(sa.sin_port));
+    char *extra[] = {"--metrics", hostport, NULL};
+    start_poold_args(e, extra);
+    char out[160];
+    snprintf(out, sizeof(out), "%s/m.out", e->dir);
+    pid_t w = start_worker(e, out, "--iterations", "2", "0");
+    assert_int_equal(wait_for(w, 60), 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char req[] = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+    static char buf[1 << 18];
+    bool closed;
+    read_some(fd, buf, sizeof(buf), 2000, &closed);
+    close(fd);
+    assert_non_null(strstr(buf, "200"));
+    assert_non_null(strstr(buf, "text/plain; version=0.0.4"));
+    char want[64];
+    snprintf(want, sizeof(want), "poold_allocations_total %d", 2 * 10 * 2000);
+    assert_non_null(strstr(buf, want));
+    stop_poold(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_e2e_workers_counts_match_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_sigkill_worker_caches_come_back, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_restart_poold_while_workers_allocate, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_garbage_on_socket_disturbs_nobody, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_foreign_segment_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_slots_full_and_missing_daemon, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_metrics_endpoint, setup, teardown),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
