@@ -152,7 +152,8 @@ typedef struct pool_stats {
     uint64_t bytes_in_use;    /* sum of blocks in use * block size */
     uint64_t procs_attached;
     uint64_t procs_reclaimed;
-    uint64_t blocks_reclaimed;
+    uint64_t blocks_reclaimed; /* cached blocks given back from dead processes */
+    uint64_t blocks_orphaned;  /* blocks dead processes still had in use */
     uint32_t nclasses;
     pool_class_stats_t cls[POOL_MAX_CLASSES];
 } pool_stats_t;

@@ -86,6 +86,7 @@ struct pshm_header {
     pa_u64 daemon_started_unix;   /* writer: poold */
     pa_u64 procs_reclaimed;       /* writer: reclaimer (poold or embedded owner) */
     pa_u64 blocks_reclaimed;      /* cached blocks given back from dead processes */
+    pa_u64 blocks_orphaned;       /* blocks dead processes still had in use */
     pa_u64 entries_dropped;       /* invalid cache entries found at reclaim */
     pa_u64 uncached_ops;          /* ops done without a thread record (records full) */
 };

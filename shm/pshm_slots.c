@@ -217,6 +217,8 @@ int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, pshm_reclaimed_t *out)
     int64_t orphaned = (int64_t)(pa_load_relaxed(&p->r_allocs) - pa_load_relaxed(&p->r_frees));
     pa_add_relaxed(&s->hdr->procs_reclaimed, 1);                    /* relaxed: statistic */
     pa_add_relaxed(&s->hdr->blocks_reclaimed, res.blocks_returned); /* relaxed: statistic */
+    if (orphaned > 0)
+        pa_add_relaxed(&s->hdr->blocks_orphaned, (uint64_t)orphaned); /* relaxed: statistic */
     if (res.entries_dropped)
         pa_add_relaxed(&s->hdr->entries_dropped, res.entries_dropped);
     if (out) {

@@ -60,6 +60,7 @@ void pshm_stats(const pshm_seg_t *s, struct pool_stats *out)
     out->bytes_carved = out->spans_carved << s->span_shift;
     out->procs_reclaimed = pa_load_relaxed(&s->hdr->procs_reclaimed);
     out->blocks_reclaimed = pa_load_relaxed(&s->hdr->blocks_reclaimed);
+    out->blocks_orphaned = pa_load_relaxed(&s->hdr->blocks_orphaned);
     for (uint32_t i = 0; i < s->max_procs; i++)
         if (pa_load_relaxed(&s->procs[i].state) == PSHM_PROC_LIVE)
             out->procs_attached++;
