@@ -21,13 +21,14 @@
 #include "pshm.h"
 
 #define POOL_MAX_OPEN 16 /* pools open at once in one process */
-#define POOL_SMALL_MAX 1024
+#define POOL_SMALL_MAX 65536 /* sizes up to this map to a class with one table load */
 
 struct pool {
     /* Hot: the fast path reads these and the head of seg. */
     uint32_t idx;    /* index in the thread-local table */
     uint64_t serial; /* unique per open pool */
     uint64_t max_size;
+    uint64_t small_limit; /* min(max_size, POOL_SMALL_MAX): sizes the table maps */
     uint8_t small_class[POOL_SMALL_MAX / 8 + 1]; /* (size + 7) / 8 -> class */
     /* Sizes of class c are (size_lo[c], size_lo[c] + size_span[c]]. */
     uint32_t size_lo[PSHM_MAX_CLASSES];

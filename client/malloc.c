@@ -40,6 +40,7 @@ void pool_build_class_table_(pool_t *pool)
         pool->small_class[g] = (uint8_t)c;
     }
     pool->max_size = s->block_size[s->nclasses - 1];
+    pool->small_limit = pool->max_size < POOL_SMALL_MAX ? pool->max_size : POOL_SMALL_MAX;
     for (uint32_t k = 0; k < s->nclasses; k++) {
         pool->size_lo[k] = k ? s->block_size[k - 1] : 0;
         pool->size_span[k] = s->block_size[k] - pool->size_lo[k];
@@ -49,7 +50,7 @@ void pool_build_class_table_(pool_t *pool)
 POOL_API void *pool_malloc(pool_t *pool, size_t size)
 {
     uint32_t c;
-    if (pshm_likely(size <= POOL_SMALL_MAX && pool != NULL)) {
+    if (pshm_likely(pool != NULL && size <= pool->small_limit)) {
         c = pool->small_class[(size + 7) >> 3];
     } else {
         if (pool == NULL || size > pool->max_size) {
@@ -84,6 +85,20 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
     return pool_malloc_slow_(pool, c);
 }
 
+/* Push a checked block on the thread's cache for class c. */
+static inline bool cache_push(pool_t *pool, struct pshm_tclass *tc, uint32_t c, uint32_t idx)
+{
+    uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: single writer */
+    if (pshm_unlikely(n >= pool->seg.cache_cap[c]))
+        return pool_free_slow_(pool, idx, c);
+    tc->slots[n + 1] = idx;
+    tc->top = idx;
+    pa_store_relaxed(&tc->count, n + 1);  /* relaxed: single writer */
+    pa_inc_single_writer(&tc->frees, 1); /* relaxed: statistic, single writer */
+    tc->last_freed = idx;
+    return true;
+}
+
 POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
 {
     if (pshm_unlikely(pool == NULL))
@@ -91,26 +106,38 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
     /* Unsigned arithmetic on addresses: a pointer below the base (NULL
      * included) wraps to a huge offset, which pshm_block_class() refuses. */
     uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)pool->seg.base);
-    int c = pshm_block_class(&pool->seg, off);
-    if (pshm_unlikely(c < 0))
+    uint32_t idx = (uint32_t)(off >> 3);
+
+    if (pshm_likely(size - 1 < pool->small_limit)) {
+        /* The common case, with the size given: the cache to push on comes
+         * from the size, and the pointer's check against the span map is a
+         * predicted branch beside the stores, not a load they wait for. This
+         * keeps the chain from this free to the next malloc (which loads the
+         * `top` stored here) short. The empty asm hides tc's origin so that
+         * the compiler cannot rebuild it from the span-map class after the
+         * check proved the two equal. */
+        uint32_t c = pool->small_class[(size + 7) >> 3];
+        struct pshm_thread *rec = pool_rec_(pool);
+        if (pshm_likely(rec != NULL)) {
+            struct pshm_tclass *tc = &rec->cls[c];
+            __asm__("" : "+r"(tc));
+            if (pshm_unlikely(pshm_block_class(&pool->seg, off) != (int)c))
+                return false;
+            return cache_push(pool, tc, c, idx);
+        }
+    }
+
+    int k = pshm_block_class(&pool->seg, off);
+    if (pshm_unlikely(k < 0))
         return false;
     /* A size of another class: (size - 1 - lo) wraps when size <= lo. */
-    if (size != 0 && (uint64_t)(size - 1 - pool->size_lo[c]) >= pool->size_span[c])
+    if (size != 0 && (uint64_t)(size - 1 - pool->size_lo[k]) >= pool->size_span[k])
         return false;
-    uint32_t idx = (uint32_t)(off >> 3);
+    uint32_t c = (uint32_t)k;
     struct pshm_thread *rec = pool_rec_(pool);
     if (pshm_unlikely(rec == NULL))
-        return pool_free_slow_(pool, idx, (uint32_t)c);
-    struct pshm_tclass *tc = &rec->cls[c];
-    uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: single writer */
-    if (pshm_unlikely(n >= pool->seg.cache_cap[c]))
-        return pool_free_slow_(pool, idx, (uint32_t)c);
-    tc->slots[n + 1] = idx;
-    tc->top = idx;
-    pa_store_relaxed(&tc->count, n + 1); /* relaxed: single writer */
-    pa_inc_single_writer(&tc->frees, 1);
-    tc->last_freed = idx;
-    return true;
+        return pool_free_slow_(pool, idx, c);
+    return cache_push(pool, &rec->cls[c], c, idx);
 }
 
 POOL_API uint64_t pool_offset(pool_t *pool, const void *ptr)

@@ -262,6 +262,59 @@ static void test_detach_returns_cached_blocks(void **state)
                      pool_test_class(&st, 8)->blocks_carved);
 }
 
+/* A pool with configured, non-power-of-two classes (as poold --classes
+ * makes): sizes above the largest class fail, frees of the wrong size fail. */
+static pool_t *custom_pool(const char *classes)
+{
+    char err[256];
+    pshm_params_t params;
+    pshm_params_default(&params, 8u << 20);
+    assert_int_equal(pshm_params_set_classes(&params, classes, err, sizeof(err)), 0);
+    pool_t *p = pool_new_();
+    void *base = NULL;
+    assert_int_equal(pshm_os_create(NULL, params.bytes, 0600, -1, true, &base, err, sizeof(err)),
+                     0);
+    assert_int_equal(pshm_format(base, &params, err, sizeof(err)), 0);
+    assert_int_equal(pshm_view(&p->seg, base, params.bytes, err, sizeof(err)), 0);
+    pool_build_class_table_(p);
+    p->creator = true;
+    assert_int_equal(pool_register_(p), 0);
+    return p;
+}
+
+static void test_custom_classes_bounds(void **state)
+{
+    (void)state;
+    pool_t *p = custom_pool("8,24,1000");
+    assert_int_equal(pool_max_size(p), 1000);
+    errno = 0;
+    assert_null(pool_malloc(p, 1001));
+    assert_int_equal(errno, EINVAL);
+    assert_null(pool_malloc(p, 2000));
+    char *a = pool_malloc(p, 1000);
+    char *b = pool_malloc(p, 1000);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(pool_block_size(p, a), 1000);
+    assert_int_equal((size_t)(b > a ? b - a : a - b), 1000);
+    assert_false(pool_free(p, a, 2000));  /* bigger than any class */
+    assert_false(pool_free(p, a, 1001));
+    assert_false(pool_free(p, a, 24));    /* another class */
+    assert_false(pool_free(p, a + 8, 1000)); /* not a block start */
+    assert_false(pool_free(p, a + 504, 0));
+    char *c = pool_malloc(p, 20);
+    assert_int_equal(pool_block_size(p, c), 24);
+    assert_false(pool_free(p, c, 8));
+    assert_false(pool_free(p, c, 25));
+    assert_true(pool_free(p, c, 17));
+    assert_true(pool_free(p, a, 1000));
+    assert_true(pool_free(p, b, 0));
+    assert_ptr_equal(pool_malloc(p, 999), b);
+    assert_true(pool_free(p, b, 999));
+    pool_test_check(p);
+    pool_detach(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +327,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offset_round_trip, setup, teardown),
         cmocka_unit_test(test_exhaustion_returns_enomem_then_recovers),
         cmocka_unit_test(test_open_embedded_bad_sizes),
+        cmocka_unit_test(test_custom_classes_bounds),
         cmocka_unit_test_setup_teardown(test_thread_exit_returns_cached_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detach_returns_cached_blocks, setup, teardown),
     };
