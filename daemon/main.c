@@ -3,8 +3,8 @@
  * main.c: poold's entry point: command line, configuration precedence
  * (defaults < config file < flags), lifecycle, signals and sd_notify.
  *
- * Start-up order: settings, the segment (create or adopt; a refused segment
- * is exit 1), the control socket (another poold on it is exit 1), the
+ * Start-up order: settings, the control socket (another poold on it is exit
+ * 1), the segment (create or adopt; a refused segment is exit 1), the
  * optional metrics endpoint, then READY=1 once the listener accepts. SIGTERM
  * and SIGINT stop cleanly: STOPPING=1, close the listener, unlink the
  * socket, and KEEP the segment (workers keep allocating while poold is down;
@@ -252,16 +252,19 @@ int main(int argc, char **argv)
         status = 2;
         goto out;
     }
+    /* The socket first: when another poold answers on it, stop before
+     * touching the segment (adopting bumps its generation). Nothing is
+     * accepted before the loop runs, by then the segment is ready. */
+    if (pd_server_listen(srv, err, sizeof(err)) < 0) {
+        pd_error("%s", err);
+        goto out;
+    }
     if (pd_segment_open(srv, err, sizeof(err)) < 0) {
         pd_error("%s", err);
         goto out;
     }
     if (pd_registry_start_sweep(srv) < 0) {
         pd_error("cannot start the reclaim sweep");
-        goto out;
-    }
-    if (pd_server_listen(srv, err, sizeof(err)) < 0) {
-        pd_error("%s", err);
         goto out;
     }
     if (cfg.metrics[0] && pd_metrics_start(srv, cfg.metrics, err, sizeof(err)) < 0) {

@@ -3,9 +3,8 @@
  * metrics.c: the opt-in Prometheus endpoint (--metrics HOST:PORT), served
  * with evhttp on poold's one event loop, and the renderer that turns a
  * STATS body into Prometheus text exposition 0.0.4 with the names of
- * docs/stats.md: `# pool` key k -> poold_k; class field f ->
- * poold_class_f{size="..."} (counters get _total); process field f ->
- * poold_proc_f{pid="...",name="..."}.
+ * docs/stats.md, through proto's pproto_render_prometheus() so that
+ * /metrics and `poolctl stats --prometheus` are the same text.
  *
  * GET /metrics only: other paths get 404, other methods 405; every handler
  * ends in evhttp_send_reply or evhttp_send_error. Off by default; a bind
@@ -20,163 +19,34 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include "poold.h"
 
 /* ---- renderer ---- */
 
-typedef struct row {
-    const char *val;
-    size_t len;
-} row_t;
-
-static bool is_number(const char *s, size_t n)
-{
-    int64_t i;
-    uint64_t u;
-    return pproto_parse_u64(s, n, &u) == 0 || pproto_parse_i64(s, n, &i) == 0;
-}
-
-/* Value of sub-key `key` in a row, or NULL. */
-static bool row_get(const row_t *r, const char *key, const char **v, size_t *vn)
-{
-    const char *c = r->val, *e = r->val + r->len;
-    pproto_subkv_t kv;
-    size_t kl = strlen(key);
-    while (pproto_subkv_next(&c, e, &kv) > 0) {
-        if (kv.key_len == kl && memcmp(kv.key, key, kl) == 0) {
-            *v = kv.val;
-            *vn = kv.val_len;
-            return true;
-        }
-    }
-    return false;
-}
-
-static void add_label(struct evbuffer *out, const char *name, const char *v, size_t n, bool first)
-{
-    evbuffer_add_printf(out, "%s%s=\"", first ? "" : ",", name);
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] == '\\' || v[i] == '"')
-            evbuffer_add(out, "\\", 1);
-        evbuffer_add(out, &v[i], 1);
-    }
-    evbuffer_add(out, "\"", 1);
-}
-
-static bool class_counter(const char *f, size_t n)
-{
-    static const char *const counters[] = {"allocs", "frees", "reuses", "same_address",
-                                           "cache_misses", "central_misses", "exhausted"};
-    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
-        if (strlen(counters[i]) == n && memcmp(counters[i], f, n) == 0)
-            return true;
-    return false;
-}
-
-/* One metric family per sub-key of the first row, over every row. */
-static void render_rows(struct evbuffer *out, const row_t *rows, size_t nrows, bool procs)
-{
-    if (nrows == 0)
-        return;
-    const char *c = rows[0].val, *e = rows[0].val + rows[0].len;
-    pproto_subkv_t f;
-    while (pproto_subkv_next(&c, e, &f) > 0) {
-        if (!procs && f.key_len == 4 && memcmp(f.key, "size", 4) == 0)
-            continue; /* the label */
-        if (procs && ((f.key_len == 3 && memcmp(f.key, "pid", 3) == 0) ||
-                      (f.key_len == 4 && memcmp(f.key, "name", 4) == 0)))
-            continue;
-        char fname[PPROTO_MAX_KEY + 1];
-        memcpy(fname, f.key, f.key_len);
-        fname[f.key_len] = '\0';
-        bool counter = !procs && class_counter(f.key, f.key_len);
-        const char *prefix = procs ? "poold_proc_" : "poold_class_";
-        const char *suffix = counter ? "_total" : "";
-        evbuffer_add_printf(out, "# TYPE %s%s%s %s\n", prefix, fname, suffix,
-                            counter ? "counter" : "gauge");
-        for (size_t r = 0; r < nrows; r++) {
-            const char *v, *lv;
-            size_t vn, ln;
-            if (!row_get(&rows[r], fname, &v, &vn) || !is_number(v, vn))
-                continue;
-            evbuffer_add_printf(out, "%s%s%s{", prefix, fname, suffix);
-            if (procs) {
-                if (row_get(&rows[r], "pid", &lv, &ln))
-                    add_label(out, "pid", lv, ln, true);
-                if (!row_get(&rows[r], "name", &lv, &ln))
-                    lv = "", ln = 0;
-                add_label(out, "name", lv, ln, false);
-            } else if (row_get(&rows[r], "size", &lv, &ln)) {
-                add_label(out, "size", lv, ln, true);
-            }
-            evbuffer_add(out, "} ", 2);
-            evbuffer_add(out, v, vn);
-            evbuffer_add(out, "\n", 1);
-        }
-    }
-}
-
 int pd_render_prometheus(const char *info, size_t len, struct evbuffer *out)
 {
-    enum { S_NONE, S_POOL, S_CLASSES, S_PROCS, S_OTHER } sec = S_NONE;
-    row_t *classes = NULL, *procs = NULL;
-    size_t ncls = 0, nprocs = 0, cap = 0;
-    const char *p = info, *end = info + len;
-    int rc = 0;
-
-    /* Rows are at most one per line: bound the arrays by the line count. */
-    for (const char *q = info; q < end; q++)
-        cap += *q == '\n';
-    classes = calloc(cap + 1, sizeof(*classes));
-    procs = calloc(cap + 1, sizeof(*procs));
-    if (!classes || !procs) {
-        rc = -ENOMEM;
-        goto out;
+    /* proto/ renders (the same text as `poolctl stats --prometheus`); it
+     * wants the body after the OK line. */
+    if (len >= 3 && memcmp(info, "OK\n", 3) == 0) {
+        info += 3;
+        len -= 3;
     }
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        const char *line = p;
-        p = nl ? nl + 1 : end;
-        if (n == 2 && memcmp(line, "OK", 2) == 0)
-            continue;
-        pproto_info_line_t il;
-        int k = pproto_parse_info_line(line, n, &il);
-        if (k < 0) {
-            rc = -EINVAL;
-            goto out;
-        }
-        if (k == PPROTO_INFO_END)
-            break;
-        if (k == PPROTO_INFO_SECTION) {
-            sec = il.key_len == 4 && memcmp(il.key, "pool", 4) == 0          ? S_POOL
-                  : il.key_len == 7 && memcmp(il.key, "classes", 7) == 0     ? S_CLASSES
-                  : il.key_len == 9 && memcmp(il.key, "processes", 9) == 0 ? S_PROCS
-                                                                               : S_OTHER;
-            continue;
-        }
-        if (k != PPROTO_INFO_KV)
-            continue;
-        if (sec == S_POOL && is_number(il.val, il.val_len)) {
-            bool counter = il.key_len > 6 && memcmp(il.key + il.key_len - 6, "_total", 6) == 0;
-            evbuffer_add_printf(out, "# TYPE poold_%.*s %s\npoold_%.*s ", (int)il.key_len, il.key,
-                                counter ? "counter" : "gauge", (int)il.key_len, il.key);
-            evbuffer_add(out, il.val, il.val_len);
-            evbuffer_add(out, "\n", 1);
-        } else if (sec == S_CLASSES) {
-            classes[ncls++] = (row_t){il.val, il.val_len};
-        } else if (sec == S_PROCS) {
-            procs[nprocs++] = (row_t){il.val, il.val_len};
-        }
+    size_t cap = 4 * len + 65536;
+    for (int tries = 0; tries < 6; tries++, cap *= 2) {
+        char *text = malloc(cap);
+        pproto_buf_t b;
+        if (!text)
+            return -ENOMEM;
+        pproto_buf_init(&b, text, cap);
+        int rc = pproto_render_prometheus(info, len, &b);
+        if (rc >= 0)
+            evbuffer_add(out, text, (size_t)rc);
+        free(text);
+        if (rc != -ENOSPC)
+            return rc < 0 ? rc : 0;
     }
-    render_rows(out, classes, ncls, false);
-    render_rows(out, procs, nprocs, true);
-out:
-    free(classes);
-    free(procs);
-    return rc;
+    return -ENOSPC;
 }
 
 /* ---- the endpoint ---- */

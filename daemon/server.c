@@ -295,6 +295,14 @@ static int ensure_dir(pd_server_t *srv, const char *path, char *err, size_t errl
             snprintf(err, errlen, "%s is not a directory", dir);
             return -ENOTDIR;
         }
+        /* Someone else's directory that others may write (a squatted
+         * /tmp/poold-$UID): they could swap our socket. */
+        if (st.st_uid != geteuid() && st.st_uid != 0 && (st.st_mode & 0022)) {
+            snprintf(err, errlen, "%s belongs to uid %u and others may write it; refusing to "
+                     "put the socket there",
+                     dir, (unsigned)st.st_uid);
+            return -EPERM;
+        }
         return 0;
     }
     if (errno != ENOENT) {
