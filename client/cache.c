@@ -256,21 +256,25 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
     struct pshm_tclass *tc = &rec->cls[c];
     uint32_t a, b;
 
-    /* relaxed (counters, count): single writer, this thread. */
+    /* relaxed (counters, hot, count): single writer, this thread. */
+    uint32_t idx = pa_load_relaxed(&tc->hot);
+    if (idx != PSHM_IDX_NONE) {
+        pa_store_relaxed(&tc->hot, PSHM_IDX_NONE);
+        return pshm_ptr(s, idx);
+    }
     uint32_t n = pa_load_relaxed(&tc->count);
     if (n == 0 && tc->fresh_next >= tc->fresh_end) {
         pa_inc_single_writer(&tc->cmiss, 1);
         if (pshm_unlikely(pool->shared))
             pool_reregister_if_needed_(pool);
-        n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c]);
+        n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c] - 1);
         if (n == 0 && reclaim_if_exhausted(pool))
-            n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c]);
+            n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c] - 1);
         if (n) {
             /* moved_in before count: a death in between counts the batch as
              * in use by the dead process (orphaned), not as lost. */
             pa_inc_single_writer(&tc->moved_in, n);
             pa_store_relaxed(&tc->count, n);
-            tc->top = tc->slots[n];
         } else if (pshm_region_pop(s, c, &a, &b)) {
             tc->fresh_next = a;
             tc->fresh_end = b;
@@ -285,13 +289,11 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
         }
     }
     if (n) {
-        uint32_t idx = tc->slots[n];
+        idx = tc->slots[n];
         pa_store_relaxed(&tc->count, n - 1);
-        tc->top = tc->slots[n - 1];
-        pa_inc_single_writer(&tc->same, (uint64_t)(idx == tc->last_freed));
         return pshm_ptr(s, idx);
     }
-    uint32_t idx = tc->fresh_next;
+    idx = tc->fresh_next;
     tc->fresh_next = idx + (s->block_size[c] >> 3);
     pa_inc_single_writer(&tc->fresh, 1);
     return pshm_ptr(s, idx);
@@ -307,9 +309,16 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
         return true;
     }
     struct pshm_tclass *tc = &rec->cls[c];
-    uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: single writer */
+    /* relaxed (all): single writer, this thread. */
+    uint32_t h = pa_load_relaxed(&tc->hot);
+    if (h == PSHM_IDX_NONE) {
+        pa_store_relaxed(&tc->hot, idx);
+        pa_inc_single_writer(&tc->frees, 1);
+        return true;
+    }
+    uint32_t n = pa_load_relaxed(&tc->count);
     uint32_t cap = s->cache_cap[c];
-    if (n >= cap) {
+    if (n + 1 >= cap) {
         /* Full: flush the older (bottom) half, keep the hot top. The count
          * shrinks before the push (see the top of this file). */
         uint32_t batch = s->batch[c];
@@ -317,14 +326,14 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
         memcpy(out, tc->slots + 1, batch * sizeof(uint32_t));
         memmove(tc->slots + 1, tc->slots + 1 + batch, (n - batch) * sizeof(uint32_t));
         n -= batch;
-        pa_store_relaxed(&tc->count, n); /* relaxed: single writer */
+        pa_store_relaxed(&tc->count, n);
         pa_inc_single_writer(&tc->moved_out, batch);
         pshm_central_push(s, c, out, batch);
     }
-    tc->slots[n + 1] = idx;
-    tc->top = idx;
-    pa_store_relaxed(&tc->count, n + 1); /* relaxed: single writer */
+    tc->slots[n + 1] = h;
+    pa_store_relaxed(&tc->count, n + 1);
+    pa_inc_single_writer(&tc->displaced, 1);
+    pa_store_relaxed(&tc->hot, idx);
     pa_inc_single_writer(&tc->frees, 1);
-    tc->last_freed = idx;
     return true;
 }

@@ -60,7 +60,9 @@ struct pool_tls {
 extern __thread struct pool_tls pool_tls_[POOL_MAX_OPEN] POOL_TLS_MODEL;
 
 /* The pool this thread used last and its record: one TLS load, no load of
- * pool->idx first, for the common case of one pool per process. */
+ * pool->idx first, for the common case of one pool per process. Serials
+ * are unique for the life of the process (never 0), so a matching serial
+ * alone proves the entry is this pool's. */
 struct pool_tls_last {
     pool_t *pool;
     uint64_t serial;
@@ -72,7 +74,7 @@ extern __thread struct pool_tls_last pool_tls_last_ POOL_TLS_MODEL;
 struct pshm_thread *pool_rec_lookup_(pool_t *pool);
 static inline struct pshm_thread *pool_rec_(pool_t *pool)
 {
-    if (pshm_likely(pool_tls_last_.pool == pool && pool_tls_last_.serial == pool->serial))
+    if (pshm_likely(pool_tls_last_.serial == pool->serial))
         return pool_tls_last_.rec;
     return pool_rec_lookup_(pool);
 }

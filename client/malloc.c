@@ -2,8 +2,9 @@
 /*
  * malloc.c: the fast path of libpoolclient, and only the fast path.
  *
- * pool_malloc pops the top of the calling thread's cache for the class (LIFO,
- * so burn-after-reading gets the block it just freed, still hot in cache),
+ * pool_malloc takes the block the calling thread freed last for the class
+ * (`hot`: burn-after-reading gets the same block, still hot in cache), else
+ * pops the thread's cache (LIFO),
  * else cuts the next block of the thread's own span. pool_free checks the
  * pointer against the span map and pushes it on the cache. Neither takes a
  * lock, makes a system call or does an atomic read-modify-write (DESIGN.md
@@ -64,16 +65,18 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
         return pool_malloc_slow_(pool, c);
     struct pshm_tclass *tc = &rec->cls[c];
 
-    /* relaxed (all counters here): single writer, this thread; poold and
-     * pool_stats read them for statistics only. Allocations are derived
-     * (struct pshm_tclass), not counted here. The block handed out is `top`,
-     * read without waiting for `count`: one dependent load less. */
-    uint32_t idx = tc->top;
+    /* relaxed (hot, count): single writer, this thread; statistics read
+     * them live. Nothing is counted here: allocations and same-address hits
+     * are derived (struct pshm_tclass). Burn-after-reading takes `hot`. */
+    uint32_t idx = pa_load_relaxed(&tc->hot);
     if (pshm_likely(idx != PSHM_IDX_NONE)) {
-        uint32_t n = pa_load_relaxed(&tc->count) - 1;
-        pa_store_relaxed(&tc->count, n);
-        tc->top = tc->slots[n]; /* slots[0] == 0: empty */
-        pa_inc_single_writer(&tc->same, (uint64_t)(idx == tc->last_freed));
+        pa_store_relaxed(&tc->hot, PSHM_IDX_NONE);
+        return pshm_ptr(&pool->seg, idx);
+    }
+    uint32_t n = pa_load_relaxed(&tc->count);
+    if (pshm_likely(n != 0)) {
+        idx = tc->slots[n];
+        pa_store_relaxed(&tc->count, n - 1);
         return pshm_ptr(&pool->seg, idx);
     }
     if (tc->fresh_next < tc->fresh_end) {
@@ -85,59 +88,76 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
     return pool_malloc_slow_(pool, c);
 }
 
-/* Push a checked block on the thread's cache for class c. */
+/* Push a checked block on the thread's cache: into `hot`, pushing the old
+ * hot block down into slots[] if there is one (full: cache.c flushes). */
 static inline bool cache_push(pool_t *pool, struct pshm_tclass *tc, uint32_t c, uint32_t idx)
 {
-    uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: single writer */
-    if (pshm_unlikely(n >= pool->seg.cache_cap[c]))
+    /* relaxed (all): single writer, this thread; statistics read them. */
+    uint32_t h = pa_load_relaxed(&tc->hot);
+    if (pshm_likely(h == PSHM_IDX_NONE)) {
+        pa_store_relaxed(&tc->hot, idx);
+        pa_inc_single_writer(&tc->frees, 1);
+        return true;
+    }
+    uint32_t n = pa_load_relaxed(&tc->count);
+    if (pshm_unlikely(n + 1 >= pool->seg.cache_cap[c]))
         return pool_free_slow_(pool, idx, c);
-    tc->slots[n + 1] = idx;
-    tc->top = idx;
-    pa_store_relaxed(&tc->count, n + 1);  /* relaxed: single writer */
-    pa_inc_single_writer(&tc->frees, 1); /* relaxed: statistic, single writer */
-    tc->last_freed = idx;
+    tc->slots[n + 1] = h;
+    pa_store_relaxed(&tc->count, n + 1);
+    pa_inc_single_writer(&tc->displaced, 1);
+    pa_store_relaxed(&tc->hot, idx);
+    pa_inc_single_writer(&tc->frees, 1);
     return true;
 }
 
-POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
+/* Everything pool_free() does not do inline: no size or a size beyond the
+ * table, no record for this pool in the last-pool entry, a class whose size
+ * is not a power of two (beyond a span's first block). Checks everything
+ * again. */
+static bool __attribute__((noinline)) free_generic(pool_t *pool, void *ptr, size_t size)
 {
-    if (pshm_unlikely(pool == NULL))
+    if (pool == NULL)
         return false;
     /* Unsigned arithmetic on addresses: a pointer below the base (NULL
      * included) wraps to a huge offset, which pshm_block_class() refuses. */
     uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)pool->seg.base);
-    uint32_t idx = (uint32_t)(off >> 3);
-
-    if (pshm_likely(size - 1 < pool->small_limit)) {
-        /* The common case, with the size given: the cache to push on comes
-         * from the size, and the pointer's check against the span map is a
-         * predicted branch beside the stores, not a load they wait for. This
-         * keeps the chain from this free to the next malloc (which loads the
-         * `top` stored here) short. The empty asm hides tc's origin so that
-         * the compiler cannot rebuild it from the span-map class after the
-         * check proved the two equal. */
-        uint32_t c = pool->small_class[(size + 7) >> 3];
-        struct pshm_thread *rec = pool_rec_(pool);
-        if (pshm_likely(rec != NULL)) {
-            struct pshm_tclass *tc = &rec->cls[c];
-            __asm__("" : "+r"(tc));
-            if (pshm_unlikely(pshm_block_class(&pool->seg, off) != (int)c))
-                return false;
-            return cache_push(pool, tc, c, idx);
-        }
-    }
-
     int k = pshm_block_class(&pool->seg, off);
-    if (pshm_unlikely(k < 0))
+    if (k < 0)
         return false;
     /* A size of another class: (size - 1 - lo) wraps when size <= lo. */
     if (size != 0 && (uint64_t)(size - 1 - pool->size_lo[k]) >= pool->size_span[k])
         return false;
-    uint32_t c = (uint32_t)k;
+    uint32_t c = (uint32_t)k, idx = (uint32_t)(off >> 3);
     struct pshm_thread *rec = pool_rec_(pool);
-    if (pshm_unlikely(rec == NULL))
+    if (rec == NULL)
         return pool_free_slow_(pool, idx, c);
     return cache_push(pool, &rec->cls[c], c, idx);
+}
+
+POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
+{
+    /* The common case, inline: a size is given, and this thread used this
+     * pool last. The cache to push on comes from the size, and the checks of
+     * the pointer against the span map are predicted branches beside the
+     * stores, not loads they wait for: the chain from this free to the next
+     * malloc (which loads the `hot` stored here) stays short. The empty asm
+     * hides tc's origin, so that the compiler cannot rebuild it from the
+     * span-map class once the check has proved the two equal. Every other
+     * case, and every failed check, goes to free_generic(). */
+    if (pshm_likely(pool != NULL && size - 1 < pool->small_limit &&
+                    pool_tls_last_.serial == pool->serial)) {
+        const pshm_seg_t *s = &pool->seg;
+        uint32_t c = pool->small_class[(size + 7) >> 3];
+        struct pshm_tclass *tc = &pool_tls_last_.rec->cls[c];
+        __asm__("" : "+r"(tc));
+        uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base);
+        uint64_t rel = off - s->data_off; /* wraps to huge below the data */
+        /* acquire: pairs with the release store in pshm_span_carve(). */
+        if (pshm_likely(rel < s->data_bytes && (rel & s->block_mask[c]) == 0 &&
+                        pa_load_acquire(&s->spanmap[rel >> s->span_shift]) == c))
+            return cache_push(pool, tc, c, (uint32_t)(off >> 3));
+    }
+    return free_generic(pool, ptr, size);
 }
 
 POOL_API uint64_t pool_offset(pool_t *pool, const void *ptr)

@@ -55,7 +55,9 @@ typedef struct pshm_seg {
     uint64_t data_bytes; /* their length */
     uint32_t span_shift;
     uint32_t nclasses;
-    uint32_t block_mask[PSHM_MAX_CLASSES]; /* size - 1 when a power of two, else 0 */
+    /* size - 1 when a power of two; else all ones, which only offset 0 of a
+     * span passes (always a block start): pshm_block_class() then divides. */
+    uint64_t block_mask[PSHM_MAX_CLASSES];
     uint32_t cache_cap[PSHM_MAX_CLASSES];
     /* The rest. */
     uint64_t data_end;
@@ -117,6 +119,10 @@ static inline void *pshm_ptr(const pshm_seg_t *s, uint32_t idx)
     return s->base + ((uint64_t)idx << 3);
 }
 
+/* pshm_block_class() for a class whose size is not a power of two: a
+ * division, kept out of line so that the common case stays small. */
+int pshm_block_class_div(const pshm_seg_t *s, uint64_t rel, uint32_t c);
+
 /* The class of the block that starts at byte offset `off`, or -EINVAL when
  * no block starts there (outside the data spans, span not carved, not on a
  * block boundary). Safe on any input: the hot check of pool_free(). */
@@ -130,13 +136,10 @@ static inline int pshm_block_class(const pshm_seg_t *s, uint64_t off)
     uint32_t c = pa_load_acquire(&s->spanmap[rel >> s->span_shift]);
     if (pshm_unlikely(c >= s->nclasses))
         return -22;
-    uint32_t m = s->block_mask[c];
-    if (pshm_likely(m != 0)) /* power of two: spans are aligned to the class */
-        return (rel & m) ? -22 : (int)c;
-    uint64_t in = rel & ((UINT64_C(1) << s->span_shift) - 1);
-    if (in % s->block_size[c] != 0 || in / s->block_size[c] >= s->blocks_per_span[c])
-        return -22;
-    return (int)c;
+    uint64_t m = s->block_mask[c];
+    if (pshm_likely((rel & m) == 0)) /* spans are aligned to the class size */
+        return (int)c;
+    return m == UINT64_MAX ? pshm_block_class_div(s, rel, c) : -22;
 }
 
 static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t c)
@@ -144,13 +147,26 @@ static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t
     return pshm_block_class(s, (uint64_t)idx << 3) == (int)c;
 }
 
-/* A thread's allocations of one class, derived from its counters (see
- * struct pshm_tclass). relaxed loads: statistics of a single writer. */
+/* Blocks in a thread's cache of one class (see struct pshm_tclass).
+ * relaxed loads: statistics of a single writer. */
+static inline uint32_t pshm_tclass_cached(const struct pshm_tclass *tc)
+{
+    return pa_load_relaxed(&tc->count) + (pa_load_relaxed(&tc->hot) != 0);
+}
+
+/* A thread's allocations of one class, derived from its counters. */
 static inline uint64_t pshm_tclass_allocs(const struct pshm_tclass *tc)
 {
     return pa_load_relaxed(&tc->fresh) + pa_load_relaxed(&tc->frees) +
            pa_load_relaxed(&tc->moved_in) - pa_load_relaxed(&tc->moved_out) -
-           pa_load_relaxed(&tc->count);
+           pshm_tclass_cached(tc);
+}
+
+/* Allocations that returned the block this thread freed last (took hot). */
+static inline uint64_t pshm_tclass_same(const struct pshm_tclass *tc)
+{
+    return pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->displaced) -
+           (pa_load_relaxed(&tc->hot) != 0);
 }
 
 /* ---- central lists (pshm_central.c) ---- */

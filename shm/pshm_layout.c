@@ -299,7 +299,7 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
         }
         s->block_size[i] = bs;
         s->block_shift[i] = cls[i].shift;
-        s->block_mask[i] = cls[i].shift ? bs - 1 : 0;
+        s->block_mask[i] = cls[i].shift ? bs - 1 : UINT64_MAX;
         s->blocks_per_span[i] = cls[i].blocks_per_span;
         s->cache_cap[i] = cls[i].cache_cap;
         s->batch[i] = cls[i].batch;

@@ -147,31 +147,39 @@ struct pshm_proc {
 };
 
 /* Per class part of a thread record. Written by its owner thread only
- * (single writer); counters and count are read live by statistics, so they
- * are atomics accessed relaxed; slots[] is read only by a reclaimer after the
- * owner died or by the owner itself. */
+ * (single writer); counters, count and hot are read live by statistics, so
+ * they are atomics accessed relaxed; slots[] is read only by a reclaimer
+ * after the owner died or by the owner itself.
+ *
+ * The cache is a LIFO stack: `hot`, the block freed last (0: none), on top
+ * of slots[1..count]. Burn-after-reading (free, then malloc of the same
+ * class) only moves a block in and out of `hot`: free stores it, malloc
+ * takes it, neither touches `count`, so the two calls share one memory
+ * round trip instead of two. A free that finds `hot` taken pushes the old
+ * hot block down into slots[].
+ *
+ * Nothing is counted on malloc's fast path; the figures are derived:
+ *   cached = count + (hot != 0)
+ *   allocs = fresh + frees + moved_in - moved_out - cached
+ *   same   = frees - displaced - (hot != 0)   (mallocs that took `hot`)
+ */
 struct pshm_tclass {
-    pa_u32 count;         /* blocks cached: slots[1..count], LIFO */
-    uint32_t top;         /* == slots[count]: the next block to hand out (0: empty) */
-    uint32_t last_freed;  /* index of the block this thread freed last */
+    pa_u32 hot;           /* the block freed last, not yet reused (0: none) */
+    pa_u32 count;         /* blocks in slots[1..count] under hot */
     uint32_t fresh_next;  /* carving region [fresh_next, fresh_end) */
     uint32_t fresh_end;
-    uint32_t reserved;
     pa_u64 frees;
-    pa_u64 same;          /* allocation returned last_freed */
-    /* slots[0] is always 0, so that slots[count] is the top, or 0 (empty). */
-    uint32_t slots[PSHM_CACHE_CAP + 1];
+    pa_u64 displaced;     /* hot blocks that left hot other than by malloc */
+    uint32_t slots[PSHM_CACHE_CAP + 1]; /* slots[0] unused */
     uint32_t reserved2;
-    /* Cold: counted on slow paths only. Allocations are not counted on the
-     * fast path: allocs = fresh + (frees + moved_in - moved_out - count),
-     * the blocks that left the cache through pool_malloc. */
+    /* Cold: counted on slow paths only. */
     pa_u64 moved_in;      /* blocks refilled from the central list */
     pa_u64 moved_out;     /* blocks flushed to the central list */
     pa_u64 fresh;         /* allocations cut fresh from a span */
     pa_u64 cmiss;         /* cache empty, went to central */
     pa_u64 cenmiss;       /* central empty, carved a span */
     pa_u64 exhausted;
-    uint8_t pad[PSHM_TCLASS_BYTES - 40 - 4 * (PSHM_CACHE_CAP + 2) - 48];
+    uint8_t pad[PSHM_TCLASS_BYTES - 32 - 4 * (PSHM_CACHE_CAP + 2) - 48];
 };
 
 struct pshm_thread {

@@ -11,6 +11,7 @@
  * entries, never crashes the reclaimer.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -72,10 +73,8 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
         pa_store_relaxed(&t->tid, tid);
         for (uint32_t c = 0; c < s->nclasses; c++) {
             struct pshm_tclass *tc = &t->cls[c];
-            pool_assert(pa_load_relaxed(&tc->count) == 0);
-            tc->top = PSHM_IDX_NONE;
+            pool_assert(pa_load_relaxed(&tc->count) == 0 && pa_load_relaxed(&tc->hot) == 0);
             tc->slots[0] = PSHM_IDX_NONE;
-            tc->last_freed = PSHM_IDX_NONE;
             tc->fresh_next = tc->fresh_end = PSHM_IDX_NONE;
         }
         return t;
@@ -106,22 +105,28 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
         struct pshm_tclass *tc = &t->cls[c];
         struct pshm_class *k = &s->cls[c];
         uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: owner is us or dead */
+        uint32_t hot = pa_load_relaxed(&tc->hot);
         /* A class this thread never touched has nothing to give back: skip
          * it without touching the shared class record. */
-        if (n == 0 && tc->fresh_next >= tc->fresh_end && pa_load_relaxed(&tc->fresh) == 0 &&
-            pa_load_relaxed(&tc->frees) == 0 && pa_load_relaxed(&tc->moved_in) == 0 &&
-            pa_load_relaxed(&tc->cmiss) == 0 && pa_load_relaxed(&tc->exhausted) == 0)
+        if (n == 0 && hot == 0 && tc->fresh_next >= tc->fresh_end &&
+            pa_load_relaxed(&tc->fresh) == 0 && pa_load_relaxed(&tc->frees) == 0 &&
+            pa_load_relaxed(&tc->moved_in) == 0 && pa_load_relaxed(&tc->cmiss) == 0 &&
+            pa_load_relaxed(&tc->exhausted) == 0)
             continue;
-        /* Before the cache is emptied: allocs is derived from its count. */
-        uint64_t allocs = n <= s->cache_cap[c] ? pshm_tclass_allocs(tc) : 0;
-        if (n > s->cache_cap[c]) {
+        /* Before the cache is emptied: both are derived from its content. */
+        bool sane = n < s->cache_cap[c];
+        uint64_t allocs = sane ? pshm_tclass_allocs(tc) : 0;
+        uint64_t same = sane ? pshm_tclass_same(tc) : 0;
+        if (!sane) {
             res->entries_dropped += n;
             n = 0;
         }
-        /* Give back the cached blocks in batches. */
+        /* Give back the cached blocks in batches, hot last. */
         uint32_t m = 0;
-        for (uint32_t i = 1; i <= n; i++) {
-            uint32_t idx = tc->slots[i];
+        for (uint32_t i = 1; i <= n + 1; i++) {
+            uint32_t idx = i <= n ? tc->slots[i] : hot;
+            if (idx == PSHM_IDX_NONE)
+                continue;
             if (untrusted && !pshm_idx_is_block(s, idx, c)) {
                 res->entries_dropped++;
                 continue;
@@ -138,7 +143,7 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
             res->blocks_returned += m;
         }
         pa_store_relaxed(&tc->count, 0); /* relaxed: statistic readers only */
-        tc->top = PSHM_IDX_NONE;
+        pa_store_relaxed(&tc->hot, PSHM_IDX_NONE);
 
         /* The uncarved rest of the thread's span goes to the region stack. */
         uint32_t a = tc->fresh_next, b = tc->fresh_end;
@@ -162,12 +167,14 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
          * count (see fold()). */
         if (allocs)
             pa_add_relaxed(&k->r_allocs, allocs); /* relaxed: statistic */
+        if (same)
+            pa_add_relaxed(&k->r_same, same); /* relaxed: statistic */
         pa_store_relaxed(&tc->moved_in, 0);
         pa_store_relaxed(&tc->moved_out, 0);
+        pa_store_relaxed(&tc->displaced, 0);
         uint64_t frees = fold(&tc->frees, &k->r_frees);
         uint64_t cm = fold(&tc->cmiss, &k->r_cmiss);
         fold(&tc->fresh, &k->r_fresh);
-        fold(&tc->same, &k->r_same);
         fold(&tc->cenmiss, &k->r_cenmiss);
         fold(&tc->exhausted, &k->r_exhausted);
         /* relaxed: statistics of the slot. */

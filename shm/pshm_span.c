@@ -31,3 +31,11 @@ int pshm_span_carve(pshm_seg_t *s, uint32_t c, uint32_t *start, uint32_t *end)
     *end = (uint32_t)((off + used) >> 3);
     return 0;
 }
+
+int pshm_block_class_div(const pshm_seg_t *s, uint64_t rel, uint32_t c)
+{
+    uint64_t in = rel & ((UINT64_C(1) << s->span_shift) - 1);
+    if (in % s->block_size[c] != 0 || in / s->block_size[c] >= s->blocks_per_span[c])
+        return -EINVAL;
+    return (int)c;
+}

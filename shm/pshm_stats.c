@@ -40,11 +40,11 @@ static void sum_class(const pshm_seg_t *s, uint32_t c, struct class_sum *o)
         o->allocs += pshm_tclass_allocs(tc);
         o->frees += pa_load_relaxed(&tc->frees);
         o->fresh += pa_load_relaxed(&tc->fresh);
-        o->same += pa_load_relaxed(&tc->same);
+        o->same += pshm_tclass_same(tc);
         o->cmiss += pa_load_relaxed(&tc->cmiss);
         o->cenmiss += pa_load_relaxed(&tc->cenmiss);
         o->exhausted += pa_load_relaxed(&tc->exhausted);
-        uint32_t n = pa_load_relaxed(&tc->count);
+        uint32_t n = pshm_tclass_cached(tc);
         o->cached += n <= s->cache_cap[c] ? n : 0; /* a scribbled count is not believed */
     }
 }
@@ -116,7 +116,7 @@ int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max)
                     o->allocations += pshm_tclass_allocs(tc);
                     o->frees += pa_load_relaxed(&tc->frees);
                     o->cache_misses += pa_load_relaxed(&tc->cmiss);
-                    uint32_t k = pa_load_relaxed(&tc->count);
+                    uint32_t k = pshm_tclass_cached(tc);
                     o->blocks_cached += k <= s->cache_cap[c] ? k : 0;
                 }
             }
