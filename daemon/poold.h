@@ -173,7 +173,6 @@ struct pd_server {
     pd_orphan_t orphans[PD_ORPHANS_KEPT];
     uint32_t norphans;        /* kept, <= PD_ORPHANS_KEPT */
     uint32_t orphan_next;     /* ring cursor */
-    uint64_t blocks_orphaned; /* total, since this poold started */
     struct event *sweep_ev;
     /* Metrics endpoint. */
     struct evhttp *http;

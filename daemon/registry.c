@@ -163,8 +163,6 @@ void pd_registry_note_reclaim(pd_server_t *srv, const pshm_reclaimed_t *r, const
     srv->orphan_next = (srv->orphan_next + 1) % PD_ORPHANS_KEPT;
     if (srv->norphans < PD_ORPHANS_KEPT)
         srv->norphans++;
-    if (r->blocks_orphaned > 0)
-        srv->blocks_orphaned += (uint64_t)r->blocks_orphaned;
     pd_info("reclaimed pid %d (%s): %llu cached blocks returned, %lld orphaned [slot %u, %s]",
             (int)r->pid, name && *name ? name : "unnamed",
             (unsigned long long)r->blocks_returned, (long long)r->blocks_orphaned, r->slot, why);

@@ -52,7 +52,7 @@ static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pool_stats_t *
     pproto_buf_add_section(b, "pool");
     pproto_buf_add_info_u64(b, "segment_bytes", st->segment_bytes);
     pproto_buf_add_info_u64(b, "span_bytes", st->span_bytes);
-    pproto_buf_add_info_u64(b, "spans_total", st->spans_total);
+    pproto_buf_add_info_u64(b, "spans_max", st->spans_total);
     pproto_buf_add_info_u64(b, "spans_carved", st->spans_carved);
     pproto_buf_add_info_u64(b, "bytes_carved", st->bytes_carved);
     pproto_buf_add_info_u64(b, "bytes_in_use", st->bytes_in_use);
@@ -60,7 +60,7 @@ static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pool_stats_t *
     pproto_buf_add_info_u64(b, "procs_max", srv->seg.max_procs);
     pproto_buf_add_info_u64(b, "procs_reclaimed_total", st->procs_reclaimed);
     pproto_buf_add_info_u64(b, "blocks_reclaimed_total", st->blocks_reclaimed);
-    pproto_buf_add_info_u64(b, "blocks_orphaned_total", srv->blocks_orphaned);
+    pproto_buf_add_info_u64(b, "blocks_orphaned_total", st->blocks_orphaned);
     pproto_buf_add_info_u64(b, "allocations_total", allocs);
     pproto_buf_add_info_u64(b, "frees_total", frees);
     pproto_buf_add_info_u64(b, "reuses_total", reuses);

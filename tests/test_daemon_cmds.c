@@ -587,7 +587,7 @@ static void test_stats_keys(void **state)
     static const char *const server[] = {"version", "abi", "pid", "uptime_seconds",
                                          "daemon_gen", "shm_name", "socket", "connections"};
     static const char *const pool[] = {
-        "segment_bytes", "span_bytes", "spans_total", "spans_carved", "bytes_carved",
+        "segment_bytes", "span_bytes", "spans_max", "spans_carved", "bytes_carved",
         "bytes_in_use", "procs_attached", "procs_max", "procs_reclaimed_total",
         "blocks_reclaimed_total", "blocks_orphaned_total", "allocations_total", "frees_total",
         "reuses_total", "same_address_total", "cache_misses_total", "central_misses_total",

@@ -334,6 +334,11 @@ static void test_e2e_sigkill_worker_caches_come_back(void **state)
     char *log = slurp(e->log);
     assert_non_null(strstr(log, "reclaimed pid"));
     free(log);
+    /* The totals live in the segment: a restarted poold still reports them. */
+    stop_poold(e);
+    start_poold_args(e, NULL);
+    assert_int_equal(stat_num(e, "blocks_orphaned_total"), orphaned);
+    assert_int_equal(stat_num(e, "procs_reclaimed_total"), 1);
     stop_poold(e);
 }
 
