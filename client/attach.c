@@ -62,9 +62,12 @@ static size_t env_size(const char *name, size_t dflt)
     if (errno || end == v)
         return dflt;
     switch (*end) {
-    case 'k': case 'K': n <<= 10; break;
-    case 'm': case 'M': n <<= 20; break;
-    case 'g': case 'G': n <<= 30; break;
+    case 'k':
+    case 'K': n <<= 10; break;
+    case 'm':
+    case 'M': n <<= 20; break;
+    case 'g':
+    case 'G': n <<= 30; break;
     default: break;
     }
     return (size_t)n;

@@ -205,8 +205,7 @@ POOL_API pool_t *pool_attach(const char *socket_path)
         errno = ENOMEM;
         return NULL;
     }
-    rc = pool_hello_(pool, path, &fd, &slot, pool->shm_name, sizeof(pool->shm_name), &bytes,
-                     &gen);
+    rc = pool_hello_(pool, path, &fd, &slot, pool->shm_name, sizeof(pool->shm_name), &bytes, &gen);
     if (rc < 0)
         goto fail_quiet;
     pool->sock = fd;

@@ -129,8 +129,7 @@ static int ensure_slot_locked(pool_t *pool)
         char shm[64];
         int fd, slot;
         uint64_t bytes, gen;
-        if (pool_hello_(pool, pool->socket_path, &fd, &slot, shm, sizeof(shm), &bytes, &gen) ==
-                0 &&
+        if (pool_hello_(pool, pool->socket_path, &fd, &slot, shm, sizeof(shm), &bytes, &gen) == 0 &&
             strcmp(shm, pool->shm_name) == 0 && (uint32_t)slot < pool->seg.max_procs) {
             pool->sock = fd;
             pool->slot = slot;

@@ -20,7 +20,7 @@
 #include "poolclient.h"
 #include "pshm.h"
 
-#define POOL_MAX_OPEN 16 /* pools open at once in one process */
+#define POOL_MAX_OPEN 16     /* pools open at once in one process */
 #define POOL_SMALL_MAX 65536 /* sizes up to this map to a class with one table load */
 
 struct pool {
@@ -34,12 +34,12 @@ struct pool {
     uint32_t size_lo[PSHM_MAX_CLASSES];
     uint32_t size_span[PSHM_MAX_CLASSES];
     pshm_seg_t seg;
-    pid_t pid;          /* the process that holds `slot` (changes after fork) */
-    int slot;           /* process slot, -1 until the first allocation */
-    bool shared;        /* attached through poold */
-    bool creator;       /* embedded: this process made it */
+    pid_t pid;    /* the process that holds `slot` (changes after fork) */
+    int slot;     /* process slot, -1 until the first allocation */
+    bool shared;  /* attached through poold */
+    bool creator; /* embedded: this process made it */
     /* Attached pools (attach.c). */
-    int sock;           /* connection to poold, -1 when none */
+    int sock; /* connection to poold, -1 when none */
     char shm_name[64];
     char socket_path[108];
     pa_u64 daemon_gen;      /* poold generation we registered with (relaxed:
@@ -82,7 +82,7 @@ static inline struct pshm_thread *pool_rec_(pool_t *pool)
 /* cache.c */
 void *pool_malloc_slow_(pool_t *pool, uint32_t c);
 bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c);
-int pool_register_(pool_t *pool);   /* take an idx and serial; -EMFILE when full */
+int pool_register_(pool_t *pool);    /* take an idx and serial; -EMFILE when full */
 void pool_unregister_(pool_t *pool); /* release every record of this process, slot, idx */
 int pool_ensure_slot_(pool_t *pool);
 /* If poold restarted since we said HELLO, say it again (rate-limited). */
@@ -109,8 +109,8 @@ void pool_set_error_(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 /* attach_daemon.c */
 /* HELLO on a new connection: 0 with *fd and *slot set, or -errno (message
  * recorded). With shm_name non-NULL, the segment name is copied there. */
-int pool_hello_(pool_t *pool, const char *path, int *fd, int *slot, char *shm_name,
-                size_t shm_len, uint64_t *bytes, uint64_t *gen);
+int pool_hello_(pool_t *pool, const char *path, int *fd, int *slot, char *shm_name, size_t shm_len,
+                uint64_t *bytes, uint64_t *gen);
 /* After a poold restart: say HELLO again (rate-limited, never blocks long).
  * Call with the registry lock held (pool_reregister_if_needed_). */
 void pool_maybe_reregister_(pool_t *pool);

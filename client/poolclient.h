@@ -129,18 +129,18 @@ POOL_API size_t pool_block_size(pool_t *pool, const void *ptr);
 typedef struct pool_class_stats {
     uint64_t block_size;
     uint64_t spans_carved;
-    uint64_t blocks_carved;   /* blocks ever cut from spans */
-    uint64_t blocks_free;     /* central + cached */
-    uint64_t blocks_central;  /* in the class's central list */
-    uint64_t blocks_cached;   /* in thread caches */
-    int64_t blocks_in_use;    /* allocations - frees */
+    uint64_t blocks_carved;  /* blocks ever cut from spans */
+    uint64_t blocks_free;    /* central + cached */
+    uint64_t blocks_central; /* in the class's central list */
+    uint64_t blocks_cached;  /* in thread caches */
+    int64_t blocks_in_use;   /* allocations - frees */
     uint64_t allocations;
     uint64_t frees;
-    uint64_t reuses;          /* allocations of a block freed before */
-    uint64_t same_address;    /* the block this thread freed last */
-    uint64_t cache_misses;    /* thread cache empty: went to central */
-    uint64_t central_misses;  /* central empty: a new span was carved */
-    uint64_t exhausted;       /* no span left: NULL returned */
+    uint64_t reuses;         /* allocations of a block freed before */
+    uint64_t same_address;   /* the block this thread freed last */
+    uint64_t cache_misses;   /* thread cache empty: went to central */
+    uint64_t central_misses; /* central empty: a new span was carved */
+    uint64_t exhausted;      /* no span left: NULL returned */
 } pool_class_stats_t;
 
 typedef struct pool_stats {
@@ -148,8 +148,8 @@ typedef struct pool_stats {
     uint64_t span_bytes;
     uint64_t spans_total;
     uint64_t spans_carved;
-    uint64_t bytes_carved;    /* spans carved * span size */
-    uint64_t bytes_in_use;    /* sum of blocks in use * block size */
+    uint64_t bytes_carved; /* spans carved * span size */
+    uint64_t bytes_in_use; /* sum of blocks in use * block size */
     uint64_t procs_attached;
     uint64_t procs_reclaimed;
     uint64_t blocks_reclaimed; /* cached blocks given back from dead processes */

@@ -310,10 +310,10 @@ static void print_table(const struct view *v, FILE *f)
             scalar(v, "version"), scalar(v, "pid"), scalar(v, "uptime_seconds"),
             scalar(v, "shm_name"), human_bytes(scalar_num(v, "segment_bytes"), a, sizeof(a)),
             human_bytes(scalar_num(v, "bytes_carved"), b, sizeof(b)),
-            human_bytes(scalar_num(v, "bytes_in_use"), c, sizeof(c)),
-            scalar(v, "procs_attached"), scalar(v, "procs_max"));
-    fprintf(f, "\n%8s %9s %9s %12s %12s %7s %7s %7s %9s %9s\n", "SIZE", "IN USE", "FREE",
-            "ALLOCS", "FREES", "REUSE", "SAME", "MISS", "CENTRAL", "EXHAUSTED");
+            human_bytes(scalar_num(v, "bytes_in_use"), c, sizeof(c)), scalar(v, "procs_attached"),
+            scalar(v, "procs_max"));
+    fprintf(f, "\n%8s %9s %9s %12s %12s %7s %7s %7s %9s %9s\n", "SIZE", "IN USE", "FREE", "ALLOCS",
+            "FREES", "REUSE", "SAME", "MISS", "CENTRAL", "EXHAUSTED");
     for (int i = 0; i < v->nclass; i++) {
         const struct row *r = &v->cls[i];
         double allocs = field_num(r, "allocs");
@@ -327,8 +327,8 @@ static void print_table(const struct view *v, FILE *f)
                 pct(field_num(r, "cache_misses"), allocs, p3, sizeof(p3)),
                 field(r, "central_misses"), field(r, "exhausted"));
     }
-    fprintf(f, "\n%8s %-16s %5s %7s %12s %12s %7s %7s %7s %5s\n", "PID", "NAME", "SLOT",
-            "THREADS", "ALLOCS", "FREES", "IN USE", "CACHED", "MISS", "CONN");
+    fprintf(f, "\n%8s %-16s %5s %7s %12s %12s %7s %7s %7s %5s\n", "PID", "NAME", "SLOT", "THREADS",
+            "ALLOCS", "FREES", "IN USE", "CACHED", "MISS", "CONN");
     for (int i = 0; i < v->nproc; i++) {
         const struct row *r = &v->proc[i];
         char p1[16];

@@ -92,8 +92,7 @@ int pd_cmd_ping(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct 
     return send_buf(out, &b);
 }
 
-int pd_cmd_version(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req,
-                   struct evbuffer *out)
+int pd_cmd_version(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out)
 {
     (void)srv;
     (void)c;
@@ -138,8 +137,7 @@ int pd_cmd_procs(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct
     return body(srv, PPROTO_PROCS, out);
 }
 
-int pd_cmd_classes(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req,
-                   struct evbuffer *out)
+int pd_cmd_classes(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out)
 {
     (void)c;
     (void)req;
@@ -279,8 +277,8 @@ int pd_cmd_bye(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct e
          * otherwise. */
         struct pshm_proc *sp = &srv->seg.procs[p->slot];
         /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
-        bool held = pa_load_acquire(&sp->state) == PSHM_PROC_LIVE &&
-                    pa_load_relaxed(&sp->pid) == p->pid;
+        bool held =
+            pa_load_acquire(&sp->state) == PSHM_PROC_LIVE && pa_load_relaxed(&sp->pid) == p->pid;
         pd_info("pid %d (%s) said BYE%s", (int)p->pid, p->name[0] ? p->name : "unnamed",
                 held ? "; its slot is still held, watching it" : "");
         if (!held)
@@ -298,8 +296,8 @@ int pd_cmd_bye(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct e
 int pd_cmd_run(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out)
 {
     static const pd_cmd_fn table[] = {
-        [PPROTO_HELLO] = pd_cmd_hello, [PPROTO_BYE] = pd_cmd_bye,
-        [PPROTO_STATS] = pd_cmd_stats, [PPROTO_PROCS] = pd_cmd_procs,
+        [PPROTO_HELLO] = pd_cmd_hello,     [PPROTO_BYE] = pd_cmd_bye,
+        [PPROTO_STATS] = pd_cmd_stats,     [PPROTO_PROCS] = pd_cmd_procs,
         [PPROTO_CLASSES] = pd_cmd_classes, [PPROTO_PING] = pd_cmd_ping,
         [PPROTO_VERSION] = pd_cmd_version,
     };

@@ -29,8 +29,8 @@ enum dtype { T_STR, T_SHM, T_SIZE, T_U32, T_LEVEL, T_CLASSES, T_ENDPOINT };
 typedef struct directive {
     pd_directive_info_t info;
     enum dtype type;
-    size_t off;  /* offsetof(pd_config_t, field) */
-    size_t cap;  /* string fields: buffer size */
+    size_t off;      /* offsetof(pd_config_t, field) */
+    size_t cap;      /* string fields: buffer size */
     uint64_t lo, hi; /* numbers: inclusive range */
 } directive_t;
 
@@ -38,11 +38,15 @@ typedef struct directive {
 #define NUM(field, t, lo, hi) t, offsetof(pd_config_t, field), 0, lo, hi
 
 static const directive_t table[] = {
-    {{"socket", "", "control socket path (default: /run/poold/poold.sock as root, else "
-                    "$XDG_RUNTIME_DIR/poold/poold.sock or /tmp/poold-$UID/poold.sock)", false},
+    {{"socket", "",
+      "control socket path (default: /run/poold/poold.sock as root, else "
+      "$XDG_RUNTIME_DIR/poold/poold.sock or /tmp/poold-$UID/poold.sock)",
+      false},
      STR(socket, T_STR)},
-    {{"shm_name", "", "POSIX shared-memory name of the segment (default: /poold as root, else "
-                      "/poold-$UID)", false},
+    {{"shm_name", "",
+      "POSIX shared-memory name of the segment (default: /poold as root, else "
+      "/poold-$UID)",
+      false},
      STR(shm_name, T_SHM)},
     {{"size", "64M", "segment size in bytes, K/M/G suffixes allowed", false},
      NUM(size, T_SIZE, 1u << 20, PSHM_MAX_SEGMENT)},
@@ -59,8 +63,10 @@ static const directive_t table[] = {
       true},
      STR(metrics, T_ENDPOINT)},
     {{"log_level", "info", "error, warn, info or debug", true}, NUM(log_level, T_LEVEL, 0, 3)},
-    {{"idle_timeout", "300", "seconds before an idle connection that is not an attached worker "
-                             "is closed; 0: never", true},
+    {{"idle_timeout", "300",
+      "seconds before an idle connection that is not an attached worker "
+      "is closed; 0: never",
+      true},
      NUM(idle_timeout, T_U32, 0, 86400 * 365)},
     {{"max_connections", "1024", "control connections open at once", true},
      NUM(max_connections, T_U32, 1, 1000000)},
@@ -100,9 +106,21 @@ int pd_parse_size(const char *s, uint64_t *out)
     unsigned shift = 0;
     switch (*end) {
     case '\0': break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
     default: return -EINVAL;
     }
     /* Accept K, KB, KiB (all binary). */
@@ -168,9 +186,8 @@ int pd_config_set(pd_config_t *c, const char *name, const char *value, char *err
             return -EINVAL;
         }
         if (d->type == T_SHM && *value && !shm_name_ok(value)) {
-            snprintf(err, errlen,
-                     "%s: '%s' is not a shm name ('/' then 1 to %d of [A-Za-z0-9._-])", name,
-                     value, PD_SHM_NAME_MAX - 1);
+            snprintf(err, errlen, "%s: '%s' is not a shm name ('/' then 1 to %d of [A-Za-z0-9._-])",
+                     name, value, PD_SHM_NAME_MAX - 1);
             return -EINVAL;
         }
         if (d->type == T_CLASSES) {
@@ -198,11 +215,11 @@ int pd_config_set(pd_config_t *c, const char *name, const char *value, char *err
         return 0;
     case T_SIZE:
     case T_U32:
-        rc = d->type == T_SIZE ? pd_parse_size(value, &v) : pproto_parse_u64(value, strlen(value), &v);
+        rc = d->type == T_SIZE ? pd_parse_size(value, &v)
+                               : pproto_parse_u64(value, strlen(value), &v);
         if (rc < 0 || v < d->lo || v > d->hi) {
-            snprintf(err, errlen, "%s: '%s' is not a %s from %" PRIu64 " to %" PRIu64, name,
-                     value, d->type == T_SIZE ? "size (K/M/G suffix allowed)" : "number", d->lo,
-                     d->hi);
+            snprintf(err, errlen, "%s: '%s' is not a %s from %" PRIu64 " to %" PRIu64, name, value,
+                     d->type == T_SIZE ? "size (K/M/G suffix allowed)" : "number", d->lo, d->hi);
             return -EINVAL;
         }
         if (d->type == T_SIZE)
@@ -235,18 +252,12 @@ int pd_config_format(const pd_config_t *c, const char *name, char *out, size_t c
     case T_STR:
     case T_SHM:
     case T_CLASSES:
-    case T_ENDPOINT:
-        snprintf(out, cap, "%s", field);
-        break;
+    case T_ENDPOINT: snprintf(out, cap, "%s", field); break;
     case T_LEVEL:
         snprintf(out, cap, "%s", pd_log_level_name(*(const int *)(const void *)field));
         break;
-    case T_SIZE:
-        snprintf(out, cap, "%" PRIu64, *(const uint64_t *)(const void *)field);
-        break;
-    case T_U32:
-        snprintf(out, cap, "%" PRIu32, *(const uint32_t *)(const void *)field);
-        break;
+    case T_SIZE: snprintf(out, cap, "%" PRIu64, *(const uint64_t *)(const void *)field); break;
+    case T_U32: snprintf(out, cap, "%" PRIu32, *(const uint32_t *)(const void *)field); break;
     }
     return 0;
 }

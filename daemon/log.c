@@ -99,8 +99,8 @@ void pd_log(int level, const char *fmt, ...)
         gettimeofday(&tv, NULL);
         localtime_r(&tv.tv_sec, &tm);
         strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
-        snprintf(line, sizeof(line), "%s.%03ld poold[%ld] %-5s %s\n", ts,
-                 (long)(tv.tv_usec / 1000), (long)getpid(), levels[level].name, msg);
+        snprintf(line, sizeof(line), "%s.%03ld poold[%ld] %-5s %s\n", ts, (long)(tv.tv_usec / 1000),
+                 (long)getpid(), levels[level].name, msg);
     }
     size_t n = strlen(line);
     ssize_t w = write(STDERR_FILENO, line, n);

@@ -140,8 +140,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
                     was[0] ? was : "(none)", now[0] ? now : "(none)", was[0] ? was : "(none)");
             continue;
         }
-        pd_info("reload: %s %s -> %s", d[i].name, was[0] ? was : "(none)",
-                now[0] ? now : "(none)");
+        pd_info("reload: %s %s -> %s", d[i].name, was[0] ? was : "(none)", now[0] ? now : "(none)");
         if (strcmp(d[i].name, "metrics") == 0)
             metrics_changed = true;
     }
@@ -182,7 +181,7 @@ int main(int argc, char **argv)
 
     /* Every directive is also a flag: --shm-name for shm_name. */
     struct option *opts = calloc(n + 4, sizeof(*opts));
-    char (*flags)[64] = calloc(n, sizeof(*flags));
+    char(*flags)[64] = calloc(n, sizeof(*flags));
     if (!opts || !flags) {
         fprintf(stderr, "poold: out of memory\n");
         return 1;

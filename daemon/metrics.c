@@ -126,8 +126,8 @@ int pd_metrics_start(pd_server_t *srv, const char *endpoint, char *err, size_t e
         return -ENOMEM;
     }
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_PATCH);
     evhttp_set_timeout(http, 10);
     evhttp_set_max_headers_size(http, 8192);
     evhttp_set_max_body_size(http, 4096);

@@ -73,9 +73,9 @@ typedef struct pd_config {
     char group[64];
     char metrics[PD_STR_MAX];
     int log_level;
-    uint32_t idle_timeout;    /* seconds, 0 = never */
+    uint32_t idle_timeout; /* seconds, 0 = never */
     uint32_t max_connections;
-    uint32_t max_line;        /* bytes with the LF, <= PPROTO_MAX_LINE */
+    uint32_t max_line; /* bytes with the LF, <= PPROTO_MAX_LINE */
 } pd_config_t;
 
 /* One directive of the table (config.c): for --help and the flag list. */
@@ -83,7 +83,7 @@ typedef struct pd_directive_info {
     const char *name;  /* config key, snake_case; the flag is --name-with-dashes */
     const char *deflt; /* "" when computed at run time (socket, shm_name) */
     const char *help;
-    bool runtime;      /* SIGHUP applies it */
+    bool runtime; /* SIGHUP applies it */
 } pd_directive_info_t;
 
 /* The table: *n gets its length. */
@@ -130,7 +130,7 @@ struct pd_proc {
 typedef struct pd_orphan {
     int32_t pid;
     uint32_t slot;
-    int64_t blocks;           /* in use when it died */
+    int64_t blocks; /* in use when it died */
     uint64_t reclaimed_blocks;
     uint64_t reclaimed_unix;
 } pd_orphan_t;
@@ -159,7 +159,7 @@ struct pd_server {
     pshm_seg_t seg;
     bool seg_created; /* false: adopted */
     uint64_t gen;
-    int gid;          /* --group, or -1 */
+    int gid; /* --group, or -1 */
     /* The control socket. */
     struct evconnlistener *listener;
     bool socket_owned; /* unlink at shutdown */
@@ -171,8 +171,8 @@ struct pd_server {
     pd_proc_t **procs;
     uint32_t nprocs;
     pd_orphan_t orphans[PD_ORPHANS_KEPT];
-    uint32_t norphans;        /* kept, <= PD_ORPHANS_KEPT */
-    uint32_t orphan_next;     /* ring cursor */
+    uint32_t norphans;    /* kept, <= PD_ORPHANS_KEPT */
+    uint32_t orphan_next; /* ring cursor */
     struct event *sweep_ev;
     /* Metrics endpoint. */
     struct evhttp *http;
@@ -234,11 +234,9 @@ int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct
 int pd_cmd_bye(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
 int pd_cmd_stats(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
 int pd_cmd_procs(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
-int pd_cmd_classes(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req,
-                   struct evbuffer *out);
+int pd_cmd_classes(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
 int pd_cmd_ping(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
-int pd_cmd_version(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req,
-                   struct evbuffer *out);
+int pd_cmd_version(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
 /* Run the handler of req->verb. */
 int pd_cmd_run(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out);
 /* Append `ERR <code> <msg>\n` built by pproto_encode_error. */

@@ -139,8 +139,7 @@ pd_proc_t *pd_registry_add(pd_server_t *srv, uint32_t slot, pid_t pid, uint64_t 
             p->pidev = NULL;
         }
     } else {
-        pd_debug("pidfd_open(%d): %s; relying on EOF and the sweep", (int)pid,
-                 strerror(-p->pidfd));
+        pd_debug("pidfd_open(%d): %s; relying on EOF and the sweep", (int)pid, strerror(-p->pidfd));
     }
     srv->procs[slot] = p;
     return p;
@@ -164,8 +163,8 @@ void pd_registry_note_reclaim(pd_server_t *srv, const pshm_reclaimed_t *r, const
     if (srv->norphans < PD_ORPHANS_KEPT)
         srv->norphans++;
     pd_info("reclaimed pid %d (%s): %llu cached blocks returned, %lld orphaned [slot %u, %s]",
-            (int)r->pid, name && *name ? name : "unnamed",
-            (unsigned long long)r->blocks_returned, (long long)r->blocks_orphaned, r->slot, why);
+            (int)r->pid, name && *name ? name : "unnamed", (unsigned long long)r->blocks_returned,
+            (long long)r->blocks_orphaned, r->slot, why);
 }
 
 void pd_registry_reclaim(pd_server_t *srv, pd_proc_t *p, const char *why)

@@ -79,8 +79,8 @@ static int adopt(pd_server_t *srv, void *base, uint64_t bytes, char *err, size_t
             srv->seg.max_threads != srv->cfg.max_threads)
             pd_warn("segment %s keeps its own geometry (%llu bytes, %u classes, %u procs, %u "
                     "threads); size/classes/max_procs/max_threads apply when it is made anew",
-                    name, (unsigned long long)srv->seg.bytes, srv->seg.nclasses,
-                    srv->seg.max_procs, srv->seg.max_threads);
+                    name, (unsigned long long)srv->seg.bytes, srv->seg.nclasses, srv->seg.max_procs,
+                    srv->seg.max_threads);
     }
     return 0;
 }

@@ -36,8 +36,8 @@
 #include "poold.h"
 
 #define PD_READ_HIGH (16u * PPROTO_MAX_LINE) /* stop reading beyond this much input */
-#define PD_OUT_HIGH (256u * 1024u)          /* stop reading while this much is unsent */
-#define PD_CLOSE_FLUSH_SECONDS 5            /* give up flushing a closing connection */
+#define PD_OUT_HIGH (256u * 1024u)           /* stop reading while this much is unsent */
+#define PD_CLOSE_FLUSH_SECONDS 5             /* give up flushing a closing connection */
 
 int pd_server_init(pd_server_t *srv, const pd_config_t *cfg, struct event_base *base, char *err,
                    size_t errlen)
@@ -119,8 +119,8 @@ int pd_server_dispatch(pd_server_t *srv, pd_conn_t *c, const char *line, size_t 
     if (rc < 0) {
         char esc[160];
         pd_log_escape(line, len, esc, sizeof(esc));
-        pd_debug("connection %llu: %s (%s): \"%s\"", (unsigned long long)c->id,
-                 pproto_err_name(e), detail ? detail : "?", esc);
+        pd_debug("connection %llu: %s (%s): \"%s\"", (unsigned long long)c->id, pproto_err_name(e),
+                 detail ? detail : "?", esc);
         pd_reply_error(out, e, detail);
         return e == PPROTO_ERR_LINE_TOO_LONG ? PD_CMD_CLOSE : 0;
     }
@@ -298,7 +298,8 @@ static int ensure_dir(pd_server_t *srv, const char *path, char *err, size_t errl
         /* Someone else's directory that others may write (a squatted
          * /tmp/poold-$UID): they could swap our socket. */
         if (st.st_uid != geteuid() && st.st_uid != 0 && (st.st_mode & 0022)) {
-            snprintf(err, errlen, "%s belongs to uid %u and others may write it; refusing to "
+            snprintf(err, errlen,
+                     "%s belongs to uid %u and others may write it; refusing to "
                      "put the socket there",
                      dir, (unsigned)st.st_uid);
             return -EPERM;
@@ -370,9 +371,10 @@ int pd_server_listen(pd_server_t *srv, char *err, size_t errlen)
     /* Bind with a umask that leaves no window where others could connect. */
     mode_t mode = srv->gid >= 0 ? 0660 : 0600;
     mode_t old = umask(0777 & ~mode);
-    srv->listener = evconnlistener_new_bind(
-        srv->base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
-        128, (struct sockaddr *)&sa, (int)sizeof(sa));
+    srv->listener =
+        evconnlistener_new_bind(srv->base, accept_cb, srv,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
+                                128, (struct sockaddr *)&sa, (int)sizeof(sa));
     int bind_errno = errno;
     umask(old);
     if (!srv->listener) {
@@ -389,8 +391,8 @@ int pd_server_listen(pd_server_t *srv, char *err, size_t errlen)
     }
     if (lstat(path, &st) == 0)
         srv->socket_ino = st.st_ino;
-    pd_info("listening on %s (mode %04o%s%s)", path, (unsigned)mode, srv->gid >= 0 ? ", group " : "",
-            srv->gid >= 0 ? srv->cfg.group : "");
+    pd_info("listening on %s (mode %04o%s%s)", path, (unsigned)mode,
+            srv->gid >= 0 ? ", group " : "", srv->gid >= 0 ? srv->cfg.group : "");
     return 0;
 }
 
@@ -403,7 +405,8 @@ void pd_server_stop_listening(pd_server_t *srv)
     if (srv->socket_owned) {
         struct stat st;
         /* Only our own socket: a successor may have bound the path since. */
-        if (lstat(srv->cfg.socket, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == srv->socket_ino)
+        if (lstat(srv->cfg.socket, &st) == 0 && S_ISSOCK(st.st_mode) &&
+            st.st_ino == srv->socket_ino)
             unlink(srv->cfg.socket);
         srv->socket_owned = false;
     }

@@ -138,9 +138,8 @@ static int section_processes(pd_server_t *srv, pproto_buf_t *b, time_t now)
         pproto_buf_add_subkv_str(b, "name", r ? r->name : "");
         pproto_buf_add_subkv_u64(b, "attached_unix", p->attached_unix);
         pproto_buf_add_subkv_u64(b, "uptime_seconds",
-                                 (uint64_t)now > p->attached_unix
-                                     ? (uint64_t)now - p->attached_unix
-                                     : 0);
+                                 (uint64_t)now > p->attached_unix ? (uint64_t)now - p->attached_unix
+                                                                  : 0);
         pproto_buf_add_subkv_u64(b, "allocs", p->allocations);
         pproto_buf_add_subkv_u64(b, "frees", p->frees);
         pproto_buf_add_subkv_u64(b, "cache_misses", p->cache_misses);
@@ -235,9 +234,9 @@ void pd_stats_summary(pd_server_t *srv, char *out, size_t cap)
         return;
     }
     pshm_stats(&srv->seg, st);
-    snprintf(out, cap, "%llu procs attached, %llu of %llu bytes in use, %llu carved, %u connections",
-             (unsigned long long)st->procs_attached, (unsigned long long)st->bytes_in_use,
-             (unsigned long long)st->segment_bytes, (unsigned long long)st->bytes_carved,
-             srv->nconns);
+    snprintf(
+        out, cap, "%llu procs attached, %llu of %llu bytes in use, %llu carved, %u connections",
+        (unsigned long long)st->procs_attached, (unsigned long long)st->bytes_in_use,
+        (unsigned long long)st->segment_bytes, (unsigned long long)st->bytes_carved, srv->nconns);
     free(st);
 }

@@ -335,15 +335,9 @@ static int add_subkv(pproto_buf_t *b, const char *key, enum subkv_type type, con
     item_str(&it, key);
     item_mem(&it, "=", 1);
     switch (type) {
-    case SUBKV_STR:
-        item_sanitized(&it, sval, ",", '_');
-        break;
-    case SUBKV_U64:
-        item_u64(&it, uval);
-        break;
-    case SUBKV_I64:
-        item_i64(&it, ival);
-        break;
+    case SUBKV_STR: item_sanitized(&it, sval, ",", '_'); break;
+    case SUBKV_U64: item_u64(&it, uval); break;
+    case SUBKV_I64: item_i64(&it, ival); break;
     }
     return commit_item(b, &it);
 }

@@ -20,8 +20,8 @@
 /* Tables                                                                  */
 
 static const char *const verb_names[] = {
-    [PPROTO_HELLO] = "HELLO", [PPROTO_BYE] = "BYE",         [PPROTO_STATS] = "STATS",
-    [PPROTO_PROCS] = "PROCS", [PPROTO_CLASSES] = "CLASSES", [PPROTO_PING] = "PING",
+    [PPROTO_HELLO] = "HELLO",     [PPROTO_BYE] = "BYE",         [PPROTO_STATS] = "STATS",
+    [PPROTO_PROCS] = "PROCS",     [PPROTO_CLASSES] = "CLASSES", [PPROTO_PING] = "PING",
     [PPROTO_VERSION] = "VERSION",
 };
 #define NVERBS (sizeof verb_names / sizeof verb_names[0])

@@ -173,8 +173,8 @@ struct prom_ctx {
 /* Class and process fields that only grow: counters, named ..._total. */
 static bool field_is_counter(const char *k, size_t n)
 {
-    static const char *const counters[] = {"allocs",       "frees",          "reuses",
-                                           "same_address", "cache_misses",   "central_misses",
+    static const char *const counters[] = {"allocs",       "frees",           "reuses",
+                                           "same_address", "cache_misses",    "central_misses",
                                            "exhausted",    "reclaimed_blocks"};
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
         if (strlen(counters[i]) == n && memcmp(counters[i], k, n) == 0)
@@ -262,7 +262,8 @@ static int prom_row(struct prom_ctx *c, const pproto_info_line_t *l)
         const char *cur = l->val, *end = l->val + l->val_len;
         pproto_subkv_t kv;
         while (pproto_subkv_next(&cur, end, &kv) > 0)
-            if (strlen(label_keys[i]) == kv.key_len && memcmp(kv.key, label_keys[i], kv.key_len) == 0)
+            if (strlen(label_keys[i]) == kv.key_len &&
+                memcmp(kv.key, label_keys[i], kv.key_len) == 0)
                 rc = rc ? rc : add_label(&lb, label_keys[i], kv.val, kv.val_len, lb.len == 0);
     }
     if (rc < 0)
@@ -273,7 +274,8 @@ static int prom_row(struct prom_ctx *c, const pproto_info_line_t *l)
     while ((r = pproto_subkv_next(&cur, end, &kv)) > 0) {
         bool is_label = false;
         for (int i = 0; i < nlabels; i++)
-            if (strlen(label_keys[i]) == kv.key_len && memcmp(kv.key, label_keys[i], kv.key_len) == 0)
+            if (strlen(label_keys[i]) == kv.key_len &&
+                memcmp(kv.key, label_keys[i], kv.key_len) == 0)
                 is_label = true;
         if (is_label || !is_number(kv.val, kv.val_len))
             continue;

@@ -26,9 +26,9 @@
 #if POOL_DEBUG >= 1
 #include <stdio.h>
 #include <stdlib.h>
-#define pool_assert(x)                                                                     \
-    ((x) ? (void)0                                                                         \
-         : (fprintf(stderr, "poold: assertion failed: %s (%s:%d)\n", #x, __FILE__, __LINE__), \
+#define pool_assert(x)                                                                             \
+    ((x) ? (void)0                                                                                 \
+         : (fprintf(stderr, "poold: assertion failed: %s (%s:%d)\n", #x, __FILE__, __LINE__),      \
             abort()))
 #else
 #define pool_assert(x) ((void)0)

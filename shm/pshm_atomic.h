@@ -29,12 +29,12 @@ typedef _Atomic uint8_t pa_u8;
 #define pa_exchange_acq_rel(p, v) atomic_exchange_explicit((p), (v), memory_order_acq_rel)
 
 /* Compare-and-swap; on failure *expected gets the current value (acquire). */
-#define pa_cas_weak_acq_rel(p, expected, desired)                                  \
-    atomic_compare_exchange_weak_explicit((p), (expected), (desired),              \
-                                          memory_order_acq_rel, memory_order_acquire)
-#define pa_cas_strong_acq_rel(p, expected, desired)                                \
-    atomic_compare_exchange_strong_explicit((p), (expected), (desired),            \
-                                            memory_order_acq_rel, memory_order_acquire)
+#define pa_cas_weak_acq_rel(p, expected, desired)                                                  \
+    atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_acq_rel,        \
+                                          memory_order_acquire)
+#define pa_cas_strong_acq_rel(p, expected, desired)                                                \
+    atomic_compare_exchange_strong_explicit((p), (expected), (desired), memory_order_acq_rel,      \
+                                            memory_order_acquire)
 
 /*
  * Single-writer counter: a relaxed load and a relaxed store, no read-modify-

@@ -36,7 +36,8 @@ static inline uint64_t *link_word(const pshm_seg_t *s, uint32_t idx)
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
 __attribute__((no_sanitize("thread")))
 #endif
-static uint32_t peek_next_node(const pshm_seg_t *s, uint32_t idx)
+static uint32_t
+peek_next_node(const pshm_seg_t *s, uint32_t idx)
 {
     const volatile uint64_t *w = (const volatile uint64_t *)pshm_ptr(s, idx);
     return (uint32_t)(*w >> 32);

@@ -122,8 +122,8 @@ static void compute(const pshm_params_t *p, uint64_t bytes, struct layout *l)
     if (l->span_shift < PSHM_SPAN_SHIFT_MIN)
         l->span_shift = PSHM_SPAN_SHIFT_MIN;
     uint64_t span = UINT64_C(1) << l->span_shift;
-    l->thread_bytes = (uint32_t)(sizeof(struct pshm_thread) +
-                                 (uint64_t)p->nclasses * sizeof(struct pshm_tclass));
+    l->thread_bytes =
+        (uint32_t)(sizeof(struct pshm_thread) + (uint64_t)p->nclasses * sizeof(struct pshm_tclass));
     l->classes_off = PSHM_HEADER_BYTES;
     l->procs_off = ALIGN_UP(l->classes_off + p->nclasses * sizeof(struct pshm_class), 64);
     l->threads_off = ALIGN_UP(l->procs_off + p->max_procs * sizeof(struct pshm_proc), 64);
@@ -159,12 +159,10 @@ int pshm_format(void *base, const pshm_params_t *p, char *err, size_t errlen)
     struct pshm_header *h = base;
 
     if (p->nclasses == 0 || p->nclasses > PSHM_MAX_CLASSES) {
-        snprintf(err, errlen, "need 1 to %u size classes, got %u", PSHM_MAX_CLASSES,
-                 p->nclasses);
+        snprintf(err, errlen, "need 1 to %u size classes, got %u", PSHM_MAX_CLASSES, p->nclasses);
         return -EINVAL;
     }
-    if (p->max_procs == 0 || p->max_procs > 4096 || p->max_threads == 0 ||
-        p->max_threads > 65536) {
+    if (p->max_procs == 0 || p->max_procs > 4096 || p->max_threads == 0 || p->max_threads > 65536) {
         snprintf(err, errlen, "max procs must be 1..4096 and max threads 1..65536");
         return -EINVAL;
     }
@@ -247,7 +245,8 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
     }
     if (h->abi_version != PSHM_ABI_VERSION || h->header_bytes != sizeof(*h) ||
         h->layout_check != PSHM_LAYOUT_CHECK) {
-        snprintf(err, errlen, "segment has ABI version %u (layout %08x), this build speaks %u "
+        snprintf(err, errlen,
+                 "segment has ABI version %u (layout %08x), this build speaks %u "
                  "(layout %08x)",
                  h->abi_version, h->layout_check, PSHM_ABI_VERSION, PSHM_LAYOUT_CHECK);
         return -EPROTO;
@@ -293,8 +292,8 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
         if (cls[i].blocks_per_span != (uint32_t)((UINT64_C(1) << l.span_shift) / bs) ||
             cls[i].cache_cap != cache_cap_for(bs) || cls[i].batch != cls[i].cache_cap / 2 ||
             cls[i].shift != (is_pow2(bs) ? log2_u32(bs) : 0)) {
-            snprintf(err, errlen, "corrupt class table: class %u (%u bytes) has bad constants",
-                     i, bs);
+            snprintf(err, errlen, "corrupt class table: class %u (%u bytes) has bad constants", i,
+                     bs);
             return -EBADMSG;
         }
         s->block_size[i] = bs;

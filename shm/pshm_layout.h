@@ -35,14 +35,14 @@
 #define PSHM_ABI_VERSION 1u
 
 #define PSHM_MAX_CLASSES 32u
-#define PSHM_CACHE_CAP 64u        /* most blocks a thread caches per class */
-#define PSHM_TCLASS_SHIFT 9u      /* a thread record's per-class part: 512 bytes */
+#define PSHM_CACHE_CAP 64u   /* most blocks a thread caches per class */
+#define PSHM_TCLASS_SHIFT 9u /* a thread record's per-class part: 512 bytes */
 #define PSHM_TCLASS_BYTES (1u << PSHM_TCLASS_SHIFT)
 #define PSHM_MIN_BLOCK 8u
-#define PSHM_SPAN_SHIFT_MIN 16u   /* spans are at least 64 KiB */
+#define PSHM_SPAN_SHIFT_MIN 16u /* spans are at least 64 KiB */
 #define PSHM_MAX_SEGMENT (UINT64_C(32) << 30)
 #define PSHM_HEADER_BYTES 4096u
-#define PSHM_SPAN_FREE 0xffu      /* span map: span not carved yet */
+#define PSHM_SPAN_FREE 0xffu /* span map: span not carved yet */
 #define PSHM_NO_OWNER 0u
 #define PSHM_IDX_NONE 0u
 
@@ -69,7 +69,7 @@ struct pshm_header {
     uint32_t nclasses;
     uint32_t max_procs;
     uint32_t max_threads;
-    uint32_t thread_bytes;  /* one thread record */
+    uint32_t thread_bytes; /* one thread record */
     uint64_t classes_off;
     uint64_t procs_off;
     uint64_t threads_off;
@@ -77,7 +77,7 @@ struct pshm_header {
     uint64_t data_off;
     uint64_t created_unix;
     int32_t creator_pid;
-    uint32_t layout_check;  /* sizeof of the records, to catch ABI drift */
+    uint32_t layout_check; /* sizeof of the records, to catch ABI drift */
 
     /* Mutable. */
     alignas(64) pa_u32 next_span; /* carving cursor: writers CAS, all read */
@@ -96,9 +96,9 @@ struct pshm_header {
 struct pshm_class {
     uint32_t block_size;
     uint32_t blocks_per_span;
-    uint32_t cache_cap;  /* <= PSHM_CACHE_CAP */
-    uint32_t batch;      /* blocks moved per refill/flush, cache_cap / 2 */
-    uint32_t shift;      /* log2(block_size) when a power of two, else 0 */
+    uint32_t cache_cap; /* <= PSHM_CACHE_CAP */
+    uint32_t batch;     /* blocks moved per refill/flush, cache_cap / 2 */
+    uint32_t shift;     /* log2(block_size) when a power of two, else 0 */
     uint32_t reserved[11];
 
     /* Batch stack: each node is the first block of a chain of up to `batch`
@@ -110,8 +110,8 @@ struct pshm_class {
     /* Region stack: uncarved remainders of spans left by exited threads.
      * Node word: high 32 = next node, low 32 = end index of the region. */
     alignas(64) pa_u64 regions;
-    pa_u64 region_blocks;  /* statistic */
-    pa_u64 spans_carved;   /* statistic */
+    pa_u64 region_blocks; /* statistic */
+    pa_u64 spans_carved;  /* statistic */
 
     /* Counters of threads that are gone (folded in at thread exit or
      * reclaim, relaxed RMW: statistics, many writers, slow path only). */
@@ -134,13 +134,13 @@ enum pshm_proc_state {
 /* A process slot. Written by the owner at claim, by a reclaimer at death;
  * read by anyone for statistics. */
 struct pshm_proc {
-    pa_u32 state;        /* enum pshm_proc_state; CAS transitions */
+    pa_u32 state; /* enum pshm_proc_state; CAS transitions */
     pa_i32 pid;
-    pa_u64 start_time;   /* /proc/<pid>/stat starttime: tells pid reuse */
+    pa_u64 start_time; /* /proc/<pid>/stat starttime: tells pid reuse */
     pa_u64 attached_unix;
-    pa_u32 via_daemon;   /* 1: attached through poold */
+    pa_u32 via_daemon; /* 1: attached through poold */
     pa_u32 reserved;
-    pa_u64 r_allocs;     /* counters of the process's exited threads */
+    pa_u64 r_allocs; /* counters of the process's exited threads */
     pa_u64 r_frees;
     pa_u64 r_cmiss;
     pa_u64 reserved2[1];
@@ -164,26 +164,26 @@ struct pshm_proc {
  *   same   = frees - displaced - (hot != 0)   (mallocs that took `hot`)
  */
 struct pshm_tclass {
-    pa_u32 hot;           /* the block freed last, not yet reused (0: none) */
-    pa_u32 count;         /* blocks in slots[1..count] under hot */
-    uint32_t fresh_next;  /* carving region [fresh_next, fresh_end) */
+    pa_u32 hot;          /* the block freed last, not yet reused (0: none) */
+    pa_u32 count;        /* blocks in slots[1..count] under hot */
+    uint32_t fresh_next; /* carving region [fresh_next, fresh_end) */
     uint32_t fresh_end;
     pa_u64 frees;
-    pa_u64 displaced;     /* hot blocks that left hot other than by malloc */
+    pa_u64 displaced;                   /* hot blocks that left hot other than by malloc */
     uint32_t slots[PSHM_CACHE_CAP + 1]; /* slots[0] unused */
     uint32_t reserved2;
     /* Cold: counted on slow paths only. */
-    pa_u64 moved_in;      /* blocks refilled from the central list */
-    pa_u64 moved_out;     /* blocks flushed to the central list */
-    pa_u64 fresh;         /* allocations cut fresh from a span */
-    pa_u64 cmiss;         /* cache empty, went to central */
-    pa_u64 cenmiss;       /* central empty, carved a span */
+    pa_u64 moved_in;  /* blocks refilled from the central list */
+    pa_u64 moved_out; /* blocks flushed to the central list */
+    pa_u64 fresh;     /* allocations cut fresh from a span */
+    pa_u64 cmiss;     /* cache empty, went to central */
+    pa_u64 cenmiss;   /* central empty, carved a span */
     pa_u64 exhausted;
     uint8_t pad[PSHM_TCLASS_BYTES - 32 - 4 * (PSHM_CACHE_CAP + 2) - 48];
 };
 
 struct pshm_thread {
-    pa_u32 owner;      /* PSHM_NO_OWNER or proc slot + 1; claim by CAS, release store */
+    pa_u32 owner; /* PSHM_NO_OWNER or proc slot + 1; claim by CAS, release store */
     pa_i32 tid;
     uint32_t reserved[14];
     struct pshm_tclass cls[]; /* nclasses of them */
@@ -196,8 +196,8 @@ _Static_assert(sizeof(struct pshm_thread) == 64, "thread record header is one li
 _Static_assert(sizeof(struct pshm_tclass) == PSHM_TCLASS_BYTES, "tclass stride is a power of two");
 _Static_assert(offsetof(struct pshm_header, magic) == 0, "magic first");
 
-#define PSHM_LAYOUT_CHECK                                                                  \
-    ((uint32_t)(sizeof(struct pshm_class) ^ (sizeof(struct pshm_tclass) << 8) ^               \
+#define PSHM_LAYOUT_CHECK                                                                          \
+    ((uint32_t)(sizeof(struct pshm_class) ^ (sizeof(struct pshm_tclass) << 8) ^                    \
                 (sizeof(struct pshm_proc) << 16) ^ (sizeof(struct pshm_header) << 20)))
 
 #endif /* PSHM_LAYOUT_H */

@@ -47,8 +47,7 @@ int pshm_os_create(const char *name, uint64_t bytes, unsigned mode, int gid, boo
     }
     if (fd < 0) {
         rc = -errno;
-        snprintf(err, errlen, "%s %s: %s", name ? "shm_open" : "memfd_create", what,
-                 strerror(-rc));
+        snprintf(err, errlen, "%s %s: %s", name ? "shm_open" : "memfd_create", what, strerror(-rc));
         return rc;
     }
     if (name) {

@@ -138,9 +138,8 @@ int pshm_check(const pshm_seg_t *s, char *err, size_t errlen)
         if ((int64_t)(central + sum.cached) + in_use != (int64_t)sum.fresh) {
             snprintf(err, errlen,
                      "class %u (%u B): central %llu + cached %llu + in use %lld != carved %llu", c,
-                     s->block_size[c], (unsigned long long)central,
-                     (unsigned long long)sum.cached, (long long)in_use,
-                     (unsigned long long)sum.fresh);
+                     s->block_size[c], (unsigned long long)central, (unsigned long long)sum.cached,
+                     (long long)in_use, (unsigned long long)sum.fresh);
             return -EUCLEAN;
         }
         /* Walk the central list: its length must match the counter. */

@@ -34,8 +34,8 @@ static int teardown(void **state)
 static void test_class_mapping_powers_of_two(void **state)
 {
     pool_t *p = *state;
-    size_t sizes[] = {0, 1, 7, 8, 9, 16, 17, 50, 64, 65, 100, 500, 1000, 1024, 1025, 2000,
-                      4096, 4097, 65535, 65536};
+    size_t sizes[] = {0,   1,   7,    8,    9,    16,   17,   50,   64,    65,
+                      100, 500, 1000, 1024, 1025, 2000, 4096, 4097, 65535, 65536};
     assert_int_equal(pool_max_size(p), 65536);
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         size_t want = 8;
@@ -113,14 +113,14 @@ static void test_free_invalid_changes_nothing(void **state)
     assert_int_equal(pool_stats(p, &before), 0);
 
     assert_false(pool_free(p, NULL, 64));
-    assert_false(pool_free(p, &on_stack, 64));               /* outside */
-    assert_false(pool_free(p, heap, 64));                    /* outside */
-    assert_false(pool_free(p, (char *)b + 1, 64));           /* misaligned */
-    assert_false(pool_free(p, (char *)b + 8, 64));           /* inside, not a block start */
-    assert_false(pool_free(p, b, 2000));                     /* wrong size */
-    assert_false(pool_free(p, b, 8));                        /* wrong size */
-    assert_false(pool_free(p, b, 1u << 20));                 /* larger than any class */
-    assert_false(pool_free(p, p->seg.base, 0));              /* the header */
+    assert_false(pool_free(p, &on_stack, 64));     /* outside */
+    assert_false(pool_free(p, heap, 64));          /* outside */
+    assert_false(pool_free(p, (char *)b + 1, 64)); /* misaligned */
+    assert_false(pool_free(p, (char *)b + 8, 64)); /* inside, not a block start */
+    assert_false(pool_free(p, b, 2000));           /* wrong size */
+    assert_false(pool_free(p, b, 8));              /* wrong size */
+    assert_false(pool_free(p, b, 1u << 20));       /* larger than any class */
+    assert_false(pool_free(p, p->seg.base, 0));    /* the header */
     assert_false(pool_free(p, p->seg.base + p->seg.data_end - 64, 0)); /* span not carved */
     assert_false(pool_free(NULL, b, 64));
 
@@ -297,9 +297,9 @@ static void test_custom_classes_bounds(void **state)
     assert_non_null(b);
     assert_int_equal(pool_block_size(p, a), 1000);
     assert_int_equal((size_t)(b > a ? b - a : a - b), 1000);
-    assert_false(pool_free(p, a, 2000));  /* bigger than any class */
+    assert_false(pool_free(p, a, 2000)); /* bigger than any class */
     assert_false(pool_free(p, a, 1001));
-    assert_false(pool_free(p, a, 24));    /* another class */
+    assert_false(pool_free(p, a, 24));       /* another class */
     assert_false(pool_free(p, a + 8, 1000)); /* not a block start */
     assert_false(pool_free(p, a + 504, 0));
     char *c = pool_malloc(p, 20);

@@ -176,8 +176,8 @@ static void run_seed(pool_t *p, int iterations, int rounds, int hold)
         pthread_t t[10];
         struct seed_arg args[10];
         for (int i = 0; i < 10; i++) {
-            args[i] = (struct seed_arg){p, seed_sizes[i], (uint8_t)(0x10 + i), rounds, hold,
-                                        &errors};
+            args[i] =
+                (struct seed_arg){p, seed_sizes[i], (uint8_t)(0x10 + i), rounds, hold, &errors};
             assert_int_equal(pthread_create(&t[i], NULL, seed_thread, &args[i]), 0);
         }
         for (int i = 0; i < 10; i++)

@@ -584,14 +584,28 @@ static void test_stats_keys(void **state)
     }
     assert_int_equal(kind, PPROTO_INFO_END);
 
-    static const char *const server[] = {"version", "abi", "pid", "uptime_seconds",
+    static const char *const server[] = {"version",    "abi",      "pid",    "uptime_seconds",
                                          "daemon_gen", "shm_name", "socket", "connections"};
-    static const char *const pool[] = {
-        "segment_bytes", "span_bytes", "spans_max", "spans_carved", "bytes_carved",
-        "bytes_in_use", "procs_attached", "procs_max", "procs_reclaimed_total",
-        "blocks_reclaimed_total", "blocks_orphaned_total", "allocations_total", "frees_total",
-        "reuses_total", "same_address_total", "cache_misses_total", "central_misses_total",
-        "exhausted_total", "uncached_ops_total", "entries_dropped_total"};
+    static const char *const pool[] = {"segment_bytes",
+                                       "span_bytes",
+                                       "spans_max",
+                                       "spans_carved",
+                                       "bytes_carved",
+                                       "bytes_in_use",
+                                       "procs_attached",
+                                       "procs_max",
+                                       "procs_reclaimed_total",
+                                       "blocks_reclaimed_total",
+                                       "blocks_orphaned_total",
+                                       "allocations_total",
+                                       "frees_total",
+                                       "reuses_total",
+                                       "same_address_total",
+                                       "cache_misses_total",
+                                       "central_misses_total",
+                                       "exhausted_total",
+                                       "uncached_ops_total",
+                                       "entries_dropped_total"};
     for (size_t i = 0; i < sizeof(server) / sizeof(server[0]); i++)
         if (!has_key(body, "# server\n", server[i]))
             fail_msg("no %s in # server", server[i]);
@@ -602,8 +616,8 @@ static void test_stats_keys(void **state)
                                  "cached=0,in_use=0,allocs=0,frees=0,reuses=0,same_address=0,"
                                  "cache_misses=0,central_misses=0,exhausted=0\n"));
     char want[160];
-    snprintf(want, sizeof(want), "\nproc_%d:pid=%d,slot=0,name=tester,attached_unix=",
-             (int)getpid(), (int)getpid());
+    snprintf(want, sizeof(want),
+             "\nproc_%d:pid=%d,slot=0,name=tester,attached_unix=", (int)getpid(), (int)getpid());
     assert_non_null(strstr(body, want));
     assert_non_null(strstr(body, ",allocs=0,frees=0,cache_misses=0,cached=0,in_use=0,threads=0,"
                                  "connected=1\n"));
@@ -617,7 +631,8 @@ static void test_stats_keys(void **state)
     size_t pl = evbuffer_get_length(prom);
     char *text = calloc(1, pl + 1);
     evbuffer_remove(prom, text, pl);
-    assert_non_null(strstr(text, "# TYPE poold_allocations_total counter\npoold_allocations_total 0\n"));
+    assert_non_null(
+        strstr(text, "# TYPE poold_allocations_total counter\npoold_allocations_total 0\n"));
     assert_non_null(strstr(text, "poold_procs_attached 1\n"));
     assert_non_null(strstr(text, "# TYPE poold_class_allocs_total counter\n"));
     assert_non_null(strstr(text, "poold_class_allocs_total{size=\"64\"} 0\n"));

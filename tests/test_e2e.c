@@ -146,8 +146,7 @@ static long long stat_num(struct e2e *e, const char *key)
 
 static void start_poold_args(struct e2e *e, char *const extra[])
 {
-    char *argv[32] = {POOLD_BIN, "--socket", e->sock, "--shm-name", e->shm, "--log-level",
-                      "debug"};
+    char *argv[32] = {POOLD_BIN, "--socket", e->sock, "--shm-name", e->shm, "--log-level", "debug"};
     int n = 7;
     for (int i = 0; extra && extra[i] && n < 31; i++)
         argv[n++] = extra[i];
@@ -208,14 +207,14 @@ static pid_t start_worker_rounds(struct e2e *e, const char *out, const char *ite
                                  const char *iters, const char *hold, const char *rounds,
                                  const char *burst)
 {
-    char *argv[] = {WORKER_BIN, "--socket", e->sock, (char *)iters_flag, (char *)iters,
-                    "--hold",   (char *)hold, "--rounds", (char *)rounds, "--burst",
-                    (char *)burst, NULL};
+    char *argv[] = {WORKER_BIN,     "--socket", e->sock,       (char *)iters_flag,
+                    (char *)iters,  "--hold",   (char *)hold,  "--rounds",
+                    (char *)rounds, "--burst",  (char *)burst, NULL};
     return spawn(argv, out, out);
 }
 
-static pid_t start_worker(struct e2e *e, const char *out, const char *iters_flag,
-                          const char *iters, const char *hold)
+static pid_t start_worker(struct e2e *e, const char *out, const char *iters_flag, const char *iters,
+                          const char *hold)
 {
     return start_worker_rounds(e, out, iters_flag, iters, hold, "2000", "0");
 }
@@ -548,15 +547,13 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_e2e_workers_counts_match_stats, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_e2e_sigkill_worker_caches_come_back, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_sigkill_worker_caches_come_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_restart_poold_while_workers_allocate, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_e2e_garbage_on_socket_disturbs_nobody, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_e2e_foreign_segment_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_e2e_slots_full_and_missing_daemon, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_slots_full_and_missing_daemon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_metrics_endpoint, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);

@@ -96,9 +96,12 @@ static void test_parse_request_every_verb(void **state)
         const char *line;
         pproto_verb_t verb;
     } cases[] = {
-        {"HELLO abi=1 pid=42\n", PPROTO_HELLO}, {"BYE\n", PPROTO_BYE},
-        {"STATS\n", PPROTO_STATS},             {"PROCS\n", PPROTO_PROCS},
-        {"CLASSES\n", PPROTO_CLASSES},         {"PING\n", PPROTO_PING},
+        {"HELLO abi=1 pid=42\n", PPROTO_HELLO},
+        {"BYE\n", PPROTO_BYE},
+        {"STATS\n", PPROTO_STATS},
+        {"PROCS\n", PPROTO_PROCS},
+        {"CLASSES\n", PPROTO_CLASSES},
+        {"PING\n", PPROTO_PING},
         {"VERSION\n", PPROTO_VERSION},
     };
     (void)state;
@@ -494,8 +497,7 @@ static void test_parse_reply_ok_kv(void **state)
     uint64_t v = 0;
     (void)state;
 
-    assert_int_equal(
-        reply("OK shm=/poold abi=1 slot=3 size=67108864 max_procs=64 gen=5\n", &r), 0);
+    assert_int_equal(reply("OK shm=/poold abi=1 slot=3 size=67108864 max_procs=64 gen=5\n", &r), 0);
     assert_true(r.ok);
     assert_int_equal(r.err, PPROTO_ERR_NONE);
     assert_string_equal(r.msg, "");
@@ -565,8 +567,8 @@ static void test_parse_reply_err(void **state)
 static void test_parse_reply_malformed(void **state)
 {
     static const char *const bad[] = {
-        "", "\n", "   ", "FOO", "OKAY", "ERR", "ERR  \n", "END", "# Stats", "OK A=1",
-        "OK =1", "OK a-b=1", "OK a=1 a=2", "OK\tx", "ERR internal \x01",
+        "",        "\n",     "   ",   "FOO",      "OKAY",       "ERR",   "ERR  \n",           "END",
+        "# Stats", "OK A=1", "OK =1", "OK a-b=1", "OK a=1 a=2", "OK\tx", "ERR internal \x01",
     };
     pproto_reply_t r;
     char line[2 * PPROTO_MAX_LINE];
@@ -885,8 +887,9 @@ static void test_parse_info_line_kinds(void **state)
 static void test_parse_info_line_malformed(void **state)
 {
     static const char *const bad[] = {
-        "#", "#   ", "no colon here", "Upper:1", ":value", "bad-key:1", " key:1",
-        "END ", "end", "key:\x01", "key:\tv", "abcdefghijabcdefghijabcdefghijabc:1",
+        "#",      "#   ",      "no colon here", "Upper:1",
+        ":value", "bad-key:1", " key:1",        "END ",
+        "end",    "key:\x01",  "key:\tv",       "abcdefghijabcdefghijabcdefghijabc:1",
     };
     pproto_info_line_t l;
     char *p;

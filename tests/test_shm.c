@@ -192,8 +192,7 @@ static void test_named_segment_create_open_unlink(void **state)
     snprintf(name, sizeof(name), "/poold-test-shm-%d", (int)getpid());
     pshm_os_unlink(name);
     void *base = NULL;
-    assert_int_equal(pshm_os_create(name, 4u << 20, 0600, -1, true, &base, err, sizeof(err)),
-                     0);
+    assert_int_equal(pshm_os_create(name, 4u << 20, 0600, -1, true, &base, err, sizeof(err)), 0);
     pshm_params_t p;
     pshm_params_default(&p, 4u << 20);
     assert_int_equal(pshm_format(base, &p, err, sizeof(err)), 0);
@@ -228,8 +227,8 @@ static void test_create_on_full_dev_shm_fails_cleanly(void **state)
             mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=4m") < 0)
             _exit(77);
         void *base = NULL;
-        int rc = pshm_os_create("/poold-test-full", 64u << 20, 0600, -1, true, &base, err,
-                                sizeof(err));
+        int rc =
+            pshm_os_create("/poold-test-full", 64u << 20, 0600, -1, true, &base, err, sizeof(err));
         int ok = rc == -ENOSPC && strstr(err, "/dev/shm") != NULL;
         /* and nothing is left behind */
         void *o;

@@ -116,29 +116,29 @@ static double now_s(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: pool_worker [--socket PATH | --embedded] [--iterations N | --seconds S]\n"
-               "                   [--rounds N] [--hold K] [--detach]\n"
-               "  Runs the seed's workload (10 threads per iteration) through libpoolclient.\n"
-               "  --socket PATH   attach to poold there (default $POOLD_SOCKET, else %s)\n"
-               "  --embedded      no daemon: a private embedded pool\n"
-               "  --iterations N  iterations of 10 threads (default 50)\n"
-               "  --seconds S     run iterations until S seconds have passed (or SIGTERM)\n"
-               "  --rounds N      allocations per thread per iteration (default 2000)\n"
-               "  --hold K        keep the last K blocks of each thread alive (default 0)\n"
-               "  --burst K       each thread first allocates and frees K blocks (default 0)\n"
-               "  --no-detach     exit without pool_detach (as a crashing worker would)\n",
+    fprintf(f,
+            "usage: pool_worker [--socket PATH | --embedded] [--iterations N | --seconds S]\n"
+            "                   [--rounds N] [--hold K] [--detach]\n"
+            "  Runs the seed's workload (10 threads per iteration) through libpoolclient.\n"
+            "  --socket PATH   attach to poold there (default $POOLD_SOCKET, else %s)\n"
+            "  --embedded      no daemon: a private embedded pool\n"
+            "  --iterations N  iterations of 10 threads (default 50)\n"
+            "  --seconds S     run iterations until S seconds have passed (or SIGTERM)\n"
+            "  --rounds N      allocations per thread per iteration (default 2000)\n"
+            "  --hold K        keep the last K blocks of each thread alive (default 0)\n"
+            "  --burst K       each thread first allocates and frees K blocks (default 0)\n"
+            "  --no-detach     exit without pool_detach (as a crashing worker would)\n",
             POOL_DEFAULT_SOCKET);
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'}, {"embedded", no_argument, NULL, 'e'},
+        {"socket", required_argument, NULL, 's'},     {"embedded", no_argument, NULL, 'e'},
         {"iterations", required_argument, NULL, 'i'}, {"seconds", required_argument, NULL, 't'},
-        {"rounds", required_argument, NULL, 'r'},   {"hold", required_argument, NULL, 'k'},
-        {"no-detach", no_argument, NULL, 'n'},      {"help", no_argument, NULL, 'h'},
-        {"burst", required_argument, NULL, 'b'},
-        {NULL, 0, NULL, 0}};
+        {"rounds", required_argument, NULL, 'r'},     {"hold", required_argument, NULL, 'k'},
+        {"no-detach", no_argument, NULL, 'n'},        {"help", no_argument, NULL, 'h'},
+        {"burst", required_argument, NULL, 'b'},      {NULL, 0, NULL, 0}};
     struct cfg cfg = {.iterations = 50, .rounds = 2000};
     const char *sock = NULL;
     int embedded = 0, detach = 1, c;
@@ -156,8 +156,8 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (cfg.rounds <= 0 || cfg.hold < 0 || cfg.hold > 64 || cfg.iterations < 0 ||
-        cfg.burst < 0 || cfg.burst > 64) {
+    if (cfg.rounds <= 0 || cfg.hold < 0 || cfg.hold > 64 || cfg.iterations < 0 || cfg.burst < 0 ||
+        cfg.burst > 64) {
         usage(stderr);
         return 2;
     }
