@@ -309,30 +309,17 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
     }
     struct pshm_tclass *tc = &rec->cls[c];
     /* relaxed (all): single writer, this thread. */
-    uint32_t h = pa_load_relaxed(&tc->hot);
-    if (h == PSHM_IDX_NONE) {
-        pa_store_relaxed(&tc->hot, idx);
-        pa_inc_single_writer(&tc->frees, 1);
-        return true;
-    }
     uint32_t n = pa_load_relaxed(&tc->count);
-    uint32_t cap = s->cache_cap[c];
-    if (n + 1 >= cap) {
+    if (pa_load_relaxed(&tc->hot) != PSHM_IDX_NONE && n + 1 >= s->cache_cap[c]) {
         /* Full: flush the older (bottom) half, keep the hot top. The count
          * shrinks before the push (see the top of this file). */
         uint32_t batch = s->batch[c];
         uint32_t out[PSHM_CACHE_CAP];
         memcpy(out, tc->slots + 1, batch * sizeof(uint32_t));
         memmove(tc->slots + 1, tc->slots + 1 + batch, (n - batch) * sizeof(uint32_t));
-        n -= batch;
-        pa_store_relaxed(&tc->count, n);
+        pa_store_relaxed(&tc->count, n - batch);
         pa_inc_single_writer(&tc->moved_out, batch);
         pshm_central_push(s, c, out, batch);
     }
-    tc->slots[n + 1] = h;
-    pa_store_relaxed(&tc->count, n + 1);
-    pa_inc_single_writer(&tc->displaced, 1);
-    pa_store_relaxed(&tc->hot, idx);
-    pa_inc_single_writer(&tc->frees, 1);
-    return true;
+    return pool_cache_push_(pool, tc, c, idx);
 }

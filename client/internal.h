@@ -88,6 +88,29 @@ int pool_ensure_slot_(pool_t *pool);
 /* If poold restarted since we said HELLO, say it again (rate-limited). */
 void pool_reregister_if_needed_(pool_t *pool);
 
+/* Push a checked block on the thread's cache: into `hot`, pushing the old
+ * hot block down into slots[] if there is one; a full cache goes to
+ * pool_free_slow_(), which flushes half and comes back here. */
+static inline bool pool_cache_push_(pool_t *pool, struct pshm_tclass *tc, uint32_t c, uint32_t idx)
+{
+    /* relaxed (all): single writer, this thread; statistics read them. */
+    uint32_t h = pa_load_relaxed(&tc->hot);
+    if (pshm_likely(h == PSHM_IDX_NONE)) {
+        pa_store_relaxed(&tc->hot, idx);
+        pa_inc_single_writer(&tc->frees, 1);
+        return true;
+    }
+    uint32_t n = pa_load_relaxed(&tc->count);
+    if (pshm_unlikely(n + 1 >= pool->seg.cache_cap[c]))
+        return pool_free_slow_(pool, idx, c);
+    tc->slots[n + 1] = h;
+    pa_store_relaxed(&tc->count, n + 1);
+    pa_inc_single_writer(&tc->displaced, 1);
+    pa_store_relaxed(&tc->hot, idx);
+    pa_inc_single_writer(&tc->frees, 1);
+    return true;
+}
+
 /* malloc.c */
 void pool_build_class_table_(pool_t *pool);
 static inline uint32_t pool_class_of_(const pool_t *pool, size_t size)

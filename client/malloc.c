@@ -88,28 +88,6 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
     return pool_malloc_slow_(pool, c);
 }
 
-/* Push a checked block on the thread's cache: into `hot`, pushing the old
- * hot block down into slots[] if there is one (full: cache.c flushes). */
-static inline bool cache_push(pool_t *pool, struct pshm_tclass *tc, uint32_t c, uint32_t idx)
-{
-    /* relaxed (all): single writer, this thread; statistics read them. */
-    uint32_t h = pa_load_relaxed(&tc->hot);
-    if (pshm_likely(h == PSHM_IDX_NONE)) {
-        pa_store_relaxed(&tc->hot, idx);
-        pa_inc_single_writer(&tc->frees, 1);
-        return true;
-    }
-    uint32_t n = pa_load_relaxed(&tc->count);
-    if (pshm_unlikely(n + 1 >= pool->seg.cache_cap[c]))
-        return pool_free_slow_(pool, idx, c);
-    tc->slots[n + 1] = h;
-    pa_store_relaxed(&tc->count, n + 1);
-    pa_inc_single_writer(&tc->displaced, 1);
-    pa_store_relaxed(&tc->hot, idx);
-    pa_inc_single_writer(&tc->frees, 1);
-    return true;
-}
-
 /* Everything pool_free() does not do inline: no size or a size beyond the
  * table, no record for this pool in the last-pool entry, a class whose size
  * is not a power of two (beyond a span's first block). Checks everything
@@ -131,7 +109,7 @@ static bool __attribute__((noinline)) free_generic(pool_t *pool, void *ptr, size
     struct pshm_thread *rec = pool_rec_(pool);
     if (rec == NULL)
         return pool_free_slow_(pool, idx, c);
-    return cache_push(pool, &rec->cls[c], c, idx);
+    return pool_cache_push_(pool, &rec->cls[c], c, idx);
 }
 
 POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
@@ -155,7 +133,7 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
         /* acquire: pairs with the release store in pshm_span_carve(). */
         if (pshm_likely(rel < s->data_bytes && (rel & s->block_mask[c]) == 0 &&
                         pa_load_acquire(&s->spanmap[rel >> s->span_shift]) == c))
-            return cache_push(pool, tc, c, (uint32_t)(off >> 3));
+            return pool_cache_push_(pool, tc, c, (uint32_t)(off >> 3));
     }
     return free_generic(pool, ptr, size);
 }
