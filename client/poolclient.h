@@ -56,15 +56,19 @@ typedef struct pool pool_t;
  * Returns NULL with errno set: ECONNREFUSED or ENOENT when poold does not
  * answer, EPROTO when it speaks another protocol or ABI, EACCES when its
  * credentials or the segment's permissions do not match, EBUSY when poold has
- * no free process slot.
+ * no free process slot; pool_last_error() says which, in a sentence.
+ * Allocation never talks to poold: the process keeps allocating while poold
+ * is stopped or restarted, and says HELLO again to the new poold on its own.
+ * A child forked afterwards says HELLO on its own connection at its first
+ * allocation.
  */
 POOL_API POOL_NODISCARD pool_t *pool_attach(const char *socket_path);
 
 /*
  * pool_detach: return every block cached by this process's threads to the
  * pool, give up this process's slot and unmap the segment. Blocks still in
- * use stay allocated (they are counted as orphaned). An embedded pool is
- * closed; its memory goes away once no process maps it any more.
+ * use stay allocated: another process may still free them. An embedded pool
+ * is closed; its memory goes away once no process maps it any more.
  * No other thread may use the pool during or after this call.
  */
 POOL_API void pool_detach(pool_t *pool);
@@ -94,10 +98,14 @@ POOL_API const char *pool_last_error(void);
 POOL_API bool pool_is_shared(const pool_t *pool);
 
 /*
- * pool_malloc: a block of at least `size` bytes, aligned to 8 bytes and to
- * its class size up to 4 KiB... (see README "Alignment"). size 0 gives the
- * smallest block. NULL with errno EINVAL when size exceeds the largest class
- * (pool_max_size()), ENOMEM when the pool is exhausted.
+ * pool_malloc: a block of at least `size` bytes, from the smallest class
+ * that fits. Blocks are aligned to 8 bytes, and to their class size when it
+ * is a power of two, up to 4 KiB. size 0 gives a block of the smallest
+ * class. NULL with errno EINVAL when size exceeds the largest class
+ * (pool_max_size()), ENOMEM when the pool is exhausted (every span carved and
+ * the class's lists empty); blocks freed later are served again at once.
+ * The fast path takes no lock and makes no system call; a thread's first
+ * allocation in a pool takes a process-local lock to claim its cache.
  */
 POOL_API POOL_NODISCARD void *pool_malloc(pool_t *pool, size_t size);
 
