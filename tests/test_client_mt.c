@@ -400,6 +400,71 @@ static void test_killed_child_caches_are_reclaimed(void **state)
     close(fds[1]);
 }
 
+/* More threads than thread-cache records: the extra threads still allocate
+ * and free (uncached, through the central lists), and nothing is lost. */
+struct few_arg {
+    pool_t *pool;
+    pthread_barrier_t *barrier;
+    _Atomic int *errors;
+};
+
+static void *few_thread(void *arg)
+{
+    struct few_arg *a = arg;
+    pthread_barrier_wait(a->barrier); /* all threads alive at once */
+    void *held[32];
+    for (int r = 0; r < 200; r++) {
+        for (int i = 0; i < 32; i++)
+            if ((held[i] = pool_malloc(a->pool, 100)) == NULL)
+                atomic_fetch_add(a->errors, 1);
+        for (int i = 0; i < 32; i++)
+            if (held[i] && !pool_free(a->pool, held[i], 100))
+                atomic_fetch_add(a->errors, 1);
+    }
+    pthread_barrier_wait(a->barrier); /* keep the records taken until all are done */
+    return NULL;
+}
+
+static void test_threads_beyond_records_still_allocate(void **state)
+{
+    (void)state;
+    char err[256];
+    pshm_params_t params;
+    pshm_params_default(&params, 8u << 20);
+    params.max_threads = 2;
+    pool_t *p = pool_new_();
+    void *base = NULL;
+    assert_int_equal(pshm_os_create(NULL, params.bytes, 0600, -1, true, &base, err, sizeof(err)),
+                     0);
+    assert_int_equal(pshm_format(base, &params, err, sizeof(err)), 0);
+    assert_int_equal(pshm_view(&p->seg, base, params.bytes, err, sizeof(err)), 0);
+    pool_build_class_table_(p);
+    p->creator = true;
+    assert_int_equal(pool_register_(p), 0);
+
+    enum { NT = 5 };
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, NT);
+    _Atomic int errors = 0;
+    struct few_arg a = {p, &barrier, &errors};
+    pthread_t t[NT];
+    for (int i = 0; i < NT; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, few_thread, &a), 0);
+    for (int i = 0; i < NT; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&barrier);
+    assert_int_equal(atomic_load(&errors), 0);
+    pool_stats_t st;
+    assert_int_equal(pool_stats(p, &st), 0);
+    const pool_class_stats_t *k = pool_test_class(&st, 128);
+    assert_int_equal(k->allocations, NT * 200 * 32);
+    assert_int_equal(k->frees, NT * 200 * 32);
+    assert_int_equal(k->blocks_in_use, 0);
+    assert_true(pa_load_relaxed(&p->seg.hdr->uncached_ops) >= 3 * 200 * 32 * 2);
+    pool_test_check(p);
+    pool_detach(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +474,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_processes_hand_blocks_by_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_child_gets_own_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_child_caches_are_reclaimed, setup, teardown),
+        cmocka_unit_test(test_threads_beyond_records_still_allocate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
