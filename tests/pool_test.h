@@ -31,4 +31,43 @@ static inline const pool_class_stats_t *pool_test_class(const pool_stats_t *st, 
     return NULL;
 }
 
+/* An embedded pool made from explicit parameters (classes, record limits),
+ * as poold would make it: the same path as pool_open_embedded() otherwise. */
+static inline pool_t *pool_test_custom(const pshm_params_t *params)
+{
+    char err[256];
+    pool_t *p = pool_new_();
+    void *base = NULL;
+    assert_int_equal(pshm_os_create(NULL, params->bytes, 0600, -1, true, &base, err, sizeof(err)),
+                     0);
+    assert_int_equal(pshm_format(base, params, err, sizeof(err)), 0);
+    assert_int_equal(pshm_view(&p->seg, base, params->bytes, err, sizeof(err)), 0);
+    pool_build_class_table_(p);
+    p->creator = true;
+    assert_int_equal(pool_register_(p), 0);
+    return p;
+}
+
+/* cmocka fixtures: an embedded pool of POOL_TEST_BYTES; teardown checks the
+ * invariants, then detaches. */
+#ifndef POOL_TEST_BYTES
+#define POOL_TEST_BYTES (16u << 20)
+#endif
+static inline int pool_test_setup(void **state)
+{
+    pool_t *p = pool_open_embedded(POOL_TEST_BYTES);
+    if (!p)
+        return -1;
+    *state = p;
+    return 0;
+}
+
+static inline int pool_test_teardown(void **state)
+{
+    pool_t *p = *state;
+    pool_test_check(p);
+    pool_detach(p);
+    return 0;
+}
+
 #endif

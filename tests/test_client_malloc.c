@@ -12,24 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define POOL_TEST_BYTES (16u << 20)
 #include "pool_test.h"
-
-static int setup(void **state)
-{
-    pool_t *p = pool_open_embedded(16u << 20);
-    if (!p)
-        return -1;
-    *state = p;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    pool_t *p = *state;
-    pool_test_check(p);
-    pool_detach(p);
-    return 0;
-}
 
 static void test_class_mapping_powers_of_two(void **state)
 {
@@ -270,16 +254,7 @@ static pool_t *custom_pool(const char *classes)
     pshm_params_t params;
     pshm_params_default(&params, 8u << 20);
     assert_int_equal(pshm_params_set_classes(&params, classes, err, sizeof(err)), 0);
-    pool_t *p = pool_new_();
-    void *base = NULL;
-    assert_int_equal(pshm_os_create(NULL, params.bytes, 0600, -1, true, &base, err, sizeof(err)),
-                     0);
-    assert_int_equal(pshm_format(base, &params, err, sizeof(err)), 0);
-    assert_int_equal(pshm_view(&p->seg, base, params.bytes, err, sizeof(err)), 0);
-    pool_build_class_table_(p);
-    p->creator = true;
-    assert_int_equal(pool_register_(p), 0);
-    return p;
+    return pool_test_custom(&params);
 }
 
 static void test_custom_classes_bounds(void **state)
@@ -318,18 +293,25 @@ static void test_custom_classes_bounds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_class_mapping_powers_of_two, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_class_mapping_too_big, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malloc_burn_after_reading_same_address, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_free_size_zero_looks_up_class, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_free_invalid_changes_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_offset_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_class_mapping_powers_of_two, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_class_mapping_too_big, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_malloc_burn_after_reading_same_address,
+                                        pool_test_setup, pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_free_size_zero_looks_up_class, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_free_invalid_changes_nothing, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_offset_round_trip, pool_test_setup,
+                                        pool_test_teardown),
         cmocka_unit_test(test_exhaustion_returns_enomem_then_recovers),
         cmocka_unit_test(test_open_embedded_bad_sizes),
         cmocka_unit_test(test_custom_classes_bounds),
-        cmocka_unit_test_setup_teardown(test_thread_exit_returns_cached_blocks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_detach_returns_cached_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thread_exit_returns_cached_blocks, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_detach_returns_cached_blocks, pool_test_setup,
+                                        pool_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,24 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define POOL_TEST_BYTES (64u << 20)
 #include "pool_test.h"
-
-static int setup(void **state)
-{
-    pool_t *p = pool_open_embedded(64u << 20);
-    if (!p)
-        return -1;
-    *state = p;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    pool_t *p = *state;
-    pool_test_check(p);
-    pool_detach(p);
-    return 0;
-}
 
 /* ---- central lists: ABA stress ---- */
 
@@ -428,19 +412,10 @@ static void *few_thread(void *arg)
 static void test_threads_beyond_records_still_allocate(void **state)
 {
     (void)state;
-    char err[256];
     pshm_params_t params;
     pshm_params_default(&params, 8u << 20);
     params.max_threads = 2;
-    pool_t *p = pool_new_();
-    void *base = NULL;
-    assert_int_equal(pshm_os_create(NULL, params.bytes, 0600, -1, true, &base, err, sizeof(err)),
-                     0);
-    assert_int_equal(pshm_format(base, &params, err, sizeof(err)), 0);
-    assert_int_equal(pshm_view(&p->seg, base, params.bytes, err, sizeof(err)), 0);
-    pool_build_class_table_(p);
-    p->creator = true;
-    assert_int_equal(pool_register_(p), 0);
+    pool_t *p = pool_test_custom(&params);
 
     enum { NT = 5 };
     pthread_barrier_t barrier;
@@ -468,12 +443,18 @@ static void test_threads_beyond_records_still_allocate(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_central_aba_stress, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seed_workload_tagged_blocks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seed_workload_tagged_held_blocks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_processes_hand_blocks_by_offset, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fork_child_gets_own_cache, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_killed_child_caches_are_reclaimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_central_aba_stress, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_seed_workload_tagged_blocks, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_seed_workload_tagged_held_blocks, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_processes_hand_blocks_by_offset, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_fork_child_gets_own_cache, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_child_caches_are_reclaimed, pool_test_setup,
+                                        pool_test_teardown),
         cmocka_unit_test(test_threads_beyond_records_still_allocate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
