@@ -211,49 +211,41 @@ static void copy_n(char *dst, size_t cap, const char *s, size_t n)
     dst[n] = '\0';
 }
 
+static int view_line(void *ctx, const pproto_info_line_t *l)
+{
+    struct view *v = ctx;
+    if (l->kind == PPROTO_INFO_SECTION) {
+        copy_n(v->section, sizeof(v->section), l->key, l->key_len);
+        return 0;
+    }
+    struct row *r = NULL;
+    if (!strcmp(v->section, "classes") && v->nclass < MAX_ROWS)
+        r = &v->cls[v->nclass++];
+    else if (!strcmp(v->section, "processes") && v->nproc < MAX_ROWS)
+        r = &v->proc[v->nproc++];
+    else if (!strcmp(v->section, "orphans") && v->norphan < MAX_ROWS)
+        r = &v->orphan[v->norphan++];
+    if (r) {
+        copy_n(r->key, sizeof(r->key), l->key, l->key_len);
+        const char *c = l->val, *e = l->val + l->val_len;
+        pproto_subkv_t kv;
+        while (r->n < MAX_FIELDS && pproto_subkv_next(&c, e, &kv) > 0) {
+            copy_n(r->k[r->n], sizeof(r->k[0]), kv.key, kv.key_len);
+            copy_n(r->v[r->n], sizeof(r->v[0]), kv.val, kv.val_len);
+            r->n++;
+        }
+    } else if (v->nscalar < 64) {
+        copy_n(v->sk[v->nscalar], sizeof(v->sk[0]), l->key, l->key_len);
+        copy_n(v->sv[v->nscalar], sizeof(v->sv[0]), l->val, l->val_len);
+        v->nscalar++;
+    }
+    return 0;
+}
+
 static int parse_view(const char *body, size_t len, struct view *v)
 {
     memset(v, 0, sizeof(*v));
-    const char *p = body, *end = body + len;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        pproto_info_line_t l;
-        int kind = pproto_parse_info_line(p, n, &l);
-        p = nl ? nl + 1 : end;
-        if (kind < 0)
-            return -1;
-        if (kind == PPROTO_INFO_END)
-            break;
-        if (kind == PPROTO_INFO_SECTION) {
-            copy_n(v->section, sizeof(v->section), l.key, l.key_len);
-            continue;
-        }
-        if (kind != PPROTO_INFO_KV)
-            continue;
-        struct row *r = NULL;
-        if (!strcmp(v->section, "classes") && v->nclass < MAX_ROWS)
-            r = &v->cls[v->nclass++];
-        else if (!strcmp(v->section, "processes") && v->nproc < MAX_ROWS)
-            r = &v->proc[v->nproc++];
-        else if (!strcmp(v->section, "orphans") && v->norphan < MAX_ROWS)
-            r = &v->orphan[v->norphan++];
-        if (r) {
-            copy_n(r->key, sizeof(r->key), l.key, l.key_len);
-            const char *c = l.val, *e = l.val + l.val_len;
-            pproto_subkv_t kv;
-            while (r->n < MAX_FIELDS && pproto_subkv_next(&c, e, &kv) > 0) {
-                copy_n(r->k[r->n], sizeof(r->k[0]), kv.key, kv.key_len);
-                copy_n(r->v[r->n], sizeof(r->v[0]), kv.val, kv.val_len);
-                r->n++;
-            }
-        } else if (v->nscalar < 64) {
-            copy_n(v->sk[v->nscalar], sizeof(v->sk[0]), l.key, l.key_len);
-            copy_n(v->sv[v->nscalar], sizeof(v->sv[0]), l.val, l.val_len);
-            v->nscalar++;
-        }
-    }
-    return 0;
+    return pproto_info_foreach(body, len, view_line, v) < 0 ? -1 : 0;
 }
 
 static const char *scalar(const struct view *v, const char *k)

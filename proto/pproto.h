@@ -292,6 +292,13 @@ int pproto_buf_add_end(pproto_buf_t *b);
 /* ---------------------------------------------------------------------- */
 /* Rendering a STATS/PROCS/CLASSES body (pproto_render.c)                   */
 
+/* Call fn for each section and key line of body[0..len) (blank lines
+ * skipped), up to END. Returns 0, the first negative value fn returns, or
+ * the error of pproto_parse_info_line() on a malformed line. */
+typedef int (*pproto_info_fn)(void *ctx, const pproto_info_line_t *line);
+PPROTO_NODISCARD int pproto_info_foreach(const char *body, size_t len, pproto_info_fn fn,
+                                         void *ctx);
+
 /* body[0..len): the lines after the OK line, through END (docs/stats.md).
  * JSON: one object, a member per section; sections of rows (classes,
  * processes, orphans) are arrays of objects, numbers stay numbers. Returns

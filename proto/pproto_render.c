@@ -13,10 +13,7 @@
 
 #include "pproto.h"
 
-typedef int (*line_fn)(void *ctx, const pproto_info_line_t *l);
-
-/* Call fn for each line of the body, up to END. */
-static int each_line(const char *body, size_t len, line_fn fn, void *ctx)
+int pproto_info_foreach(const char *body, size_t len, pproto_info_fn fn, void *ctx)
 {
     const char *p = body, *end = body + len;
     while (p < end) {
@@ -152,7 +149,7 @@ int pproto_render_json(const char *body, size_t len, pproto_buf_t *out)
     struct json_ctx c = {.b = out};
     int rc = pproto_buf_add_str(out, "{");
     if (rc == 0)
-        rc = each_line(body, len, json_line, &c);
+        rc = pproto_info_foreach(body, len, json_line, &c);
     if (rc == 0)
         rc = json_close_section(&c);
     if (rc == 0)
@@ -335,12 +332,12 @@ int pproto_render_prometheus(const char *body, size_t len, pproto_buf_t *out)
     static struct prom_ctx c; /* large; never shared: callers are single-threaded */
     memset(&c, 0, sizeof(c));
     c.b = out;
-    int rc = each_line(body, len, prom_line, &c);
+    int rc = pproto_info_foreach(body, len, prom_line, &c);
     if (rc < 0)
         return rc;
     rc = pproto_buf_add_str(out, "# TYPE poold_info gauge\npoold_info{");
     struct info_ctx ic = {out, true};
-    rc = rc ? rc : each_line(body, len, info_line, &ic);
+    rc = rc ? rc : pproto_info_foreach(body, len, info_line, &ic);
     rc = rc ? rc : pproto_buf_add_str(out, "} 1\n");
     return rc < 0 ? rc : pproto_buf_result(out);
 }
