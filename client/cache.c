@@ -256,10 +256,11 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
     uint32_t a, b;
 
     /* relaxed (counters, hot, count): single writer, this thread. */
-    uint32_t idx = pa_load_relaxed(&tc->hot);
-    if (idx != PSHM_IDX_NONE) {
-        pa_store_relaxed(&tc->hot, PSHM_IDX_NONE);
-        return pshm_ptr(s, idx);
+    uint64_t h = pa_load_relaxed(&tc->hot);
+    uint32_t idx;
+    if (pshm_hot_cached(h)) {
+        pa_store_relaxed(&tc->hot, h | PSHM_HOT_TAKEN);
+        return pshm_ptr(s, (uint32_t)h);
     }
     uint32_t n = pa_load_relaxed(&tc->count);
     if (n == 0 && tc->fresh_next >= tc->fresh_end) {
@@ -310,7 +311,7 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
     struct pshm_tclass *tc = &rec->cls[c];
     /* relaxed (all): single writer, this thread. */
     uint32_t n = pa_load_relaxed(&tc->count);
-    if (pa_load_relaxed(&tc->hot) != PSHM_IDX_NONE && n + 1 >= s->cache_cap[c]) {
+    if (pshm_hot_cached(pa_load_relaxed(&tc->hot)) && n + 1 >= s->cache_cap[c]) {
         /* Full: flush the older (bottom) half, keep the hot top. The count
          * shrinks before the push (see the top of this file). */
         uint32_t batch = s->batch[c];

@@ -89,24 +89,26 @@ int pool_ensure_slot_(pool_t *pool);
 void pool_reregister_if_needed_(pool_t *pool);
 
 /* Push a checked block on the thread's cache: into `hot`, pushing the old
- * hot block down into slots[] if there is one; a full cache goes to
+ * hot block down into slots[] if it holds one; a full cache goes to
  * pool_free_slow_(), which flushes half and comes back here. */
 static inline bool pool_cache_push_(pool_t *pool, struct pshm_tclass *tc, uint32_t c, uint32_t idx)
 {
     /* relaxed (all): single writer, this thread; statistics read them. */
-    uint32_t h = pa_load_relaxed(&tc->hot);
-    if (pshm_likely(h == PSHM_IDX_NONE)) {
-        pa_store_relaxed(&tc->hot, idx);
+    uint64_t h = pa_load_relaxed(&tc->hot);
+    if (pshm_likely(!pshm_hot_cached(h))) { /* empty, or a taken note */
+        pa_store_relaxed(&tc->hot, (uint64_t)idx);
         pa_inc_single_writer(&tc->frees, 1);
         return true;
     }
+    if (pshm_unlikely(h == idx)) /* the block freed last, freed again */
+        return false;
     uint32_t n = pa_load_relaxed(&tc->count);
     if (pshm_unlikely(n + 1 >= pool->seg.cache_cap[c]))
         return pool_free_slow_(pool, idx, c);
-    tc->slots[n + 1] = h;
+    tc->slots[n + 1] = (uint32_t)h;
     pa_store_relaxed(&tc->count, n + 1);
     pa_inc_single_writer(&tc->displaced, 1);
-    pa_store_relaxed(&tc->hot, idx);
+    pa_store_relaxed(&tc->hot, (uint64_t)idx);
     pa_inc_single_writer(&tc->frees, 1);
     return true;
 }

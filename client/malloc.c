@@ -68,11 +68,13 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
     /* relaxed (hot, count): single writer, this thread; statistics read
      * them live. Nothing is counted here: allocations and same-address hits
      * are derived (struct pshm_tclass). Burn-after-reading takes `hot`. */
-    uint32_t idx = pa_load_relaxed(&tc->hot);
-    if (pshm_likely(idx != PSHM_IDX_NONE)) {
-        pa_store_relaxed(&tc->hot, PSHM_IDX_NONE);
-        return pshm_ptr(&pool->seg, idx);
+    uint64_t h = pa_load_relaxed(&tc->hot);
+    if (pshm_likely(pshm_hot_cached(h))) {
+        /* Keep a note of the block handed out: its free skips the checks. */
+        pa_store_relaxed(&tc->hot, h | PSHM_HOT_TAKEN);
+        return pshm_ptr(&pool->seg, (uint32_t)h);
     }
+    uint32_t idx;
     uint32_t n = pa_load_relaxed(&tc->count);
     if (pshm_likely(n != 0)) {
         idx = tc->slots[n];
@@ -129,6 +131,16 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
         struct pshm_tclass *tc = &pool_tls_last_.rec->cls[c];
         __asm__("" : "+r"(tc));
         uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base);
+        /* Burn-after-reading: the block malloc just took from this cache's
+         * `hot` (the note says which) is a block of this class, so no
+         * span-map check is needed; only that ptr is exactly its start. */
+        uint64_t h = pa_load_relaxed(&tc->hot); /* relaxed: single writer */
+        if (pshm_likely(h == ((off >> 3) | PSHM_HOT_TAKEN) &&
+                        (off & ~(PSHM_MAX_SEGMENT - 8)) == 0)) {
+            pa_store_relaxed(&tc->hot, off >> 3);
+            pa_inc_single_writer(&tc->frees, 1); /* relaxed: statistic, single writer */
+            return true;
+        }
         uint64_t rel = off - s->data_off; /* wraps to huge below the data */
         /* acquire: pairs with the release store in pshm_span_carve(). */
         if (pshm_likely(rel < s->data_bytes && (rel & s->block_mask[c]) == 0 &&

@@ -113,8 +113,9 @@ POOL_API POOL_NODISCARD void *pool_malloc(pool_t *pool, size_t size);
  * pool_free: give back a block from pool_malloc(). `size` is the size asked
  * for (any size of the same class will do), or 0 to look the class up.
  * Returns false and changes nothing when ptr is NULL, outside the pool, not
- * at the start of a block, or of another class than `size`. Freeing a block
- * twice is not detected: do not.
+ * at the start of a block, or of another class than `size`, and when it is
+ * the block this thread freed last (freed twice in a row). Other double
+ * frees are not detected: do not.
  */
 POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size);
 

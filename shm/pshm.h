@@ -147,11 +147,17 @@ static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t
     return pshm_block_class(s, (uint64_t)idx << 3) == (int)c;
 }
 
+/* True when a `hot` word holds a cached block (not empty, not a taken note). */
+static inline bool pshm_hot_cached(uint64_t hot)
+{
+    return hot - 1 < PSHM_HOT_TAKEN - 1;
+}
+
 /* Blocks in a thread's cache of one class (see struct pshm_tclass).
  * relaxed loads: statistics of a single writer. */
 static inline uint32_t pshm_tclass_cached(const struct pshm_tclass *tc)
 {
-    return pa_load_relaxed(&tc->count) + (pa_load_relaxed(&tc->hot) != 0);
+    return pa_load_relaxed(&tc->count) + pshm_hot_cached(pa_load_relaxed(&tc->hot));
 }
 
 /* A thread's allocations of one class, derived from its counters. */
@@ -166,7 +172,7 @@ static inline uint64_t pshm_tclass_allocs(const struct pshm_tclass *tc)
 static inline uint64_t pshm_tclass_same(const struct pshm_tclass *tc)
 {
     return pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->displaced) -
-           (pa_load_relaxed(&tc->hot) != 0);
+           pshm_hot_cached(pa_load_relaxed(&tc->hot));
 }
 
 /* ---- central lists (pshm_central.c) ---- */

@@ -45,6 +45,7 @@
 #define PSHM_SPAN_FREE 0xffu /* span map: span not carved yet */
 #define PSHM_NO_OWNER 0u
 #define PSHM_IDX_NONE 0u
+#define PSHM_HOT_TAKEN (UINT64_C(1) << 32) /* struct pshm_tclass, `hot` */
 
 #define PSHM_DEFAULT_MAX_PROCS 64u
 #define PSHM_DEFAULT_MAX_THREADS 256u
@@ -151,23 +152,30 @@ struct pshm_proc {
  * they are atomics accessed relaxed; slots[] is read only by a reclaimer
  * after the owner died or by the owner itself.
  *
- * The cache is a LIFO stack: `hot`, the block freed last (0: none), on top
- * of slots[1..count]. Burn-after-reading (free, then malloc of the same
- * class) only moves a block in and out of `hot`: free stores it, malloc
- * takes it, neither touches `count`, so the two calls share one memory
- * round trip instead of two. A free that finds `hot` taken pushes the old
- * hot block down into slots[].
+ * The cache is a LIFO stack: `hot`, the block freed last, on top of
+ * slots[1..count]. Burn-after-reading (free, then malloc of the same class)
+ * only moves a block in and out of `hot`: free stores it, malloc takes it,
+ * neither touches `count`, so the two calls share one memory round trip
+ * instead of two. A free that finds `hot` holding a block pushes it down
+ * into slots[].
+ *
+ * `hot` holds 0 (empty), a block index (cached, < 2^32), or PSHM_HOT_TAKEN
+ * | index: the block malloc took from `hot` last, not cached, a note that
+ * lets the free of exactly that block skip the span-map check (the block
+ * came from this cache, so it is a block of this class).
  *
  * Nothing is counted on malloc's fast path; the figures are derived:
- *   cached = count + (hot != 0)
+ *   cached = count + hot_cached
  *   allocs = fresh + frees + moved_in - moved_out - cached
- *   same   = frees - displaced - (hot != 0)   (mallocs that took `hot`)
+ *   same   = frees - displaced - hot_cached   (mallocs that took `hot`)
+ * where hot_cached = (hot != 0 && hot < PSHM_HOT_TAKEN).
  */
 struct pshm_tclass {
-    pa_u32 hot;          /* the block freed last, not yet reused (0: none) */
+    pa_u64 hot;          /* see above */
     pa_u32 count;        /* blocks in slots[1..count] under hot */
     uint32_t fresh_next; /* carving region [fresh_next, fresh_end) */
     uint32_t fresh_end;
+    uint32_t reserved0;
     pa_u64 frees;
     pa_u64 displaced;                   /* hot blocks that left hot other than by malloc */
     uint32_t slots[PSHM_CACHE_CAP + 1]; /* slots[0] unused */
@@ -179,7 +187,7 @@ struct pshm_tclass {
     pa_u64 cmiss;     /* cache empty, went to central */
     pa_u64 cenmiss;   /* central empty, carved a span */
     pa_u64 exhausted;
-    uint8_t pad[PSHM_TCLASS_BYTES - 32 - 4 * (PSHM_CACHE_CAP + 2) - 48];
+    uint8_t pad[PSHM_TCLASS_BYTES - 40 - 4 * (PSHM_CACHE_CAP + 2) - 48];
 };
 
 struct pshm_thread {

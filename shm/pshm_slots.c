@@ -105,10 +105,11 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
         struct pshm_tclass *tc = &t->cls[c];
         struct pshm_class *k = &s->cls[c];
         uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: owner is us or dead */
-        uint32_t hot = pa_load_relaxed(&tc->hot);
+        uint64_t hot_word = pa_load_relaxed(&tc->hot);
+        uint32_t hot = pshm_hot_cached(hot_word) ? (uint32_t)hot_word : PSHM_IDX_NONE;
         /* A class this thread never touched has nothing to give back: skip
          * it without touching the shared class record. */
-        if (n == 0 && hot == 0 && tc->fresh_next >= tc->fresh_end &&
+        if (n == 0 && hot_word == 0 && tc->fresh_next >= tc->fresh_end &&
             pa_load_relaxed(&tc->fresh) == 0 && pa_load_relaxed(&tc->frees) == 0 &&
             pa_load_relaxed(&tc->moved_in) == 0 && pa_load_relaxed(&tc->cmiss) == 0 &&
             pa_load_relaxed(&tc->exhausted) == 0)
@@ -143,7 +144,7 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
             res->blocks_returned += m;
         }
         pa_store_relaxed(&tc->count, 0); /* relaxed: statistic readers only */
-        pa_store_relaxed(&tc->hot, PSHM_IDX_NONE);
+        pa_store_relaxed(&tc->hot, 0);
 
         /* The uncarved rest of the thread's span goes to the region stack. */
         uint32_t a = tc->fresh_next, b = tc->fresh_end;

@@ -114,6 +114,27 @@ static void test_free_invalid_changes_nothing(void **state)
     free(heap);
 }
 
+static void test_free_twice_in_a_row_refused(void **state)
+{
+    pool_t *p = *state;
+    void *a = pool_malloc(p, 64);
+    void *b = pool_malloc(p, 64);
+    assert_true(pool_free(p, a, 64));
+    pool_stats_t before, after;
+    assert_int_equal(pool_stats(p, &before), 0);
+    assert_false(pool_free(p, a, 64)); /* with its size */
+    assert_false(pool_free(p, a, 0));  /* and looked up */
+    assert_int_equal(pool_stats(p, &after), 0);
+    assert_memory_equal(&before, &after, sizeof(before));
+    assert_true(pool_free(p, b, 64));
+    /* a and b each come back once. */
+    void *x = pool_malloc(p, 64), *y = pool_malloc(p, 64), *z = pool_malloc(p, 64);
+    assert_ptr_equal(x, b);
+    assert_ptr_equal(y, a);
+    assert_true(z != a && z != b);
+    assert_true(pool_free(p, x, 64) && pool_free(p, y, 64) && pool_free(p, z, 64));
+}
+
 static void test_offset_round_trip(void **state)
 {
     pool_t *p = *state;
@@ -302,6 +323,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_size_zero_looks_up_class, pool_test_setup,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_free_invalid_changes_nothing, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_free_twice_in_a_row_refused, pool_test_setup,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_offset_round_trip, pool_test_setup,
                                         pool_test_teardown),
