@@ -29,6 +29,7 @@ static void stamp_header(pd_server_t *srv)
     /* relaxed: informational fields, written by poold only, read by tools. */
     pa_store_relaxed(&h->daemon_pid, (int32_t)getpid());
     pa_store_relaxed(&h->daemon_started_unix, (uint64_t)srv->started);
+    pa_store_relaxed(&h->daemon_start_time, pshm_os_proc_start_time(getpid()));
 }
 
 static int build_params(pd_server_t *srv, pshm_params_t *p, char *err, size_t errlen)
@@ -61,12 +62,21 @@ static int adopt(pd_server_t *srv, void *base, uint64_t bytes, char *err, size_t
     srv->seg_bytes = bytes;
     srv->seg_created = false;
 
-    /* relaxed: a hint for the log only. */
+    /* relaxed: poold's own fields; a poold that stops cleanly clears the
+     * pid, one that died leaves a pid that is gone or reused (start time). */
     int32_t prev_pid = pa_load_relaxed(&srv->seg.hdr->daemon_pid);
-    if (prev_pid > 0 && prev_pid != (int32_t)getpid() && pshm_os_proc_alive(prev_pid, 0))
-        pd_warn("segment %s names poold pid %d as its daemon and that pid is alive: if it is "
-                "another poold, stop it; two poolds must not serve one segment",
-                name, (int)prev_pid);
+    uint64_t prev_start = pa_load_relaxed(&srv->seg.hdr->daemon_start_time);
+    if (prev_pid > 0 && prev_pid != (int32_t)getpid() && prev_start != 0 &&
+        pshm_os_proc_alive(prev_pid, prev_start)) {
+        snprintf(err, errlen,
+                 "segment %s is served by another poold (pid %d, still running): two poolds "
+                 "must not serve one segment; stop it first, or choose another --shm-name",
+                 name, (int)prev_pid);
+        memset(&srv->seg, 0, sizeof(srv->seg));
+        srv->seg_base = NULL;
+        pshm_os_unmap(base, bytes);
+        return -EBUSY;
+    }
     stamp_header(srv);
 
     pshm_params_t want;

@@ -85,6 +85,7 @@ struct pshm_header {
     pa_i32 daemon_pid;            /* writer: poold; 0 = none (embedded) */
     pa_u64 daemon_gen;            /* bumped by each poold that adopts */
     pa_u64 daemon_started_unix;   /* writer: poold */
+    pa_u64 daemon_start_time;     /* writer: poold; its /proc starttime (tells pid reuse) */
     pa_u64 procs_reclaimed;       /* writer: reclaimer (poold or embedded owner) */
     pa_u64 blocks_reclaimed;      /* cached blocks given back from dead processes */
     pa_u64 blocks_orphaned;       /* blocks dead processes still had in use */

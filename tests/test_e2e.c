@@ -482,6 +482,25 @@ static void test_e2e_foreign_segment_refused(void **state)
     close(fd);
 }
 
+static void test_e2e_second_poold_on_one_segment_refused(void **state)
+{
+    struct e2e *e = *state;
+    start_poold_args(e, NULL);
+    char sock2[160], log2[160];
+    snprintf(sock2, sizeof(sock2), "%s/other.sock", e->dir);
+    snprintf(log2, sizeof(log2), "%s/other.log", e->dir);
+    char *argv[] = {POOLD_BIN, "--socket", sock2, "--shm-name", e->shm, NULL};
+    pid_t p = spawn(argv, NULL, log2);
+    assert_int_equal(wait_for(p, 10), 1);
+    char *log = slurp(log2);
+    assert_non_null(strstr(log, "another poold"));
+    free(log);
+    /* The first one is undisturbed. */
+    assert_int_equal(poolctl(e, "ping", NULL, NULL), 0);
+    assert_int_equal(stat_num(e, "daemon_gen"), 1);
+    stop_poold(e);
+}
+
 static void test_e2e_slots_full_and_missing_daemon(void **state)
 {
     struct e2e *e = *state;
@@ -553,6 +572,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_e2e_garbage_on_socket_disturbs_nobody, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_e2e_foreign_segment_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_second_poold_on_one_segment_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_e2e_slots_full_and_missing_daemon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_metrics_endpoint, setup, teardown),
     };
