@@ -192,8 +192,8 @@ int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct
     }
     if (req->pid != (int32_t)c->peer_pid) {
         snprintf(msg, sizeof(msg), "pid=%d is not the peer's pid", (int)req->pid);
-        pd_warn("HELLO refused: pid=%d but the peer is pid %d (uid %u)", (int)req->pid,
-                (int)c->peer_pid, (unsigned)c->peer_uid);
+        pd_warn_client("HELLO refused: pid=%d but the peer is pid %d (uid %u)", (int)req->pid,
+                       (int)c->peer_pid, (unsigned)c->peer_uid);
         pd_reply_error(out, PPROTO_ERR_PERMISSION_DENIED, msg);
         return 0;
     }
@@ -201,8 +201,8 @@ int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct
         snprintf(msg, sizeof(msg), "uid %u may not attach%s%s", (unsigned)c->peer_uid,
                  srv->gid >= 0 ? ": not in group " : " (owner only)",
                  srv->gid >= 0 ? srv->cfg.group : "");
-        pd_warn("HELLO refused: pid %d uid %u gid %u may not attach", (int)c->peer_pid,
-                (unsigned)c->peer_uid, (unsigned)c->peer_gid);
+        pd_warn_client("HELLO refused: pid %d uid %u gid %u may not attach", (int)c->peer_pid,
+                       (unsigned)c->peer_uid, (unsigned)c->peer_gid);
         pd_reply_error(out, PPROTO_ERR_PERMISSION_DENIED, msg);
         return 0;
     }
@@ -220,8 +220,8 @@ int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct
     if (slot < 0) {
         if (slot == -EBUSY) {
             snprintf(msg, sizeof(msg), "no free process slot (all %u taken)", srv->seg.max_procs);
-            pd_warn("HELLO from pid %d refused: all %u process slots are taken", (int)pid,
-                    srv->seg.max_procs);
+            pd_warn_client("HELLO from pid %d refused: all %u process slots are taken", (int)pid,
+                           srv->seg.max_procs);
             pd_reply_error(out, PPROTO_ERR_SLOTS_FULL, msg);
         } else {
             pd_reply_error(out, PPROTO_ERR_INTERNAL, "cannot claim a process slot");
@@ -250,8 +250,8 @@ int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct
     pproto_buf_add_kv_u64(&b, "max_procs", srv->seg.max_procs);
     pproto_buf_add_kv_u64(&b, "gen", srv->gen);
     pproto_buf_end_line(&b);
-    pd_info("%s pid %d (%s) uid %u in slot %d", reused ? "re-registered" : "attached", (int)pid,
-            p->name[0] ? p->name : "unnamed", (unsigned)c->peer_uid, slot);
+    pd_info_client("%s pid %d (%s) uid %u in slot %d", reused ? "re-registered" : "attached",
+                   (int)pid, p->name[0] ? p->name : "unnamed", (unsigned)c->peer_uid, slot);
     return send_buf(out, &b);
 }
 
@@ -268,8 +268,8 @@ int pd_cmd_bye(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct e
         p->nconn--;
     if (p->nconn > 0) {
         /* Another connection of this process (another pool) still holds it. */
-        pd_info("pid %d (%s) said BYE on one of its connections", (int)p->pid,
-                p->name[0] ? p->name : "unnamed");
+        pd_info_client("pid %d (%s) said BYE on one of its connections", (int)p->pid,
+                       p->name[0] ? p->name : "unnamed");
     } else {
         /* The library gave back its caches and freed its slot before BYE.
          * If the slot is still held by this pid (it did not), keep watching
@@ -279,8 +279,8 @@ int pd_cmd_bye(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct e
         /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
         bool held =
             pa_load_acquire(&sp->state) == PSHM_PROC_LIVE && pa_load_relaxed(&sp->pid) == p->pid;
-        pd_info("pid %d (%s) said BYE%s", (int)p->pid, p->name[0] ? p->name : "unnamed",
-                held ? "; its slot is still held, watching it" : "");
+        pd_info_client("pid %d (%s) said BYE%s", (int)p->pid, p->name[0] ? p->name : "unnamed",
+                       held ? "; its slot is still held, watching it" : "");
         if (!held)
             pd_registry_forget(srv, p);
     }

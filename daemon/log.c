@@ -107,6 +107,40 @@ void pd_log(int level, const char *fmt, ...)
     (void)w; /* nowhere to report a failed log write */
 }
 
+static struct {
+    time_t second;   /* the window */
+    unsigned logged; /* lines logged in it */
+    unsigned long suppressed;
+} client_budget;
+
+void pd_log_client(int level, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+
+    if (level > log_level || level < PD_LOG_ERROR)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    if (now.tv_sec != client_budget.second) {
+        if (client_budget.suppressed)
+            pd_log(PD_LOG_WARN, "%lu messages about clients suppressed (more than %d a second)",
+                   client_budget.suppressed, PD_LOG_CLIENT_BURST);
+        client_budget.second = now.tv_sec;
+        client_budget.logged = 0;
+        client_budget.suppressed = 0;
+    }
+    if (client_budget.logged >= PD_LOG_CLIENT_BURST) {
+        client_budget.suppressed++;
+        return;
+    }
+    client_budget.logged++;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pd_log(level, "%s", msg);
+}
+
 void pd_log_escape(const char *in, size_t len, char *out, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";

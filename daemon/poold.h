@@ -51,6 +51,13 @@ void pd_log(int level, const char *fmt, ...);
 #define pd_warn(...) pd_log(PD_LOG_WARN, __VA_ARGS__)
 #define pd_info(...) pd_log(PD_LOG_INFO, __VA_ARGS__)
 #define pd_debug(...) pd_log(PD_LOG_DEBUG, __VA_ARGS__)
+/* For what clients can trigger at will (refusals, bad lines, attach and
+ * detach): at most PD_LOG_CLIENT_BURST lines a second; the rest are counted
+ * and reported as suppressed in the next second that logs. */
+#define PD_LOG_CLIENT_BURST 20
+void pd_log_client(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define pd_warn_client(...) pd_log_client(PD_LOG_WARN, __VA_ARGS__)
+#define pd_info_client(...) pd_log_client(PD_LOG_INFO, __VA_ARGS__)
 /* Copy in[0..len) to out (NUL-terminated, at most cap-1 bytes) with every
  * byte that is not printable ASCII, and the backslash, escaped as \xNN;
  * an ellipsis marks a cut. For logging bytes a client sent. */

@@ -148,8 +148,8 @@ static bool process_input(pd_conn_t *c)
         if (!line) {
             /* No LF within max_line bytes: the line is too long. */
             if (evbuffer_get_length(in) >= max_line) {
-                pd_warn("connection %llu: line longer than %zu bytes; closing it",
-                        (unsigned long long)c->id, max_line);
+                pd_warn_client("connection %llu: line longer than %zu bytes; closing it",
+                               (unsigned long long)c->id, max_line);
                 pd_reply_error(out, PPROTO_ERR_LINE_TOO_LONG, "line longer than 1024 bytes");
                 start_close(c);
             }
@@ -157,8 +157,8 @@ static bool process_input(pd_conn_t *c)
         }
         int rc;
         if (n + 1 > max_line) {
-            pd_warn("connection %llu: line of %zu bytes, over %zu; closing it",
-                    (unsigned long long)c->id, n + 1, max_line);
+            pd_warn_client("connection %llu: line of %zu bytes, over %zu; closing it",
+                           (unsigned long long)c->id, n + 1, max_line);
             pd_reply_error(out, PPROTO_ERR_LINE_TOO_LONG, "line longer than 1024 bytes");
             rc = PD_CMD_CLOSE;
         } else {
@@ -202,8 +202,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     pd_conn_t *c = arg;
     if (what & BEV_EVENT_TIMEOUT) {
         if (!c->closing)
-            pd_info("connection %llu idle for %u s: closing it", (unsigned long long)c->id,
-                    c->srv->cfg.idle_timeout);
+            pd_info_client("connection %llu idle for %u s: closing it", (unsigned long long)c->id,
+                           c->srv->cfg.idle_timeout);
     } else if (what & BEV_EVENT_ERROR) {
         pd_debug("connection %llu: %s", (unsigned long long)c->id,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -267,8 +267,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
             (void)w; /* best effort: the peer may not read it */
         }
         close(fd);
-        pd_warn("refused a connection: %u open, max_connections is %u", srv->nconns,
-                srv->cfg.max_connections);
+        pd_warn_client("refused a connection: %u open, max_connections is %u", srv->nconns,
+                       srv->cfg.max_connections);
         return;
     }
     if (!pd_server_add_fd(srv, fd))

@@ -964,6 +964,53 @@ static void test_config_table(void **state)
     unlink(path);
 }
 
+/* A client hammering poold with refused requests cannot flood the log: at
+ * most PD_LOG_CLIENT_BURST lines a second, then one line saying how many
+ * were suppressed. */
+static void test_log_client_rate_limited(void **state)
+{
+    (void)state;
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/poold-test-log-%d", (int)getpid());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    int level = pd_log_get_level();
+    pd_log_set_level(PD_LOG_INFO);
+    /* Start at the beginning of a second so that the burst fits in one. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    time_t start = now.tv_sec;
+    do
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    while (now.tv_sec == start);
+    for (int i = 0; i < 500; i++)
+        pd_warn_client("refused request %d", i);
+    /* Next second: the suppressed count is reported before the next line. */
+    start = now.tv_sec;
+    do
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    while (now.tv_sec == start);
+    pd_warn_client("one more");
+    fflush(stderr);
+    pd_log_set_level(level);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char buf[65536];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    unlink(path);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    int lines = 0;
+    for (char *p = buf; (p = strstr(p, "refused request")) != NULL; p++)
+        lines++;
+    assert_int_equal(lines, PD_LOG_CLIENT_BURST);
+    assert_non_null(strstr(buf, "480 messages about clients suppressed"));
+    assert_non_null(strstr(buf, "one more"));
+}
+
 int main(void)
 {
     pd_log_init();
@@ -988,6 +1035,7 @@ int main(void)
         cmocka_unit_test_teardown(test_refuse_foreign_segment, teardown),
         cmocka_unit_test_teardown(test_refuse_truncated_segment, teardown),
         cmocka_unit_test(test_config_table),
+        cmocka_unit_test(test_log_client_rate_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
