@@ -122,8 +122,11 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     const pd_directive_info_t *d = pd_config_directives(&n);
 
     pd_info("received SIGHUP: reloading %s", app->config_path ? app->config_path : "(no file)");
+    /* systemd shows "reloading" until READY=1 comes back below. */
+    sd_notify(0, "RELOADING=1");
     if (build_config(app, &next, err, sizeof(err)) < 0) {
         pd_error("reload failed: %s; keeping the current settings", err);
+        sd_notify(0, "READY=1");
         return;
     }
     bool metrics_changed = false;
@@ -157,6 +160,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     }
     if (changes == 0)
         pd_info("reload: nothing changed");
+    sd_notify(0, "READY=1");
     notify_status(srv);
 }
 
