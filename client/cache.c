@@ -163,14 +163,6 @@ void pool_reregister_if_needed_(pool_t *pool)
     pthread_mutex_unlock(&reg_lock);
 }
 
-int pool_ensure_slot_(pool_t *pool)
-{
-    pthread_mutex_lock(&reg_lock);
-    int rc = ensure_slot_locked(pool);
-    pthread_mutex_unlock(&reg_lock);
-    return rc;
-}
-
 static struct pshm_thread *claim_record(pool_t *pool)
 {
     struct pool_tls *e = &pool_tls_[pool->idx];
@@ -255,48 +247,37 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
     struct pshm_tclass *tc = &rec->cls[c];
     uint32_t a, b;
 
-    /* relaxed (counters, hot, count): single writer, this thread. */
-    uint64_t h = pa_load_relaxed(&tc->hot);
-    uint32_t idx;
-    if (pshm_hot_cached(h)) {
-        pa_store_relaxed(&tc->hot, h | PSHM_HOT_TAKEN);
-        return pshm_ptr(s, (uint32_t)h);
-    }
-    uint32_t n = pa_load_relaxed(&tc->count);
-    if (n == 0 && tc->fresh_next >= tc->fresh_end) {
-        pa_inc_single_writer(&tc->cmiss, 1);
-        if (pshm_unlikely(pool->shared))
-            pool_reregister_if_needed_(pool);
+    /* pool_malloc comes here with the cache empty or no record yet, and a
+     * freshly claimed record is empty; taking first keeps this exact for
+     * any caller. */
+    void *p = pool_cache_take_(pool, tc, c);
+    if (p)
+        return p;
+    /* relaxed (counters, count): single writer, this thread. */
+    pa_inc_single_writer(&tc->cmiss, 1);
+    if (pshm_unlikely(pool->shared))
+        pool_reregister_if_needed_(pool);
+    uint32_t n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c] - 1);
+    if (n == 0 && reclaim_if_exhausted(pool))
         n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c] - 1);
-        if (n == 0 && reclaim_if_exhausted(pool))
-            n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c] - 1);
-        if (n) {
-            /* moved_in before count: a death in between counts the batch as
-             * in use by the dead process (orphaned), not as lost. */
-            pa_inc_single_writer(&tc->moved_in, n);
-            pa_store_relaxed(&tc->count, n);
-        } else if (pshm_region_pop(s, c, &a, &b)) {
-            tc->fresh_next = a;
-            tc->fresh_end = b;
-        } else if (pshm_span_carve(s, c, &a, &b) == 0) {
-            pa_inc_single_writer(&tc->cenmiss, 1);
-            tc->fresh_next = a;
-            tc->fresh_end = b;
-        } else {
-            pa_inc_single_writer(&tc->exhausted, 1);
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
     if (n) {
-        idx = tc->slots[n];
-        pa_store_relaxed(&tc->count, n - 1);
-        return pshm_ptr(s, idx);
+        /* moved_in before count: a death in between counts the batch as
+         * in use by the dead process (orphaned), not as lost. */
+        pa_inc_single_writer(&tc->moved_in, n);
+        pa_store_relaxed(&tc->count, n);
+    } else if (pshm_region_pop(s, c, &a, &b)) {
+        tc->fresh_next = a;
+        tc->fresh_end = b;
+    } else if (pshm_span_carve(s, c, &a, &b) == 0) {
+        pa_inc_single_writer(&tc->cenmiss, 1);
+        tc->fresh_next = a;
+        tc->fresh_end = b;
+    } else {
+        pa_inc_single_writer(&tc->exhausted, 1);
+        errno = ENOMEM;
+        return NULL;
     }
-    idx = tc->fresh_next;
-    tc->fresh_next = idx + (s->block_size[c] >> 3);
-    pa_inc_single_writer(&tc->fresh, 1);
-    return pshm_ptr(s, idx);
+    return pool_cache_take_(pool, tc, c); /* not empty now */
 }
 
 bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)

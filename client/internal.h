@@ -84,9 +84,36 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c);
 bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c);
 int pool_register_(pool_t *pool);    /* take an idx and serial; -EMFILE when full */
 void pool_unregister_(pool_t *pool); /* release every record of this process, slot, idx */
-int pool_ensure_slot_(pool_t *pool);
 /* If poold restarted since we said HELLO, say it again (rate-limited). */
 void pool_reregister_if_needed_(pool_t *pool);
+
+/* Take a block from the thread's cache for class c: `hot` (leaving a note of
+ * the block taken: its free skips the checks), else the top of slots[],
+ * else the next block of the thread's span. NULL when all three are empty
+ * (no block starts at offset 0). Nothing is counted but fresh blocks:
+ * allocations and same-address hits are derived (struct pshm_tclass). */
+static inline void *pool_cache_take_(pool_t *pool, struct pshm_tclass *tc, uint32_t c)
+{
+    /* relaxed (all): single writer, this thread; statistics read them. */
+    uint64_t h = pa_load_relaxed(&tc->hot);
+    if (pshm_likely(pshm_hot_cached(h))) {
+        pa_store_relaxed(&tc->hot, h | PSHM_HOT_TAKEN);
+        return pshm_ptr(&pool->seg, (uint32_t)h);
+    }
+    uint32_t n = pa_load_relaxed(&tc->count);
+    if (pshm_likely(n != 0)) {
+        uint32_t idx = tc->slots[n];
+        pa_store_relaxed(&tc->count, n - 1);
+        return pshm_ptr(&pool->seg, idx);
+    }
+    if (tc->fresh_next < tc->fresh_end) {
+        uint32_t idx = tc->fresh_next;
+        tc->fresh_next = idx + (pool->seg.block_size[c] >> 3);
+        pa_inc_single_writer(&tc->fresh, 1);
+        return pshm_ptr(&pool->seg, idx);
+    }
+    return NULL;
+}
 
 /* Push a checked block on the thread's cache: into `hot`, pushing the old
  * hot block down into slots[] if it holds one; a full cache goes to

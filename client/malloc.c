@@ -63,30 +63,9 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
     struct pshm_thread *rec = pool_rec_(pool);
     if (pshm_unlikely(rec == NULL))
         return pool_malloc_slow_(pool, c);
-    struct pshm_tclass *tc = &rec->cls[c];
-
-    /* relaxed (hot, count): single writer, this thread; statistics read
-     * them live. Nothing is counted here: allocations and same-address hits
-     * are derived (struct pshm_tclass). Burn-after-reading takes `hot`. */
-    uint64_t h = pa_load_relaxed(&tc->hot);
-    if (pshm_likely(pshm_hot_cached(h))) {
-        /* Keep a note of the block handed out: its free skips the checks. */
-        pa_store_relaxed(&tc->hot, h | PSHM_HOT_TAKEN);
-        return pshm_ptr(&pool->seg, (uint32_t)h);
-    }
-    uint32_t idx;
-    uint32_t n = pa_load_relaxed(&tc->count);
-    if (pshm_likely(n != 0)) {
-        idx = tc->slots[n];
-        pa_store_relaxed(&tc->count, n - 1);
-        return pshm_ptr(&pool->seg, idx);
-    }
-    if (tc->fresh_next < tc->fresh_end) {
-        idx = tc->fresh_next;
-        tc->fresh_next = idx + (pool->seg.block_size[c] >> 3);
-        pa_inc_single_writer(&tc->fresh, 1);
-        return pshm_ptr(&pool->seg, idx);
-    }
+    void *p = pool_cache_take_(pool, &rec->cls[c], c);
+    if (pshm_likely(p != NULL))
+        return p;
     return pool_malloc_slow_(pool, c);
 }
 

@@ -74,7 +74,6 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
         for (uint32_t c = 0; c < s->nclasses; c++) {
             struct pshm_tclass *tc = &t->cls[c];
             pool_assert(pa_load_relaxed(&tc->count) == 0 && pa_load_relaxed(&tc->hot) == 0);
-            tc->slots[0] = PSHM_IDX_NONE;
             tc->fresh_next = tc->fresh_end = PSHM_IDX_NONE;
         }
         return t;
