@@ -207,6 +207,26 @@ struct SeedMutexPool {
     static void release(void *p, std::size_t n) { seed::MemoryPool::GetMemoryPool().free(p, n); }
 };
 
+// The least any allocator behind a function call can do: hand back one
+// per-thread buffer, and on free compare the pointer with it. Not an
+// allocator (one block per thread); a bound. Its row, next to the floor,
+// shows what the calls themselves cost in the workload, so that the rest of
+// an allocator's distance to the floor is the work it does per call.
+alignas(64) thread_local unsigned char t_null_block[kMaxSize];
+
+struct NullAllocator {
+    static const char *check() { return nullptr; }
+    __attribute__((noinline)) static void *alloc(std::size_t n)
+    {
+        return n <= kMaxSize ? t_null_block : nullptr;
+    }
+    __attribute__((noinline)) static void release(void *p, std::size_t)
+    {
+        if (p != t_null_block)
+            std::abort(); // never: the workload frees what it allocated
+    }
+};
+
 // ---- the multi-threaded workload -----------------------------------------
 
 struct Failure {
@@ -282,6 +302,7 @@ void benchmark_malloc_work_thread(benchmark::State &s) { work_thread<Malloc>(s);
 void benchmark_vector_work_thread(benchmark::State &s) { run_threads(s, &worker_vector); }
 void benchmark_seed_mutex_pool_work_thread(benchmark::State &s) { work_thread<SeedMutexPool>(s); }
 void benchmark_no_allocator_work_thread(benchmark::State &s) { run_threads(s, &worker_none); }
+void benchmark_null_allocator_work_thread(benchmark::State &s) { work_thread<NullAllocator>(s); }
 
 // ---- single-thread pairs: one malloc + free, no touch --------------------
 
@@ -317,6 +338,7 @@ POOL_WORKLOAD(benchmark_malloc_work_thread);
 POOL_WORKLOAD(benchmark_vector_work_thread);
 POOL_WORKLOAD(benchmark_seed_mutex_pool_work_thread);
 POOL_WORKLOAD(benchmark_no_allocator_work_thread);
+POOL_WORKLOAD(benchmark_null_allocator_work_thread);
 
 POOL_PAIR(poolclient, PoolClient, 64);
 POOL_PAIR(poolclient, PoolClient, 2000);
@@ -370,7 +392,8 @@ public:
         static const char *const workloads[] = {
             "benchmark_map_memory_pool_work_thread", "benchmark_pmr_memory_pool_work_thread",
             "benchmark_malloc_work_thread",          "benchmark_vector_work_thread",
-            "benchmark_seed_mutex_pool_work_thread", "benchmark_no_allocator_work_thread"};
+            "benchmark_seed_mutex_pool_work_thread", "benchmark_no_allocator_work_thread",
+            "benchmark_null_allocator_work_thread"};
         static const char *const pairs[] = {
             "benchmark_pair_poolclient_64",      "benchmark_pair_poolclient_2000",
             "benchmark_pair_malloc_64",          "benchmark_pair_malloc_2000",
