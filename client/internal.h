@@ -97,8 +97,8 @@ static inline void *pool_cache_take_(pool_t *pool, struct pshm_tclass *tc, uint3
     /* relaxed (all): single writer, this thread; statistics read them. */
     uint64_t h = pa_load_relaxed(&tc->hot);
     if (pshm_likely(pshm_hot_cached(h))) {
-        pa_store_relaxed(&tc->hot, h | PSHM_HOT_TAKEN);
-        return pshm_ptr(&pool->seg, (uint32_t)h);
+        pa_store_relaxed(&tc->hot, ~h); /* the taken note */
+        return pool->seg.base + h;
     }
     uint32_t n = pa_load_relaxed(&tc->count);
     if (pshm_likely(n != 0)) {
@@ -122,20 +122,21 @@ static inline bool pool_cache_push_(pool_t *pool, struct pshm_tclass *tc, uint32
 {
     /* relaxed (all): single writer, this thread; statistics read them. */
     uint64_t h = pa_load_relaxed(&tc->hot);
+    uint64_t off = (uint64_t)idx << 3;
     if (pshm_likely(!pshm_hot_cached(h))) { /* empty, or a taken note */
-        pa_store_relaxed(&tc->hot, (uint64_t)idx);
+        pa_store_relaxed(&tc->hot, off);
         pa_inc_single_writer(&tc->frees, 1);
         return true;
     }
-    if (pshm_unlikely(h == idx)) /* the block freed last, freed again */
+    if (pshm_unlikely(h == off)) /* the block freed last, freed again */
         return false;
     uint32_t n = pa_load_relaxed(&tc->count);
     if (pshm_unlikely(n + 1 >= pool->seg.cache_cap[c]))
         return pool_free_slow_(pool, idx, c);
-    tc->slots[n + 1] = (uint32_t)h;
+    tc->slots[n + 1] = (uint32_t)(h >> 3);
     pa_store_relaxed(&tc->count, n + 1);
     pa_inc_single_writer(&tc->displaced, 1);
-    pa_store_relaxed(&tc->hot, (uint64_t)idx);
+    pa_store_relaxed(&tc->hot, off);
     pa_inc_single_writer(&tc->frees, 1);
     return true;
 }

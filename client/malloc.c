@@ -60,12 +60,13 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
         }
         c = pool_class_of_(pool, size);
     }
-    struct pshm_thread *rec = pool_rec_(pool);
-    if (pshm_unlikely(rec == NULL))
-        return pool_malloc_slow_(pool, c);
-    void *p = pool_cache_take_(pool, &rec->cls[c], c);
-    if (pshm_likely(p != NULL))
-        return p;
+    /* This thread used this pool last (then its record is set): take from
+     * the cache. Anything else, the slow path sorts out. */
+    if (pshm_likely(pool_tls_last_.serial == pool->serial)) {
+        void *p = pool_cache_take_(pool, &pool_tls_last_.rec->cls[c], c);
+        if (pshm_likely(p != NULL))
+            return p;
+    }
     return pool_malloc_slow_(pool, c);
 }
 
@@ -114,9 +115,10 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
          * `hot` (the note says which) is a block of this class, so no
          * span-map check is needed; only that ptr is exactly its start. */
         uint64_t h = pa_load_relaxed(&tc->hot); /* relaxed: single writer */
-        if (pshm_likely(h == ((off >> 3) | PSHM_HOT_TAKEN) &&
-                        (off & ~(PSHM_MAX_SEGMENT - 8)) == 0)) {
-            pa_store_relaxed(&tc->hot, off >> 3);
+        /* Exact: a note is negative and only malloc writes one, as ~offset
+         * of a block; an empty or cached `hot` is not negative. */
+        if (pshm_likely(h == ~off && (int64_t)h < 0)) {
+            pa_store_relaxed(&tc->hot, off);
             pa_inc_single_writer(&tc->frees, 1); /* relaxed: statistic, single writer */
             return true;
         }

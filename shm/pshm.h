@@ -147,10 +147,19 @@ static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t
     return pshm_block_class(s, (uint64_t)idx << 3) == (int)c;
 }
 
-/* True when a `hot` word holds a cached block (not empty, not a taken note). */
+/* True when a `hot` word holds a cached block (not empty, not a taken note;
+ * struct pshm_tclass). */
 static inline bool pshm_hot_cached(uint64_t hot)
 {
-    return hot - 1 < PSHM_HOT_TAKEN - 1;
+    return (int64_t)hot > 0;
+}
+
+/* The block index a `hot` word caches, or PSHM_IDX_NONE: not cached, or not
+ * a block offset at all (a corrupt record of a dead process). */
+static inline uint32_t pshm_hot_idx(uint64_t hot)
+{
+    return pshm_hot_cached(hot) && hot < PSHM_MAX_SEGMENT && (hot & 7) == 0 ? (uint32_t)(hot >> 3)
+                                                                            : PSHM_IDX_NONE;
 }
 
 /* Blocks in a thread's cache of one class (see struct pshm_tclass).

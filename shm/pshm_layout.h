@@ -32,7 +32,7 @@
 
 /* "POOLDSEG" read as a little-endian 64-bit word. */
 #define PSHM_MAGIC UINT64_C(0x474553444c4f4f50)
-#define PSHM_ABI_VERSION 1u
+#define PSHM_ABI_VERSION 2u
 
 #define PSHM_MAX_CLASSES 32u
 #define PSHM_CACHE_CAP 64u   /* most blocks a thread caches per class */
@@ -45,7 +45,6 @@
 #define PSHM_SPAN_FREE 0xffu /* span map: span not carved yet */
 #define PSHM_NO_OWNER 0u
 #define PSHM_IDX_NONE 0u
-#define PSHM_HOT_TAKEN (UINT64_C(1) << 32) /* struct pshm_tclass, `hot` */
 
 #define PSHM_DEFAULT_MAX_PROCS 64u
 #define PSHM_DEFAULT_MAX_THREADS 256u
@@ -160,16 +159,20 @@ struct pshm_proc {
  * instead of two. A free that finds `hot` holding a block pushes it down
  * into slots[].
  *
- * `hot` holds 0 (empty), a block index (cached, < 2^32), or PSHM_HOT_TAKEN
- * | index: the block malloc took from `hot` last, not cached, a note that
- * lets the free of exactly that block skip the span-map check (the block
- * came from this cache, so it is a block of this class).
+ * `hot` holds 0 (empty), the byte offset of a block (cached: positive as an
+ * int64_t, since offsets are below PSHM_MAX_SEGMENT), or the bitwise NOT of
+ * a block's offset (negative): the block malloc took from `hot` last, not
+ * cached, a note that lets the free of exactly that block skip the span-map
+ * check (the block came from this cache, so it is a block of this class).
+ * Offsets rather than indices: malloc adds the word to the base as it is,
+ * and free's check is one exact compare, hot == ~(ptr - base), with no
+ * alignment test.
  *
  * Nothing is counted on malloc's fast path; the figures are derived:
  *   cached = count + hot_cached
  *   allocs = fresh + frees + moved_in - moved_out - cached
  *   same   = frees - displaced - hot_cached   (mallocs that took `hot`)
- * where hot_cached = (hot != 0 && hot < PSHM_HOT_TAKEN).
+ * where hot_cached = ((int64_t)hot > 0).
  */
 struct pshm_tclass {
     pa_u64 hot;          /* see above */

@@ -105,7 +105,7 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
         struct pshm_class *k = &s->cls[c];
         uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: owner is us or dead */
         uint64_t hot_word = pa_load_relaxed(&tc->hot);
-        uint32_t hot = pshm_hot_cached(hot_word) ? (uint32_t)hot_word : PSHM_IDX_NONE;
+        uint32_t hot = pshm_hot_idx(hot_word);
         /* A class this thread never touched has nothing to give back: skip
          * it without touching the shared class record. */
         if (n == 0 && hot_word == 0 && tc->fresh_next >= tc->fresh_end &&

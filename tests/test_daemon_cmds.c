@@ -35,6 +35,11 @@
 #include <event2/event.h>
 
 #include "poold.h"
+#include "pshm_layout.h"
+
+/* The ABI version requests name, as text for literal requests. */
+#define TEST_ABI "2"
+_Static_assert(PSHM_ABI_VERSION == 2, "update TEST_ABI to PSHM_ABI_VERSION");
 
 typedef struct st {
     struct event_base *base;
@@ -267,7 +272,7 @@ static void test_cmd_hello_reply_and_bye(void **state)
     assert_int_equal(pshm_proc_find(&st->srv.seg, getpid()), (int)slot);
 
     /* A second HELLO on the same connection. */
-    expect(st, fd, "HELLO abi=1 pid=1\n", "ERR already-attached");
+    expect(st, fd, "HELLO abi=" TEST_ABI " pid=1\n", "ERR already-attached");
 
     /* PROCS shows us, connected, with our name. */
     char buf[8192], want[64];
@@ -345,7 +350,7 @@ static void test_hello_pid_not_peer(void **state)
     (void)state;
     st_t *st = mk(8);
     int fd = client(st);
-    expect(st, fd, "HELLO abi=1 pid=1\n", "ERR permission-denied");
+    expect(st, fd, "HELLO abi=" TEST_ABI " pid=1\n", "ERR permission-denied");
     assert_int_equal(pshm_proc_find(&st->srv.seg, 1), -ENOENT);
     close(fd);
 }
@@ -360,7 +365,7 @@ static void test_hello_slots_full(void **state)
     assert_true(pshm_proc_claim(&st->srv.seg, b, pshm_os_proc_start_time(b), false) >= 0);
     int fd = client(st);
     char req[64];
-    snprintf(req, sizeof(req), "HELLO abi=1 pid=%d\n", (int)getpid());
+    snprintf(req, sizeof(req), "HELLO abi=" TEST_ABI " pid=%d\n", (int)getpid());
     expect(st, fd, req, "ERR slots-full");
     expect(st, fd, "PING\n", "OK pong");
     close(fd);
@@ -394,7 +399,7 @@ static int child_hello_as(const char *path, uid_t uid)
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         return 4;
     char req[64], buf[512];
-    int n = snprintf(req, sizeof(req), "HELLO abi=1 pid=%d\n", (int)getpid());
+    int n = snprintf(req, sizeof(req), "HELLO abi=" TEST_ABI " pid=%d\n", (int)getpid());
     if (write(fd, req, (size_t)n) != n)
         return 5;
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -452,8 +457,8 @@ static void test_malformed_lines_keep_connection(void **state)
     expect(st, fd, "RELOAD\n", "ERR unknown-verb");
     expect(st, fd, "PING\t\n", "ERR bad-argument");
     expect(st, fd, "PING x\n", "ERR bad-argument");
-    expect(st, fd, "HELLO abi=1\n", "ERR bad-argument");
-    expect(st, fd, "HELLO abi=1 pid=5 pid=5\n", "ERR bad-argument");
+    expect(st, fd, "HELLO abi=" TEST_ABI "\n", "ERR bad-argument");
+    expect(st, fd, "HELLO abi=" TEST_ABI " pid=5 pid=5\n", "ERR bad-argument");
     expect(st, fd, "HELLO abi=x pid=5\n", "ERR bad-argument");
     char bin[] = "PI\x01NG\n";
     expect(st, fd, bin, "ERR bad-argument");
@@ -658,7 +663,8 @@ static pid_t child_attach(const char *path, int ctl)
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         _exit(4);
     char req[64], buf[512], cmd;
-    int n = snprintf(req, sizeof(req), "HELLO abi=1 pid=%d name=victim\n", (int)getpid());
+    int n =
+        snprintf(req, sizeof(req), "HELLO abi=" TEST_ABI " pid=%d name=victim\n", (int)getpid());
     if (write(fd, req, (size_t)n) != n)
         _exit(5);
     struct pollfd p = {.fd = fd, .events = POLLIN};
