@@ -536,27 +536,35 @@ int main(int argc, char **argv)
         } else if (std::strcmp(argv[i], "--help") == 0) {
             std::printf("pool_bench [--touch=first|second] [--quick] [benchmark flags]\n"
                         "  env: POOL_BENCH_TOUCH=first|second, POOL_BENCH_QUICK=1\n"
-                        "  defaults: --benchmark_repetitions=5 (quick: 3)\n"
-                        "            --benchmark_report_aggregates_only=true\n"
-                        "            quick also sets --benchmark_min_time=0.05\n\n");
+                        "  defaults: --benchmark_repetitions=15 (quick: 3)\n"
+                        "            --benchmark_min_time=0.2 (quick: 0.05)\n"
+                        "            --benchmark_enable_random_interleaving=true\n"
+                        "            --benchmark_report_aggregates_only=true\n\n");
             args.push_back(argv[i]);
         } else {
             args.push_back(argv[i]);
         }
     }
 
-    // Defaults the caller did not override: a median needs repetitions.
-    static char reps5[] = "--benchmark_repetitions=5";
+    // Defaults the caller did not override. This machine's noise moves a
+    // row by 10% between repetitions, more than the differences measured:
+    // many short repetitions, interleaved at random so that every row sees
+    // the same spells of noise, and the median of each row.
+    static char reps15[] = "--benchmark_repetitions=15";
     static char reps3[] = "--benchmark_repetitions=3";
     static char aggr[] = "--benchmark_report_aggregates_only=true";
+    static char time02[] = "--benchmark_min_time=0.2";
     static char quick_time[] = "--benchmark_min_time=0.05";
+    static char interleave[] = "--benchmark_enable_random_interleaving=true";
     if (!has_flag(args, "--benchmark_repetitions="))
-        args.push_back(g_quick ? reps3 : reps5);
+        args.push_back(g_quick ? reps3 : reps15);
     if (!has_flag(args, "--benchmark_report_aggregates_only=") &&
         !has_flag(args, "--benchmark_display_aggregates_only="))
         args.push_back(aggr);
-    if (g_quick && !has_flag(args, "--benchmark_min_time="))
-        args.push_back(quick_time);
+    if (!has_flag(args, "--benchmark_min_time="))
+        args.push_back(g_quick ? quick_time : time02);
+    if (!has_flag(args, "--benchmark_enable_random_interleaving="))
+        args.push_back(interleave);
     bool color = isatty(STDOUT_FILENO) && !has_flag(args, "--benchmark_color=false") &&
                  !has_flag(args, "--benchmark_color=no");
     bool console = !has_flag(args, "--benchmark_format=") ||
