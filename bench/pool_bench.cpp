@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -258,11 +259,11 @@ void worker_vector(std::size_t size, Failure *)
 }
 
 // The floor: no allocation at all, one per-thread buffer, the same touch.
+alignas(64) thread_local unsigned char t_floor_block[kMaxSize];
 void worker_none(std::size_t size, Failure *)
 {
-    alignas(64) unsigned char buf[kMaxSize];
     for (int i = 0; i < kRounds; ++i) {
-        unsigned char *p = buf;
+        unsigned char *p = t_floor_block;
         benchmark::DoNotOptimize(p);
         touch(p, size, static_cast<unsigned>(i));
     }
@@ -293,6 +294,61 @@ void work_thread(benchmark::State &state)
         return;
     }
     run_threads(state, &worker<A>);
+}
+
+// ---- paired with the floor: one workload iteration each, alternating ----
+//
+// The rows above are timed apart, so a spell of noise on the host (this
+// machine kind moves a row by 10% between repetitions) lands on one row and
+// not the other. Here every benchmark iteration runs one iteration of the
+// allocator's workload and one of the floor's, in alternating order, and
+// times each; the ratio of the two sums compares them over the same spells.
+// The row's time is the allocator's; counters give the floor's time and
+// the ratio (x_floor).
+
+void run_once(void (*fn)(std::size_t, Failure *), Failure *f)
+{
+    std::thread t[std::size(kSizes)];
+    for (std::size_t k = 0; k < std::size(kSizes); ++k)
+        t[k] = std::thread(fn, kSizes[k], f);
+    for (auto &th : t)
+        th.join();
+}
+
+template <class A>
+void paired(benchmark::State &state)
+{
+    if (const char *why = A::check()) {
+        state.SkipWithError(why);
+        return;
+    }
+    using clock = std::chrono::steady_clock;
+    Failure f;
+    double alloc_s = 0, floor_s = 0;
+    std::uint64_t n = 0;
+    for (auto _ : state) {
+        double t[2];
+        for (int k = 0; k < 2; ++k) {
+            bool alloc_turn = ((n + k) & 1) == 0; // ABBA: alternate who goes first
+            auto t0 = clock::now();
+            run_once(alloc_turn ? &worker<A> : &worker_none, &f);
+            std::chrono::duration<double> d = clock::now() - t0;
+            t[alloc_turn ? 0 : 1] = d.count();
+        }
+        alloc_s += t[0];
+        floor_s += t[1];
+        state.SetIterationTime(t[0]);
+        ++n;
+        if (f.failed.load(std::memory_order_relaxed)) {
+            state.SkipWithError("allocation returned NULL");
+            break;
+        }
+    }
+    if (n != 0 && floor_s > 0) {
+        state.counters["floor_us"] = benchmark::Counter(floor_s * 1e6 / static_cast<double>(n));
+        state.counters["x_floor"] = benchmark::Counter(alloc_s / floor_s);
+    }
+    state.SetLabel(touch_name(g_touch));
 }
 
 void benchmark_map_memory_pool_work_thread(benchmark::State &s) { work_thread<PoolClient>(s); }
@@ -340,6 +396,15 @@ POOL_WORKLOAD(benchmark_seed_mutex_pool_work_thread);
 POOL_WORKLOAD(benchmark_no_allocator_work_thread);
 POOL_WORKLOAD(benchmark_null_allocator_work_thread);
 
+#define POOL_PAIRED(name, A)                                        \
+    BENCHMARK_TEMPLATE(paired, A)                                   \
+        ->Name("benchmark_paired_" #name "_vs_floor")               \
+        ->UseManualTime()                                           \
+        ->Unit(benchmark::kMicrosecond)
+POOL_PAIRED(map_memory_pool, PoolClient);
+POOL_PAIRED(malloc, Malloc);
+POOL_PAIRED(null_allocator, NullAllocator);
+
 POOL_PAIR(poolclient, PoolClient, 64);
 POOL_PAIR(poolclient, PoolClient, 2000);
 POOL_PAIR(malloc, Malloc, 64);
@@ -382,6 +447,11 @@ public:
                 continue;
             row.ns = r.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(r.time_unit) * 1e9;
             row.reps = single ? 1 : r.repetitions;
+            auto xf = r.counters.find("x_floor"), fu = r.counters.find("floor_us");
+            if (xf != r.counters.end() && fu != r.counters.end()) {
+                row.x_floor = xf->second.value;
+                row.floor_us = fu->second.value;
+            }
         }
     }
 
@@ -399,6 +469,9 @@ public:
             "benchmark_pair_malloc_64",          "benchmark_pair_malloc_2000",
             "benchmark_pair_seed_mutex_pool_64", "benchmark_pair_seed_mutex_pool_2000",
             "benchmark_pair_pmr_64",             "benchmark_pair_pmr_2000"};
+        static const char *const paired_rows[] = {"benchmark_paired_map_memory_pool_vs_floor",
+                                                  "benchmark_paired_malloc_vs_floor",
+                                                  "benchmark_paired_null_allocator_vs_floor"};
         const double m = ns("benchmark_malloc_work_thread");
         const double floor = ns("benchmark_no_allocator_work_thread");
         const double m64 = ns("benchmark_pair_malloc_64");
@@ -419,6 +492,23 @@ public:
                 std::snprintf(line, sizeof line, "%-40s %14s %12s %12s\n", name,
                               time_text(name, t / 1e3).c_str(), num(t / m, "%.2f").c_str(),
                               num(t / floor, "%.2f").c_str());
+                out << line;
+            }
+        }
+        if (any_of(paired_rows)) {
+            std::snprintf(line, sizeof line, "\n%-40s %14s %12s %12s\n",
+                          "Paired with the floor (alternating)", "Time (us)", "Floor (us)",
+                          "x floor");
+            out << line << std::string(81, '-') << '\n';
+            for (const char *name : paired_rows) {
+                auto it = rows_.find(name);
+                if (it == rows_.end())
+                    continue;
+                const Row &row = it->second;
+                std::snprintf(line, sizeof line, "%-40s %14s %12s %12s\n", name,
+                              time_text(name, row.ns / 1e3).c_str(),
+                              row.error ? "error" : num(row.floor_us, "%.1f").c_str(),
+                              row.error ? "error" : num(row.x_floor, "%.3f").c_str());
                 out << line;
             }
         }
@@ -448,6 +538,8 @@ public:
 private:
     struct Row {
         double ns = NAN;
+        double x_floor = NAN;  // paired rows: median of the per-repetition ratios
+        double floor_us = NAN; // paired rows: the floor's time beside them
         bool error = false;
         std::int64_t reps = 1;
     };
