@@ -269,15 +269,21 @@ void worker_none(std::size_t size, Failure *)
     }
 }
 
+// One iteration of the workload: start the 10 threads, join them.
+void run_once(void (*fn)(std::size_t, Failure *), Failure *f)
+{
+    std::thread t[std::size(kSizes)];
+    for (std::size_t k = 0; k < std::size(kSizes); ++k)
+        t[k] = std::thread(fn, kSizes[k], f);
+    for (auto &th : t)
+        th.join();
+}
+
 void run_threads(benchmark::State &state, void (*fn)(std::size_t, Failure *))
 {
     Failure f;
     for (auto _ : state) {
-        std::thread t[std::size(kSizes)];
-        for (std::size_t k = 0; k < std::size(kSizes); ++k)
-            t[k] = std::thread(fn, kSizes[k], &f);
-        for (auto &th : t)
-            th.join();
+        run_once(fn, &f);
         if (f.failed.load(std::memory_order_relaxed)) {
             state.SkipWithError("allocation returned NULL");
             break;
@@ -305,15 +311,6 @@ void work_thread(benchmark::State &state)
 // times each; the ratio of the two sums compares them over the same spells.
 // The row's time is the allocator's; counters give the floor's time and
 // the ratio (x_floor).
-
-void run_once(void (*fn)(std::size_t, Failure *), Failure *f)
-{
-    std::thread t[std::size(kSizes)];
-    for (std::size_t k = 0; k < std::size(kSizes); ++k)
-        t[k] = std::thread(fn, kSizes[k], f);
-    for (auto &th : t)
-        th.join();
-}
 
 template <class A>
 void paired(benchmark::State &state)
