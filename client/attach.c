@@ -166,7 +166,7 @@ POOL_API int pool_stats(pool_t *pool, pool_stats_t *out)
     /* With no poold, whoever reads the statistics also reclaims the caches
      * of processes that died without detaching. */
     if (!pool->shared)
-        pshm_reclaim_dead(&pool->seg, NULL, 0);
+        pool_reclaim_dead_(pool);
     else
         pool_reregister_if_needed_(pool);
     pshm_stats(&pool->seg, out);

@@ -4,11 +4,10 @@
  * refill from and flush to the central lists, span carving, thread exit,
  * fork, and the process's table of open pools.
  *
- * Order of writes when blocks move between a thread cache and a central list
- * is chosen so that a process killed between two steps can leak at most one
- * batch, never put a block in two places: refill pops from central before the
- * cache count grows; flush shrinks the cache count before it pushes.
- * The process-local mutex here is never taken on the fast path.
+ * Blocks move between a thread cache and the central lists through the
+ * shm layer's journaled steps (pshm_rec_refill/flush/install), so that a
+ * process killed at any instruction loses nothing (pshm_central.c). The
+ * process-local mutex here is never taken on the fast path.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -142,7 +141,7 @@ static int ensure_slot_locked(pool_t *pool)
     }
     uint64_t start = pshm_os_proc_start_time(me);
     int slot = pshm_proc_claim(&pool->seg, me, start, pool->shared);
-    if (slot == -EBUSY && pshm_reclaim_dead(&pool->seg, NULL, 0) > 0)
+    if (slot == -EBUSY && pshm_reclaim_dead(&pool->seg, NULL, NULL, 0) > 0)
         slot = pshm_proc_claim(&pool->seg, me, start, pool->shared);
     if (slot < 0)
         return slot;
@@ -171,12 +170,13 @@ static struct pshm_thread *claim_record(pool_t *pool)
     if (ensure_slot_locked(pool) == 0) {
         int32_t tid = (int32_t)gettid();
         rec = pshm_thread_claim(&pool->seg, (uint32_t)pool->slot, tid);
-        if (!rec && pshm_reclaim_dead(&pool->seg, NULL, 0) > 0)
+        if (!rec && pshm_reclaim_dead(&pool->seg, NULL, NULL, 0) > 0)
             rec = pshm_thread_claim(&pool->seg, (uint32_t)pool->slot, tid);
         if (rec) {
             e->rec = rec;
             e->serial = pool->serial;
-            pool_tls_last_ = (struct pool_tls_last){pool, pool->serial, rec};
+            pool_tls_last_ =
+                (struct pool_tls_last){pool, pool->serial, rec, pshm_own_val((uint32_t)pool->slot)};
             /* Any non-NULL value makes the destructor run at thread exit. */
             pthread_setspecific(reg_key, pool);
         }
@@ -185,49 +185,106 @@ static struct pshm_thread *claim_record(pool_t *pool)
     return rec;
 }
 
-/* ---- without a thread record (all records taken): correct, slower ---- */
-
-static void count_uncached(pool_t *pool, uint32_t c, bool alloc, bool fresh)
+struct pshm_thread *pool_rec_get_(pool_t *pool)
 {
-    struct pshm_class *k = &pool->seg.cls[c];
-    /* relaxed: statistics, many writers, so RMW; this path is rare. */
-    pa_add_relaxed(alloc ? &k->r_allocs : &k->r_frees, 1);
-    if (fresh)
-        pa_add_relaxed(&k->r_fresh, 1);
-    pa_add_relaxed(&pool->seg.hdr->uncached_ops, 1);
-    if (pool->slot >= 0 && pool->pid == reg_pid)
-        pa_add_relaxed(alloc ? &pool->seg.procs[pool->slot].r_allocs
-                             : &pool->seg.procs[pool->slot].r_frees,
-                       1);
+    struct pshm_thread *rec = pool_rec_(pool);
+    return rec ? rec : claim_record(pool);
+}
+
+/* The owner byte of this process, or 0 when it has no slot. */
+static uint8_t own_of(pool_t *pool)
+{
+    return pool->slot >= 0 && pool->pid == reg_pid ? pshm_own_val((uint32_t)pool->slot) : 0;
+}
+
+int pool_reclaim_dead_(pool_t *pool)
+{
+    pshm_seg_t *s = &pool->seg;
+    if (!pshm_any_dead(s))
+        return 0;
+    pthread_once(&reg_once, reg_init);
+    if (pool->slot >= 0 && pool->pid == reg_pid) {
+        struct pshm_thread *rec = pool_rec_get_(pool);
+        pshm_actor_t actor = {(uint32_t)pool->slot, rec};
+        return pshm_reclaim_dead(s, rec ? &actor : NULL, NULL, 0);
+    }
+    /* No slot of our own: borrow one for the reclaim (the dead process's
+     * in-use blocks need a live owner to pass through), then give it back. */
+    pid_t me = getpid();
+    int slot = pshm_proc_claim(s, me, pshm_os_proc_start_time(me), 0);
+    if (slot < 0)
+        return pshm_reclaim_dead(s, NULL, NULL, 0);
+    struct pshm_thread *rec = pshm_thread_claim(s, (uint32_t)slot, (int32_t)gettid());
+    pshm_actor_t actor = {(uint32_t)slot, rec};
+    int n = pshm_reclaim_dead(s, rec ? &actor : NULL, NULL, 0);
+    pshm_release_result_t res = {0};
+    pshm_proc_detach(s, (uint32_t)slot, false, &res);
+    return n;
+}
+
+/* ---- without a thread record (all records taken): correct, slower, and
+ * not journaled: a crash in the middle of one of these can lose a block ---- */
+
+static bool carve_raw(pshm_seg_t *s, uint32_t c, uint32_t *a, uint32_t *b)
+{
+    int n = pshm_span_claim(s, 0);
+    if (n < 0)
+        return false;
+    pshm_span_publish(s, (uint32_t)n, c, a, b);
+    return true;
 }
 
 static void *uncached_malloc(pool_t *pool, uint32_t c)
 {
     pshm_seg_t *s = &pool->seg;
+    struct pshm_class *k = &s->cls[c];
+    uint8_t own = own_of(pool);
     uint32_t buf[PSHM_CACHE_CAP];
-    uint32_t n = pshm_central_pop(s, c, buf, PSHM_CACHE_CAP);
-    if (n) {
-        if (n > 1)
-            pshm_central_push(s, c, buf + 1, n - 1);
-        count_uncached(pool, c, true, false);
-        return pshm_ptr(s, buf[0]);
-    }
     uint32_t a, b;
-    if (pshm_region_pop(s, c, &a, &b) || pshm_span_carve(s, c, &a, &b) == 0) {
+    if (own == 0) { /* no slot: no owner to mark a block with */
+        errno = ENOMEM;
+        return NULL;
+    }
+    uint32_t n = pshm_central_pop_raw(s, c, buf, s->batch[c]);
+    if (n) {
+        a = buf[0];
+        if (n > 1)
+            pshm_central_push_raw(s, c, buf + 1, n - 1);
+    } else if (pshm_region_pop_raw(s, c, &a, &b) || carve_raw(s, c, &a, &b)) {
         uint32_t next = a + (s->block_size[c] >> 3);
         if (next < b)
-            pshm_region_push(s, c, next, b);
-        count_uncached(pool, c, true, true);
-        return pshm_ptr(s, a);
+            pshm_region_push_raw(s, c, next, b);
+        pa_add_relaxed(&k->u_fresh, 1); /* relaxed: statistic */
+    } else {
+        pa_add_relaxed(&k->u_exhausted, 1); /* relaxed: statistic */
+        errno = ENOMEM;
+        return NULL;
     }
-    pa_add_relaxed(&s->cls[c].r_exhausted, 1); /* relaxed: statistic */
-    errno = ENOMEM;
-    return NULL;
+    pa_store_relaxed(pshm_owner_idx(s, c, a), own); /* relaxed: the block is ours */
+    /* relaxed: statistics, many writers, so RMW; this path is rare. */
+    pa_add_relaxed(&k->u_allocs, 1);
+    pa_add_relaxed(&s->hdr->uncached_ops, 1);
+    pa_add_relaxed(&s->procs[pool->slot].r_allocs, 1);
+    return pshm_ptr(s, a);
+}
+
+static void uncached_free(pool_t *pool, uint32_t idx, uint32_t c)
+{
+    pshm_seg_t *s = &pool->seg;
+    /* Free before pushed: once pushed, another thread may take it and mark
+     * it its own. relaxed: the block is ours until the push publishes it. */
+    pa_store_relaxed(pshm_owner_idx(s, c, idx), PSHM_OWN_FREE);
+    pshm_central_push_raw(s, c, &idx, 1);
+    /* relaxed: statistics. */
+    pa_add_relaxed(&s->cls[c].u_frees, 1);
+    pa_add_relaxed(&s->hdr->uncached_ops, 1);
+    if (own_of(pool))
+        pa_add_relaxed(&s->procs[pool->slot].r_frees, 1);
 }
 
 /* ---- with a thread record ---- */
 
-/* Before a pool reports exhaustion, give back what dead processes cached
+/* Before a pool reports exhaustion, give back what dead processes held
  * (an embedded pool has no poold to do it). Only when no span is left. */
 static bool reclaim_if_exhausted(pool_t *pool)
 {
@@ -235,7 +292,7 @@ static bool reclaim_if_exhausted(pool_t *pool)
     /* relaxed: a hint; carving re-checks with a CAS. */
     if (pa_load_relaxed(&s->hdr->next_span) < s->nspans)
         return false;
-    return pshm_reclaim_dead(s, NULL, 0) > 0;
+    return pool_reclaim_dead_(pool) > 0;
 }
 
 void *pool_malloc_slow_(pool_t *pool, uint32_t c)
@@ -245,63 +302,88 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
     if (!rec && (rec = claim_record(pool)) == NULL)
         return uncached_malloc(pool, c);
     struct pshm_tclass *tc = &rec->cls[c];
-    uint32_t a, b;
+    uint8_t own = (uint8_t)pshm_own_val((uint32_t)pool->slot);
 
-    /* pool_malloc comes here with the cache empty or no record yet, and a
-     * freshly claimed record is empty; taking first keeps this exact for
-     * any caller. */
-    void *p = pool_cache_take_(pool, tc, c);
-    if (p)
-        return p;
-    /* relaxed (counters, count): single writer, this thread. */
-    pa_inc_single_writer(&tc->cmiss, 1);
-    if (pshm_unlikely(pool->shared))
-        pool_reregister_if_needed_(pool);
-    uint32_t n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c] - 1);
-    if (n == 0 && reclaim_if_exhausted(pool))
-        n = pshm_central_pop(s, c, tc->slots + 1, s->cache_cap[c] - 1);
-    if (n) {
-        /* moved_in before count: a death in between counts the batch as
-         * in use by the dead process (orphaned), not as lost. */
-        pa_inc_single_writer(&tc->moved_in, n);
-        pa_store_relaxed(&tc->count, n);
-    } else if (pshm_region_pop(s, c, &a, &b)) {
-        tc->fresh_next = a;
-        tc->fresh_end = b;
-    } else if (pshm_span_carve(s, c, &a, &b) == 0) {
-        pa_inc_single_writer(&tc->cenmiss, 1);
-        tc->fresh_next = a;
-        tc->fresh_end = b;
-    } else {
+    for (int tries = 0;; tries++) {
+        /* pool_malloc comes here with the cache empty or no record yet, and
+         * a freshly claimed record is empty; taking first keeps this exact
+         * for any caller. */
+        void *p = pool_cache_take_(pool, tc, c, own);
+        if (p)
+            return p;
+        /* relaxed (counters): single writer, this thread. */
+        pa_inc_single_writer(&tc->cmiss, 1);
+        if (pshm_unlikely(pool->shared))
+            pool_reregister_if_needed_(pool);
+        if (pshm_rec_refill(s, rec, c) > 0 || pshm_rec_install(s, rec, c) == 0)
+            continue; /* not empty now */
+        if (tries == 0 && reclaim_if_exhausted(pool))
+            continue;
         pa_inc_single_writer(&tc->exhausted, 1);
         errno = ENOMEM;
         return NULL;
     }
-    return pool_cache_take_(pool, tc, c); /* not empty now */
+}
+
+void pool_cache_full_(pool_t *pool, struct pshm_thread *rec, uint32_t c)
+{
+    /* Full: flush the top half (the blocks pushed down last), keep hot. */
+    pshm_rec_flush(&pool->seg, rec, c, pool->seg.batch[c]);
+}
+
+/* Count a refused free. relaxed: statistic, many writers, rare. */
+static bool refuse(pool_t *pool, uint32_t c)
+{
+    pa_add_relaxed(&pool->seg.cls[c].invalid_frees, 1);
+    return false;
 }
 
 bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
 {
     pshm_seg_t *s = &pool->seg;
-    struct pshm_thread *rec = pool_rec_(pool);
-    if (!rec && (rec = claim_record(pool)) == NULL) {
-        pshm_central_push(s, c, &idx, 1);
-        count_uncached(pool, c, false, false);
+    struct pshm_thread *rec = pool_rec_get_(pool);
+    uint8_t own = own_of(pool);
+    if (own == 0)
+        return false; /* no slot: this process cannot hold blocks */
+    pa_u8 *o = pshm_owner_idx(s, c, idx);
+    uint8_t v = pa_load_relaxed(o); /* relaxed: the CAS below decides */
+    for (;;) {
+        if (v == own)
+            break;
+        if (v == PSHM_OWN_FREE || (v > s->max_procs && v != PSHM_OWN_TRANSIT))
+            return refuse(pool, c);
+        if (v == PSHM_OWN_TRANSIT) {
+            /* Freed without adopting: adopt it first, so that the books
+             * and a crash in between both see it as ours. Without a record
+             * (records full) there is nowhere to count the adoption. */
+            if (!rec || pshm_rec_adopt(s, rec, (uint32_t)pool->slot, c, idx) < 0)
+                return refuse(pool, c);
+            break;
+        }
+        /* Another process's block (or in transit, uncached): make it ours
+         * with one CAS. acq_rel: exactly one of this free, another free and
+         * a reclaim of a dead owner moves it; acquire makes the owner's
+         * writes to the block happen before our reuse of it. */
+        if (pa_cas_strong_acq_rel(o, &v, own))
+            break;
+    }
+    if (!rec) {
+        uncached_free(pool, idx, c);
         return true;
     }
-    struct pshm_tclass *tc = &rec->cls[c];
-    /* relaxed (all): single writer, this thread. */
-    uint32_t n = pa_load_relaxed(&tc->count);
-    if (pshm_hot_cached(pa_load_relaxed(&tc->hot)) && n + 1 >= s->cache_cap[c]) {
-        /* Full: flush the older (bottom) half, keep the hot top. The count
-         * shrinks before the push (see the top of this file). */
-        uint32_t batch = s->batch[c];
-        uint32_t out[PSHM_CACHE_CAP];
-        memcpy(out, tc->slots + 1, batch * sizeof(uint32_t));
-        memmove(tc->slots + 1, tc->slots + 1 + batch, (n - batch) * sizeof(uint32_t));
-        pa_store_relaxed(&tc->count, n - batch);
-        pa_inc_single_writer(&tc->moved_out, batch);
-        pshm_central_push(s, c, out, batch);
-    }
-    return pool_cache_push_(pool, tc, c, idx);
+    pool_cache_put_(pool, rec, &rec->cls[c], c, idx);
+    return true;
+}
+
+int pool_handoff_(pool_t *pool, uint32_t idx, uint32_t c)
+{
+    /* The journal and counters live in a record: none, no handoff. */
+    struct pshm_thread *rec = pool_rec_get_(pool);
+    return rec ? pshm_rec_handoff(&pool->seg, rec, c, idx) : -EAGAIN;
+}
+
+int pool_adopt_(pool_t *pool, uint32_t idx, uint32_t c)
+{
+    struct pshm_thread *rec = pool_rec_get_(pool);
+    return rec ? pshm_rec_adopt(&pool->seg, rec, (uint32_t)pool->slot, c, idx) : -EAGAIN;
 }

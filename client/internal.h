@@ -67,6 +67,7 @@ struct pool_tls_last {
     pool_t *pool;
     uint64_t serial;
     struct pshm_thread *rec;
+    uint64_t own; /* owner byte of this process's slot (pshm_own_val) */
 };
 extern __thread struct pool_tls_last pool_tls_last_ POOL_TLS_MODEL;
 
@@ -81,64 +82,86 @@ static inline struct pshm_thread *pool_rec_(pool_t *pool)
 
 /* cache.c */
 void *pool_malloc_slow_(pool_t *pool, uint32_t c);
+/* Free block idx, a block of class c (checked by the caller), whatever its
+ * owner byte says: the slow path of every free. */
 bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c);
+/* Push block idx (owned by this process, not marked free yet) on the
+ * record's cache, flushing half to central when full. */
+void pool_cache_full_(pool_t *pool, struct pshm_thread *rec, uint32_t c);
 int pool_register_(pool_t *pool);    /* take an idx and serial; -EMFILE when full */
 void pool_unregister_(pool_t *pool); /* release every record of this process, slot, idx */
 /* If poold restarted since we said HELLO, say it again (rate-limited). */
 void pool_reregister_if_needed_(pool_t *pool);
+/* Handoff and adopt of a checked block: 0 or -EINVAL. */
+int pool_handoff_(pool_t *pool, uint32_t idx, uint32_t c);
+int pool_adopt_(pool_t *pool, uint32_t idx, uint32_t c);
+/* Reclaim dead processes' slots (embedded pools), with the calling
+ * thread's record as the actor when it has one: how many. */
+int pool_reclaim_dead_(pool_t *pool);
+/* The calling thread's record, claimed if it has none; NULL when none can
+ * be had (the uncached path). */
+struct pshm_thread *pool_rec_get_(pool_t *pool);
 
 /* Take a block from the thread's cache for class c: `hot` (leaving a note of
- * the block taken: its free skips the checks), else the top of slots[],
- * else the next block of the thread's span. NULL when all three are empty
- * (no block starts at offset 0). Nothing is counted but fresh blocks:
- * allocations and same-address hits are derived (struct pshm_tclass). */
-static inline void *pool_cache_take_(pool_t *pool, struct pshm_tclass *tc, uint32_t c)
+ * the block taken: its free skips the span-map check), else the top of
+ * slots[], else the next block of the thread's span. NULL when all three
+ * are empty (no block starts at offset 0). The block's owner byte is set to
+ * `own` first, then the cache word that takes it out is written: a death in
+ * between leaves it both cached and owned, which a reclaimer reads as
+ * cached (pshm_rec_recover). Nothing is counted: allocations and
+ * same-address hits are derived (struct pshm_tclass). */
+static inline void *pool_cache_take_(pool_t *pool, struct pshm_tclass *tc, uint32_t c, uint8_t own)
 {
-    /* relaxed (all): single writer, this thread; statistics read them. */
+    const pshm_seg_t *s = &pool->seg;
+    /* relaxed (all): single writer, this thread; statistics read them. The
+     * owner byte: only this thread writes it while the block is ours. */
     uint64_t h = pa_load_relaxed(&tc->hot);
     if (pshm_likely(pshm_hot_cached(h))) {
+        pa_store_relaxed(pshm_owner(s, c, h), own);
         pa_store_relaxed(&tc->hot, ~h); /* the taken note */
-        return pool->seg.base + h;
+        return s->base + h;
     }
     uint32_t n = pa_load_relaxed(&tc->count);
     if (pshm_likely(n != 0)) {
         uint32_t idx = tc->slots[n];
+        pa_store_relaxed(pshm_owner_idx(s, c, idx), own);
         pa_store_relaxed(&tc->count, n - 1);
-        return pshm_ptr(&pool->seg, idx);
+        return pshm_ptr(s, idx);
     }
-    if (tc->fresh_next < tc->fresh_end) {
-        uint32_t idx = tc->fresh_next;
-        tc->fresh_next = idx + (pool->seg.block_size[c] >> 3);
-        pa_inc_single_writer(&tc->fresh, 1);
-        return pshm_ptr(&pool->seg, idx);
+    uint64_t w = pa_load_relaxed(&tc->fresh_w);
+    uint32_t idx = (uint32_t)w;
+    if (idx < tc->fresh_end) {
+        pa_store_relaxed(pshm_owner_idx(s, c, idx), own);
+        /* One store carves the block and counts it. */
+        pa_store_relaxed(&tc->fresh_w, w + (UINT64_C(1) << 32) + (s->block_size[c] >> 3));
+        return pshm_ptr(s, idx);
     }
     return NULL;
 }
 
-/* Push a checked block on the thread's cache: into `hot`, pushing the old
- * hot block down into slots[] if it holds one; a full cache goes to
- * pool_free_slow_(), which flushes half and comes back here. */
-static inline bool pool_cache_push_(pool_t *pool, struct pshm_tclass *tc, uint32_t c, uint32_t idx)
+/* Push a block this process owns on the thread's cache and mark it free:
+ * into `hot`, pushing the old hot block down into slots[] if it holds one
+ * (a full cache flushes half first). The cache words first, the owner byte
+ * last (see pool_cache_take_). */
+static inline void pool_cache_put_(pool_t *pool, struct pshm_thread *rec, struct pshm_tclass *tc,
+                                   uint32_t c, uint32_t idx)
 {
     /* relaxed (all): single writer, this thread; statistics read them. */
     uint64_t h = pa_load_relaxed(&tc->hot);
     uint64_t off = (uint64_t)idx << 3;
-    if (pshm_likely(!pshm_hot_cached(h))) { /* empty, or a taken note */
-        pa_store_relaxed(&tc->hot, off);
-        pa_inc_single_writer(&tc->frees, 1);
-        return true;
+    if (pshm_unlikely(pshm_hot_cached(h))) {
+        uint32_t n = pa_load_relaxed(&tc->count);
+        if (pshm_unlikely(n + 1 >= pool->seg.cache_cap[c])) {
+            pool_cache_full_(pool, rec, c);
+            n = pa_load_relaxed(&tc->count);
+        }
+        tc->slots[n + 1] = (uint32_t)(h >> 3);
+        pa_store_relaxed(&tc->count, n + 1);
+        pa_inc_single_writer(&tc->displaced, 1);
     }
-    if (pshm_unlikely(h == off)) /* the block freed last, freed again */
-        return false;
-    uint32_t n = pa_load_relaxed(&tc->count);
-    if (pshm_unlikely(n + 1 >= pool->seg.cache_cap[c]))
-        return pool_free_slow_(pool, idx, c);
-    tc->slots[n + 1] = (uint32_t)(h >> 3);
-    pa_store_relaxed(&tc->count, n + 1);
-    pa_inc_single_writer(&tc->displaced, 1);
     pa_store_relaxed(&tc->hot, off);
     pa_inc_single_writer(&tc->frees, 1);
-    return true;
+    pa_store_relaxed(pshm_owner(&pool->seg, c, off), PSHM_OWN_FREE);
 }
 
 /* malloc.c */

@@ -63,7 +63,8 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
     /* This thread used this pool last (then its record is set): take from
      * the cache. Anything else, the slow path sorts out. */
     if (pshm_likely(pool_tls_last_.serial == pool->serial)) {
-        void *p = pool_cache_take_(pool, &pool_tls_last_.rec->cls[c], c);
+        void *p =
+            pool_cache_take_(pool, &pool_tls_last_.rec->cls[c], c, (uint8_t)pool_tls_last_.own);
         if (pshm_likely(p != NULL))
             return p;
     }
@@ -72,8 +73,8 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
 
 /* Everything pool_free() does not do inline: no size or a size beyond the
  * table, no record for this pool in the last-pool entry, a class whose size
- * is not a power of two (beyond a span's first block). Checks everything
- * again. */
+ * is not a power of two (beyond a span's first block), a block this process
+ * does not own. Checks everything again. */
 static bool __attribute__((noinline)) free_generic(pool_t *pool, void *ptr, size_t size)
 {
     if (pool == NULL)
@@ -87,23 +88,20 @@ static bool __attribute__((noinline)) free_generic(pool_t *pool, void *ptr, size
     /* A size of another class: (size - 1 - lo) wraps when size <= lo. */
     if (size != 0 && (uint64_t)(size - 1 - pool->size_lo[k]) >= pool->size_span[k])
         return false;
-    uint32_t c = (uint32_t)k, idx = (uint32_t)(off >> 3);
-    struct pshm_thread *rec = pool_rec_(pool);
-    if (rec == NULL)
-        return pool_free_slow_(pool, idx, c);
-    return pool_cache_push_(pool, &rec->cls[c], c, idx);
+    return pool_free_slow_(pool, (uint32_t)(off >> 3), (uint32_t)k);
 }
 
 POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
 {
-    /* The common case, inline: a size is given, and this thread used this
-     * pool last. The cache to push on comes from the size, and the checks of
-     * the pointer against the span map are predicted branches beside the
-     * stores, not loads they wait for: the chain from this free to the next
-     * malloc (which loads the `hot` stored here) stays short. The empty asm
-     * hides tc's origin, so that the compiler cannot rebuild it from the
-     * span-map class once the check has proved the two equal. Every other
-     * case, and every failed check, goes to free_generic(). */
+    /* The common case, inline: a size is given, this thread used this pool
+     * last, and the block is this process's. The cache to push on comes
+     * from the size, and the checks of the pointer against the span map are
+     * predicted branches beside the stores, not loads they wait for: the
+     * chain from this free to the next malloc (which loads the `hot` stored
+     * here) stays short. The empty asm hides tc's origin, so that the
+     * compiler cannot rebuild it from the span-map class once the check has
+     * proved the two equal. Every other case, and every failed check, goes
+     * to free_generic(). */
     if (pshm_likely(pool != NULL && size - 1 < pool->small_limit &&
                     pool_tls_last_.serial == pool->serial)) {
         const pshm_seg_t *s = &pool->seg;
@@ -111,24 +109,76 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
         struct pshm_tclass *tc = &pool_tls_last_.rec->cls[c];
         __asm__("" : "+r"(tc));
         uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base);
+        uint8_t own = (uint8_t)pool_tls_last_.own;
         /* Burn-after-reading: the block malloc just took from this cache's
          * `hot` (the note says which) is a block of this class, so no
-         * span-map check is needed; only that ptr is exactly its start. */
+         * span-map check is needed; only that ptr is exactly its start, and
+         * that it is still ours (not freed since by another thread or
+         * process: a double free). */
         uint64_t h = pa_load_relaxed(&tc->hot); /* relaxed: single writer */
         /* Exact: a note is negative and only malloc writes one, as ~offset
          * of a block; an empty or cached `hot` is not negative. */
         if (pshm_likely(h == ~off && (int64_t)h < 0)) {
-            pa_store_relaxed(&tc->hot, off);
-            pa_inc_single_writer(&tc->frees, 1); /* relaxed: statistic, single writer */
-            return true;
+            pa_u8 *o = pshm_owner(s, c, off);
+            /* relaxed: we own the block, so no one else writes its byte but
+             * a free racing ours (a double free in the program) */
+            if (pshm_likely(pa_load_relaxed(o) == own)) {
+                pa_store_relaxed(&tc->hot, off);
+                pa_inc_single_writer(&tc->frees, 1); /* relaxed: statistic, single writer */
+                pa_store_relaxed(o, PSHM_OWN_FREE);  /* after the cache word: see take */
+                return true;
+            }
+            return free_generic(pool, ptr, size);
         }
         uint64_t rel = off - s->data_off; /* wraps to huge below the data */
-        /* acquire: pairs with the release store in pshm_span_carve(). */
+        /* acquire: pairs with the release store in pshm_span_publish(). */
         if (pshm_likely(rel < s->data_bytes && (rel & s->block_mask[c]) == 0 &&
-                        pa_load_acquire(&s->spanmap[rel >> s->span_shift]) == c))
-            return pool_cache_push_(pool, tc, c, (uint32_t)(off >> 3));
+                        pa_load_acquire(&s->spanmap[rel >> s->span_shift]) == c &&
+                        pa_load_relaxed(pshm_owner(s, c, off)) == own)) {
+            pool_cache_put_(pool, pool_tls_last_.rec, tc, c, (uint32_t)(off >> 3));
+            return true;
+        }
     }
     return free_generic(pool, ptr, size);
+}
+
+POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr)
+{
+    if (pool == NULL) {
+        errno = EINVAL;
+        return UINT64_MAX;
+    }
+    uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)pool->seg.base);
+    int k = pshm_block_class(&pool->seg, off);
+    if (k < 0 || !pshm_idx_is_block(&pool->seg, (uint32_t)(off >> 3), (uint32_t)k)) {
+        errno = EINVAL;
+        return UINT64_MAX;
+    }
+    int rc = pool_handoff_(pool, (uint32_t)(off >> 3), (uint32_t)k);
+    if (rc < 0) {
+        errno = -rc;
+        return UINT64_MAX;
+    }
+    return off;
+}
+
+POOL_API void *pool_adopt(pool_t *pool, uint64_t offset)
+{
+    if (pool == NULL || offset >= pool->seg.data_end || (offset & 7)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int k = pshm_block_class(&pool->seg, offset);
+    if (k < 0 || !pshm_idx_is_block(&pool->seg, (uint32_t)(offset >> 3), (uint32_t)k)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int rc = pool_adopt_(pool, (uint32_t)(offset >> 3), (uint32_t)k);
+    if (rc < 0) {
+        errno = -rc;
+        return NULL;
+    }
+    return pool->seg.base + offset;
 }
 
 POOL_API uint64_t pool_offset(pool_t *pool, const void *ptr)

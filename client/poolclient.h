@@ -112,15 +112,40 @@ POOL_API POOL_NODISCARD void *pool_malloc(pool_t *pool, size_t size);
 /*
  * pool_free: give back a block from pool_malloc(). `size` is the size asked
  * for (any size of the same class will do), or 0 to look the class up.
+ * Any process attached to the pool may free any block in use, whoever
+ * allocated it (the burn-after-reading handoff across processes), and a
+ * block in transit (pool_handoff) may be freed without adopting it first.
  * Returns false and changes nothing when ptr is NULL, outside the pool, not
- * at the start of a block, or of another class than `size`, and when it is
- * the block this thread freed last (freed twice in a row). Other double
- * frees are not detected: do not.
+ * at the start of a block, of another class than `size`, or not in use:
+ * a double free, at any distance, from any thread or process, is refused and
+ * counted (invalid_frees). Two frees of one block at the same instant from
+ * two threads, a race in the program, may both succeed.
  */
 POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size);
 
+/*
+ * pool_handoff: give a block up to another process: it leaves the caller's
+ * hands ("in transit": a crash of the caller no longer reclaims it) and its
+ * offset is returned, to pass to the receiver (a ring, a socket, a queue in
+ * the segment), which calls pool_adopt(). UINT64_MAX with errno EINVAL when
+ * ptr is not a block in use.
+ */
+POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr);
+
+/*
+ * pool_adopt: take a block in transit: the caller owns it now (a crash of
+ * the caller reclaims it) and gets its pointer. NULL with errno EINVAL when
+ * the offset is not the start of a block in transit (never handed off, or
+ * adopted already: exactly one receiver wins).
+ */
+POOL_API POOL_NODISCARD void *pool_adopt(pool_t *pool, uint64_t offset);
+
 /* pool_offset: the offset of ptr in the segment (for another process), or
- * UINT64_MAX when ptr is not inside the pool. */
+ * UINT64_MAX when ptr is not inside the pool. The owner does not change:
+ * if the allocating process dies before the receiver frees the block, poold
+ * gives it back to the pool (unless configured `orphans = keep`), and the
+ * receiver's pool_free then returns false. Use pool_handoff() to hand a
+ * block over for good. */
 POOL_API uint64_t pool_offset(pool_t *pool, const void *ptr);
 
 /* pool_at: the pointer for an offset from pool_offset(), in this process;
@@ -145,11 +170,14 @@ typedef struct pool_class_stats {
     int64_t blocks_in_use;   /* allocations - frees */
     uint64_t allocations;
     uint64_t frees;
-    uint64_t reuses;         /* allocations of a block freed before */
-    uint64_t same_address;   /* the block this thread freed last */
-    uint64_t cache_misses;   /* thread cache empty: went to central */
-    uint64_t central_misses; /* central empty: a new span was carved */
-    uint64_t exhausted;      /* no span left: NULL returned */
+    uint64_t reuses;            /* allocations of a block freed before */
+    uint64_t same_address;      /* the block this thread freed last */
+    uint64_t cache_misses;      /* thread cache empty: went to central */
+    uint64_t central_misses;    /* central empty: a new span was carved */
+    uint64_t exhausted;         /* no span left: NULL returned */
+    uint64_t blocks_in_transit; /* handed off (pool_handoff), not adopted yet */
+    uint64_t invalid_frees;     /* frees refused: the block was not in use */
+    uint64_t reclaimed_in_use;  /* blocks dead processes had in use, given back */
 } pool_class_stats_t;
 
 typedef struct pool_stats {
@@ -162,7 +190,10 @@ typedef struct pool_stats {
     uint64_t procs_attached;
     uint64_t procs_reclaimed;
     uint64_t blocks_reclaimed; /* cached blocks given back from dead processes */
-    uint64_t blocks_orphaned;  /* blocks dead processes still had in use */
+    uint64_t blocks_orphaned;  /* in-use blocks of dead processes kept in transit */
+    uint64_t blocks_in_transit;
+    uint64_t invalid_frees;
+    uint64_t reclaimed_in_use; /* in-use blocks of dead processes given back */
     uint32_t nclasses;
     pool_class_stats_t cls[POOL_MAX_CLASSES];
 } pool_stats_t;

@@ -164,7 +164,7 @@ static int find_or_claim(pd_server_t *srv, pid_t pid, uint64_t start, bool *reus
             pd_registry_reclaim(srv, old, "pid reused");
         } else {
             pshm_reclaimed_t r;
-            if (pshm_proc_reclaim(seg, (uint32_t)slot, &r) == 0)
+            if (pshm_proc_reclaim(seg, (uint32_t)slot, pd_actor(srv), &r) == 0)
                 pd_registry_note_reclaim(srv, &r, NULL, "pid reused");
         }
     }

@@ -24,7 +24,7 @@
 
 #include "poold.h"
 
-enum dtype { T_STR, T_SHM, T_SIZE, T_U32, T_LEVEL, T_CLASSES, T_ENDPOINT };
+enum dtype { T_STR, T_SHM, T_SIZE, T_U32, T_LEVEL, T_CLASSES, T_ENDPOINT, T_ORPHANS };
 
 typedef struct directive {
     pd_directive_info_t info;
@@ -53,9 +53,16 @@ static const directive_t table[] = {
     {{"classes", "8-65536", "size classes: a list '8,16,64' or a power-of-two range '8-65536'",
       false},
      STR(classes, T_CLASSES)},
-    {{"max_procs", "64", "process slots in the segment", false}, NUM(max_procs, T_U32, 1, 4096)},
-    {{"max_threads", "256", "thread-cache records in the segment", false},
-     NUM(max_threads, T_U32, 1, 65536)},
+    {{"max_procs", "64", "process slots in the segment (poold takes one)", false},
+     NUM(max_procs, T_U32, 2, PSHM_MAX_PROCS)},
+    {{"max_threads", "256", "thread-cache records in the segment (poold takes one)", false},
+     NUM(max_threads, T_U32, 2, PSHM_MAX_THREADS)},
+    {{"orphans", "reclaim",
+      "blocks a dead process still had in use: 'reclaim' gives them back to the pool, 'keep' "
+      "puts them in transit for a live process to free or adopt (for programs that pass raw "
+      "offsets with pool_offset)",
+      true},
+     NUM(orphans_keep, T_ORPHANS, 0, 1)},
     {{"group", "", "group whose members may attach (socket and segment 0660); empty: owner only",
       false},
      STR(group, T_STR)},
@@ -205,6 +212,13 @@ int pd_config_set(pd_config_t *c, const char *name, const char *value, char *err
         }
         memcpy(field, value, strlen(value) + 1);
         return 0;
+    case T_ORPHANS:
+        if (strcmp(value, "reclaim") != 0 && strcmp(value, "keep") != 0) {
+            snprintf(err, errlen, "%s: '%s' is not reclaim or keep", name, value);
+            return -EINVAL;
+        }
+        *(uint32_t *)(void *)field = strcmp(value, "keep") == 0;
+        return 0;
     case T_LEVEL:
         rc = pd_log_level_parse(value);
         if (rc < 0) {
@@ -255,6 +269,9 @@ int pd_config_format(const pd_config_t *c, const char *name, char *out, size_t c
     case T_ENDPOINT: snprintf(out, cap, "%s", field); break;
     case T_LEVEL:
         snprintf(out, cap, "%s", pd_log_level_name(*(const int *)(const void *)field));
+        break;
+    case T_ORPHANS:
+        snprintf(out, cap, "%s", *(const uint32_t *)(const void *)field ? "keep" : "reclaim");
         break;
     case T_SIZE: snprintf(out, cap, "%" PRIu64, *(const uint64_t *)(const void *)field); break;
     case T_U32: snprintf(out, cap, "%" PRIu32, *(const uint32_t *)(const void *)field); break;

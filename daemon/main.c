@@ -151,6 +151,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     pd_log_set_level(next.log_level);
     srv->cfg.idle_timeout = next.idle_timeout;
     srv->cfg.max_connections = next.max_connections;
+    srv->cfg.orphans_keep = next.orphans_keep;
     pd_server_apply_runtime(srv);
     if (metrics_changed) {
         pd_metrics_stop(srv);

@@ -82,7 +82,8 @@ typedef struct pd_config {
     int log_level;
     uint32_t idle_timeout; /* seconds, 0 = never */
     uint32_t max_connections;
-    uint32_t max_line; /* bytes with the LF, <= PPROTO_MAX_LINE */
+    uint32_t max_line;     /* bytes with the LF, <= PPROTO_MAX_LINE */
+    uint32_t orphans_keep; /* orphans = keep */
 } pd_config_t;
 
 /* One directive of the table (config.c): for --help and the flag list. */
@@ -137,7 +138,8 @@ struct pd_proc {
 typedef struct pd_orphan {
     int32_t pid;
     uint32_t slot;
-    int64_t blocks; /* in use when it died */
+    int64_t blocks; /* in use when it died: given back, or kept in transit */
+    uint64_t kept;  /* of those, kept in transit (orphans = keep) */
     uint64_t reclaimed_blocks;
     uint64_t reclaimed_unix;
 } pd_orphan_t;
@@ -165,6 +167,10 @@ struct pd_server {
     uint64_t seg_bytes;
     pshm_seg_t seg;
     bool seg_created; /* false: adopted */
+    /* poold's own slot and thread record: the hands that take a dead
+     * process's in-use blocks over and free them (pshm_proc_reclaim). */
+    pshm_actor_t actor;
+    bool have_actor;
     uint64_t gen;
     int gid; /* --group, or -1 */
     /* The control socket. */
@@ -185,6 +191,9 @@ struct pd_server {
     struct evhttp *http;
     char http_bound[PD_STR_MAX];
 };
+
+/* registry.c: poold's reclaiming hands, or NULL before it has them. */
+const pshm_actor_t *pd_actor(const pd_server_t *srv);
 
 /* server.c */
 int pd_server_init(pd_server_t *srv, const pd_config_t *cfg, struct event_base *base, char *err,

@@ -39,6 +39,11 @@ static int pidfd_open_(pid_t pid)
 #endif
 }
 
+const pshm_actor_t *pd_actor(const pd_server_t *srv)
+{
+    return srv->have_actor ? &srv->actor : NULL;
+}
+
 int pd_registry_init(pd_server_t *srv)
 {
     srv->nprocs = srv->seg.max_procs;
@@ -156,23 +161,26 @@ void pd_registry_note_reclaim(pd_server_t *srv, const pshm_reclaimed_t *r, const
     pd_orphan_t *o = &srv->orphans[srv->orphan_next];
     o->pid = r->pid;
     o->slot = r->slot;
-    o->blocks = r->blocks_orphaned;
+    o->blocks = (int64_t)(r->in_use_returned + r->in_use_kept);
+    o->kept = r->in_use_kept;
     o->reclaimed_blocks = r->blocks_returned;
     o->reclaimed_unix = (uint64_t)time(NULL);
     srv->orphan_next = (srv->orphan_next + 1) % PD_ORPHANS_KEPT;
     if (srv->norphans < PD_ORPHANS_KEPT)
         srv->norphans++;
-    pd_info("reclaimed pid %d (%s): %llu cached blocks returned, %lld orphaned [slot %u, %s]",
+    pd_info("reclaimed pid %d (%s): %llu cached and %llu in-use blocks returned, %llu kept in "
+            "transit [slot %u, %s]",
             (int)r->pid, name && *name ? name : "unnamed", (unsigned long long)r->blocks_returned,
-            (long long)r->blocks_orphaned, r->slot, why);
+            (unsigned long long)r->in_use_returned, (unsigned long long)r->in_use_kept, r->slot,
+            why);
 }
 
 void pd_registry_reclaim(pd_server_t *srv, pd_proc_t *p, const char *why)
 {
     pshm_reclaimed_t r;
     /* Never touch a slot that another process holds now. */
-    if (slot_holds(srv, p->slot, p->pid) && pshm_proc_reclaim(&srv->seg, p->slot, &r) == 0 &&
-        r.pid == p->pid)
+    if (slot_holds(srv, p->slot, p->pid) &&
+        pshm_proc_reclaim(&srv->seg, p->slot, pd_actor(srv), &r) == 0 && r.pid == p->pid)
         pd_registry_note_reclaim(srv, &r, p->name, why);
     else
         pd_debug("pid %d (%s) %s; its slot %u was already free", (int)p->pid,
@@ -220,8 +228,19 @@ static int scan(pd_server_t *srv, bool adopting)
     for (uint32_t i = 0; i < srv->nprocs; i++) {
         struct pshm_proc *sp = &srv->seg.procs[i];
         pd_proc_t *p = srv->procs[i];
+        if (srv->have_actor && i == srv->actor.slot)
+            continue; /* poold's own */
         /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
-        if (pa_load_acquire(&sp->state) != PSHM_PROC_LIVE) {
+        uint32_t state = pa_load_acquire(&sp->state);
+        if (state == PSHM_PROC_RECLAIMING) {
+            /* A reclaimer (a poold killed mid-reclaim) died: finish it. */
+            pshm_reclaimed_t r;
+            if (pshm_proc_reclaim(&srv->seg, i, pd_actor(srv), &r) == 0)
+                pd_registry_note_reclaim(srv, &r, NULL,
+                                         "reclaim finished after its reclaimer died");
+            continue;
+        }
+        if (state != PSHM_PROC_LIVE) {
             if (p && p->nconn == 0) { /* freed by its owner (pool_detach) */
                 pd_debug("slot %u of pid %d is free now; forgetting it", i, (int)p->pid);
                 drop(srv, p);
@@ -240,7 +259,7 @@ static int scan(pd_server_t *srv, bool adopting)
                 pd_registry_reclaim(srv, p, adopting ? "dead at adoption" : "found dead by sweep");
             } else {
                 pshm_reclaimed_t r;
-                if (pshm_proc_reclaim(&srv->seg, i, &r) == 0)
+                if (pshm_proc_reclaim(&srv->seg, i, pd_actor(srv), &r) == 0)
                     pd_registry_note_reclaim(srv, &r, NULL,
                                              adopting ? "dead at adoption" : "found dead by sweep");
             }

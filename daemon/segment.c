@@ -127,6 +127,32 @@ static int create(pd_server_t *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* poold's own slot and record, through which it frees the in-use blocks
+ * of dead processes. A slot left by a poold that died is reclaimed like any
+ * other (its pid is gone). */
+static int claim_actor(pd_server_t *srv, char *err, size_t errlen)
+{
+    pid_t me = getpid();
+    int slot = pshm_proc_claim(&srv->seg, me, pshm_os_proc_start_time(me), PSHM_VIA_POOLD);
+    if (slot == -EBUSY && pshm_reclaim_dead(&srv->seg, NULL, NULL, 0) > 0)
+        slot = pshm_proc_claim(&srv->seg, me, pshm_os_proc_start_time(me), PSHM_VIA_POOLD);
+    if (slot < 0) {
+        snprintf(err, errlen, "segment %s has no free process slot for poold itself",
+                 srv->cfg.shm_name);
+        return slot;
+    }
+    struct pshm_thread *t = pshm_thread_claim(&srv->seg, (uint32_t)slot, (int32_t)me);
+    if (!t) {
+        pshm_proc_release(&srv->seg, (uint32_t)slot);
+        snprintf(err, errlen, "segment %s has no free thread record for poold itself",
+                 srv->cfg.shm_name);
+        return -EBUSY;
+    }
+    srv->actor = (pshm_actor_t){(uint32_t)slot, t};
+    srv->have_actor = true;
+    return 0;
+}
+
 int pd_segment_open(pd_server_t *srv, char *err, size_t errlen)
 {
     const char *name = srv->cfg.shm_name;
@@ -163,6 +189,11 @@ int pd_segment_open(pd_server_t *srv, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return rc;
     }
+    /* relaxed: a setting, read by reclaimers. */
+    pa_store_relaxed(&srv->seg.hdr->orphans_keep, srv->cfg.orphans_keep ? 1u : 0u);
+    rc = claim_actor(srv, err, errlen);
+    if (rc < 0)
+        return rc;
     if (!srv->seg_created) {
         int live = pd_registry_adopt(srv);
         pd_info("adopted segment %s: %llu bytes, generation %llu, %d live process%s kept, %u "
@@ -180,6 +211,11 @@ void pd_segment_close(pd_server_t *srv)
     /* relaxed: informational; 0 says "no poold now". Only if it is still us:
      * a successor poold may already have adopted the segment. */
     int32_t me = (int32_t)getpid();
+    if (srv->have_actor) {
+        pshm_release_result_t res = {0};
+        pshm_proc_detach(&srv->seg, srv->actor.slot, false, &res);
+        srv->have_actor = false;
+    }
     if (pa_load_relaxed(&srv->seg.hdr->daemon_pid) == me)
         pa_store_relaxed(&srv->seg.hdr->daemon_pid, 0);
     pshm_os_unmap(srv->seg_base, srv->seg_bytes);

@@ -61,6 +61,9 @@ static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pool_stats_t *
     pproto_buf_add_info_u64(b, "procs_reclaimed_total", st->procs_reclaimed);
     pproto_buf_add_info_u64(b, "blocks_reclaimed_total", st->blocks_reclaimed);
     pproto_buf_add_info_u64(b, "blocks_orphaned_total", st->blocks_orphaned);
+    pproto_buf_add_info_u64(b, "blocks_reclaimed_in_use_total", st->reclaimed_in_use);
+    pproto_buf_add_info_u64(b, "blocks_in_transit", st->blocks_in_transit);
+    pproto_buf_add_info_u64(b, "invalid_frees_total", st->invalid_frees);
     pproto_buf_add_info_u64(b, "allocations_total", allocs);
     pproto_buf_add_info_u64(b, "frees_total", frees);
     pproto_buf_add_info_u64(b, "reuses_total", reuses);
@@ -95,6 +98,9 @@ static void section_classes(pproto_buf_t *b, const pool_stats_t *st)
         pproto_buf_add_subkv_u64(b, "cache_misses", k->cache_misses);
         pproto_buf_add_subkv_u64(b, "central_misses", k->central_misses);
         pproto_buf_add_subkv_u64(b, "exhausted", k->exhausted);
+        pproto_buf_add_subkv_u64(b, "in_transit", k->blocks_in_transit);
+        pproto_buf_add_subkv_u64(b, "invalid_frees", k->invalid_frees);
+        pproto_buf_add_subkv_u64(b, "reclaimed_in_use", k->reclaimed_in_use);
         pproto_buf_end_line(b);
     }
 }
@@ -109,6 +115,7 @@ static void section_class_config(pd_server_t *srv, pproto_buf_t *b)
         pproto_buf_begin_row(b, key);
         pproto_buf_add_subkv_u64(b, "size", s->block_size[c]);
         pproto_buf_add_subkv_u64(b, "blocks_per_span", s->blocks_per_span[c]);
+        pproto_buf_add_subkv_u64(b, "owner_bytes", pshm_owner_bytes_per_block());
         pproto_buf_add_subkv_u64(b, "cache_cap", s->cache_cap[c]);
         pproto_buf_add_subkv_u64(b, "batch", s->batch[c]);
         pproto_buf_end_line(b);
@@ -166,6 +173,7 @@ static void section_orphans(pd_server_t *srv, pproto_buf_t *b)
         pproto_buf_add_subkv_i64(b, "pid", o->pid);
         pproto_buf_add_subkv_u64(b, "slot", o->slot);
         pproto_buf_add_subkv_i64(b, "blocks", o->blocks);
+        pproto_buf_add_subkv_u64(b, "kept", o->kept);
         pproto_buf_add_subkv_u64(b, "reclaimed_blocks", o->reclaimed_blocks);
         pproto_buf_add_subkv_u64(b, "reclaimed_unix", o->reclaimed_unix);
         pproto_buf_end_line(b);

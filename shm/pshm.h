@@ -59,6 +59,12 @@ typedef struct pshm_seg {
      * span passes (always a block start): pshm_block_class() then divides. */
     uint64_t block_mask[PSHM_MAX_CLASSES];
     uint32_t cache_cap[PSHM_MAX_CLASSES];
+    /* Owner bytes (pshm_owner()): base of class c's bytes for span 0, the
+     * shift from a span number to its bytes, and ceil(2^32 / block size). */
+    uint8_t *own_base[PSHM_MAX_CLASSES];
+    uint32_t own_sshift[PSHM_MAX_CLASSES];
+    uint64_t own_recip[PSHM_MAX_CLASSES];
+    uint64_t span_mask;
     /* The rest. */
     uint64_t data_end;
     uint64_t bytes;
@@ -66,6 +72,8 @@ typedef struct pshm_seg {
     struct pshm_class *cls;
     struct pshm_proc *procs;
     uint8_t *threads;
+    pa_u32 *carvers;
+    uint8_t *gowner;
     uint32_t nspans;
     uint32_t max_procs;
     uint32_t max_threads;
@@ -90,6 +98,8 @@ void pshm_params_default(pshm_params_t *p, uint64_t bytes);
 /* "8,16,32" or "8-65536" (powers of two in the range); sorted, unique, >= 8,
  * multiples of 8. */
 int pshm_params_set_classes(pshm_params_t *p, const char *list, char *err, size_t errlen);
+/* Memory the owner table costs per block, in bytes. */
+uint32_t pshm_owner_bytes_per_block(void);
 /* Smallest segment these parameters can make. */
 uint64_t pshm_params_min_bytes(const pshm_params_t *p);
 int pshm_format(void *base, const pshm_params_t *p, char *err, size_t errlen);
@@ -142,9 +152,33 @@ static inline int pshm_block_class(const pshm_seg_t *s, uint64_t off)
     return m == UINT64_MAX ? pshm_block_class_div(s, rel, c) : -22;
 }
 
+/* A block of class c, and before the span's owner tail (what lists and
+ * caches may hold): the check of every index read from the segment. */
 static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t c)
 {
-    return pshm_block_class(s, (uint64_t)idx << 3) == (int)c;
+    uint64_t off = (uint64_t)idx << 3;
+    return pshm_block_class(s, off) == (int)c &&
+           (((off - s->data_off) & s->span_mask) * s->own_recip[c] >> 32) < s->blocks_per_span[c];
+}
+
+/* The owner byte of the block of class c at byte offset off (a block start
+ * inside a span of class c: callers check that first, or know it). */
+static inline pa_u8 *pshm_owner(const pshm_seg_t *s, uint32_t c, uint64_t off)
+{
+    uint64_t rel = off - s->data_off;
+    return (pa_u8 *)(s->own_base[c] + ((rel >> s->span_shift) << s->own_sshift[c]) +
+                     (((rel & s->span_mask) * s->own_recip[c]) >> 32));
+}
+
+static inline pa_u8 *pshm_owner_idx(const pshm_seg_t *s, uint32_t c, uint32_t idx)
+{
+    return pshm_owner(s, c, (uint64_t)idx << 3);
+}
+
+/* The owner byte that names process slot `slot`. */
+static inline uint8_t pshm_own_val(uint32_t slot)
+{
+    return (uint8_t)(slot + 1);
 }
 
 /* True when a `hot` word holds a cached block (not empty, not a taken note;
@@ -169,12 +203,25 @@ static inline uint32_t pshm_tclass_cached(const struct pshm_tclass *tc)
     return pa_load_relaxed(&tc->count) + pshm_hot_cached(pa_load_relaxed(&tc->hot));
 }
 
-/* A thread's allocations of one class, derived from its counters. */
+/* Blocks a thread carved from spans (high half of fresh_w). */
+static inline uint64_t pshm_tclass_fresh(const struct pshm_tclass *tc)
+{
+    return pa_load_relaxed(&tc->fresh_w) >> 32;
+}
+
+static inline uint32_t pshm_tclass_fresh_next(const struct pshm_tclass *tc)
+{
+    return (uint32_t)pa_load_relaxed(&tc->fresh_w);
+}
+
+/* A thread's allocations of one class, derived from its counters: every
+ * block that came into its hands (carved, freed to it, refilled, adopted)
+ * less those still cached and those it gave to central or to transit.
+ * Handoffs and adopts move blocks without an allocation: they cancel. */
 static inline uint64_t pshm_tclass_allocs(const struct pshm_tclass *tc)
 {
-    return pa_load_relaxed(&tc->fresh) + pa_load_relaxed(&tc->frees) +
-           pa_load_relaxed(&tc->moved_in) - pa_load_relaxed(&tc->moved_out) -
-           pshm_tclass_cached(tc);
+    return pshm_tclass_fresh(tc) + pa_load_relaxed(&tc->frees) + pa_load_relaxed(&tc->moved_in) -
+           pa_load_relaxed(&tc->moved_out) - pshm_tclass_cached(tc);
 }
 
 /* Allocations that returned the block this thread freed last (took hot). */
@@ -184,20 +231,56 @@ static inline uint64_t pshm_tclass_same(const struct pshm_tclass *tc)
            pshm_hot_cached(pa_load_relaxed(&tc->hot));
 }
 
-/* ---- central lists (pshm_central.c) ---- */
-/* Push n (1..batch) blocks as one batch. Never fails. */
-void pshm_central_push(pshm_seg_t *s, uint32_t c, const uint32_t *idx, uint32_t n);
-/* Pop one batch into out[0..cap); returns how many (0: empty). Indices that
- * fail validation (a corrupt chain) are dropped and counted. */
-uint32_t pshm_central_pop(pshm_seg_t *s, uint32_t c, uint32_t *out, uint32_t cap);
-/* Region stack: uncarved [start, end) remainders of spans. */
-void pshm_region_push(pshm_seg_t *s, uint32_t c, uint32_t start, uint32_t end);
-bool pshm_region_pop(pshm_seg_t *s, uint32_t c, uint32_t *start, uint32_t *end);
+/* ---- central lists and journaled moves (pshm_central.c) ---- */
+/* A record's author number in list heads: its index plus one. */
+static inline uint32_t pshm_rec_id(const pshm_seg_t *s, const struct pshm_thread *t)
+{
+    return (uint32_t)(((const uint8_t *)t - s->threads) / s->thread_bytes) + 1;
+}
+
+/* Record t refills its empty cache of class c with one batch from central:
+ * the number of blocks now in slots[1..count] (0: central is empty). */
+uint32_t pshm_rec_refill(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
+/* Record t pushes the top m entries of slots[] (m <= count) to central. */
+void pshm_rec_flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m);
+/* Record t, whose carving range is empty, takes a new one: an uncarved
+ * region, else a fresh span. 0, or -ENOMEM when neither is left. */
+int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
+/* Record t gives its carving range back to the region stack. */
+void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
+/* Record t (of process slot `slot`) takes block idx, owned by that slot,
+ * into its cache and marks it free: the free of a block one owns, done by
+ * the shm layer (the client's fast path has its own copy). */
+void pshm_rec_free_owned(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c,
+                         uint32_t idx);
+/* Put a dead record's pending step right (finish or undo it); then its
+ * cache, carving range and counters are what they would be had it not died
+ * in the middle of a step. Returns entries dropped as invalid. */
+uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c);
+/* Handoff and adopt of block idx of class c by record t of slot `slot`:
+ * 0, or -EINVAL (the block is not owned / not in transit). */
+int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx);
+int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c, uint32_t idx);
+
+/* Without a record (records full): not journaled, so a crash in the middle
+ * can lose the batch; counted in the class's u_* counters. */
+uint32_t pshm_central_pop_raw(pshm_seg_t *s, uint32_t c, uint32_t *out, uint32_t cap);
+void pshm_central_push_raw(pshm_seg_t *s, uint32_t c, const uint32_t *idx, uint32_t n);
+bool pshm_region_pop_raw(pshm_seg_t *s, uint32_t c, uint32_t *start, uint32_t *end);
+void pshm_region_push_raw(pshm_seg_t *s, uint32_t c, uint32_t start, uint32_t end);
 
 /* ---- spans (pshm_span.c) ---- */
-/* Carve a fresh span for class c: [*start, *end) in block indices. -ENOMEM
- * when every span is carved. */
-int pshm_span_carve(pshm_seg_t *s, uint32_t c, uint32_t *start, uint32_t *end);
+/* Claim a fresh span for class c on behalf of record `rec_id` (0: none):
+ * its number, or -ENOMEM when every span is carved. */
+int pshm_span_claim(pshm_seg_t *s, uint32_t rec_id);
+/* The same for record t, journaled (PSHM_PEND_CARVE) for class c. */
+int pshm_span_claim_journaled(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
+/* Make claimed span n a span of class c (idempotent): its owner bytes
+ * zeroed, its class published; [*start, *end) its blocks. */
+void pshm_span_publish(pshm_seg_t *s, uint32_t n, uint32_t c, uint32_t *start, uint32_t *end);
+/* Spans carved for class c, and in all (from the span map). */
+uint32_t pshm_spans_of(const pshm_seg_t *s, uint32_t c);
+uint32_t pshm_spans_carved(const pshm_seg_t *s);
 
 /* ---- process slots and thread records (pshm_slots.c) ---- */
 static inline struct pshm_thread *pshm_thread_at(const pshm_seg_t *s, uint32_t i)
@@ -205,7 +288,8 @@ static inline struct pshm_thread *pshm_thread_at(const pshm_seg_t *s, uint32_t i
     return (struct pshm_thread *)(void *)(s->threads + (uint64_t)i * s->thread_bytes);
 }
 /* Claim a free slot for pid: slot number, or -EBUSY when all are taken. */
-int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, bool via_daemon);
+/* via: 0 embedded or direct, 1 through poold, PSHM_VIA_POOLD poold itself. */
+int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, uint32_t via);
 /* The live slot held by pid, or -ENOENT. */
 int pshm_proc_find(const pshm_seg_t *s, pid_t pid);
 /* Give a slot back (its threads' records must be released first). */
@@ -219,27 +303,44 @@ typedef struct pshm_release_result {
     uint64_t threads;         /* records released */
 } pshm_release_result_t;
 
-/* Return a thread record's cached blocks and carving region to the class
- * lists, fold its counters into the class and slot totals, and free it.
- * `untrusted`: the owner may have died or scribbled: every entry is
- * validated first (reclaim). */
+/* Return a thread record's cached blocks and carving range to the class
+ * lists and free it; its counters stay in it (statistics). `untrusted`: the
+ * owner may have died in the middle of a step or scribbled: its pending
+ * step is put right first and every entry is validated (reclaim). */
 void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bool untrusted,
                          pshm_release_result_t *res);
-/* Release every record owned by slot; then free the slot. */
+/* Release every record owned by slot; then free the slot. Its blocks still
+ * in use stay owned by it: call only when the process gives them up too
+ * (pool_detach), or reclaim instead. */
 void pshm_proc_detach(pshm_seg_t *s, uint32_t slot, bool untrusted, pshm_release_result_t *res);
+
+/* Who reclaims: a live process slot and one of its thread records, which
+ * takes the dead process's in-use blocks over and frees them. rec NULL:
+ * no record to free them through; they are put in transit instead. */
+typedef struct pshm_actor {
+    uint32_t slot;
+    struct pshm_thread *rec;
+} pshm_actor_t;
 
 typedef struct pshm_reclaimed {
     int32_t pid;
     uint32_t slot;
-    uint64_t blocks_returned;
-    int64_t blocks_orphaned; /* allocs - frees of the dead process */
+    uint64_t blocks_returned; /* cached blocks given back */
+    uint64_t in_use_returned; /* blocks it had in use, given back */
+    uint64_t in_use_kept;     /* blocks it had in use, put in transit (orphans = keep) */
+    uint64_t entries_dropped; /* invalid entries (corruption) */
+    int64_t blocks_orphaned;  /* kept, as reported before owners existed */
 } pshm_reclaimed_t;
-/* Reclaim one slot whose process is known dead (poold: pidfd/EOF). -EAGAIN
- * when the slot is not live or another reclaimer has it. */
-int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, pshm_reclaimed_t *out);
-/* Reclaim every live slot whose process has gone; returns how many, and
- * fills up to max entries of out (may be NULL). */
-int pshm_reclaim_dead(pshm_seg_t *s, pshm_reclaimed_t *out, int max);
+/* Reclaim one slot whose process is known dead (poold: pidfd/EOF), or
+ * finish the reclaim of a slot whose reclaimer died. -EAGAIN when the slot
+ * is not live or a live reclaimer has it. */
+int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
+                      pshm_reclaimed_t *out);
+/* True when some slot's process (or reclaimer) has gone. */
+bool pshm_any_dead(const pshm_seg_t *s);
+/* Reclaim every slot whose process (or reclaimer) has gone; returns how
+ * many, and fills up to max entries of out (may be NULL). */
+int pshm_reclaim_dead(pshm_seg_t *s, const pshm_actor_t *actor, pshm_reclaimed_t *out, int max);
 
 /* ---- statistics and checks (pshm_stats.c) ---- */
 struct pool_stats;
@@ -262,5 +363,17 @@ int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max);
 /* Check the invariants; valid only while no thread is inside the pool.
  * 0, or -EUCLEAN with a description in err. */
 int pshm_check(const pshm_seg_t *s, char *err, size_t errlen);
+
+/* A physical count of one class, by walking lists, caches and owner bytes:
+ * valid only at rest. */
+typedef struct pshm_audit {
+    uint64_t carved;  /* blocks of carved spans, less uncarved regions and ranges */
+    uint64_t central; /* on the batch stack */
+    uint64_t cached;  /* in live records' caches */
+    uint64_t owned;   /* owner byte names a slot */
+    uint64_t transit; /* owner byte says in transit */
+    uint64_t regions; /* uncarved blocks on the region stack and in ranges */
+} pshm_audit_t;
+int pshm_audit_class(const pshm_seg_t *s, uint32_t c, pshm_audit_t *out, char *err, size_t errlen);
 
 #endif /* PSHM_H */

@@ -32,6 +32,9 @@ typedef _Atomic uint8_t pa_u8;
 #define pa_cas_weak_acq_rel(p, expected, desired)                                                  \
     atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_acq_rel,        \
                                           memory_order_acquire)
+#define pa_cas_weak_relaxed(p, expected, desired)                                                  \
+    atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_relaxed,        \
+                                          memory_order_relaxed)
 #define pa_cas_strong_acq_rel(p, expected, desired)                                                \
     atomic_compare_exchange_strong_explicit((p), (expected), (desired), memory_order_acq_rel,      \
                                             memory_order_acquire)

@@ -1,21 +1,48 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pshm_central.c: the lock-free central lists of each size class.
+ * pshm_central.c: the lock-free central lists of each size class, and the
+ * journaled steps that move blocks between them and a thread's record.
  *
- * Two Treiber stacks per class, both with a tagged 64-bit head (generation in
- * the high 32 bits, block index in the low 32) so that a head that was popped
- * and pushed again between a reader's load and its CAS fails the CAS (ABA).
- * - The batch stack: each node is the first block of a chain of free blocks
- *   (one refill or flush worth). Moving a batch costs one CAS.
- * - The region stack: uncarved remainders of spans left by exited threads.
+ * Two Treiber stacks per class, each with a tagged 64-bit head (generation,
+ * author, index of the top node; pshm_layout.h) so that a head that was
+ * popped and pushed again between a reader's load and its CAS fails the CAS
+ * (ABA).
+ * - The batch stack ("central"): each node is the first block of a chain of
+ *   free blocks (one refill or flush worth). Moving a batch costs one CAS.
+ * - The region stack: uncarved remainders of spans given back by threads.
  * The links live in the first 8 bytes of the free blocks themselves.
  *
- * Crash consistency: the only shared write is the CAS on the head. A process
- * killed before it leaves the list as it was; killed after it, the batch is
- * wholly in the list (push) or wholly out (pop). There is no lock a dead
- * process could hold. Never call into the OS here.
+ * Crash consistency (DESIGN.md invariant 5). A thread can be killed between
+ * any two instructions, and the only moment a batch changes hands is the
+ * CAS on a head: before it, the batch is the list's; after it, the
+ * thread's, though nothing but a register says so yet. So a record writes
+ * what it is about to do in its `pend` journal before the CAS (the node, the
+ * generation it expects, the counters before the step), and a reclaimer
+ * decides from the journal whether the CAS took effect:
+ * - the head still carries the generation after ours and our author: it did;
+ * - else our record's receipt for that list says: every thread about to
+ *   CAS a head first writes "your CAS at generation g took effect" into the
+ *   head's author's record (a max-CAS on its rcpt word, receipt_note()), so
+ *   the head cannot move past a generation before its author's receipt
+ *   holds it. A record sets its own receipt to the generation it reads
+ *   before each of its CASes, so that an old receipt never answers for a new
+ *   step.
+ * Counters are then set (not added) from the journal's "before" values, so
+ * that finishing or undoing a step twice is harmless: a reclaimer that dies
+ * in the middle of a recovery leaves the next one the same journal.
+ *
+ * What this costs: one more store or two per batch (the journal, the
+ * receipt), none on the fast path. What it assumes: a thread is not stalled
+ * between reading a head and its CAS for 2^19 steps of that one list
+ * (generations wrap at 2^20), the same kind of bound every tagged-pointer
+ * stack lives with. Operations without a record (records full) are not
+ * journaled.
  */
+#include <errno.h>
+
 #include "pshm.h"
+
+enum { LIST_CENTRAL = 0, LIST_REGION = 1 };
 
 static inline uint64_t *link_word(const pshm_seg_t *s, uint32_t idx)
 {
@@ -50,105 +77,578 @@ static inline void set_next_node(const pshm_seg_t *s, uint32_t idx, uint32_t nex
     *w = ((uint64_t)next << 32) | (*w & 0xffffffffu);
 }
 
-static void stack_push(const pshm_seg_t *s, pa_u64 *head, uint32_t node)
+static inline pa_u64 *list_head(pshm_seg_t *s, uint32_t c, int list)
 {
-    /* relaxed: only a starting guess; the CAS below re-reads with acquire. */
-    uint64_t old = pa_load_relaxed(head);
+    return list == LIST_REGION ? &s->cls[c].regions : &s->cls[c].central;
+}
+
+/* Generation a is b or newer, modulo the 20-bit wrap. */
+static inline bool tag_reached(uint32_t a, uint32_t b)
+{
+    return ((a - b) & PSHM_TAG_MASK) < (1u << (PSHM_TAG_BITS - 1));
+}
+
+/* Before a CAS that moves head h on: tell h's author that its CAS took
+ * effect. relaxed: the receipt only has to be in place before our CAS on
+ * the head, whose release orders it; a reclaimer reads it after acquiring
+ * the head (succeeded()). */
+static void receipt_note(pshm_seg_t *s, uint32_t c, int list, uint64_t h, uint32_t me)
+{
+    uint32_t a = PSHM_HEAD_AUTHOR(h);
+    if (a == 0 || a == me || a > s->max_threads)
+        return;
+    pa_u32 *r = &pshm_thread_at(s, a - 1)->cls[c].rcpt[list];
+    uint32_t t = PSHM_HEAD_TAG(h);
+    uint32_t cur = pa_load_relaxed(r);
+    while (cur != t && tag_reached(t, cur))
+        if (pa_cas_weak_relaxed(r, &cur, t))
+            break;
+}
+
+/* The journal's step is about to CAS head `old`: record the generation it
+ * expects, then refresh our own receipt to it (order matters: a death
+ * between the two leaves a receipt older than the journal's generation). */
+static inline void journal_tag(struct pshm_tclass *tc, int list, uint64_t old)
+{
+    tc->pend.tag = PSHM_HEAD_TAG(old);
+    pa_store_relaxed(&tc->rcpt[list], PSHM_HEAD_TAG(old)); /* relaxed: see receipt_note() */
+}
+
+/* Did record `me`'s journaled CAS on list `list` of class c, expecting
+ * generation tag, take effect? Valid once the record's thread is dead. */
+static bool succeeded(pshm_seg_t *s, uint32_t c, int list, const struct pshm_tclass *tc,
+                      uint32_t me)
+{
+    /* acquire: pairs with the release CAS of whoever moved the head last, so
+     * every receipt written before any CAS up to that one is visible. */
+    uint64_t h = pa_load_acquire(list_head(s, c, list));
+    uint32_t want = (tc->pend.tag + 1) & PSHM_TAG_MASK;
+    if (PSHM_HEAD_TAG(h) == want && PSHM_HEAD_AUTHOR(h) == me)
+        return true;
+    if (PSHM_HEAD_TAG(h) == tc->pend.tag)
+        return false;                                           /* the head has not moved since */
+    return tag_reached(pa_load_relaxed(&tc->rcpt[list]), want); /* relaxed: after the acquire */
+}
+
+/* Push `node` (its chain already linked) on a list as record t. The
+ * journal (op and fields) is in place; each try records its generation. */
+static void rec_push(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, int list, uint32_t node,
+                     uint64_t old)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint32_t me = pshm_rec_id(s, t);
+    pa_u64 *head = list_head(s, c, list);
     for (;;) {
         set_next_node(s, node, PSHM_HEAD_IDX(old));
-        /* release: publishes the node's link words (and the chain written by
-         * our caller) to the acquire CAS or load in stack_pop(). */
-        if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, node)))
+        receipt_note(s, c, list, old, me);
+        journal_tag(tc, list, old);
+        /* release: publishes the node's link words (and the chain) and the
+         * receipts above to the acquire CAS or load in rec_pop(); acquire on
+         * failure: `old` is the current head. */
+        if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, me, node)))
             return;
     }
 }
 
-static uint32_t stack_pop(const pshm_seg_t *s, pa_u64 *head, uint32_t c)
+/* Pop the top node of a list as record t, journaling `op` with it: the
+ * node, or PSHM_IDX_NONE when the list is empty (or its head corrupt; then
+ * it is treated as empty rather than followed). */
+static uint32_t rec_pop(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, int list, uint32_t op)
 {
-    /* acquire: pairs with the release CAS in stack_push(), so the node's link
+    struct pshm_tclass *tc = &t->cls[c];
+    uint32_t me = pshm_rec_id(s, t);
+    pa_u64 *head = list_head(s, c, list);
+    /* acquire: pairs with the release CAS in rec_push(), so the node's link
      * word we read next is the one its pusher wrote. */
     uint64_t old = pa_load_acquire(head);
     for (;;) {
         uint32_t node = PSHM_HEAD_IDX(old);
-        if (node == PSHM_IDX_NONE)
-            return PSHM_IDX_NONE;
-        /* A corrupt head (scribbled segment) must not send us outside the
-         * mapping: treat it as empty rather than follow it. */
-        if (pshm_unlikely(!pshm_idx_is_block(s, node, c)))
+        if (node == PSHM_IDX_NONE || !pshm_idx_is_block(s, node, c))
             return PSHM_IDX_NONE;
         uint32_t next = peek_next_node(s, node);
+        receipt_note(s, c, list, old, me);
+        tc->pend.a = node;
+        journal_tag(tc, list, old);
+        /* release: the journal is written before the CAS can take effect;
+         * pairs with the acquire load in pshm_rec_recover(). */
+        pa_store_release(&tc->pend.op, op);
         /* acq_rel: acquire pairs with the pusher's release, release orders
-         * our earlier reads before anyone who pushes this node again. */
-        if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, next)))
+         * the journal and receipts before the head moves. */
+        if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, me, next)))
             return node;
     }
 }
 
-void pshm_central_push(pshm_seg_t *s, uint32_t c, const uint32_t *idx, uint32_t n)
+static inline void journal_done(struct pshm_tclass *tc)
 {
-    pool_assert(n >= 1 && n <= s->batch[c] + 1);
-    /* Chain the blocks; the node's high half is set by stack_push. */
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t nx = i + 1 < n ? idx[i + 1] : PSHM_IDX_NONE;
-        *link_word(s, idx[i]) = (uint64_t)nx;
-    }
-    stack_push(s, &s->cls[c].central, idx[0]);
-    /* relaxed: statistic, read by stats only. */
-    pa_add_relaxed(&s->cls[c].central_blocks, n);
+    /* release: the step's last writes (counters, cache) come before it. */
+    pa_store_release(&tc->pend.op, PSHM_PEND_NONE);
 }
 
-uint32_t pshm_central_pop(pshm_seg_t *s, uint32_t c, uint32_t *out, uint32_t cap)
+/* Copy the chain that starts at node into out[0..cap): how many. The chain
+ * is ours (popped), so plain reads; bounded, and every index checked, so
+ * that a corrupt chain cannot loop or escape. *dropped counts a bad tail. */
+static uint32_t chain_copy(const pshm_seg_t *s, uint32_t c, uint32_t node, uint32_t *out,
+                           uint32_t cap, uint64_t *dropped)
 {
-    uint32_t node = stack_pop(s, &s->cls[c].central, c);
     uint32_t n = 0;
-    uint32_t dropped = 0;
-
-    /* The chain is ours now: plain reads, ordered after the acquire in
-     * stack_pop. Bound the walk and check every index, so that a corrupt
-     * chain (a double free, a scribbling process) cannot loop or escape. */
     uint32_t cur = node;
     while (cur != PSHM_IDX_NONE) {
         if (n == cap || !pshm_idx_is_block(s, cur, c)) {
-            dropped++;
+            (*dropped)++;
             break;
         }
         out[n++] = cur;
         cur = (uint32_t)(*link_word(s, cur) & 0xffffffffu);
     }
-    if (n)
-        pa_sub_relaxed(&s->cls[c].central_blocks, n); /* relaxed: statistic */
-    if (dropped)
-        pa_add_relaxed(&s->hdr->entries_dropped, dropped); /* relaxed: statistic */
     return n;
 }
 
-void pshm_region_push(pshm_seg_t *s, uint32_t c, uint32_t start, uint32_t end)
+static void count_dropped(pshm_seg_t *s, uint64_t dropped)
+{
+    if (dropped)
+        pa_add_relaxed(&s->hdr->entries_dropped, dropped); /* relaxed: statistic */
+}
+
+uint32_t pshm_rec_refill(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    pool_assert(pa_load_relaxed(&tc->count) == 0);
+    uint64_t mi = pa_load_relaxed(&tc->moved_in); /* relaxed: single writer, us */
+    tc->pend.ctr = mi;
+    uint32_t node = rec_pop(s, t, c, LIST_CENTRAL, PSHM_PEND_POP);
+    if (node == PSHM_IDX_NONE) {
+        journal_done(tc);
+        return 0;
+    }
+    uint64_t dropped = 0;
+    uint32_t n = chain_copy(s, c, node, tc->slots + 1, s->cache_cap[c] - 1, &dropped);
+    count_dropped(s, dropped);
+    /* relaxed (both): single writer; statistics read them. The count is the
+     * step's commit: from here the batch is in the cache. */
+    pa_store_relaxed(&tc->count, n);
+    pa_store_relaxed(&tc->moved_in, mi + n);
+    journal_done(tc);
+    return n;
+}
+
+void pshm_rec_flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint32_t n0 = pa_load_relaxed(&tc->count); /* relaxed: single writer, us */
+    pool_assert(m >= 1 && m <= n0);
+    /* Chain the top m entries (zeros are entries a reclaimer dropped). */
+    uint32_t first = PSHM_IDX_NONE, prev = PSHM_IDX_NONE, k = 0;
+    for (uint32_t i = n0 - m + 1; i <= n0; i++) {
+        uint32_t b = tc->slots[i];
+        if (b == PSHM_IDX_NONE)
+            continue;
+        if (prev == PSHM_IDX_NONE)
+            first = b;
+        else
+            *link_word(s, prev) = b;
+        prev = b;
+        k++;
+    }
+    if (k == 0) {
+        pa_store_relaxed(&tc->count, n0 - m); /* relaxed: single writer */
+        return;
+    }
+    *link_word(s, prev) = PSHM_IDX_NONE;
+    uint64_t mo = pa_load_relaxed(&tc->moved_out);
+    tc->pend.a = first;
+    tc->pend.n = m;
+    tc->pend.b = k;
+    tc->pend.count = n0;
+    tc->pend.ctr = mo;
+    pa_u64 *head = list_head(s, c, LIST_CENTRAL);
+    uint64_t old = pa_load_relaxed(head); /* relaxed: a first guess, the CAS decides */
+    journal_tag(tc, LIST_CENTRAL, old);
+    /* release: the journal before the cache shrinks (a death after this
+     * store is undone or finished from it). */
+    pa_store_release(&tc->pend.op, PSHM_PEND_PUSH);
+    pa_store_relaxed(&tc->count, n0 - m); /* relaxed: single writer */
+    pa_store_relaxed(&tc->moved_out, mo + k);
+    rec_push(s, t, c, LIST_CENTRAL, first, old);
+    journal_done(tc);
+}
+
+/* Set record t's carving range of class c to [a, b). */
+static void set_range(struct pshm_tclass *tc, uint32_t a, uint32_t b)
+{
+    /* relaxed (both): single writer; the journal covers a death between. */
+    tc->fresh_end = b;
+    uint64_t w = pa_load_relaxed(&tc->fresh_w);
+    pa_store_relaxed(&tc->fresh_w, (w & ~UINT64_C(0xffffffff)) | a);
+}
+
+/* The end of region node `node` popped from class c's region stack, or 0
+ * when its link word does not describe a region of that span. */
+static uint32_t region_end(const pshm_seg_t *s, uint32_t c, uint32_t node)
+{
+    uint32_t e = (uint32_t)(*link_word(s, node) & 0xffffffffu);
+    uint64_t node_off = (uint64_t)node << 3;
+    uint64_t span_end = ((node_off - s->data_off) & ~s->span_mask) + s->data_off + s->span_mask + 1;
+    uint64_t end_off = (uint64_t)e << 3;
+    if (end_off <= node_off || end_off > span_end || (end_off - node_off) % s->block_size[c])
+        return 0;
+    uint64_t last = ((end_off - s->data_off) & s->span_mask);
+    if (last == 0)
+        last = s->span_mask + 1;
+    if (last > (uint64_t)s->blocks_per_span[c] * s->block_size[c])
+        return 0;
+    return e;
+}
+
+int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint32_t a, b;
+    for (;;) {
+        uint32_t node = rec_pop(s, t, c, LIST_REGION, PSHM_PEND_RPOP);
+        if (node == PSHM_IDX_NONE)
+            break;
+        uint32_t e = region_end(s, c, node);
+        if (e == 0) { /* a corrupt region: dropped, never handed out */
+            journal_done(tc);
+            count_dropped(s, 1);
+            continue;
+        }
+        a = node;
+        b = e;
+        goto install;
+    }
+    int n = pshm_span_claim_journaled(s, t, c);
+    if (n < 0) {
+        journal_done(tc);
+        return n;
+    }
+    pshm_span_publish(s, (uint32_t)n, c, &a, &b);
+    pa_inc_single_writer(&tc->cenmiss, 1); /* relaxed: statistic, single writer */
+install:
+    tc->pend.a = a;
+    tc->pend.b = b;
+    /* release: the range is ours before the record says so. */
+    pa_store_release(&tc->pend.op, PSHM_PEND_INSTALL);
+    set_range(tc, a, b);
+    journal_done(tc);
+    return 0;
+}
+
+int pshm_span_claim_journaled(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint32_t me = pshm_rec_id(s, t);
+    /* relaxed: a hint; the CAS on carvers[n] decides. */
+    uint32_t n = pa_load_relaxed(&s->hdr->next_span);
+    for (;; n++) {
+        if (n >= s->nspans)
+            return -ENOMEM;
+        tc->pend.a = n;
+        /* release: the journal names the span before the claim can happen. */
+        pa_store_release(&tc->pend.op, PSHM_PEND_CARVE);
+        uint32_t expect = 0;
+        /* acq_rel: the winner alone owns span n; release orders the journal
+         * before it. */
+        bool won = pa_cas_strong_acq_rel(&s->carvers[n], &expect, me);
+        uint32_t cur = n;
+        /* acq_rel: only moves the hint past n; losing means it moved. */
+        pa_cas_strong_acq_rel(&s->hdr->next_span, &cur, n + 1);
+        if (won)
+            return (int)n;
+    }
+}
+
+void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint32_t a = pshm_tclass_fresh_next(tc), b = tc->fresh_end;
+    if (a >= b)
+        return;
+    *link_word(s, a) = b;
+    tc->pend.a = a;
+    tc->pend.b = b;
+    pa_u64 *head = list_head(s, c, LIST_REGION);
+    uint64_t old = pa_load_relaxed(head); /* relaxed: a first guess */
+    journal_tag(tc, LIST_REGION, old);
+    pa_store_release(&tc->pend.op, PSHM_PEND_RPUSH); /* release: journal first */
+    tc->fresh_end = a;                               /* the range is empty */
+    rec_push(s, t, c, LIST_REGION, a, old);
+    journal_done(tc);
+}
+
+void pshm_rec_free_owned(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c,
+                         uint32_t idx)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint64_t off = (uint64_t)idx << 3;
+    /* relaxed (all): single writer, us; statistics read them. */
+    uint64_t h = pa_load_relaxed(&tc->hot);
+    if (pshm_hot_cached(h)) {
+        uint32_t n = pa_load_relaxed(&tc->count);
+        if (n + 1 >= s->cache_cap[c]) {
+            pshm_rec_flush(s, t, c, s->batch[c]);
+            n = pa_load_relaxed(&tc->count);
+        }
+        tc->slots[n + 1] = (uint32_t)(h >> 3);
+        pa_store_relaxed(&tc->count, n + 1);
+        pa_inc_single_writer(&tc->displaced, 1);
+    }
+    pa_store_relaxed(&tc->hot, off);
+    pa_inc_single_writer(&tc->frees, 1);
+    /* relaxed: the block is ours (we own it, no one else may free it), and
+     * in the cache before it says free (a reclaimer of ours finds it once). */
+    (void)slot;
+    pa_store_relaxed(pshm_owner_idx(s, c, idx), PSHM_OWN_FREE);
+}
+
+int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    pa_u8 *o = pshm_owner_idx(s, c, idx);
+    uint64_t h0 = pa_load_relaxed(&tc->handoffs); /* relaxed: single writer */
+    tc->pend.a = idx;
+    tc->pend.ctr = h0;
+    pa_store_release(&tc->pend.op, PSHM_PEND_HANDOFF); /* release: journal first */
+    uint8_t v = pa_load_relaxed(o);                    /* relaxed: the CAS decides */
+    int rc = -EINVAL;
+    while (v != PSHM_OWN_FREE && v != PSHM_OWN_TRANSIT) {
+        /* acq_rel: exactly one of a handoff, a free or a reclaim moves the
+         * block out of its owner's hands; release orders the sender's
+         * writes into the block before a receiver's acquire CAS in adopt. */
+        if (pa_cas_strong_acq_rel(o, &v, PSHM_OWN_TRANSIT)) {
+            pa_store_relaxed(&tc->handoffs, h0 + 1); /* relaxed: single writer */
+            rc = 0;
+            break;
+        }
+    }
+    journal_done(tc);
+    return rc;
+}
+
+int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c, uint32_t idx)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    pa_u8 *o = pshm_owner_idx(s, c, idx);
+    uint64_t a0 = pa_load_relaxed(&tc->adopts); /* relaxed: single writer */
+    tc->pend.a = idx;
+    tc->pend.ctr = a0;
+    pa_store_release(&tc->pend.op, PSHM_PEND_ADOPT); /* release: journal first */
+    uint8_t v = PSHM_OWN_TRANSIT;
+    int rc = -EINVAL;
+    /* acq_rel: acquire pairs with the sender's release CAS in handoff, so
+     * the block's contents are visible to us; only one receiver wins. */
+    if (pa_cas_strong_acq_rel(o, &v, pshm_own_val(slot))) {
+        pa_store_relaxed(&tc->adopts, a0 + 1); /* relaxed: single writer */
+        rc = 0;
+    }
+    journal_done(tc);
+    return rc;
+}
+
+/* ---- recovery of a dead record ---- */
+
+uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint32_t me = pshm_rec_id(s, t);
+    uint64_t dropped = 0;
+    /* acquire: pairs with the release stores of op in the steps above, so
+     * the journal's fields are the step's. */
+    uint32_t op = pa_load_acquire(&tc->pend.op);
+    switch (op) {
+    case PSHM_PEND_NONE: break;
+    case PSHM_PEND_POP:
+        if (succeeded(s, c, LIST_CENTRAL, tc, me)) {
+            uint32_t n = pa_load_relaxed(&tc->count);
+            if (n == 0 && pshm_idx_is_block(s, tc->pend.a, c)) {
+                n = chain_copy(s, c, tc->pend.a, tc->slots + 1, s->cache_cap[c] - 1, &dropped);
+                pa_store_relaxed(&tc->count, n);
+            }
+            pa_store_relaxed(&tc->moved_in, tc->pend.ctr + n);
+        } else {
+            pa_store_relaxed(&tc->moved_in, tc->pend.ctr);
+        }
+        break;
+    case PSHM_PEND_PUSH:
+        if (tc->pend.count > s->cache_cap[c] || tc->pend.n > tc->pend.count) {
+            dropped++;
+        } else if (succeeded(s, c, LIST_CENTRAL, tc, me)) {
+            pa_store_relaxed(&tc->count, tc->pend.count - tc->pend.n);
+            pa_store_relaxed(&tc->moved_out, tc->pend.ctr + tc->pend.b);
+        } else {
+            pa_store_relaxed(&tc->count, tc->pend.count);
+            pa_store_relaxed(&tc->moved_out, tc->pend.ctr);
+        }
+        break;
+    case PSHM_PEND_RPOP:
+        if (succeeded(s, c, LIST_REGION, tc, me) && pshm_idx_is_block(s, tc->pend.a, c)) {
+            uint32_t e = region_end(s, c, tc->pend.a);
+            if (e)
+                set_range(tc, tc->pend.a, e);
+            else
+                dropped++;
+        }
+        break;
+    case PSHM_PEND_RPUSH:
+        if (!succeeded(s, c, LIST_REGION, tc, me)) {
+            if (pshm_idx_is_block(s, tc->pend.a, c))
+                set_range(tc, tc->pend.a, tc->pend.b);
+            else
+                dropped++;
+        }
+        break;
+    case PSHM_PEND_CARVE:
+        if (tc->pend.a < s->nspans && pa_load_relaxed(&s->carvers[tc->pend.a]) == me) {
+            uint32_t a, b;
+            pshm_span_publish(s, tc->pend.a, c, &a, &b);
+            set_range(tc, a, b);
+        }
+        break;
+    case PSHM_PEND_INSTALL:
+        if (pshm_idx_is_block(s, tc->pend.a, c))
+            set_range(tc, tc->pend.a, tc->pend.b);
+        else
+            dropped++;
+        break;
+    case PSHM_PEND_HANDOFF:
+    case PSHM_PEND_ADOPT: {
+        bool blk = pshm_idx_is_block(s, tc->pend.a, c);
+        uint8_t v = blk ? pa_load_relaxed(pshm_owner_idx(s, c, tc->pend.a)) : 0;
+        bool done = op == PSHM_PEND_HANDOFF ? v == PSHM_OWN_TRANSIT : v == pshm_own_val(slot);
+        pa_store_relaxed(op == PSHM_PEND_HANDOFF ? &tc->handoffs : &tc->adopts,
+                         tc->pend.ctr + (done ? 1 : 0));
+        break;
+    }
+    default: dropped++; break;
+    }
+    journal_done(tc);
+
+    /* The cache: a block that a torn malloc or free left both in the cache
+     * and owned by this slot is cached (the owner byte is written before the
+     * cache word that takes a block out, cleared after the one that puts it
+     * in). Anything else that is not a free block of this class is dropped
+     * in place (a zero entry), never pushed. */
+    uint32_t n = pa_load_relaxed(&tc->count);
+    if (n >= s->cache_cap[c] + 1) {
+        dropped += n;
+        n = 0;
+        pa_store_relaxed(&tc->count, 0);
+    }
+    uint64_t h = pa_load_relaxed(&tc->hot);
+    if (pshm_hot_cached(h)) {
+        uint32_t hi = pshm_hot_idx(h);
+        if (n >= 1 && tc->slots[n] == hi) /* a torn push-down: it is in slots[] */
+            h = 0;
+        else if (hi == PSHM_IDX_NONE)
+            h = 0, dropped++;
+        pa_store_relaxed(&tc->hot, h);
+    } else if (h != 0) {
+        pa_store_relaxed(&tc->hot, 0); /* a taken note: that block is owned */
+    }
+    uint8_t mine = pshm_own_val(slot);
+    for (uint32_t i = 0; i <= n; i++) {
+        uint32_t b = i == 0 ? pshm_hot_idx(h) : tc->slots[i];
+        if (b == PSHM_IDX_NONE)
+            continue;
+        bool ok = pshm_idx_is_block(s, b, c);
+        if (ok) {
+            pa_u8 *o = pshm_owner_idx(s, c, b);
+            uint8_t v = pa_load_relaxed(o); /* relaxed: the CAS decides */
+            /* acq_rel: against a live process's cross-free of the same
+             * block (it cannot have one: the block was never handed out). */
+            ok = v == PSHM_OWN_FREE || (v == mine && pa_cas_strong_acq_rel(o, &v, PSHM_OWN_FREE));
+        }
+        if (!ok) {
+            dropped++;
+            if (i == 0)
+                pa_store_relaxed(&tc->hot, 0);
+            else
+                tc->slots[i] = PSHM_IDX_NONE;
+        }
+    }
+    /* The range: a torn carving left its first block owned. */
+    uint32_t a = pshm_tclass_fresh_next(tc);
+    if (a < tc->fresh_end) {
+        if (pshm_idx_is_block(s, a, c)) {
+            pa_u8 *o = pshm_owner_idx(s, c, a);
+            uint8_t v = mine;
+            pa_cas_strong_acq_rel(o, &v, PSHM_OWN_FREE); /* acq_rel: as above */
+        } else {
+            dropped++;
+            tc->fresh_end = a;
+        }
+    }
+    return dropped;
+}
+
+/* ---- without a record ---- */
+
+static void raw_push(pshm_seg_t *s, pa_u64 *head, uint32_t node)
+{
+    /* relaxed: only a starting guess; the CAS below re-reads with acquire. */
+    uint64_t old = pa_load_relaxed(head);
+    for (;;) {
+        set_next_node(s, node, PSHM_HEAD_IDX(old));
+        /* release: publishes the chain to the acquire in raw_pop/rec_pop. */
+        if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, 0, node)))
+            return;
+    }
+}
+
+static uint32_t raw_pop(pshm_seg_t *s, pa_u64 *head, uint32_t c)
+{
+    /* acquire: pairs with the release CAS of the pusher. */
+    uint64_t old = pa_load_acquire(head);
+    for (;;) {
+        uint32_t node = PSHM_HEAD_IDX(old);
+        if (node == PSHM_IDX_NONE || !pshm_idx_is_block(s, node, c))
+            return PSHM_IDX_NONE;
+        uint32_t next = peek_next_node(s, node);
+        /* acq_rel: as in rec_pop(). */
+        if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, 0, next)))
+            return node;
+    }
+}
+
+void pshm_central_push_raw(pshm_seg_t *s, uint32_t c, const uint32_t *idx, uint32_t n)
+{
+    pool_assert(n >= 1 && n <= s->batch[c]);
+    for (uint32_t i = 0; i < n; i++)
+        *link_word(s, idx[i]) = (uint64_t)(i + 1 < n ? idx[i + 1] : PSHM_IDX_NONE);
+    raw_push(s, &s->cls[c].central, idx[0]);
+    pa_add_relaxed(&s->cls[c].u_pushed, n); /* relaxed: statistic */
+}
+
+uint32_t pshm_central_pop_raw(pshm_seg_t *s, uint32_t c, uint32_t *out, uint32_t cap)
+{
+    uint32_t node = raw_pop(s, &s->cls[c].central, c);
+    uint64_t dropped = 0;
+    uint32_t n = node ? chain_copy(s, c, node, out, cap, &dropped) : 0;
+    count_dropped(s, dropped);
+    if (n)
+        pa_add_relaxed(&s->cls[c].u_popped, n); /* relaxed: statistic */
+    return n;
+}
+
+void pshm_region_push_raw(pshm_seg_t *s, uint32_t c, uint32_t start, uint32_t end)
 {
     pool_assert(start < end);
     *link_word(s, start) = (uint64_t)end;
-    stack_push(s, &s->cls[c].regions, start);
-    uint32_t blocks = (uint32_t)(((uint64_t)(end - start) << 3) / s->block_size[c]);
-    pa_add_relaxed(&s->cls[c].region_blocks, blocks); /* relaxed: statistic */
+    raw_push(s, &s->cls[c].regions, start);
 }
 
-bool pshm_region_pop(pshm_seg_t *s, uint32_t c, uint32_t *start, uint32_t *end)
+bool pshm_region_pop_raw(pshm_seg_t *s, uint32_t c, uint32_t *start, uint32_t *end)
 {
-    uint32_t node = stack_pop(s, &s->cls[c].regions, c);
+    uint32_t node = raw_pop(s, &s->cls[c].regions, c);
     if (node == PSHM_IDX_NONE)
         return false;
-    uint32_t e = (uint32_t)(*link_word(s, node) & 0xffffffffu);
-    /* The region must end inside the node's span, on a block boundary. */
-    uint64_t span_mask = (UINT64_C(1) << s->span_shift) - 1;
-    uint64_t node_off = (uint64_t)node << 3;
-    uint64_t span_end = ((node_off - s->data_off) & ~span_mask) + s->data_off + span_mask + 1;
-    uint64_t end_off = (uint64_t)e << 3;
-    if (end_off <= node_off || end_off > span_end || (end_off - node_off) % s->block_size[c]) {
-        pa_add_relaxed(&s->hdr->entries_dropped, 1); /* relaxed: statistic */
+    uint32_t e = region_end(s, c, node);
+    if (e == 0) {
+        count_dropped(s, 1);
         return false;
     }
     *start = node;
     *end = e;
-    uint32_t blocks = (uint32_t)((end_off - node_off) / s->block_size[c]);
-    pa_sub_relaxed(&s->cls[c].region_blocks, blocks); /* relaxed: statistic */
     return true;
 }

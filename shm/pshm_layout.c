@@ -110,7 +110,7 @@ bad:
 
 struct layout {
     uint32_t span_shift;
-    uint64_t classes_off, procs_off, threads_off, spanmap_off, data_off;
+    uint64_t classes_off, procs_off, threads_off, spanmap_off, carvers_off, gowner_off, data_off;
     uint32_t thread_bytes;
     uint32_t nspans;
 };
@@ -128,9 +128,12 @@ static void compute(const pshm_params_t *p, uint64_t bytes, struct layout *l)
     l->procs_off = ALIGN_UP(l->classes_off + p->nclasses * sizeof(struct pshm_class), 64);
     l->threads_off = ALIGN_UP(l->procs_off + p->max_procs * sizeof(struct pshm_proc), 64);
     l->spanmap_off = ALIGN_UP(l->threads_off + (uint64_t)p->max_threads * l->thread_bytes, 64);
-    /* The span map needs one byte per span; bound it by the whole size. */
+    /* The span map needs one byte per span, the carvers four and the large
+     * classes' owner slices 64; bound them by the whole size. */
     uint64_t max_spans = bytes >> l->span_shift;
-    l->data_off = ALIGN_UP(l->spanmap_off + max_spans, span);
+    l->carvers_off = ALIGN_UP(l->spanmap_off + max_spans, 64);
+    l->gowner_off = ALIGN_UP(l->carvers_off + 4 * max_spans, 64);
+    l->data_off = ALIGN_UP(l->gowner_off + PSHM_GOWNER_SLICE * max_spans, span);
     l->nspans = bytes > l->data_off ? (uint32_t)((bytes - l->data_off) >> l->span_shift) : 0;
 }
 
@@ -138,9 +141,37 @@ uint64_t pshm_params_min_bytes(const pshm_params_t *p)
 {
     struct layout l;
     compute(p, 0, &l);
-    /* One span per class, plus the span map bytes (at most one page). */
-    return ALIGN_UP(l.data_off + 4096, UINT64_C(1) << l.span_shift) +
+    /* One span per class, plus the per-span tables (at most a few pages). */
+    return ALIGN_UP(l.data_off + 4 * 4096, UINT64_C(1) << l.span_shift) +
            ((uint64_t)p->nclasses << l.span_shift);
+}
+
+/* Entries a span of block size bs needs in its owner table: one per block
+ * start a pointer can name, ceil(span / bs), so that every aligned pointer
+ * into the span has a byte (FREE past the last block). */
+static uint64_t own_entries(uint32_t span_shift, uint32_t bs)
+{
+    return ((UINT64_C(1) << span_shift) - 1) / bs + 1;
+}
+
+/* A class keeps its owner bytes at the tail of each span when it has more
+ * entries than a 64-byte slice holds. */
+static bool own_in_tail(uint32_t span_shift, uint32_t bs)
+{
+    return own_entries(span_shift, bs) > PSHM_GOWNER_SLICE;
+}
+
+static uint32_t blocks_per_span_for(uint32_t span_shift, uint32_t bs)
+{
+    uint64_t span = UINT64_C(1) << span_shift;
+    if (own_in_tail(span_shift, bs))
+        span -= own_entries(span_shift, bs);
+    return (uint32_t)(span / bs);
+}
+
+uint32_t pshm_owner_bytes_per_block(void)
+{
+    return 1;
 }
 
 static uint32_t cache_cap_for(uint32_t block_size)
@@ -162,8 +193,10 @@ int pshm_format(void *base, const pshm_params_t *p, char *err, size_t errlen)
         snprintf(err, errlen, "need 1 to %u size classes, got %u", PSHM_MAX_CLASSES, p->nclasses);
         return -EINVAL;
     }
-    if (p->max_procs == 0 || p->max_procs > 4096 || p->max_threads == 0 || p->max_threads > 65536) {
-        snprintf(err, errlen, "max procs must be 1..4096 and max threads 1..65536");
+    if (p->max_procs == 0 || p->max_procs > PSHM_MAX_PROCS || p->max_threads == 0 ||
+        p->max_threads > PSHM_MAX_THREADS) {
+        snprintf(err, errlen, "max procs must be 1..%u and max threads 1..%u", PSHM_MAX_PROCS,
+                 PSHM_MAX_THREADS);
         return -EINVAL;
     }
     if (p->bytes > PSHM_MAX_SEGMENT) {
@@ -198,6 +231,8 @@ int pshm_format(void *base, const pshm_params_t *p, char *err, size_t errlen)
     h->procs_off = l.procs_off;
     h->threads_off = l.threads_off;
     h->spanmap_off = l.spanmap_off;
+    h->carvers_off = l.carvers_off;
+    h->gowner_off = l.gowner_off;
     h->data_off = l.data_off;
     h->created_unix = (uint64_t)time(NULL);
     h->creator_pid = (int32_t)getpid();
@@ -207,7 +242,7 @@ int pshm_format(void *base, const pshm_params_t *p, char *err, size_t errlen)
     for (uint32_t i = 0; i < p->nclasses; i++) {
         uint32_t bs = p->class_size[i];
         cls[i].block_size = bs;
-        cls[i].blocks_per_span = (uint32_t)((UINT64_C(1) << l.span_shift) / bs);
+        cls[i].blocks_per_span = blocks_per_span_for(l.span_shift, bs);
         cls[i].cache_cap = cache_cap_for(bs);
         cls[i].batch = cls[i].cache_cap / 2;
         cls[i].shift = is_pow2(bs) ? log2_u32(bs) : 0;
@@ -264,7 +299,7 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
     p.max_procs = h->max_procs;
     p.max_threads = h->max_threads;
     if (p.nclasses == 0 || p.nclasses > PSHM_MAX_CLASSES || p.max_procs == 0 ||
-        p.max_procs > 4096 || p.max_threads == 0 || p.max_threads > 65536 ||
+        p.max_procs > PSHM_MAX_PROCS || p.max_threads == 0 || p.max_threads > PSHM_MAX_THREADS ||
         p.bytes > PSHM_MAX_SEGMENT) {
         snprintf(err, errlen, "corrupt header: %u classes, %u procs, %u threads", p.nclasses,
                  p.max_procs, p.max_threads);
@@ -283,13 +318,14 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
     if (h->span_shift != l.span_shift || h->nspans != l.nspans ||
         h->thread_bytes != l.thread_bytes || h->classes_off != l.classes_off ||
         h->procs_off != l.procs_off || h->threads_off != l.threads_off ||
-        h->spanmap_off != l.spanmap_off || h->data_off != l.data_off) {
+        h->spanmap_off != l.spanmap_off || h->carvers_off != l.carvers_off ||
+        h->gowner_off != l.gowner_off || h->data_off != l.data_off) {
         snprintf(err, errlen, "corrupt header: offsets do not match its own sizes");
         return -EBADMSG;
     }
     for (uint32_t i = 0; i < p.nclasses; i++) {
         uint32_t bs = cls[i].block_size;
-        if (cls[i].blocks_per_span != (uint32_t)((UINT64_C(1) << l.span_shift) / bs) ||
+        if (cls[i].blocks_per_span != blocks_per_span_for(l.span_shift, bs) ||
             cls[i].cache_cap != cache_cap_for(bs) || cls[i].batch != cls[i].cache_cap / 2 ||
             cls[i].shift != (is_pow2(bs) ? log2_u32(bs) : 0)) {
             snprintf(err, errlen, "corrupt class table: class %u (%u bytes) has bad constants", i,
@@ -302,6 +338,15 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
         s->blocks_per_span[i] = cls[i].blocks_per_span;
         s->cache_cap[i] = cls[i].cache_cap;
         s->batch[i] = cls[i].batch;
+        uint64_t span = UINT64_C(1) << l.span_shift;
+        if (own_in_tail(l.span_shift, bs)) {
+            s->own_base[i] = (uint8_t *)base + l.data_off + span - own_entries(l.span_shift, bs);
+            s->own_sshift[i] = l.span_shift;
+        } else {
+            s->own_base[i] = (uint8_t *)base + l.gowner_off;
+            s->own_sshift[i] = 6; /* log2(PSHM_GOWNER_SLICE) */
+        }
+        s->own_recip[i] = ((UINT64_C(1) << 32) + bs - 1) / bs;
     }
     s->base = base;
     s->bytes = h->segment_bytes;
@@ -310,6 +355,9 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
     s->procs = (struct pshm_proc *)(void *)((uint8_t *)base + l.procs_off);
     s->threads = (uint8_t *)base + l.threads_off;
     s->spanmap = (pa_u8 *)((uint8_t *)base + l.spanmap_off);
+    s->carvers = (pa_u32 *)(void *)((uint8_t *)base + l.carvers_off);
+    s->gowner = (uint8_t *)base + l.gowner_off;
+    s->span_mask = (UINT64_C(1) << l.span_shift) - 1;
     s->data_off = l.data_off;
     s->data_end = l.data_off + ((uint64_t)l.nspans << l.span_shift);
     s->data_bytes = s->data_end - s->data_off;

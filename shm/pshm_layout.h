@@ -7,7 +7,20 @@
  *   procs_off           process slots: struct pshm_proc[max_procs]
  *   threads_off         thread-cache records: max_threads * thread_bytes
  *   spanmap_off         span map: one byte per span, its class (0xff: not carved)
+ *   carvers_off         span carvers: one u32 per span, the record that carved it
+ *   gowner_off          owner slices of the large classes: 64 bytes per span
  *   data_off            data spans, each span_bytes long, aligned to span_bytes
+ *
+ * Every block has an owner byte, outside the block (DESIGN.md invariant 9):
+ * PSHM_OWN_FREE (in a list, a cache or never handed out), the process slot
+ * that holds it plus one, or PSHM_OWN_TRANSIT (handed off, waiting for a
+ * receiver). A class with more than PSHM_GOWNER_SLICE blocks per span keeps
+ * its owner bytes at the tail of each span (the span holds fewer blocks); a
+ * larger class keeps them in the span's 64-byte slice at gowner_off. Either
+ * way the byte of the block at in-span offset `in` of span n is at
+ *   own_base[c] + (n << own_sshift[c]) + in / block_size
+ * (pshm_owner()), and the entries past the last block stay FREE, so that a
+ * pointer into a span's tail is refused as not in use.
  *
  * Everything in the segment refers to everything else by offset: each
  * process maps it at a different address. Block references inside the
@@ -16,10 +29,11 @@
  * never a block, and stands for "none".
  *
  * Invariant, per class, whenever no thread is inside pool_malloc/pool_free:
- *   blocks_central + blocks_cached + blocks_in_use == blocks_carved
- * where blocks_carved is the sum of the threads' `fresh` counters (blocks cut
- * from spans), blocks_in_use the sum of allocs - frees (allocs derived, see
- * struct pshm_tclass). pshm_check() enforces it.
+ *   blocks_central + blocks_cached + blocks_in_use + blocks_in_transit
+ *     == blocks_carved
+ * counted two ways: from the records' counters (struct pshm_tclass), and
+ * physically, by walking the lists, the caches and the owner bytes.
+ * pshm_check() holds the two to each other.
  */
 #ifndef PSHM_LAYOUT_H
 #define PSHM_LAYOUT_H
@@ -32,7 +46,7 @@
 
 /* "POOLDSEG" read as a little-endian 64-bit word. */
 #define PSHM_MAGIC UINT64_C(0x474553444c4f4f50)
-#define PSHM_ABI_VERSION 2u
+#define PSHM_ABI_VERSION 3u
 
 #define PSHM_MAX_CLASSES 32u
 #define PSHM_CACHE_CAP 64u   /* most blocks a thread caches per class */
@@ -45,15 +59,32 @@
 #define PSHM_SPAN_FREE 0xffu /* span map: span not carved yet */
 #define PSHM_NO_OWNER 0u
 #define PSHM_IDX_NONE 0u
+#define PSHM_GOWNER_SLICE 64u /* owner bytes per span for the large classes */
+
+/* Owner bytes. */
+#define PSHM_OWN_FREE 0u
+#define PSHM_OWN_TRANSIT 0xffu
+#define PSHM_MAX_PROCS 250u    /* owner values 1..250 name a slot */
+#define PSHM_MAX_THREADS 4095u /* a record's number fits a head's author field */
 
 #define PSHM_DEFAULT_MAX_PROCS 64u
 #define PSHM_DEFAULT_MAX_THREADS 256u
 #define PSHM_CACHE_BYTES (256u << 10) /* a class's cache holds about this much */
 
-/* Tagged stack heads: generation in the high 32 bits, index in the low. */
+/*
+ * Tagged stack heads: a 20-bit generation, the 12-bit author (the thread
+ * record that wrote the head, plus one; 0: none) and the 32-bit index of the
+ * top node. The generation makes a CAS fail on a head that was popped and
+ * pushed again since it was read (ABA); the author lets a reclaimer tell
+ * whether a dead thread's CAS took effect (pshm_central.c, "receipts").
+ */
+#define PSHM_TAG_BITS 20u
+#define PSHM_TAG_MASK ((1u << PSHM_TAG_BITS) - 1)
 #define PSHM_HEAD_IDX(w) ((uint32_t)((w)&0xffffffffu))
-#define PSHM_HEAD_TAG(w) ((uint32_t)((w) >> 32))
-#define PSHM_HEAD_MAKE(tag, idx) (((uint64_t)(tag) << 32) | (uint64_t)(idx))
+#define PSHM_HEAD_TAG(w) ((uint32_t)((w) >> 44))
+#define PSHM_HEAD_AUTHOR(w) ((uint32_t)((w) >> 32) & 0xfffu)
+#define PSHM_HEAD_MAKE(tag, author, idx)                                                           \
+    (((uint64_t)((tag)&PSHM_TAG_MASK) << 44) | ((uint64_t)(author) << 32) | (uint64_t)(idx))
 
 /*
  * Header. Constant fields are written once by pshm_format() before the magic
@@ -74,22 +105,28 @@ struct pshm_header {
     uint64_t procs_off;
     uint64_t threads_off;
     uint64_t spanmap_off;
+    uint64_t carvers_off;
+    uint64_t gowner_off;
     uint64_t data_off;
     uint64_t created_unix;
     int32_t creator_pid;
     uint32_t layout_check; /* sizeof of the records, to catch ABI drift */
 
     /* Mutable. */
-    alignas(64) pa_u32 next_span; /* carving cursor: writers CAS, all read */
+    alignas(64) pa_u32 next_span; /* carving cursor, a hint: spans are claimed
+                                     in their carvers[] word (pshm_span.c) */
     pa_i32 daemon_pid;            /* writer: poold; 0 = none (embedded) */
     pa_u64 daemon_gen;            /* bumped by each poold that adopts */
     pa_u64 daemon_started_unix;   /* writer: poold */
     pa_u64 daemon_start_time;     /* writer: poold; its /proc starttime (tells pid reuse) */
     pa_u64 procs_reclaimed;       /* writer: reclaimer (poold or embedded owner) */
     pa_u64 blocks_reclaimed;      /* cached blocks given back from dead processes */
-    pa_u64 blocks_orphaned;       /* blocks dead processes still had in use */
+    pa_u64 blocks_orphaned;       /* in-use blocks of dead processes put in transit (keep) */
     pa_u64 entries_dropped;       /* invalid cache entries found at reclaim */
     pa_u64 uncached_ops;          /* ops done without a thread record (records full) */
+    pa_u64 reclaimed_in_use;      /* in-use blocks of dead processes given back */
+    pa_u32 orphans_keep;          /* writer: poold (config); 1: put them in transit */
+    pa_u32 reserved_m;
 };
 
 /* One size class. Constant part first, then the two hot stack heads on
@@ -104,25 +141,26 @@ struct pshm_class {
 
     /* Batch stack: each node is the first block of a chain of up to `batch`
      * free blocks. Node word: high 32 = next node, low 32 = next block in
-     * chain. Writers: pshm_central_push/pop (CAS). */
+     * chain. Writers: pshm_central.c (CAS). */
     alignas(64) pa_u64 central;
-    pa_u64 central_blocks; /* statistic: blocks on the batch stack (relaxed) */
 
     /* Region stack: uncarved remainders of spans left by exited threads.
      * Node word: high 32 = next node, low 32 = end index of the region. */
     alignas(64) pa_u64 regions;
-    pa_u64 region_blocks; /* statistic */
-    pa_u64 spans_carved;  /* statistic */
 
-    /* Counters of threads that are gone (folded in at thread exit or
-     * reclaim, relaxed RMW: statistics, many writers, slow path only). */
-    alignas(64) pa_u64 r_allocs;
-    pa_u64 r_frees;
-    pa_u64 r_fresh;
-    pa_u64 r_same;
-    pa_u64 r_cmiss;
-    pa_u64 r_cenmiss;
-    pa_u64 r_exhausted;
+    /* Operations without a thread record (records full: "uncached"), and
+     * what reclaimers and refused frees count. Relaxed RMW: statistics with
+     * many writers, slow paths only. Thread records keep their own counters
+     * for good (never folded here), so that no crash can count twice. */
+    alignas(64) pa_u64 u_allocs;
+    pa_u64 u_frees;
+    pa_u64 u_fresh;
+    pa_u64 u_pushed; /* blocks pushed on the batch stack uncached */
+    pa_u64 u_popped;
+    pa_u64 u_exhausted;
+    pa_u64 u_handoffs;       /* in-use blocks put in transit by a detach or reclaim */
+    pa_u64 invalid_frees;    /* frees refused: not in use (double free) */
+    pa_u64 reclaimed_in_use; /* in-use blocks of dead processes given back */
 };
 
 enum pshm_proc_state {
@@ -132,6 +170,8 @@ enum pshm_proc_state {
     PSHM_PROC_RECLAIMING = 3, /* a reclaimer is emptying it */
 };
 
+#define PSHM_VIA_POOLD 2u /* via_daemon of poold's own slot (its reclaims) */
+
 /* A process slot. Written by the owner at claim, by a reclaimer at death;
  * read by anyone for statistics. */
 struct pshm_proc {
@@ -140,17 +180,18 @@ struct pshm_proc {
     pa_u64 start_time; /* /proc/<pid>/stat starttime: tells pid reuse */
     pa_u64 attached_unix;
     pa_u32 via_daemon; /* 1: attached through poold */
-    pa_u32 reserved;
-    pa_u64 r_allocs; /* counters of the process's exited threads */
+    pa_i32 reclaimer;  /* RECLAIMING: pid of the reclaimer (taken over if it dies) */
+    pa_u64 r_allocs;   /* counters of the process's exited threads (display) */
     pa_u64 r_frees;
     pa_u64 r_cmiss;
     pa_u64 reserved2[1];
 };
 
 /* Per class part of a thread record. Written by its owner thread only
- * (single writer); counters, count and hot are read live by statistics, so
- * they are atomics accessed relaxed; slots[] is read only by a reclaimer
- * after the owner died or by the owner itself.
+ * (single writer), or by a reclaimer once the owner is dead; counters,
+ * count and hot are read live by statistics, so they are atomics accessed
+ * relaxed; slots[] is read only by a reclaimer after the owner died or by
+ * the owner itself.
  *
  * The cache is a LIFO stack: `hot`, the block freed last, on top of
  * slots[1..count]. Burn-after-reading (free, then malloc of the same class)
@@ -164,22 +205,53 @@ struct pshm_proc {
  * a block's offset (negative): the block malloc took from `hot` last, not
  * cached, a note that lets the free of exactly that block skip the span-map
  * check (the block came from this cache, so it is a block of this class).
- * Offsets rather than indices: malloc adds the word to the base as it is,
- * and free's check is one exact compare, hot == ~(ptr - base), with no
- * alignment test.
+ *
+ * `fresh_w` packs the carving cursor (low 32 bits: index of the next block
+ * of the thread's span) and the count of blocks carved (high 32), so that
+ * one store moves both: a crash can never carve a block without counting it.
+ * The range is [fresh_w low, fresh_end).
  *
  * Nothing is counted on malloc's fast path; the figures are derived:
  *   cached = count + hot_cached
  *   allocs = fresh + frees + moved_in - moved_out - cached
+ *   in use = allocs - frees - handoffs + adopts  (summed over records)
  *   same   = frees - displaced - hot_cached   (mallocs that took `hot`)
- * where hot_cached = ((int64_t)hot > 0).
+ * where hot_cached = ((int64_t)hot > 0). Counters are never reset: a record
+ * reused by another thread goes on counting, and statistics subtract the
+ * base_* taken when it was claimed for per-process figures.
+ *
+ * Crash consistency: every step that moves blocks between this record and
+ * a shared list is journaled in `pend` first (pshm_central.c), and the
+ * owner byte of a block is written before the cache word that takes it out
+ * and cleared after the cache word that takes it in, so that a reclaimer
+ * finds each block of a dead thread in exactly one place.
  */
+struct pshm_pending {
+    pa_u32 op;      /* enum pshm_pend_op; release-stored after the fields below */
+    uint32_t tag;   /* head generation the CAS expects */
+    uint32_t a, b;  /* node, block, span or region start / end or count */
+    uint32_t n;     /* slots in the batch */
+    uint32_t count; /* `count` before the step */
+    uint64_t ctr;   /* moved_in / moved_out / handoffs / adopts before the step */
+};
+
+enum pshm_pend_op {
+    PSHM_PEND_NONE = 0,
+    PSHM_PEND_POP = 1,     /* refill: pop batch node a from central */
+    PSHM_PEND_PUSH = 2,    /* flush: push batch node a (n slots, b blocks) */
+    PSHM_PEND_RPOP = 3,    /* pop region node a */
+    PSHM_PEND_RPUSH = 4,   /* push region [a, b) */
+    PSHM_PEND_CARVE = 5,   /* claim span a */
+    PSHM_PEND_INSTALL = 6, /* region [a, b) is ours, being installed */
+    PSHM_PEND_HANDOFF = 7, /* block a: owned -> transit */
+    PSHM_PEND_ADOPT = 8,   /* block a: transit -> owned */
+};
+
 struct pshm_tclass {
-    pa_u64 hot;          /* see above */
-    pa_u32 count;        /* blocks in slots[1..count] under hot */
-    uint32_t fresh_next; /* carving region [fresh_next, fresh_end) */
-    uint32_t fresh_end;
-    uint32_t reserved0;
+    pa_u64 hot;         /* see above */
+    pa_u32 count;       /* blocks in slots[1..count] under hot */
+    uint32_t fresh_end; /* carving region end (index) */
+    pa_u64 fresh_w;     /* carving cursor and carved count, see above */
     pa_u64 frees;
     pa_u64 displaced;                   /* hot blocks that left hot other than by malloc */
     uint32_t slots[PSHM_CACHE_CAP + 1]; /* slots[0] unused */
@@ -187,11 +259,19 @@ struct pshm_tclass {
     /* Cold: counted on slow paths only. */
     pa_u64 moved_in;  /* blocks refilled from the central list */
     pa_u64 moved_out; /* blocks flushed to the central list */
-    pa_u64 fresh;     /* allocations cut fresh from a span */
     pa_u64 cmiss;     /* cache empty, went to central */
     pa_u64 cenmiss;   /* central empty, carved a span */
     pa_u64 exhausted;
-    uint8_t pad[PSHM_TCLASS_BYTES - 40 - 4 * (PSHM_CACHE_CAP + 2) - 48];
+    pa_u64 handoffs;    /* blocks this thread put in transit */
+    pa_u64 adopts;      /* blocks this thread took from transit */
+    pa_u64 base_allocs; /* at claim: for per-process figures */
+    pa_u64 base_frees;
+    pa_u64 base_cmiss;
+    struct pshm_pending pend;
+    /* Receipts: the newest generation of each list head that this record
+     * wrote (max-CAS by any thread that read it; pshm_central.c). */
+    pa_u32 rcpt[2];
+    uint8_t pad[PSHM_TCLASS_BYTES - 40 - 4 * (PSHM_CACHE_CAP + 2) - 80 - 32 - 8];
 };
 
 struct pshm_thread {
@@ -210,6 +290,7 @@ _Static_assert(offsetof(struct pshm_header, magic) == 0, "magic first");
 
 #define PSHM_LAYOUT_CHECK                                                                          \
     ((uint32_t)(sizeof(struct pshm_class) ^ (sizeof(struct pshm_tclass) << 8) ^                    \
-                (sizeof(struct pshm_proc) << 16) ^ (sizeof(struct pshm_header) << 20)))
+                (sizeof(struct pshm_proc) << 16) ^ (sizeof(struct pshm_header) << 20) ^            \
+                (offsetof(struct pshm_tclass, pend) << 4)))
 
 #endif /* PSHM_LAYOUT_H */

@@ -14,10 +14,11 @@
 #include <stdbool.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pshm.h"
 
-int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, bool via_daemon)
+int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, uint32_t via)
 {
     for (uint32_t i = 0; i < s->max_procs; i++) {
         struct pshm_proc *p = &s->procs[i];
@@ -29,7 +30,8 @@ int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, bool via_daem
         pa_store_relaxed(&p->pid, (int32_t)pid);
         pa_store_relaxed(&p->start_time, start_time);
         pa_store_relaxed(&p->attached_unix, (uint64_t)time(NULL));
-        pa_store_relaxed(&p->via_daemon, via_daemon ? 1u : 0u);
+        pa_store_relaxed(&p->via_daemon, via);
+        pa_store_relaxed(&p->reclaimer, 0);
         pa_store_relaxed(&p->r_allocs, 0);
         pa_store_relaxed(&p->r_frees, 0);
         pa_store_relaxed(&p->r_cmiss, 0);
@@ -46,7 +48,8 @@ int pshm_proc_find(const pshm_seg_t *s, pid_t pid)
         const struct pshm_proc *p = &s->procs[i];
         /* acquire: pairs with the release store of LIVE in pshm_proc_claim(),
          * so the pid read next is the claimer's. */
-        if (pa_load_acquire(&p->state) == PSHM_PROC_LIVE && pa_load_relaxed(&p->pid) == pid)
+        if (pa_load_acquire(&p->state) == PSHM_PROC_LIVE && pa_load_relaxed(&p->pid) == pid &&
+            pa_load_relaxed(&p->via_daemon) != PSHM_VIA_POOLD)
             return (int)i;
     }
     return -ENOENT;
@@ -67,128 +70,167 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
             continue;
         uint32_t expect = PSHM_NO_OWNER;
         /* acq_rel: acquire pairs with the release store of NO_OWNER in
-         * pshm_thread_release(): the record was left empty and zeroed. */
+         * pshm_thread_release(): the record was left empty. */
         if (!pa_cas_strong_acq_rel(&t->owner, &expect, slot + 1))
             continue;
         pa_store_relaxed(&t->tid, tid);
         for (uint32_t c = 0; c < s->nclasses; c++) {
             struct pshm_tclass *tc = &t->cls[c];
             pool_assert(pa_load_relaxed(&tc->count) == 0 && pa_load_relaxed(&tc->hot) == 0);
-            tc->fresh_next = tc->fresh_end = PSHM_IDX_NONE;
+            /* The counters go on from the last owner's; the bases make the
+             * per-process figures start at zero. relaxed: single writer. */
+            tc->fresh_end = pshm_tclass_fresh_next(tc);
+            pa_store_relaxed(&tc->base_allocs, pshm_tclass_allocs(tc));
+            pa_store_relaxed(&tc->base_frees, pa_load_relaxed(&tc->frees));
+            pa_store_relaxed(&tc->base_cmiss, pa_load_relaxed(&tc->cmiss));
         }
         return t;
     }
     return NULL;
 }
 
-/* Fold a thread's counter into a shared total and zero it. The add comes
- * first: a live reader may count it twice for an instant, never lose it.
- * Zero counters are skipped: no traffic on the shared line. */
-static uint64_t fold(pa_u64 *ctr, pa_u64 *total)
+/* A class this record never touched since its claim has nothing to give
+ * back: skip it without touching shared lines. */
+static bool tclass_idle(const struct pshm_tclass *tc)
 {
-    uint64_t v = pa_load_relaxed(ctr); /* relaxed: single writer is us now */
-    if (v) {
-        pa_add_relaxed(total, v); /* relaxed: statistic */
-        pa_store_relaxed(ctr, 0);
+    /* relaxed (all): the owner is us, gone, or dead. */
+    return pa_load_relaxed(&tc->count) == 0 && pa_load_relaxed(&tc->hot) == 0 &&
+           pshm_tclass_fresh_next(tc) >= tc->fresh_end &&
+           pa_load_relaxed(&tc->pend.op) == PSHM_PEND_NONE;
+}
+
+/* Give every block of record t's cache of class c to central: how many. */
+static uint64_t drain(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint64_t moved = 0;
+    /* relaxed (all): the record is ours, or its owner is dead. */
+    uint64_t h = pa_load_relaxed(&tc->hot);
+    uint32_t n = pa_load_relaxed(&tc->count);
+    if (pshm_hot_cached(h)) {
+        /* Into slots[] first, then out of hot: a death in between leaves
+         * hot == slots[count], which recovery reads as one. */
+        tc->slots[n + 1] = (uint32_t)(h >> 3);
+        pa_store_relaxed(&tc->count, n + 1);
+        n++;
     }
-    return v;
+    pa_store_relaxed(&tc->hot, 0);
+    while (n > 0) {
+        uint32_t m = n < s->batch[c] ? n : s->batch[c];
+        uint32_t before = n;
+        pshm_rec_flush(s, t, c, m);
+        n = pa_load_relaxed(&tc->count);
+        moved += before - n;
+    }
+    return moved;
 }
 
 void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bool untrusted,
                          pshm_release_result_t *res)
 {
     struct pshm_proc *p = &s->procs[slot];
-    uint32_t buf[PSHM_CACHE_CAP];
 
     for (uint32_t c = 0; c < s->nclasses; c++) {
         struct pshm_tclass *tc = &t->cls[c];
-        struct pshm_class *k = &s->cls[c];
-        uint32_t n = pa_load_relaxed(&tc->count); /* relaxed: owner is us or dead */
-        uint64_t hot_word = pa_load_relaxed(&tc->hot);
-        uint32_t hot = pshm_hot_idx(hot_word);
-        /* A class this thread never touched has nothing to give back: skip
-         * it without touching the shared class record. */
-        if (n == 0 && hot_word == 0 && tc->fresh_next >= tc->fresh_end &&
-            pa_load_relaxed(&tc->fresh) == 0 && pa_load_relaxed(&tc->frees) == 0 &&
-            pa_load_relaxed(&tc->moved_in) == 0 && pa_load_relaxed(&tc->cmiss) == 0 &&
-            pa_load_relaxed(&tc->exhausted) == 0)
-            continue;
-        /* Before the cache is emptied: both are derived from its content. */
-        bool sane = n < s->cache_cap[c];
-        uint64_t allocs = sane ? pshm_tclass_allocs(tc) : 0;
-        uint64_t same = sane ? pshm_tclass_same(tc) : 0;
-        if (!sane) {
-            res->entries_dropped += n;
-            n = 0;
+        if (!untrusted && tclass_idle(tc))
+            goto fold;
+        if (untrusted)
+            res->entries_dropped += pshm_rec_recover(s, t, slot, c);
+        res->blocks_returned += drain(s, t, c);
+        pshm_rec_return_range(s, t, c);
+    fold:
+        /* Per-process figures of the slot (display only: records keep
+         * their own counters for the pool's books). relaxed: statistics. */
+        if (!untrusted) {
+            uint64_t al = pshm_tclass_allocs(tc) - pa_load_relaxed(&tc->base_allocs);
+            uint64_t fr = pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->base_frees);
+            uint64_t cm = pa_load_relaxed(&tc->cmiss) - pa_load_relaxed(&tc->base_cmiss);
+            if (al)
+                pa_add_relaxed(&p->r_allocs, al);
+            if (fr)
+                pa_add_relaxed(&p->r_frees, fr);
+            if (cm)
+                pa_add_relaxed(&p->r_cmiss, cm);
         }
-        /* Give back the cached blocks in batches, hot last. */
-        uint32_t m = 0;
-        for (uint32_t i = 1; i <= n + 1; i++) {
-            uint32_t idx = i <= n ? tc->slots[i] : hot;
-            if (idx == PSHM_IDX_NONE)
-                continue;
-            if (untrusted && !pshm_idx_is_block(s, idx, c)) {
-                res->entries_dropped++;
-                continue;
-            }
-            buf[m++] = idx;
-            if (m == s->batch[c]) {
-                pshm_central_push(s, c, buf, m);
-                res->blocks_returned += m;
-                m = 0;
-            }
-        }
-        if (m) {
-            pshm_central_push(s, c, buf, m);
-            res->blocks_returned += m;
-        }
-        pa_store_relaxed(&tc->count, 0); /* relaxed: statistic readers only */
-        pa_store_relaxed(&tc->hot, 0);
-
-        /* The uncarved rest of the thread's span goes to the region stack. */
-        uint32_t a = tc->fresh_next, b = tc->fresh_end;
-        if (a < b) {
-            bool ok = true;
-            if (untrusted) {
-                uint64_t span_mask = (UINT64_C(1) << s->span_shift) - 1;
-                uint64_t ao = (uint64_t)a << 3, bo = (uint64_t)b << 3;
-                ok = pshm_idx_is_block(s, a, c) && bo > ao &&
-                     bo - ao <= span_mask + 1 - ((ao - s->data_off) & span_mask) &&
-                     (bo - ao) % s->block_size[c] == 0;
-            }
-            if (ok)
-                pshm_region_push(s, c, a, b);
-            else
-                res->entries_dropped++;
-        }
-        tc->fresh_next = tc->fresh_end = PSHM_IDX_NONE;
-
-        /* Statistics, summed by readers that tolerate a moment's double
-         * count (see fold()). */
-        if (allocs)
-            pa_add_relaxed(&k->r_allocs, allocs); /* relaxed: statistic */
-        if (same)
-            pa_add_relaxed(&k->r_same, same); /* relaxed: statistic */
-        pa_store_relaxed(&tc->moved_in, 0);
-        pa_store_relaxed(&tc->moved_out, 0);
-        pa_store_relaxed(&tc->displaced, 0);
-        uint64_t frees = fold(&tc->frees, &k->r_frees);
-        uint64_t cm = fold(&tc->cmiss, &k->r_cmiss);
-        fold(&tc->fresh, &k->r_fresh);
-        fold(&tc->cenmiss, &k->r_cenmiss);
-        fold(&tc->exhausted, &k->r_exhausted);
-        /* relaxed: statistics of the slot. */
-        if (allocs)
-            pa_add_relaxed(&p->r_allocs, allocs);
-        if (frees)
-            pa_add_relaxed(&p->r_frees, frees);
-        if (cm)
-            pa_add_relaxed(&p->r_cmiss, cm);
     }
     res->threads++;
     /* release: pairs with the acquire CAS in pshm_thread_claim(); the next
      * owner sees the record empty. */
     pa_store_release(&t->owner, PSHM_NO_OWNER);
+}
+
+/* The index of the first byte equal to v in o[0..n), or n. Owner bytes are
+ * read while live processes CAS some of them (a free racing the reclaim):
+ * a stale read only makes the CAS that follows fail, so eight at a time,
+ * through a volatile pointer hidden from TSan as peek_next_node() is. */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
+__attribute__((no_sanitize("thread")))
+#endif
+static size_t
+find_byte(const uint8_t *o, size_t n, uint8_t v)
+{
+    size_t i = 0;
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    uint64_t pat = ones * v;
+    while (i < n && ((uintptr_t)(o + i) & 7))
+        if (((const volatile uint8_t *)o)[i] == v)
+            return i;
+        else
+            i++;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w = *(const volatile uint64_t *)(const void *)(o + i) ^ pat;
+        if ((w - ones) & ~w & highs)
+            break;
+    }
+    for (; i < n; i++)
+        if (((const volatile uint8_t *)o)[i] == v)
+            return i;
+    return n;
+}
+
+/* Everything slot still owns: to the actor (which frees it), or in transit
+ * (orphans = keep, or no actor). Each block moves by one CAS, so a live
+ * process freeing the same block (it was handed over by offset) and this
+ * walk cannot both have it: exactly one wins. */
+static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, bool keep,
+                       pshm_reclaimed_t *out)
+{
+    uint8_t v = pshm_own_val(slot);
+    bool give = !keep && actor && actor->rec && actor->slot != slot;
+    bool touched[PSHM_MAX_CLASSES] = {false};
+    uint8_t to = give ? pshm_own_val(actor->slot) : (uint8_t)PSHM_OWN_TRANSIT;
+    for (uint32_t n = 0; n < s->nspans; n++) {
+        uint32_t c = pa_load_acquire(&s->spanmap[n]); /* acquire: as in pshm_block_class() */
+        if (c >= s->nclasses)
+            continue;
+        uint64_t span_off = s->data_off + ((uint64_t)n << s->span_shift);
+        pa_u8 *o = pshm_owner(s, c, span_off);
+        uint32_t bps = s->blocks_per_span[c];
+        for (uint32_t i = 0;; i++) {
+            i += (uint32_t)find_byte((const uint8_t *)o + i, bps - i, v);
+            if (i >= bps)
+                break;
+            uint8_t cur = v;
+            /* acq_rel: exactly one of this walk and a live free of the
+             * block moves it out of the dead slot's hands. */
+            if (!pa_cas_strong_acq_rel(&o[i], &cur, to))
+                continue;
+            uint32_t idx = (uint32_t)((span_off + (uint64_t)i * s->block_size[c]) >> 3);
+            if (give) {
+                touched[c] = true;
+                pshm_rec_free_owned(s, actor->rec, actor->slot, c, idx);
+                pa_add_relaxed(&s->cls[c].reclaimed_in_use, 1); /* relaxed: statistic */
+                out->in_use_returned++;
+            } else {
+                pa_add_relaxed(&s->cls[c].u_handoffs, 1); /* relaxed: statistic */
+                out->in_use_kept++;
+            }
+        }
+    }
+    /* The actor's cache took them: to central, for every process to use. */
+    for (uint32_t c = 0; give && c < s->nclasses; c++)
+        if (touched[c])
+            drain(s, actor->rec, c);
 }
 
 void pshm_proc_detach(pshm_seg_t *s, uint32_t slot, bool untrusted, pshm_release_result_t *res)
@@ -200,57 +242,98 @@ void pshm_proc_detach(pshm_seg_t *s, uint32_t slot, bool untrusted, pshm_release
         if (pa_load_acquire(&t->owner) == slot + 1)
             pshm_thread_release(s, t, slot, untrusted, res);
     }
+    /* Blocks still in use go in transit: another process may still free
+     * them, and the slot's next holder must not be taken for their owner. */
+    pshm_reclaimed_t r = {0};
+    owner_walk(s, slot, NULL, true, &r);
     pshm_proc_release(s, slot);
 }
 
-int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, pshm_reclaimed_t *out)
+int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
+                      pshm_reclaimed_t *out)
 {
     if (slot >= s->max_procs)
         return -EINVAL;
     struct pshm_proc *p = &s->procs[slot];
+    int32_t me = (int32_t)getpid();
     uint32_t st = PSHM_PROC_LIVE;
     /* acq_rel: only one reclaimer wins the slot (poold and an embedded owner
      * may both try). */
-    if (!pa_cas_strong_acq_rel(&p->state, &st, PSHM_PROC_RECLAIMING))
+    if (pa_cas_strong_acq_rel(&p->state, &st, PSHM_PROC_RECLAIMING)) {
+        pa_store_relaxed(&p->reclaimer, me); /* relaxed: read by a taker-over after we die */
+    } else if (st == PSHM_PROC_RECLAIMING) {
+        /* A reclaimer that died in the middle: take its work over. */
+        int32_t r = pa_load_relaxed(&p->reclaimer); /* relaxed: the CAS decides */
+        if (r == me || (r > 0 && pshm_os_proc_alive(r, 0)))
+            return -EAGAIN;
+        if (!pa_cas_strong_acq_rel(&p->reclaimer, &r, me)) /* acq_rel: one taker */
+            return -EAGAIN;
+    } else {
         return -EAGAIN;
+    }
+    pshm_reclaimed_t r = {0};
     pshm_release_result_t res = {0};
-    int32_t pid = pa_load_relaxed(&p->pid);
-    /* Release the records first: that folds their counters into the slot. */
+    r.pid = pa_load_relaxed(&p->pid);
+    r.slot = slot;
+    /* The records first (their caches, ranges and pending steps), then the
+     * blocks still owned: a torn free left its block in a cache. */
     for (uint32_t i = 0; i < s->max_threads; i++) {
         struct pshm_thread *t = pshm_thread_at(s, i);
         if (pa_load_acquire(&t->owner) == slot + 1) /* acquire: as in pshm_proc_detach */
             pshm_thread_release(s, t, slot, true, &res);
     }
-    int64_t orphaned = (int64_t)(pa_load_relaxed(&p->r_allocs) - pa_load_relaxed(&p->r_frees));
-    pa_add_relaxed(&s->hdr->procs_reclaimed, 1);                    /* relaxed: statistic */
-    pa_add_relaxed(&s->hdr->blocks_reclaimed, res.blocks_returned); /* relaxed: statistic */
-    if (orphaned > 0)
-        pa_add_relaxed(&s->hdr->blocks_orphaned, (uint64_t)orphaned); /* relaxed: statistic */
+    bool keep = pa_load_relaxed(&s->hdr->orphans_keep) != 0; /* relaxed: a setting */
+    owner_walk(s, slot, actor, keep, &r);
+    r.blocks_returned = res.blocks_returned;
+    r.entries_dropped = res.entries_dropped;
+    r.blocks_orphaned = (int64_t)r.in_use_kept;
+    /* relaxed (all): statistics. */
+    pa_add_relaxed(&s->hdr->procs_reclaimed, 1);
+    pa_add_relaxed(&s->hdr->blocks_reclaimed, res.blocks_returned);
+    if (r.in_use_returned)
+        pa_add_relaxed(&s->hdr->reclaimed_in_use, r.in_use_returned);
+    if (r.in_use_kept)
+        pa_add_relaxed(&s->hdr->blocks_orphaned, r.in_use_kept);
     if (res.entries_dropped)
         pa_add_relaxed(&s->hdr->entries_dropped, res.entries_dropped);
-    if (out) {
-        out->pid = pid;
-        out->slot = slot;
-        out->blocks_returned = res.blocks_returned;
-        out->blocks_orphaned = orphaned;
-    }
+    if (out)
+        *out = r;
+    pa_store_relaxed(&p->reclaimer, 0); /* relaxed: the release below orders it */
     pshm_proc_release(s, slot);
     return 0;
 }
 
-int pshm_reclaim_dead(pshm_seg_t *s, pshm_reclaimed_t *out, int max)
+/* The slot needs a reclaimer: its process died, or its reclaimer did. */
+static bool slot_dead(const pshm_seg_t *s, uint32_t i)
+{
+    const struct pshm_proc *p = &s->procs[i];
+    /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
+    uint32_t st = pa_load_acquire(&p->state);
+    if (st == PSHM_PROC_LIVE)
+        return !pshm_os_proc_alive(pa_load_relaxed(&p->pid), pa_load_relaxed(&p->start_time));
+    if (st == PSHM_PROC_RECLAIMING) {
+        int32_t r = pa_load_relaxed(&p->reclaimer); /* relaxed: a hint */
+        return !(r > 0 && pshm_os_proc_alive(r, 0));
+    }
+    return false;
+}
+
+bool pshm_any_dead(const pshm_seg_t *s)
+{
+    for (uint32_t i = 0; i < s->max_procs; i++)
+        if (slot_dead(s, i))
+            return true;
+    return false;
+}
+
+int pshm_reclaim_dead(pshm_seg_t *s, const pshm_actor_t *actor, pshm_reclaimed_t *out, int max)
 {
     int n = 0;
     for (uint32_t i = 0; i < s->max_procs; i++) {
-        struct pshm_proc *p = &s->procs[i];
-        /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
-        if (pa_load_acquire(&p->state) != PSHM_PROC_LIVE)
-            continue;
-        pid_t pid = pa_load_relaxed(&p->pid);
-        if (pshm_os_proc_alive(pid, pa_load_relaxed(&p->start_time)))
+        if (!slot_dead(s, i))
             continue;
         pshm_reclaimed_t r;
-        if (pshm_proc_reclaim(s, i, &r) == 0) {
+        if (pshm_proc_reclaim(s, i, actor, &r) == 0) {
             if (out && n < max)
                 out[n] = r;
             n++;

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pshm_stats.c: live statistics and the invariant checker.
+ * pshm_stats.c: live statistics, the physical audit and the invariant
+ * checker.
  *
- * Statistics sum the single-writer counters of every thread record and the
- * totals of exited threads, with relaxed loads only: readers never write the
- * segment and never slow a worker down (DESIGN.md invariant 8). A snapshot
- * taken while workers run is a little skewed between counters; one taken at
- * rest is exact, and pshm_check() holds it to the invariants.
+ * Statistics sum the single-writer counters of every thread record (records
+ * keep their counters for good, whoever owns them now) and the class's
+ * counters of operations done without a record, with relaxed loads only:
+ * readers never write the segment and never slow a worker down (DESIGN.md
+ * invariant 8). A snapshot taken while workers run is a little skewed
+ * between counters; one taken at rest is exact. The audit counts the same
+ * figures a second way, by walking the lists, the caches and the owner
+ * bytes, and pshm_check() holds the two to each other.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,35 +22,42 @@
 
 struct class_sum {
     uint64_t allocs, frees, fresh, same, cmiss, cenmiss, exhausted, cached;
+    uint64_t moved_in, moved_out, handoffs, adopts;
 };
 
 static void sum_class(const pshm_seg_t *s, uint32_t c, struct class_sum *o)
 {
     const struct pshm_class *k = &s->cls[c];
-    /* relaxed: statistics (single writers, or RMW totals of gone threads). */
-    o->allocs = pa_load_relaxed(&k->r_allocs);
-    o->frees = pa_load_relaxed(&k->r_frees);
-    o->fresh = pa_load_relaxed(&k->r_fresh);
-    o->same = pa_load_relaxed(&k->r_same);
-    o->cmiss = pa_load_relaxed(&k->r_cmiss);
-    o->cenmiss = pa_load_relaxed(&k->r_cenmiss);
-    o->exhausted = pa_load_relaxed(&k->r_exhausted);
-    o->cached = 0;
+    memset(o, 0, sizeof(*o));
+    /* Every record, owned or not: records keep their counters for good. */
     for (uint32_t i = 0; i < s->max_threads; i++) {
-        const struct pshm_thread *t = pshm_thread_at(s, i);
-        if (pa_load_relaxed(&t->owner) == PSHM_NO_OWNER)
-            continue;
-        const struct pshm_tclass *tc = &t->cls[c];
+        const struct pshm_tclass *tc = &pshm_thread_at(s, i)->cls[c];
+        /* relaxed (all): statistics of single writers. */
+        uint32_t n = pshm_tclass_cached(tc);
+        if (n > s->cache_cap[c] + 1)
+            n = 0; /* a scribbled count is not believed */
         o->allocs += pshm_tclass_allocs(tc);
+        o->fresh += pshm_tclass_fresh(tc);
         o->frees += pa_load_relaxed(&tc->frees);
-        o->fresh += pa_load_relaxed(&tc->fresh);
-        o->same += pshm_tclass_same(tc);
+        o->moved_in += pa_load_relaxed(&tc->moved_in);
+        o->moved_out += pa_load_relaxed(&tc->moved_out);
+        o->handoffs += pa_load_relaxed(&tc->handoffs);
+        o->adopts += pa_load_relaxed(&tc->adopts);
+        o->same += pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->displaced) -
+                   pshm_hot_cached(pa_load_relaxed(&tc->hot));
         o->cmiss += pa_load_relaxed(&tc->cmiss);
         o->cenmiss += pa_load_relaxed(&tc->cenmiss);
         o->exhausted += pa_load_relaxed(&tc->exhausted);
-        uint32_t n = pshm_tclass_cached(tc);
-        o->cached += n <= s->cache_cap[c] ? n : 0; /* a scribbled count is not believed */
+        o->cached += n;
     }
+    /* And what was done without a record. relaxed: RMW statistics. */
+    o->allocs += pa_load_relaxed(&k->u_allocs);
+    o->frees += pa_load_relaxed(&k->u_frees);
+    o->fresh += pa_load_relaxed(&k->u_fresh);
+    o->moved_out += pa_load_relaxed(&k->u_pushed);
+    o->moved_in += pa_load_relaxed(&k->u_popped);
+    o->exhausted += pa_load_relaxed(&k->u_exhausted);
+    o->handoffs += pa_load_relaxed(&k->u_handoffs);
 }
 
 void pshm_stats(const pshm_seg_t *s, struct pool_stats *out)
@@ -55,14 +66,16 @@ void pshm_stats(const pshm_seg_t *s, struct pool_stats *out)
     out->segment_bytes = s->bytes;
     out->span_bytes = UINT64_C(1) << s->span_shift;
     out->spans_total = s->nspans;
-    uint32_t carved = pa_load_relaxed(&s->hdr->next_span); /* relaxed: statistic */
-    out->spans_carved = carved < s->nspans ? carved : s->nspans;
+    out->spans_carved = pshm_spans_carved(s);
     out->bytes_carved = out->spans_carved << s->span_shift;
+    /* relaxed (all): statistics. */
     out->procs_reclaimed = pa_load_relaxed(&s->hdr->procs_reclaimed);
     out->blocks_reclaimed = pa_load_relaxed(&s->hdr->blocks_reclaimed);
     out->blocks_orphaned = pa_load_relaxed(&s->hdr->blocks_orphaned);
+    out->reclaimed_in_use = pa_load_relaxed(&s->hdr->reclaimed_in_use);
     for (uint32_t i = 0; i < s->max_procs; i++)
-        if (pa_load_relaxed(&s->procs[i].state) == PSHM_PROC_LIVE)
+        if (pa_load_relaxed(&s->procs[i].state) == PSHM_PROC_LIVE &&
+            pa_load_relaxed(&s->procs[i].via_daemon) != PSHM_VIA_POOLD)
             out->procs_attached++;
     out->nclasses = s->nclasses;
     for (uint32_t c = 0; c < s->nclasses; c++) {
@@ -70,12 +83,13 @@ void pshm_stats(const pshm_seg_t *s, struct pool_stats *out)
         pool_class_stats_t *o = &out->cls[c];
         sum_class(s, c, &sum);
         o->block_size = s->block_size[c];
-        o->spans_carved = pa_load_relaxed(&s->cls[c].spans_carved);
+        o->spans_carved = pshm_spans_of(s, c);
         o->blocks_carved = sum.fresh;
-        o->blocks_central = pa_load_relaxed(&s->cls[c].central_blocks);
+        o->blocks_central = sum.moved_out - sum.moved_in;
         o->blocks_cached = sum.cached;
         o->blocks_free = o->blocks_central + o->blocks_cached;
-        o->blocks_in_use = (int64_t)(sum.allocs - sum.frees);
+        o->blocks_in_transit = sum.handoffs - sum.adopts;
+        o->blocks_in_use = (int64_t)(sum.allocs - sum.frees - o->blocks_in_transit);
         o->allocations = sum.allocs;
         o->frees = sum.frees;
         o->reuses = sum.allocs >= sum.fresh ? sum.allocs - sum.fresh : 0;
@@ -83,8 +97,12 @@ void pshm_stats(const pshm_seg_t *s, struct pool_stats *out)
         o->cache_misses = sum.cmiss;
         o->central_misses = sum.cenmiss;
         o->exhausted = sum.exhausted;
+        o->invalid_frees = pa_load_relaxed(&s->cls[c].invalid_frees);
+        o->reclaimed_in_use = pa_load_relaxed(&s->cls[c].reclaimed_in_use);
         if (o->blocks_in_use > 0)
             out->bytes_in_use += (uint64_t)o->blocks_in_use * o->block_size;
+        out->blocks_in_transit += o->blocks_in_transit;
+        out->invalid_frees += o->invalid_frees;
     }
 }
 
@@ -94,7 +112,8 @@ int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max)
     for (uint32_t i = 0; i < s->max_procs; i++) {
         const struct pshm_proc *p = &s->procs[i];
         /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
-        if (pa_load_acquire(&p->state) != PSHM_PROC_LIVE)
+        if (pa_load_acquire(&p->state) != PSHM_PROC_LIVE ||
+            pa_load_relaxed(&p->via_daemon) == PSHM_VIA_POOLD)
             continue;
         if (n < max) {
             pshm_proc_stats_t *o = &out[n];
@@ -113,11 +132,12 @@ int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max)
                 o->threads++;
                 for (uint32_t c = 0; c < s->nclasses; c++) {
                     const struct pshm_tclass *tc = &th->cls[c];
-                    o->allocations += pshm_tclass_allocs(tc);
-                    o->frees += pa_load_relaxed(&tc->frees);
-                    o->cache_misses += pa_load_relaxed(&tc->cmiss);
+                    o->allocations += pshm_tclass_allocs(tc) - pa_load_relaxed(&tc->base_allocs);
+                    o->frees += pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->base_frees);
+                    o->cache_misses +=
+                        pa_load_relaxed(&tc->cmiss) - pa_load_relaxed(&tc->base_cmiss);
                     uint32_t k = pshm_tclass_cached(tc);
-                    o->blocks_cached += k <= s->cache_cap[c] ? k : 0;
+                    o->blocks_cached += k <= s->cache_cap[c] + 1 ? k : 0;
                 }
             }
             o->blocks_in_use = (int64_t)(o->allocations - o->frees);
@@ -127,54 +147,118 @@ int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max)
     return n;
 }
 
-int pshm_check(const pshm_seg_t *s, char *err, size_t errlen)
+int pshm_audit_class(const pshm_seg_t *s, uint32_t c, pshm_audit_t *out, char *err, size_t errlen)
 {
-    uint64_t spans = 0;
-    for (uint32_t c = 0; c < s->nclasses; c++) {
-        struct class_sum sum;
-        sum_class(s, c, &sum);
-        uint64_t central = pa_load_relaxed(&s->cls[c].central_blocks);
-        int64_t in_use = (int64_t)(sum.allocs - sum.frees);
-        if ((int64_t)(central + sum.cached) + in_use != (int64_t)sum.fresh) {
-            snprintf(err, errlen,
-                     "class %u (%u B): central %llu + cached %llu + in use %lld != carved %llu", c,
-                     s->block_size[c], (unsigned long long)central, (unsigned long long)sum.cached,
-                     (long long)in_use, (unsigned long long)sum.fresh);
+    memset(out, 0, sizeof(*out));
+    uint64_t limit = (uint64_t)s->nspans * s->blocks_per_span[c] + 1;
+    uint32_t stride = s->block_size[c] >> 3;
+    /* Owner bytes and carved spans. */
+    for (uint32_t n = 0; n < s->nspans; n++) {
+        if (pa_load_relaxed(&s->spanmap[n]) != c) /* relaxed: at rest */
+            continue;
+        uint64_t span_off = s->data_off + ((uint64_t)n << s->span_shift);
+        const pa_u8 *o = pshm_owner(s, c, span_off);
+        out->carved += s->blocks_per_span[c];
+        for (uint32_t i = 0; i < s->blocks_per_span[c]; i++) {
+            uint8_t v = pa_load_relaxed(&o[i]);
+            if (v == PSHM_OWN_TRANSIT)
+                out->transit++;
+            else if (v != PSHM_OWN_FREE)
+                out->owned++;
+        }
+    }
+    /* Uncarved: the region stack and live records' ranges. */
+    uint32_t node = PSHM_HEAD_IDX(pa_load_acquire(&s->cls[c].regions)); /* acquire: at rest */
+    uint64_t walked = 0;
+    while (node != PSHM_IDX_NONE && walked++ < limit) {
+        if (!pshm_idx_is_block(s, node, c)) {
+            snprintf(err, errlen, "class %u: region stack holds a bad node", c);
             return -EUCLEAN;
         }
-        /* Walk the central list: its length must match the counter. */
-        uint64_t walked = 0;
-        uint32_t node = PSHM_HEAD_IDX(pa_load_acquire(&s->cls[c].central));
-        uint64_t limit = (uint64_t)s->nspans * s->blocks_per_span[c] + 1;
-        while (node != PSHM_IDX_NONE && walked < limit) {
-            if (!pshm_idx_is_block(s, node, c)) {
-                snprintf(err, errlen, "class %u: central list holds a bad node", c);
+        uint64_t w = *(const uint64_t *)pshm_ptr(s, node);
+        uint32_t e = (uint32_t)(w & 0xffffffffu);
+        if (e <= node || (e - node) % stride) {
+            snprintf(err, errlen, "class %u: region at %u has a bad end %u", c, node, e);
+            return -EUCLEAN;
+        }
+        out->regions += (e - node) / stride;
+        node = (uint32_t)(w >> 32);
+    }
+    for (uint32_t i = 0; i < s->max_threads; i++) {
+        const struct pshm_thread *t = pshm_thread_at(s, i);
+        if (pa_load_relaxed(&t->owner) == PSHM_NO_OWNER)
+            continue;
+        const struct pshm_tclass *tc = &t->cls[c];
+        uint32_t a = pshm_tclass_fresh_next(tc);
+        if (a < tc->fresh_end)
+            out->regions += (tc->fresh_end - a) / stride;
+        out->cached += pshm_tclass_cached(tc);
+    }
+    out->carved -= out->regions;
+    /* The batch stack. */
+    node = PSHM_HEAD_IDX(pa_load_acquire(&s->cls[c].central)); /* acquire: at rest */
+    walked = 0;
+    while (node != PSHM_IDX_NONE && walked < limit) {
+        if (!pshm_idx_is_block(s, node, c)) {
+            snprintf(err, errlen, "class %u: central list holds a bad node", c);
+            return -EUCLEAN;
+        }
+        uint64_t w = *(const uint64_t *)pshm_ptr(s, node);
+        uint32_t cur = node;
+        while (cur != PSHM_IDX_NONE && walked < limit) {
+            if (!pshm_idx_is_block(s, cur, c)) {
+                snprintf(err, errlen, "class %u: a central chain holds a bad block", c);
                 return -EUCLEAN;
             }
-            uint64_t w = *(const uint64_t *)pshm_ptr(s, node);
-            uint32_t cur = node;
-            while (cur != PSHM_IDX_NONE && walked < limit) {
-                if (!pshm_idx_is_block(s, cur, c)) {
-                    snprintf(err, errlen, "class %u: a central chain holds a bad block", c);
-                    return -EUCLEAN;
-                }
-                walked++;
-                cur = (uint32_t)(*(const uint64_t *)pshm_ptr(s, cur) & 0xffffffffu);
+            if (pa_load_relaxed(pshm_owner_idx(s, c, cur)) != PSHM_OWN_FREE) {
+                snprintf(err, errlen, "class %u: block %u is on the central list but in use", c,
+                         cur);
+                return -EUCLEAN;
             }
-            node = (uint32_t)(w >> 32);
+            walked++;
+            cur = (uint32_t)(*(const uint64_t *)pshm_ptr(s, cur) & 0xffffffffu);
         }
-        if (walked != central) {
-            snprintf(err, errlen, "class %u: central list has %llu blocks, counter says %llu", c,
-                     (unsigned long long)walked, (unsigned long long)central);
+        node = (uint32_t)(w >> 32);
+    }
+    out->central = walked;
+    return 0;
+}
+
+int pshm_check(const pshm_seg_t *s, char *err, size_t errlen)
+{
+    for (uint32_t c = 0; c < s->nclasses; c++) {
+        struct class_sum sum;
+        pshm_audit_t a;
+        sum_class(s, c, &sum);
+        int rc = pshm_audit_class(s, c, &a, err, errlen);
+        if (rc < 0)
+            return rc;
+        uint64_t central = sum.moved_out - sum.moved_in;
+        uint64_t transit = sum.handoffs - sum.adopts;
+        int64_t in_use = (int64_t)(sum.allocs - sum.frees - transit);
+        if ((int64_t)(central + sum.cached + transit) + in_use != (int64_t)sum.fresh) {
+            snprintf(err, errlen,
+                     "class %u (%u B): central %llu + cached %llu + in use %lld + in transit "
+                     "%llu != carved %llu",
+                     c, s->block_size[c], (unsigned long long)central,
+                     (unsigned long long)sum.cached, (long long)in_use, (unsigned long long)transit,
+                     (unsigned long long)sum.fresh);
             return -EUCLEAN;
         }
-        spans += pa_load_relaxed(&s->cls[c].spans_carved);
-    }
-    uint32_t cursor = pa_load_relaxed(&s->hdr->next_span);
-    if (spans != cursor) {
-        snprintf(err, errlen, "span cursor at %u but classes hold %llu spans", cursor,
-                 (unsigned long long)spans);
-        return -EUCLEAN;
+        if (a.carved != sum.fresh || a.central != central || a.cached != sum.cached ||
+            (int64_t)a.owned != in_use || a.transit != transit ||
+            a.carved != a.central + a.cached + a.owned + a.transit) {
+            snprintf(err, errlen,
+                     "class %u (%u B): counted carved %llu central %llu cached %llu in use %lld "
+                     "transit %llu; found carved %llu central %llu cached %llu owned %llu "
+                     "transit %llu",
+                     c, s->block_size[c], (unsigned long long)sum.fresh,
+                     (unsigned long long)central, (unsigned long long)sum.cached, (long long)in_use,
+                     (unsigned long long)transit, (unsigned long long)a.carved,
+                     (unsigned long long)a.central, (unsigned long long)a.cached,
+                     (unsigned long long)a.owned, (unsigned long long)a.transit);
+            return -EUCLEAN;
+        }
     }
     return 0;
 }

@@ -38,8 +38,8 @@
 #include "pshm_layout.h"
 
 /* The ABI version requests name, as text for literal requests. */
-#define TEST_ABI "2"
-_Static_assert(PSHM_ABI_VERSION == 2, "update TEST_ABI to PSHM_ABI_VERSION");
+#define TEST_ABI "3"
+_Static_assert(PSHM_ABI_VERSION == 3, "update TEST_ABI to PSHM_ABI_VERSION");
 
 typedef struct st {
     struct event_base *base;
@@ -326,7 +326,8 @@ static void test_cmd_classes(void **state)
     assert_true(read_reply(st, fd, buf, sizeof(buf), true) > 0);
     assert_non_null(strstr(buf, "OK\n# classes\n"));
     assert_non_null(strstr(buf, "class_8:size=8,blocks_per_span="));
-    assert_non_null(strstr(buf, "class_64:size=64,blocks_per_span=1024,cache_cap=64,batch=32\n"));
+    assert_non_null(
+        strstr(buf, "class_64:size=64,blocks_per_span=1008,owner_bytes=1,cache_cap=64,batch=32\n"));
     assert_non_null(strstr(buf, "class_65536:"));
     close(fd);
 }
@@ -358,8 +359,8 @@ static void test_hello_pid_not_peer(void **state)
 static void test_hello_slots_full(void **state)
 {
     (void)state;
-    st_t *st = mk(2);
-    /* Two live processes hold both slots. */
+    st_t *st = mk(3); /* poold holds one */
+    /* Two live processes hold the other two. */
     pid_t a = 1, b = getppid();
     assert_true(pshm_proc_claim(&st->srv.seg, a, pshm_os_proc_start_time(a), false) >= 0);
     assert_true(pshm_proc_claim(&st->srv.seg, b, pshm_os_proc_start_time(b), false) >= 0);
@@ -374,7 +375,7 @@ static void test_hello_slots_full(void **state)
 static void test_hello_slots_full_reclaims_dead_first(void **state)
 {
     (void)state;
-    st_t *st = mk(2);
+    st_t *st = mk(3); /* poold holds one */
     pid_t dead = fork();
     if (dead == 0)
         _exit(0);
@@ -583,7 +584,7 @@ static void test_stats_keys(void **state)
             while ((rc = pproto_subkv_next(&c, e, &kv)) > 0)
                 items++;
             assert_int_equal(rc, 0);
-            assert_int_equal(items, 14);
+            assert_int_equal(items, 17);
         }
         p = nl + 1;
     }
@@ -602,6 +603,9 @@ static void test_stats_keys(void **state)
                                        "procs_reclaimed_total",
                                        "blocks_reclaimed_total",
                                        "blocks_orphaned_total",
+                                       "blocks_reclaimed_in_use_total",
+                                       "blocks_in_transit",
+                                       "invalid_frees_total",
                                        "allocations_total",
                                        "frees_total",
                                        "reuses_total",
@@ -617,12 +621,14 @@ static void test_stats_keys(void **state)
     for (size_t i = 0; i < sizeof(pool) / sizeof(pool[0]); i++)
         if (!has_key(body, "# pool\n", pool[i]))
             fail_msg("no %s in # pool", pool[i]);
-    assert_non_null(strstr(body, "\n# classes\nclass_8:size=8,spans=0,carved=0,free=0,central=0,"
-                                 "cached=0,in_use=0,allocs=0,frees=0,reuses=0,same_address=0,"
-                                 "cache_misses=0,central_misses=0,exhausted=0\n"));
+    assert_non_null(
+        strstr(body, "\n# classes\nclass_8:size=8,spans=0,carved=0,free=0,central=0,"
+                     "cached=0,in_use=0,allocs=0,frees=0,reuses=0,same_address=0,"
+                     "cache_misses=0,central_misses=0,exhausted=0,in_transit=0,invalid_frees=0,"
+                     "reclaimed_in_use=0\n"));
     char want[160];
     snprintf(want, sizeof(want),
-             "\nproc_%d:pid=%d,slot=0,name=tester,attached_unix=", (int)getpid(), (int)getpid());
+             "\nproc_%d:pid=%d,slot=1,name=tester,attached_unix=", (int)getpid(), (int)getpid());
     assert_non_null(strstr(body, want));
     assert_non_null(strstr(body, ",allocs=0,frees=0,cache_misses=0,cached=0,in_use=0,threads=0,"
                                  "connected=1\n"));
@@ -822,8 +828,14 @@ static void test_adopt_existing_segment(void **state)
     assert_true(ls >= 0 && ds >= 0);
     struct pshm_thread *t = pshm_thread_claim(&seg, (uint32_t)ds, dead);
     assert_non_null(t);
-    /* 5 blocks cut fresh and never freed: 5 in use. relaxed: test setup. */
-    pa_store_relaxed(&t->cls[3].fresh, 5);
+    /* 5 blocks cut fresh, owned by the dead one and never freed: 5 in use.
+     * relaxed: test setup. */
+    assert_int_equal(pshm_rec_install(&seg, t, 3), 0);
+    for (int i = 0; i < 5; i++) {
+        uint64_t w = pa_load_relaxed(&t->cls[3].fresh_w);
+        pa_store_relaxed(pshm_owner_idx(&seg, 3, (uint32_t)w), pshm_own_val((uint32_t)ds));
+        pa_store_relaxed(&t->cls[3].fresh_w, w + (UINT64_C(1) << 32) + (seg.block_size[3] >> 3));
+    }
     pshm_os_unmap(base, prm.bytes);
 
     int rc;
@@ -850,11 +862,13 @@ static void test_adopt_existing_segment(void **state)
     snprintf(want, sizeof(want), "\nproc_%d:pid=%d,slot=%d,", (int)live, (int)live, ls);
     assert_non_null(strstr(buf, want));
     assert_non_null(strstr(buf, ",connected=0\n"));
-    snprintf(want, sizeof(want), "\norphan_%d:pid=%d,slot=%d,blocks=5,reclaimed_blocks=0,",
+    snprintf(want, sizeof(want), "\norphan_%d:pid=%d,slot=%d,blocks=5,kept=0,reclaimed_blocks=0,",
              (int)dead, (int)dead, ds);
     assert_non_null(strstr(buf, want));
     assert_non_null(strstr(buf, "\nprocs_reclaimed_total:1\n"));
-    assert_non_null(strstr(buf, "\nblocks_orphaned_total:5\n"));
+    assert_non_null(strstr(buf, "\nblocks_orphaned_total:0\n"));
+    assert_non_null(strstr(buf, "\nblocks_reclaimed_in_use_total:5\n"));
+    assert_non_null(strstr(buf, "\nblocks_in_transit:0\n"));
     assert_non_null(strstr(buf, "\ndaemon_gen:1\n"));
 
     /* The live one dies: the pidfd tells poold at once. */
