@@ -1535,6 +1535,29 @@ static void test_metric_table_well_formed(void **state)
     assert_null(pproto_metric_row_prefix("pool"));
 }
 
+/* docs/stats.md names every metric of the table, with its key. */
+static void test_metric_table_documented(void **state)
+{
+    (void)state;
+    FILE *f = fopen(STATS_MD, "r");
+    assert_non_null(f);
+    static char doc[1 << 17];
+    size_t n = fread(doc, 1, sizeof(doc) - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    const pproto_metric_t *m;
+    for (size_t i = 0; (m = pproto_metric_at(i)) != NULL; i++) {
+        char want[160];
+        if (m->kind == PPROTO_METRIC_GAUGE || m->kind == PPROTO_METRIC_COUNTER)
+            snprintf(want, sizeof(want), "| %s | `%s` | `%s` |", m->section, m->key, m->name);
+        else
+            snprintf(want, sizeof(want), "| %s | `%s` |", m->section, m->key);
+        if (!strstr(doc, want))
+            fail_msg("docs/stats.md lacks the row \"%s\"", want);
+    }
+    assert_non_null(strstr(doc, "`poold_info`"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1592,6 +1615,7 @@ int main(void)
         cmocka_unit_test(test_render_prometheus_small_buffer),
         cmocka_unit_test(test_render_prometheus_promtool_clean),
         cmocka_unit_test(test_metric_table_well_formed),
+        cmocka_unit_test(test_metric_table_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
