@@ -450,24 +450,31 @@ static int render(const char *fmt, const struct reply *r)
             print_table(&v, stdout);
         return EXIT_OK;
     }
-    size_t cap = 4 * len + 4096;
-    char *out = malloc(cap);
-    if (!out) {
-        fprintf(stderr, "poolctl: out of memory\n");
-        return EXIT_REPLY;
-    }
-    pproto_buf_t b;
-    pproto_buf_init(&b, out, cap);
-    int rc = !strcmp(fmt, "json") ? pproto_render_json(body, len, &b)
-                                  : pproto_render_prometheus(body, len, &b);
-    if (rc < 0) {
-        fprintf(stderr, "poolctl: cannot render poold's reply: %s\n", strerror(-rc));
+    /* A sample repeats its row's labels: the text can be several times the
+     * body. Grow on -ENOSPC, as poold's /metrics does. */
+    size_t cap = 4 * len + 65536;
+    for (int tries = 0; tries < 8; tries++, cap *= 2) {
+        char *out = malloc(cap);
+        if (!out) {
+            fprintf(stderr, "poolctl: out of memory\n");
+            return EXIT_REPLY;
+        }
+        pproto_buf_t b;
+        pproto_buf_init(&b, out, cap);
+        int rc = !strcmp(fmt, "json") ? pproto_render_json(body, len, &b)
+                                      : pproto_render_prometheus(body, len, &b);
+        if (rc >= 0)
+            fwrite(out, 1, b.len, stdout);
         free(out);
-        return EXIT_REPLY;
+        if (rc >= 0)
+            return EXIT_OK;
+        if (rc != -ENOSPC) {
+            fprintf(stderr, "poolctl: cannot render poold's reply: %s\n", strerror(-rc));
+            return EXIT_REPLY;
+        }
     }
-    fwrite(out, 1, b.len, stdout);
-    free(out);
-    return EXIT_OK;
+    fprintf(stderr, "poolctl: cannot render poold's reply: %s\n", strerror(ENOSPC));
+    return EXIT_REPLY;
 }
 
 static volatile sig_atomic_t stop;

@@ -904,6 +904,54 @@ static void test_e2e_prometheus_lints_clean(void **state)
     stop_poold(e);
 }
 
+/* Many processes with long names: the Prometheus text, which repeats a
+ * row's labels on each of its samples, is many times the STATS body, and
+ * poolctl still renders all of it (and promtool still finds nothing). */
+static void test_e2e_poolctl_prometheus_many_procs(void **state)
+{
+    struct e2e *e = *state;
+    enum { PROCS = 64 };
+    static char body[1 << 16];
+    size_t n = 0;
+    n += (size_t)snprintf(body + n, sizeof(body) - n,
+                          "OK\n# pool\nprocs_attached:%d\n# processes\n", PROCS);
+    for (int i = 0; i < PROCS; i++)
+        n += (size_t)snprintf(body + n, sizeof(body) - n,
+                              "proc_%d:pid=%d,slot=%d,name=%.64s,attached_unix=1764270000,"
+                              "uptime_seconds=1,allocs=1,frees=1,cache_misses=0,cached=0,in_use=0,"
+                              "threads=1,connected=1\n",
+                              1000 + i, 1000 + i, i,
+                              "a-worker-with-a-very-long-name-that-fills-all-sixty-four-bytes-x");
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "END\n");
+    pid_t f = fake_poold(e, body, 1);
+    char path[200], script[600];
+    snprintf(path, sizeof(path), "%s/many.txt", e->dir);
+    snprintf(script, sizeof(script), "'%s' --socket '%s' stats --prometheus >'%s'", POOLCTL_BIN,
+             e->sock, path);
+    char *said = NULL;
+    int rc = sh(script, &said);
+    if (rc != 0)
+        fail_msg("poolctl stats --prometheus (%d): %s", rc, said);
+    free(said);
+    assert_int_equal(wait_for(f, 10), 0);
+    char *text = slurp(path);
+    int samples = 0;
+    for (const char *p = text; (p = strstr(p, "\npoold_proc_threads{")) != NULL; p++)
+        samples++;
+    assert_int_equal(samples, PROCS);
+    print_message("%zu bytes of STATS became %zu bytes of Prometheus text\n", (size_t)n,
+                  strlen(text));
+    assert_true(strlen(text) > 4 * (size_t)n);
+    free(text);
+    if (have_cmd("promtool")) {
+        snprintf(script, sizeof(script), "promtool check metrics <'%s'", path);
+        rc = sh(script, &said);
+        if (rc != 0 || *said)
+            fail_msg("promtool check metrics (%d):\n%s", rc, said);
+        free(said);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -921,6 +969,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_e2e_poolctl_procs_and_classes_tables, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_poolctl_classes_shows_new_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_prometheus_lints_clean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_poolctl_prometheus_many_procs, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
