@@ -5,7 +5,10 @@
  * (--json, --prometheus) and by poold's /metrics, so the three views can
  * never disagree. Pure functions: input is (pointer, length), output goes to
  * a caller's pproto_buf_t; no I/O, no allocation. Every line of the body is
- * parsed with pproto_parse_info_line(); a malformed body is -EINVAL.
+ * parsed with pproto_parse_info_line(); a malformed body is -EINVAL. The
+ * Prometheus names, types and HELP texts come from pproto_metrics.c; the
+ * text must stay clean under `promtool check metrics` (tests/test_proto.c
+ * and tests/test_e2e.c run it).
  */
 #include <errno.h>
 #include <stdio.h>
