@@ -3,7 +3,8 @@
  * poolctl.c: the command-line client of poold's control socket.
  *
  *   poolctl [--socket PATH] stats [--json | --prometheus] [--watch SECONDS]
- *   poolctl [--socket PATH] procs | classes | ping | version
+ *   poolctl [--socket PATH] procs [--json] | classes [--json]
+ *   poolctl [--socket PATH] ping | version
  *
  * Links proto/ only and never includes the library's internal.h: it knows
  * poold through the protocol, like any other observer. Every reply goes
@@ -43,16 +44,23 @@ static void usage(FILE *f)
             "Commands:\n"
             "  stats [--json | --prometheus] [--watch SECONDS]\n"
             "                 per-class, per-process and whole-pool statistics\n"
-            "  procs          the processes attached to the pool\n"
-            "  classes        the size classes and their cache settings\n"
+            "  procs [--json] the processes attached to the pool\n"
+            "  classes [--json]\n"
+            "                 the size classes: block size, blocks per span, thread-cache\n"
+            "                 cap and batch, and any other figure poold gives per class\n"
             "  ping           check that poold answers\n"
             "  version        poold's version and segment ABI\n"
+            "  help           this text\n"
             "\n"
             "Options:\n"
             "  -s, --socket PATH   poold's control socket (default: $POOLD_SOCKET, else\n"
             "                      %s)\n"
             "  -h, --help          this text\n"
             "  -V, --version       poolctl's version\n"
+            "  --json              (stats, procs, classes) one JSON object, a member per\n"
+            "                      section, figures as numbers\n"
+            "  --prometheus        (stats) the Prometheus text format, as poold's /metrics\n"
+            "  --watch SECONDS     (stats) redraw every SECONDS until interrupted\n"
             "\n"
             "Exit status: 0 done, 1 poold replied with an error, 2 usage, 3 poold\n"
             "cannot be reached.\n",
@@ -184,7 +192,7 @@ out:
 /* ---- the human table ---- */
 
 #define MAX_ROWS 256
-#define MAX_FIELDS 20
+#define MAX_FIELDS 32
 
 struct row {
     char key[PPROTO_MAX_KEY + 1];
@@ -295,6 +303,88 @@ static const char *pct(double num, double den, char *buf, size_t cap)
     return buf;
 }
 
+/* The processes: `poolctl procs` and the middle of `poolctl stats`. */
+static void print_procs(const struct view *v, FILE *f)
+{
+    fprintf(f, "%8s %-16s %5s %7s %12s %12s %7s %7s %7s %5s\n", "PID", "NAME", "SLOT", "THREADS",
+            "ALLOCS", "FREES", "IN USE", "CACHED", "MISS", "CONN");
+    for (int i = 0; i < v->nproc; i++) {
+        const struct row *r = &v->proc[i];
+        char p1[16];
+        fprintf(f, "%8s %-16.16s %5s %7s %12s %12s %7s %7s %7s %5s\n", field(r, "pid"),
+                field(r, "name"), field(r, "slot"), field(r, "threads"), field(r, "allocs"),
+                field(r, "frees"), field(r, "in_use"), field(r, "cached"),
+                pct(field_num(r, "cache_misses"), field_num(r, "allocs"), p1, sizeof(p1)),
+                field_num(r, "connected") > 0 ? "yes" : "no");
+    }
+    if (v->nproc == 0)
+        fprintf(f, "%8s (no process attached)\n", "-");
+}
+
+/* A column of the classes table: the sub-key it shows, its header, its width. */
+struct col {
+    char key[PPROTO_MAX_KEY + 1];
+    char head[PPROTO_MAX_KEY + 1];
+    int width;
+};
+
+static int col_add(struct col *cols, int n, int cap, const char *key, const char *head)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(cols[i].key, key))
+            return n;
+    if (n >= cap)
+        return n;
+    snprintf(cols[n].key, sizeof(cols[n].key), "%s", key);
+    if (head) {
+        snprintf(cols[n].head, sizeof(cols[n].head), "%s", head);
+    } else { /* a key poolctl does not know: "owner_bytes" -> "OWNER BYTES" */
+        size_t i = 0;
+        for (; key[i] && i + 1 < sizeof(cols[n].head); i++)
+            cols[n].head[i] = key[i] == '_'                      ? ' '
+                              : (key[i] >= 'a' && key[i] <= 'z') ? (char)(key[i] - 'a' + 'A')
+                                                                 : key[i];
+        cols[n].head[i] = '\0';
+    }
+    cols[n].width = (int)strlen(cols[n].head);
+    return n + 1;
+}
+
+/* `poolctl classes`: the configuration poolctl knows first, then every
+ * other figure poold gives per class, in the order it sends them, as a
+ * column headed by its key: a key added to CLASSES later shows up with no
+ * change here. Columns are as wide as their widest cell. */
+static void print_classes(const struct view *v, FILE *f)
+{
+    static const char *const known[][2] = {{"size", "SIZE"},
+                                           {"blocks_per_span", "BLOCKS/SPAN"},
+                                           {"cache_cap", "CACHE CAP"},
+                                           {"batch", "BATCH"}};
+    struct col cols[MAX_FIELDS + 4];
+    int cap = (int)(sizeof(cols) / sizeof(cols[0])), n = 0;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        n = col_add(cols, n, cap, known[i][0], known[i][1]);
+    for (int r = 0; r < v->nclass; r++)
+        for (int k = 0; k < v->cls[r].n; k++)
+            n = col_add(cols, n, cap, v->cls[r].k[k], NULL);
+    for (int r = 0; r < v->nclass; r++)
+        for (int c = 0; c < n; c++) {
+            int w = (int)strlen(field(&v->cls[r], cols[c].key));
+            if (w > cols[c].width)
+                cols[c].width = w;
+        }
+    for (int c = 0; c < n; c++)
+        fprintf(f, "%s%*s", c ? "  " : "", cols[c].width, cols[c].head);
+    fputc('\n', f);
+    for (int r = 0; r < v->nclass; r++) {
+        for (int c = 0; c < n; c++)
+            fprintf(f, "%s%*s", c ? "  " : "", cols[c].width, field(&v->cls[r], cols[c].key));
+        fputc('\n', f);
+    }
+    if (v->nclass == 0)
+        fprintf(f, "%*s (no size class)\n", cols[0].width, "-");
+}
+
 static void print_table(const struct view *v, FILE *f)
 {
     char a[32], b[32], c[32];
@@ -319,19 +409,8 @@ static void print_table(const struct view *v, FILE *f)
                 pct(field_num(r, "cache_misses"), allocs, p3, sizeof(p3)),
                 field(r, "central_misses"), field(r, "exhausted"));
     }
-    fprintf(f, "\n%8s %-16s %5s %7s %12s %12s %7s %7s %7s %5s\n", "PID", "NAME", "SLOT", "THREADS",
-            "ALLOCS", "FREES", "IN USE", "CACHED", "MISS", "CONN");
-    for (int i = 0; i < v->nproc; i++) {
-        const struct row *r = &v->proc[i];
-        char p1[16];
-        fprintf(f, "%8s %-16.16s %5s %7s %12s %12s %7s %7s %7s %5s\n", field(r, "pid"),
-                field(r, "name"), field(r, "slot"), field(r, "threads"), field(r, "allocs"),
-                field(r, "frees"), field(r, "in_use"), field(r, "cached"),
-                pct(field_num(r, "cache_misses"), field_num(r, "allocs"), p1, sizeof(p1)),
-                field_num(r, "connected") > 0 ? "yes" : "no");
-    }
-    if (v->nproc == 0)
-        fprintf(f, "%8s (no process attached)\n", "-");
+    fputc('\n', f);
+    print_procs(v, f);
     char p1[16], p2[16], p3[16];
     double allocs = scalar_num(v, "allocations_total");
     fprintf(f,
@@ -352,37 +431,50 @@ static void print_table(const struct view *v, FILE *f)
     }
 }
 
+/* fmt: "table" (stats), "procs", "classes", "json" or "prometheus". */
 static int render(const char *fmt, const struct reply *r)
 {
     const char *body = r->buf + r->body;
     size_t len = r->len - r->body;
-    if (!strcmp(fmt, "raw")) {
-        fwrite(body, 1, len, stdout);
-        return EXIT_OK;
-    }
-    if (!strcmp(fmt, "table")) {
+    if (!strcmp(fmt, "table") || !strcmp(fmt, "procs") || !strcmp(fmt, "classes")) {
         static struct view v;
         if (parse_view(body, len, &v) < 0) {
-            fprintf(stderr, "poolctl: malformed statistics from poold\n");
+            fprintf(stderr, "poolctl: malformed reply from poold\n");
             return EXIT_REPLY;
         }
-        print_table(&v, stdout);
+        if (!strcmp(fmt, "procs"))
+            print_procs(&v, stdout);
+        else if (!strcmp(fmt, "classes"))
+            print_classes(&v, stdout);
+        else
+            print_table(&v, stdout);
         return EXIT_OK;
     }
-    size_t cap = 4 * len + 4096;
-    char *out = malloc(cap);
-    pproto_buf_t b;
-    pproto_buf_init(&b, out, cap);
-    int rc = !strcmp(fmt, "json") ? pproto_render_json(body, len, &b)
-                                  : pproto_render_prometheus(body, len, &b);
-    if (rc < 0) {
-        fprintf(stderr, "poolctl: cannot render poold's reply: %s\n", strerror(-rc));
+    /* A sample repeats its row's labels: the text can be several times the
+     * body. Grow on -ENOSPC, as poold's /metrics does. */
+    size_t cap = 4 * len + 65536;
+    for (int tries = 0; tries < 8; tries++, cap *= 2) {
+        char *out = malloc(cap);
+        if (!out) {
+            fprintf(stderr, "poolctl: out of memory\n");
+            return EXIT_REPLY;
+        }
+        pproto_buf_t b;
+        pproto_buf_init(&b, out, cap);
+        int rc = !strcmp(fmt, "json") ? pproto_render_json(body, len, &b)
+                                      : pproto_render_prometheus(body, len, &b);
+        if (rc >= 0)
+            fwrite(out, 1, b.len, stdout);
         free(out);
-        return EXIT_REPLY;
+        if (rc >= 0)
+            return EXIT_OK;
+        if (rc != -ENOSPC) {
+            fprintf(stderr, "poolctl: cannot render poold's reply: %s\n", strerror(-rc));
+            return EXIT_REPLY;
+        }
     }
-    fwrite(out, 1, b.len, stdout);
-    free(out);
-    return EXIT_OK;
+    fprintf(stderr, "poolctl: cannot render poold's reply: %s\n", strerror(ENOSPC));
+    return EXIT_REPLY;
 }
 
 static volatile sig_atomic_t stop;
@@ -451,21 +543,45 @@ static int cmd_stats(int argc, char **argv)
     }
 }
 
-static int cmd_simple(const char *verb, bool multiline, int argc, char **argv)
+/* procs and classes: a table, or --json. */
+static int cmd_view(const char *verb, const char *table, int argc, char **argv)
+{
+    bool json = false;
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = true; break;
+        case 'h': usage(stdout); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "poolctl: %s: unexpected argument '%s'\n", argv[0], argv[optind]);
+        return EXIT_USAGE;
+    }
+    struct reply r;
+    int rc = request(verb, true, &r);
+    if (rc == EXIT_OK)
+        rc = render(json ? "json" : table, &r);
+    free(r.buf);
+    return rc;
+}
+
+/* ping and version: poold's one-line answer. */
+static int cmd_simple(const char *verb, int argc, char **argv)
 {
     if (argc > 1) {
         fprintf(stderr, "poolctl: %s takes no argument\n", argv[0]);
         return EXIT_USAGE;
     }
     struct reply r;
-    int rc = request(verb, multiline, &r);
+    int rc = request(verb, false, &r);
     if (rc == EXIT_OK) {
-        if (multiline) {
-            rc = render("raw", &r);
-        } else {
-            const char *nl = strchr(r.buf, '\n');
-            printf("%.*s\n", nl ? (int)(nl - r.buf) : (int)r.len, r.buf);
-        }
+        const char *nl = strchr(r.buf, '\n');
+        printf("%.*s\n", nl ? (int)(nl - r.buf) : (int)r.len, r.buf);
     }
     free(r.buf);
     return rc;
@@ -501,13 +617,13 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "stats"))
         return cmd_stats(nsub, sub);
     if (!strcmp(cmd, "procs"))
-        return cmd_simple("PROCS", true, nsub, sub);
+        return cmd_view("PROCS", "procs", nsub, sub);
     if (!strcmp(cmd, "classes"))
-        return cmd_simple("CLASSES", true, nsub, sub);
+        return cmd_view("CLASSES", "classes", nsub, sub);
     if (!strcmp(cmd, "ping"))
-        return cmd_simple("PING", false, nsub, sub);
+        return cmd_simple("PING", nsub, sub);
     if (!strcmp(cmd, "version"))
-        return cmd_simple("VERSION", false, nsub, sub);
+        return cmd_simple("VERSION", nsub, sub);
     if (!strcmp(cmd, "help")) {
         usage(stdout);
         return EXIT_OK;

@@ -304,11 +304,44 @@ PPROTO_NODISCARD int pproto_info_foreach(const char *body, size_t len, pproto_in
  * processes, orphans) are arrays of objects, numbers stay numbers. Returns
  * the bytes in out, or -EINVAL (malformed body), -ENOSPC / -EMSGSIZE. */
 PPROTO_NODISCARD int pproto_render_json(const char *body, size_t len, pproto_buf_t *out);
-/* Prometheus text format 0.0.4: `poold_<key>` per numeric pool/server key,
- * `poold_class_<field>{size=".."}`, `poold_proc_<field>{pid="..",name=".."}`,
- * counters suffixed `_total`, and `poold_info{...} 1` with the string keys.
- * Not reentrant (one static scratch table): call from one thread. */
+/* Prometheus text format 0.0.4, clean under `promtool check metrics`: each
+ * family once, as one group, with its # HELP and # TYPE lines. Names come
+ * from the table of pproto_metrics.c; a key it lacks becomes `poold_<key>`
+ * (a scalar: a counter when it ends in `_total`) or `<row prefix><key>` (a
+ * row's field: a gauge), with a generic HELP. String scalars become labels
+ * of `poold_info{...} 1`. Returns the bytes in out, -EINVAL (malformed
+ * body), -ENOSPC / -EMSGSIZE (out too small), -E2BIG (more than
+ * PPROTO_MAX_FAMILIES metric families). Reentrant. */
+#define PPROTO_MAX_FAMILIES 256
 PPROTO_NODISCARD int pproto_render_prometheus(const char *body, size_t len, pproto_buf_t *out);
+
+/* ---------------------------------------------------------------------- */
+/* Prometheus names and HELP texts (pproto_metrics.c)                       */
+
+typedef enum pproto_metric_kind {
+    PPROTO_METRIC_GAUGE,
+    PPROTO_METRIC_COUNTER, /* only grows; its name ends in _total */
+    PPROTO_METRIC_LABEL,   /* a row's identity: a label on each of the row's samples */
+    PPROTO_METRIC_INFO     /* a string scalar: a label of poold_info */
+} pproto_metric_kind_t;
+
+typedef struct pproto_metric {
+    const char *section; /* "server", "pool", "classes", "processes", "orphans" */
+    const char *key;     /* the STATS key or row sub-key: never renamed */
+    pproto_metric_kind_t kind;
+    const char *name; /* Prometheus metric name, or label name */
+    const char *help; /* # HELP text: one line, no backslash */
+} pproto_metric_t;
+
+/* The table's entry for key[0..key_len) of section, or NULL. */
+const pproto_metric_t *pproto_metric_find(const char *section, const char *key, size_t key_len);
+/* Entry i of the table (to walk it), NULL past the end. */
+const pproto_metric_t *pproto_metric_at(size_t i);
+/* The entry of poold_info (section and key NULL). */
+const pproto_metric_t *pproto_metric_info(void);
+/* "poold_class_" for "classes", "poold_proc_", "poold_orphan_"; NULL for a
+ * section that does not hold rows. */
+const char *pproto_metric_row_prefix(const char *section);
 
 #ifdef __cplusplus
 }

@@ -656,6 +656,74 @@ static void test_stats_keys(void **state)
     close(fd);
 }
 
+/* Every key of STATS (scalars and row fields, in every section) has its
+ * line in proto/pproto_metrics.c: a Prometheus name and a HELP text. A key
+ * added to stats.c without one fails here. */
+struct help_walk {
+    char section[PPROTO_MAX_KEY + 1];
+    int keys[5]; /* server, pool, classes, processes, orphans */
+};
+
+static int help_walk_line(void *ctx, const pproto_info_line_t *l)
+{
+    struct help_walk *w = ctx;
+    static const char *const sections[] = {"server", "pool", "classes", "processes", "orphans"};
+    if (l->kind == PPROTO_INFO_SECTION) {
+        snprintf(w->section, sizeof(w->section), "%.*s", (int)l->key_len, l->key);
+        return 0;
+    }
+    int s = -1;
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(w->section, sections[i]))
+            s = i;
+    if (s < 0)
+        fail_msg("STATS section %s: add it to the test and its keys to pproto_metrics.c",
+                 w->section);
+    if (s < 2) {
+        if (!pproto_metric_find(w->section, l->key, l->key_len))
+            fail_msg("STATS key %.*s of # %s has no line in proto/pproto_metrics.c",
+                     (int)l->key_len, l->key, w->section);
+        w->keys[s]++;
+        return 0;
+    }
+    const char *c = l->val, *e = l->val + l->val_len;
+    pproto_subkv_t kv;
+    int rc;
+    while ((rc = pproto_subkv_next(&c, e, &kv)) > 0) {
+        if (!pproto_metric_find(w->section, kv.key, kv.key_len))
+            fail_msg("STATS field %.*s of # %s rows has no line in proto/pproto_metrics.c",
+                     (int)kv.key_len, kv.key, w->section);
+        w->keys[s]++;
+    }
+    assert_int_equal(rc, 0);
+    return 0;
+}
+
+static void test_stats_keys_have_help(void **state)
+{
+    (void)state;
+    st_t *st = mk(8);
+    int fd = client(st);
+    pproto_reply_t rep;
+    hello(st, fd, &rep);
+    /* An orphan row, as a crash would leave one. */
+    st->srv.orphans[0] = (pd_orphan_t){
+        .pid = 77, .slot = 3, .blocks = 2, .reclaimed_blocks = 5, .reclaimed_unix = 1764270050};
+    st->srv.norphans = 1;
+    st->srv.orphan_next = 1;
+    char *body = malloc(1 << 20);
+    assert_non_null(body);
+    send_str(fd, "STATS\n");
+    int n = read_reply(st, fd, body, 1 << 20, true);
+    assert_true(n > 3);
+    struct help_walk w = {0};
+    assert_int_equal(pproto_info_foreach(body + 3, (size_t)n - 3, help_walk_line, &w), 0);
+    for (int i = 0; i < 5; i++)
+        assert_true(w.keys[i] > 0);
+    free(body);
+    close(fd);
+}
+
 /* ---- crash reclaim ---- */
 
 static pid_t child_attach(const char *path, int ctl)
@@ -1048,6 +1116,7 @@ int main(void)
         cmocka_unit_test_teardown(test_line_too_long_closes, teardown),
         cmocka_unit_test_teardown(test_garbage_does_not_disturb_others, teardown),
         cmocka_unit_test_teardown(test_stats_keys, teardown),
+        cmocka_unit_test_teardown(test_stats_keys_have_help, teardown),
         cmocka_unit_test_teardown(test_crash_reclaimed_by_eof_and_pidfd, teardown),
         cmocka_unit_test_teardown(test_max_connections_and_idle, teardown),
         cmocka_unit_test_teardown(test_adopt_existing_segment, teardown),

@@ -4,7 +4,8 @@
  *
  * Covers request parsing (every verb, case, CRLF, HELLO arguments, limits,
  * hostile bytes), reply and INFO body parsing, the encoders and the reply
- * builder, and round trips between them. Inputs are copied into heap
+ * builder, round trips between them, the Prometheus rendering and its table
+ * of names and HELP texts (linted by promtool when it is installed). Inputs are copied into heap
  * buffers of exactly their length, without a terminator, so that an
  * AddressSanitizer build catches any read past the length. These tests must
  * never touch a socket, the segment or the daemon.
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -1301,6 +1303,261 @@ static void test_buf_invalid_input(void **state)
     assert_int_equal(pproto_buf_add_info_u64(&b, "abcdefghijabcdefghijabcdefghija", 1), 0);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Prometheus rendering and the metric table                               */
+
+static const char stats_body[] =
+    "# server\n"
+    "version:0.1.0\n"
+    "pid:4242\n"
+    "uptime_seconds:73\n"
+    "shm_name:/poold\n"
+    "# pool\n"
+    "segment_bytes:67108864\n"
+    "allocations_total:12\n"
+    "# classes\n"
+    "class_64:size=64,carved=40,in_use=3,allocs=5,exhausted=0\n"
+    "class_128:size=128,carved=20,in_use=-1,allocs=7,exhausted=1\n"
+    "# processes\n"
+    "proc_1:pid=1,slot=0,name=w,attached_unix=1764270000,allocs=9,connected=1\n"
+    "proc_2:pid=2,slot=1,name=,attached_unix=1764270001,allocs=3,connected=0\n"
+    "# orphans\n"
+    "orphan_5:pid=5,slot=2,blocks=10,reclaimed_blocks=30,reclaimed_unix=1764270050\n"
+    "END\n";
+
+/* Keys the table does not know, in known and unknown sections. */
+static const char unknown_body[] = "# pool\n"
+                                   "widgets_total:3\n"
+                                   "foo_level:2\n"
+                                   "# classes\n"
+                                   "class_8:size=8,owner_bytes=2,allocs=1\n"
+                                   "class_16:size=16,owner_bytes=4,allocs=0\n"
+                                   "# mystery\n"
+                                   "zap:1\n"
+                                   "note:a\\b \"quoted\"\n"
+                                   "row_1:a=1\n"
+                                   "END\n";
+
+static char *render_prom(const char *body)
+{
+    size_t cap = 1 << 16;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    char *in = exact_copy(body, strlen(body));
+    pproto_buf_t b;
+    pproto_buf_init(&b, out, cap);
+    int rc = pproto_render_prometheus(in, strlen(body), &b);
+    free(in);
+    if (rc < 0)
+        fail_msg("render: %d", rc);
+    return out;
+}
+
+/* Every sample's family has one # HELP and one # TYPE, just before its
+ * samples, and the samples of a family are one group. */
+static void check_prom_families(const char *text)
+{
+    char seen[128][96];
+    int nseen = 0;
+    char help[96] = "", type[96] = "", cur[96] = "";
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        char line[512];
+        snprintf(line, sizeof(line), "%.*s", (int)(nl - p), p);
+        char name[96];
+        if (sscanf(line, "# HELP %95s", name) == 1) {
+            for (int i = 0; i < nseen; i++)
+                if (!strcmp(seen[i], name))
+                    fail_msg("second # HELP for %s", name);
+            assert_true(nseen < 128);
+            snprintf(seen[nseen++], sizeof(seen[0]), "%s", name);
+            snprintf(help, sizeof(help), "%s", name);
+            assert_true(strlen(line) > strlen("# HELP ") + strlen(name) + 1); /* a text */
+        } else if (sscanf(line, "# TYPE %95s", name) == 1) {
+            assert_string_equal(name, help);
+            snprintf(type, sizeof(type), "%s", name);
+            assert_true(strstr(line, " counter") || strstr(line, " gauge"));
+            if (strstr(line, " counter"))
+                assert_non_null(strstr(name, "_total"));
+            snprintf(cur, sizeof(cur), "%s", name);
+        } else {
+            size_t n = strcspn(line, "{ ");
+            snprintf(name, sizeof(name), "%.*s", (int)n, line);
+            if (strcmp(name, cur) != 0)
+                fail_msg("sample %s outside its family's group (after %s)", line, cur);
+            assert_string_equal(type, cur);
+        }
+        p = nl + 1;
+    }
+}
+
+static void test_render_prometheus_help_type_grouped(void **state)
+{
+    (void)state;
+    char *text = render_prom(stats_body);
+    check_prom_families(text);
+    assert_non_null(strstr(text, "# HELP poold_allocations_total Allocations, all classes\n"
+                                 "# TYPE poold_allocations_total counter\n"
+                                 "poold_allocations_total 12\n"));
+    assert_non_null(
+        strstr(text, "# TYPE poold_segment_bytes gauge\npoold_segment_bytes 67108864\n"));
+    /* Both rows of a class family together, counters with _total. */
+    assert_non_null(strstr(text, "# TYPE poold_class_allocs_total counter\n"
+                                 "poold_class_allocs_total{size=\"64\"} 5\n"
+                                 "poold_class_allocs_total{size=\"128\"} 7\n"));
+    assert_non_null(strstr(text, "poold_class_in_use{size=\"64\"} 3\n"
+                                 "poold_class_in_use{size=\"128\"} -1\n"));
+    assert_non_null(strstr(text, "poold_class_exhausted_total{size=\"128\"} 1\n"));
+    /* Times since the epoch in seconds: _timestamp_seconds. */
+    assert_non_null(strstr(text, "# TYPE poold_proc_attached_timestamp_seconds gauge\n"
+                                 "poold_proc_attached_timestamp_seconds{pid=\"1\",name=\"w\"} "
+                                 "1764270000\n"
+                                 "poold_proc_attached_timestamp_seconds{pid=\"2\",name=\"\"} "
+                                 "1764270001\n"));
+    assert_null(strstr(text, "attached_unix"));
+    assert_non_null(
+        strstr(text, "poold_orphan_reclaimed_timestamp_seconds{pid=\"5\"} 1764270050\n"));
+    assert_non_null(strstr(text, "poold_orphan_reclaimed_blocks_total{pid=\"5\"} 30\n"));
+    /* Labels are not metrics. */
+    assert_null(strstr(text, "poold_class_size"));
+    assert_null(strstr(text, "poold_proc_pid"));
+    assert_non_null(strstr(text, "# TYPE poold_info gauge\n"
+                                 "poold_info{version=\"0.1.0\",shm_name=\"/poold\"} 1\n"));
+    free(text);
+}
+
+static void test_render_prometheus_unknown_keys_generic(void **state)
+{
+    (void)state;
+    char *text = render_prom(unknown_body);
+    check_prom_families(text);
+    assert_non_null(strstr(text, "# HELP poold_widgets_total poold STATS key widgets_total of "
+                                 "section pool (docs/stats.md)\n"
+                                 "# TYPE poold_widgets_total counter\npoold_widgets_total 3\n"));
+    assert_non_null(strstr(text, "# TYPE poold_foo_level gauge\npoold_foo_level 2\n"));
+    assert_non_null(strstr(text, "# HELP poold_class_owner_bytes poold STATS key owner_bytes of "
+                                 "section classes (docs/stats.md)\n"
+                                 "# TYPE poold_class_owner_bytes gauge\n"
+                                 "poold_class_owner_bytes{size=\"8\"} 2\n"
+                                 "poold_class_owner_bytes{size=\"16\"} 4\n"));
+    assert_non_null(strstr(text, "\npoold_zap 1\n"));
+    /* Rows of a section without a prefix are not rendered; strings are
+     * escaped label values of poold_info. */
+    assert_null(strstr(text, "row_1"));
+    assert_null(strstr(text, "{a="));
+    assert_non_null(strstr(text, "poold_info{note=\"a\\\\b \\\"quoted\\\"\"} 1\n"));
+    free(text);
+}
+
+static void test_render_prometheus_small_buffer(void **state)
+{
+    (void)state;
+    char out[64];
+    pproto_buf_t b;
+    pproto_buf_init(&b, out, sizeof(out));
+    assert_true(pproto_render_prometheus(stats_body, strlen(stats_body), &b) < 0);
+    assert_true(strlen(out) < sizeof(out));
+}
+
+/* promtool, when installed, finds nothing to say about either rendering. */
+static void test_render_prometheus_promtool_clean(void **state)
+{
+    (void)state;
+    if (system("command -v promtool >/dev/null 2>&1") != 0) {
+        print_message("promtool not installed (Debian package prometheus): lint skipped\n");
+        skip();
+    }
+    const char *bodies[] = {stats_body, unknown_body};
+    for (size_t i = 0; i < 2; i++) {
+        char *text = render_prom(bodies[i]);
+        char path[64], cmd[160];
+        snprintf(path, sizeof(path), "/tmp/test_proto_promtool_%d.out", (int)getpid());
+        snprintf(cmd, sizeof(cmd), "promtool check metrics >%s 2>&1", path);
+        FILE *f = popen(cmd, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        int st = pclose(f);
+        FILE *o = fopen(path, "r");
+        assert_non_null(o);
+        char said[4096];
+        size_t n = fread(said, 1, sizeof(said) - 1, o);
+        said[n] = '\0';
+        fclose(o);
+        unlink(path);
+        if (st != 0 || n != 0)
+            fail_msg("promtool check metrics (status %d) said:\n%s\non:\n%s", st, said, text);
+        free(text);
+    }
+}
+
+/* The table: valid, unique names; counters and only counters end in
+ * _total; row metrics carry their section's prefix; a HELP text each. */
+static void test_metric_table_well_formed(void **state)
+{
+    (void)state;
+    const pproto_metric_t *m;
+    size_t n = 0;
+    for (size_t i = 0; (m = pproto_metric_at(i)) != NULL; i++, n++) {
+        assert_non_null(m->section);
+        assert_true(pproto_key_valid(m->key, strlen(m->key)));
+        assert_ptr_equal(pproto_metric_find(m->section, m->key, strlen(m->key)), m);
+        assert_non_null(m->help);
+        assert_true(strlen(m->help) >= 8);
+        assert_null(strpbrk(m->help, "\\\n"));
+        for (const char *c = m->name; *c; c++)
+            assert_true((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_');
+        size_t len = strlen(m->name);
+        bool total = len > 6 && !strcmp(m->name + len - 6, "_total");
+        switch (m->kind) {
+        case PPROTO_METRIC_COUNTER: assert_true(total); /* fallthrough */
+        case PPROTO_METRIC_GAUGE: {
+            if (m->kind == PPROTO_METRIC_GAUGE)
+                assert_false(total);
+            const char *prefix = pproto_metric_row_prefix(m->section);
+            assert_true(strncmp(m->name, prefix ? prefix : "poold_",
+                                strlen(prefix ? prefix : "poold_")) == 0);
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(pproto_metric_at(j)->name, m->name) == 0)
+                    fail_msg("%s named twice", m->name);
+            break;
+        }
+        case PPROTO_METRIC_LABEL: assert_non_null(pproto_metric_row_prefix(m->section)); break;
+        case PPROTO_METRIC_INFO: assert_null(pproto_metric_row_prefix(m->section)); break;
+        }
+    }
+    assert_true(n >= 50);
+    assert_null(pproto_metric_find("pool", "no_such_key", 11));
+    assert_null(pproto_metric_find("classes", "allocations_total", 17));
+    assert_string_equal(pproto_metric_info()->name, "poold_info");
+    assert_string_equal(pproto_metric_row_prefix("classes"), "poold_class_");
+    assert_null(pproto_metric_row_prefix("pool"));
+}
+
+/* docs/stats.md names every metric of the table, with its key. */
+static void test_metric_table_documented(void **state)
+{
+    (void)state;
+    FILE *f = fopen(STATS_MD, "r");
+    assert_non_null(f);
+    static char doc[1 << 17];
+    size_t n = fread(doc, 1, sizeof(doc) - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    const pproto_metric_t *m;
+    for (size_t i = 0; (m = pproto_metric_at(i)) != NULL; i++) {
+        char want[160];
+        if (m->kind == PPROTO_METRIC_GAUGE || m->kind == PPROTO_METRIC_COUNTER)
+            snprintf(want, sizeof(want), "| %s | `%s` | `%s` |", m->section, m->key, m->name);
+        else
+            snprintf(want, sizeof(want), "| %s | `%s` |", m->section, m->key);
+        if (!strstr(doc, want))
+            fail_msg("docs/stats.md lacks the row \"%s\"", want);
+    }
+    assert_non_null(strstr(doc, "`poold_info`"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1353,6 +1610,12 @@ int main(void)
         cmocka_unit_test(test_buf_line_limit),
         cmocka_unit_test(test_buf_ok_line_stays_parseable),
         cmocka_unit_test(test_buf_invalid_input),
+        cmocka_unit_test(test_render_prometheus_help_type_grouped),
+        cmocka_unit_test(test_render_prometheus_unknown_keys_generic),
+        cmocka_unit_test(test_render_prometheus_small_buffer),
+        cmocka_unit_test(test_render_prometheus_promtool_clean),
+        cmocka_unit_test(test_metric_table_well_formed),
+        cmocka_unit_test(test_metric_table_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pproto_metrics.c: the one table that names and describes every STATS key
+ * as Prometheus sees it: its metric name (or label), its type and its HELP
+ * text. pproto_render_prometheus() reads it; docs/stats.md lists the same
+ * names. A key added to STATS gets its line here, and test_daemon_cmds fails
+ * until it has one. A key without a line still renders and lints clean, with
+ * a generic HELP (pproto_render.c).
+ *
+ * Prometheus names may differ from the STATS keys (counters of a row get
+ * `_total`, `_unix` times become `_timestamp_seconds`); the STATS keys
+ * themselves are never renamed. Pure data and a lookup: no I/O.
+ */
+#include <string.h>
+
+#include "pproto.h"
+
+#define G PPROTO_METRIC_GAUGE
+#define C PPROTO_METRIC_COUNTER
+#define L PPROTO_METRIC_LABEL
+#define I PPROTO_METRIC_INFO
+
+static const pproto_metric_t metrics[] = {
+    /* # server */
+    {"server", "version", I, "version", "poold's version"},
+    {"server", "abi", G, "poold_abi", "Version of the shared-memory segment layout (ABI)"},
+    {"server", "pid", G, "poold_pid", "Process id of poold"},
+    {"server", "uptime_seconds", G, "poold_uptime_seconds", "Seconds since this poold started"},
+    {"server", "daemon_gen", G, "poold_daemon_gen",
+     "How many poolds have created or adopted this segment"},
+    {"server", "shm_name", I, "shm_name", "POSIX shared-memory name of the segment"},
+    {"server", "socket", I, "socket", "Path of the control socket"},
+    {"server", "connections", G, "poold_connections", "Control-socket connections open now"},
+
+    /* # pool */
+    {"pool", "segment_bytes", G, "poold_segment_bytes", "Size of the shared-memory segment"},
+    {"pool", "span_bytes", G, "poold_span_bytes",
+     "Size of a span, the unit of memory a size class carves into blocks"},
+    {"pool", "spans_max", G, "poold_spans_max", "Spans the segment can hold"},
+    {"pool", "spans_carved", G, "poold_spans_carved",
+     "Spans carved into blocks so far (never returned)"},
+    {"pool", "bytes_carved", G, "poold_bytes_carved", "Bytes of spans carved into blocks"},
+    {"pool", "bytes_in_use", G, "poold_bytes_in_use",
+     "Bytes of blocks allocated and not yet freed (blocks in use times block size)"},
+    {"pool", "procs_attached", G, "poold_procs_attached", "Processes attached to the pool now"},
+    {"pool", "procs_max", G, "poold_procs_max", "Process slots in the segment"},
+    {"pool", "procs_reclaimed_total", C, "poold_procs_reclaimed_total",
+     "Processes that died attached and were reclaimed"},
+    {"pool", "blocks_reclaimed_total", C, "poold_blocks_reclaimed_total",
+     "Cached blocks given back to the pool from processes that died"},
+    {"pool", "blocks_orphaned_total", C, "poold_blocks_orphaned_total",
+     "Blocks that processes still had in use when they died"},
+    {"pool", "allocations_total", C, "poold_allocations_total", "Allocations, all classes"},
+    {"pool", "frees_total", C, "poold_frees_total", "Frees, all classes"},
+    {"pool", "reuses_total", C, "poold_reuses_total",
+     "Allocations served by a block freed before rather than a freshly carved one"},
+    {"pool", "same_address_total", C, "poold_same_address_total",
+     "Allocations that returned exactly the block the same thread freed last"},
+    {"pool", "cache_misses_total", C, "poold_cache_misses_total",
+     "Allocations that found the thread cache empty and refilled from the central list"},
+    {"pool", "central_misses_total", C, "poold_central_misses_total",
+     "Refills that found the central list empty and carved a new span"},
+    {"pool", "exhausted_total", C, "poold_exhausted_total",
+     "Allocations refused with ENOMEM because no span was left"},
+    {"pool", "uncached_ops_total", C, "poold_uncached_ops_total",
+     "Allocations and frees by threads beyond the thread-cache limit (no cache)"},
+    {"pool", "entries_dropped_total", C, "poold_entries_dropped_total",
+     "Invalid entries dropped while reclaiming (a sign of a corrupt segment)"},
+
+    /* # classes: one row per size class, labelled by its block size */
+    {"classes", "size", L, "size", "Block size of the class in bytes"},
+    {"classes", "spans", G, "poold_class_spans", "Spans carved for the class"},
+    {"classes", "carved", G, "poold_class_carved", "Blocks carved for the class"},
+    {"classes", "free", G, "poold_class_free",
+     "Free blocks of the class, on the central list and in thread caches"},
+    {"classes", "central", G, "poold_class_central", "Free blocks on the class's central list"},
+    {"classes", "cached", G, "poold_class_cached", "Free blocks in thread caches"},
+    {"classes", "in_use", G, "poold_class_in_use", "Blocks allocated and not yet freed"},
+    {"classes", "allocs", C, "poold_class_allocs_total", "Allocations from the class"},
+    {"classes", "frees", C, "poold_class_frees_total", "Frees to the class"},
+    {"classes", "reuses", C, "poold_class_reuses_total",
+     "Allocations served by a block freed before rather than a freshly carved one"},
+    {"classes", "same_address", C, "poold_class_same_address_total",
+     "Allocations that returned exactly the block the same thread freed last"},
+    {"classes", "cache_misses", C, "poold_class_cache_misses_total",
+     "Allocations that found the thread cache empty and refilled from the central list"},
+    {"classes", "central_misses", C, "poold_class_central_misses_total",
+     "Refills that found the central list empty and carved a new span"},
+    {"classes", "exhausted", C, "poold_class_exhausted_total",
+     "Allocations refused with ENOMEM because no span was left"},
+
+    /* # processes: one row per attached process */
+    {"processes", "pid", L, "pid", "Process id"},
+    {"processes", "name", L, "name", "Name the process gave at HELLO"},
+    {"processes", "slot", G, "poold_proc_slot", "Process slot the process holds in the segment"},
+    {"processes", "attached_unix", G, "poold_proc_attached_timestamp_seconds",
+     "When the process attached, in seconds since the Unix epoch"},
+    {"processes", "uptime_seconds", G, "poold_proc_uptime_seconds",
+     "Seconds since the process attached"},
+    {"processes", "allocs", C, "poold_proc_allocs_total", "Allocations by the process"},
+    {"processes", "frees", C, "poold_proc_frees_total", "Frees by the process"},
+    {"processes", "cache_misses", C, "poold_proc_cache_misses_total",
+     "Allocations by the process that found its thread cache empty"},
+    {"processes", "cached", G, "poold_proc_cached", "Free blocks in the process's thread caches"},
+    {"processes", "in_use", G, "poold_proc_in_use",
+     "Blocks the process allocated less those it freed (negative when it frees others' blocks)"},
+    {"processes", "threads", G, "poold_proc_threads", "Threads of the process with a cache"},
+    {"processes", "connected", G, "poold_proc_connected",
+     "1 while the process holds a control connection, 0 while poold watches it by pidfd"},
+
+    /* # orphans: the last processes reclaimed after a crash */
+    {"orphans", "pid", L, "pid", "Process id of the process that died"},
+    {"orphans", "slot", G, "poold_orphan_slot", "Process slot the dead process held"},
+    {"orphans", "blocks", G, "poold_orphan_blocks",
+     "Blocks the dead process still had in use (orphaned)"},
+    {"orphans", "reclaimed_blocks", C, "poold_orphan_reclaimed_blocks_total",
+     "Cached blocks of the dead process given back to the pool"},
+    {"orphans", "reclaimed_unix", G, "poold_orphan_reclaimed_timestamp_seconds",
+     "When the dead process was reclaimed, in seconds since the Unix epoch"},
+};
+
+static const pproto_metric_t info = {
+    NULL, NULL, G, "poold_info",
+    "poold's string settings as labels (version, shm_name, socket); the value is always 1"};
+
+/* The sections of rows: the prefix of their metrics' names. */
+static const struct {
+    const char *section, *prefix;
+} row_sections[] = {
+    {"classes", "poold_class_"},
+    {"processes", "poold_proc_"},
+    {"orphans", "poold_orphan_"},
+};
+
+static bool eq(const char *z, const char *s, size_t n)
+{
+    return strlen(z) == n && memcmp(z, s, n) == 0;
+}
+
+const pproto_metric_t *pproto_metric_find(const char *section, const char *key, size_t key_len)
+{
+    for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++)
+        if (strcmp(metrics[i].section, section) == 0 && eq(metrics[i].key, key, key_len))
+            return &metrics[i];
+    return NULL;
+}
+
+const pproto_metric_t *pproto_metric_at(size_t i)
+{
+    return i < sizeof(metrics) / sizeof(metrics[0]) ? &metrics[i] : NULL;
+}
+
+const pproto_metric_t *pproto_metric_info(void)
+{
+    return &info;
+}
+
+const char *pproto_metric_row_prefix(const char *section)
+{
+    for (size_t i = 0; i < sizeof(row_sections) / sizeof(row_sections[0]); i++)
+        if (strcmp(row_sections[i].section, section) == 0)
+            return row_sections[i].prefix;
+    return NULL;
+}
