@@ -42,7 +42,12 @@
 #include <type_traits>
 #include <utility>
 
+// poolclient.h names a function and a struct pool_stats, as C does;
+// g++ -Wshadow would say the function hides the struct's constructor.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
 #include "poolclient.h"
+#pragma GCC diagnostic pop
 
 namespace poold
 {
@@ -136,7 +141,7 @@ class memory_resource : public std::pmr::memory_resource
     }
 
   private:
-    enum : int { unknown = 0, pow2 = 1, other = 2 };
+    enum : int { classes_unknown = 0, classes_pow2 = 1, classes_other = 2 };
 
     // Whether some class of the pool is not a power of two: then an
     // over-aligned request must check the class that served it. Asked of
@@ -147,20 +152,20 @@ class memory_resource : public std::pmr::memory_resource
         // relaxed: a cache of a constant of the pool; racing writers store
         // the same value, and nothing else is published through it.
         int c = classes_.load(std::memory_order_relaxed);
-        if (c == unknown) {
+        if (c == classes_unknown) {
             pool_stats_t st;
-            c = other; // if the classes cannot be read, check every time
+            c = classes_other; // if the classes cannot be read, check every time
             if (pool_stats(pool_, &st) == 0) {
-                c = pow2;
+                c = classes_pow2;
                 for (std::uint32_t i = 0; i < st.nclasses; i++) {
                     std::uint64_t b = st.cls[i].block_size;
                     if ((b & (b - 1)) != 0)
-                        c = other;
+                        c = classes_other;
                 }
             }
             classes_.store(c, std::memory_order_relaxed);
         }
-        return c == other;
+        return c == classes_other;
     }
 
     void *do_allocate(std::size_t bytes, std::size_t align) override
@@ -183,7 +188,7 @@ class memory_resource : public std::pmr::memory_resource
     }
 
     pool_t *pool_;
-    mutable std::atomic<int> classes_{unknown};
+    mutable std::atomic<int> classes_{classes_unknown};
 };
 
 // A standard allocator on a pool (std::vector, std::list, std::map, ...).
