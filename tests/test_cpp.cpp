@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -351,6 +352,44 @@ void test_cpp_embedded_alignment(void **state)
     exercise_alignment(state_pool(state));
 }
 
+// One resource shared by threads, as a pmr resource usually is: the first
+// over-aligned requests race to learn the pool's classes.
+void test_cpp_embedded_threads(void **state)
+{
+    pool_t *p = state_pool(state);
+    pool_stats_t before = snap(p);
+    {
+        poold::memory_resource res(p);
+        std::atomic<int> bad{0};
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 4; t++) {
+            threads.emplace_back([&res, &bad, p, t] {
+                const std::size_t size = std::size_t(50) << t;
+                for (int i = 0; i < 2000; i++) {
+                    void *b = res.allocate(size, alignof(std::max_align_t));
+                    if (!in_pool(p, b) ||
+                        reinterpret_cast<std::uintptr_t>(b) % alignof(std::max_align_t) != 0)
+                        bad.fetch_add(1, std::memory_order_relaxed);
+                    std::memset(b, t, size);
+                    res.deallocate(b, size, alignof(std::max_align_t));
+                }
+                std::pmr::vector<int> v(&res);
+                std::vector<int, poold::allocator<int>> w(p);
+                for (int i = 0; i < 3000; i++) {
+                    v.push_back(i);
+                    w.push_back(i);
+                }
+                if (!in_pool(p, v.data()) || !in_pool(p, w.data()))
+                    bad.fetch_add(1, std::memory_order_relaxed);
+            });
+        }
+        for (auto &th : threads)
+            th.join();
+        assert_int_equal(bad.load(), 0);
+    }
+    check_returned(before, snap(p));
+}
+
 // poold::pool: ownership, moves, errors.
 void test_cpp_pool_handle(void **)
 {
@@ -622,6 +661,8 @@ int main()
         cmocka_unit_test_setup_teardown(test_cpp_embedded_limits, setup_embedded,
                                         teardown_embedded),
         cmocka_unit_test_setup_teardown(test_cpp_embedded_alignment, setup_embedded,
+                                        teardown_embedded),
+        cmocka_unit_test_setup_teardown(test_cpp_embedded_threads, setup_embedded,
                                         teardown_embedded),
         cmocka_unit_test(test_cpp_pool_handle),
     };
