@@ -31,12 +31,14 @@
 #include <map>
 #include <memory_resource>
 #include <new>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "poolclient.h"
+#include "poolclient.hpp"
 #include "seed_mutex_pool.hpp"
 
 namespace {
@@ -196,6 +198,30 @@ struct Pmr {
     }
 };
 
+// The pmr workload on libpoolclient: the same calls as Pmr (allocate(size,
+// alignof(max_align_t)) and deallocate, through std::pmr::memory_resource's
+// virtual interface), on a poold::memory_resource over g_pool.
+std::pmr::memory_resource *g_pool_resource = nullptr; // set in main() with g_pool
+
+struct PooldPmr {
+    static const char *check()
+    {
+        return g_pool_resource ? nullptr : "pool_default() returned NULL";
+    }
+    static void *alloc(std::size_t n)
+    {
+        try {
+            return g_pool_resource->allocate(n, alignof(std::max_align_t));
+        } catch (const std::bad_alloc &) {
+            return nullptr; // pool exhausted: reported as an error
+        }
+    }
+    static void release(void *p, std::size_t n)
+    {
+        g_pool_resource->deallocate(p, n, alignof(std::max_align_t));
+    }
+};
+
 struct Malloc {
     static const char *check() { return nullptr; }
     static void *alloc(std::size_t n) { return std::malloc(n); }
@@ -351,6 +377,8 @@ void paired(benchmark::State &state)
 void benchmark_map_memory_pool_work_thread(benchmark::State &s) { work_thread<PoolClient>(s); }
 void benchmark_pmr_memory_pool_work_thread(benchmark::State &s)
 { work_thread<Pmr>(s); }
+void benchmark_poold_pmr_memory_pool_work_thread(benchmark::State &s)
+{ work_thread<PooldPmr>(s); }
 void benchmark_malloc_work_thread(benchmark::State &s) { work_thread<Malloc>(s); }
 void benchmark_vector_work_thread(benchmark::State &s) { run_threads(s, &worker_vector); }
 void benchmark_seed_mutex_pool_work_thread(benchmark::State &s) { work_thread<SeedMutexPool>(s); }
@@ -387,6 +415,7 @@ void pair(benchmark::State &state)
 
 POOL_WORKLOAD(benchmark_map_memory_pool_work_thread);
 POOL_WORKLOAD(benchmark_pmr_memory_pool_work_thread);
+POOL_WORKLOAD(benchmark_poold_pmr_memory_pool_work_thread);
 POOL_WORKLOAD(benchmark_malloc_work_thread);
 POOL_WORKLOAD(benchmark_vector_work_thread);
 POOL_WORKLOAD(benchmark_seed_mutex_pool_work_thread);
@@ -410,6 +439,8 @@ POOL_PAIR(seed_mutex_pool, SeedMutexPool, 64);
 POOL_PAIR(seed_mutex_pool, SeedMutexPool, 2000);
 POOL_PAIR(pmr, Pmr, 64);
 POOL_PAIR(pmr, Pmr, 2000);
+POOL_PAIR(poold_pmr, PooldPmr, 64);
+POOL_PAIR(poold_pmr, PooldPmr, 2000);
 
 // ---- reporter: the usual console table, then ratios ----------------------
 
@@ -458,6 +489,7 @@ public:
         std::ostream &out = GetOutputStream();
         static const char *const workloads[] = {
             "benchmark_map_memory_pool_work_thread", "benchmark_pmr_memory_pool_work_thread",
+            "benchmark_poold_pmr_memory_pool_work_thread",
             "benchmark_malloc_work_thread",          "benchmark_vector_work_thread",
             "benchmark_seed_mutex_pool_work_thread", "benchmark_no_allocator_work_thread",
             "benchmark_null_allocator_work_thread"};
@@ -465,7 +497,8 @@ public:
             "benchmark_pair_poolclient_64",      "benchmark_pair_poolclient_2000",
             "benchmark_pair_malloc_64",          "benchmark_pair_malloc_2000",
             "benchmark_pair_seed_mutex_pool_64", "benchmark_pair_seed_mutex_pool_2000",
-            "benchmark_pair_pmr_64",             "benchmark_pair_pmr_2000"};
+            "benchmark_pair_pmr_64",             "benchmark_pair_pmr_2000",
+            "benchmark_pair_poold_pmr_64",       "benchmark_pair_poold_pmr_2000"};
         static const char *const paired_rows[] = {"benchmark_paired_map_memory_pool_vs_floor",
                                                   "benchmark_paired_malloc_vs_floor",
                                                   "benchmark_paired_null_allocator_vs_floor"};
@@ -479,30 +512,30 @@ public:
                       touch_name(g_touch), reps_text().c_str());
         out << line;
         if (any_of(workloads)) {
-            std::snprintf(line, sizeof line, "%-40s %14s %12s %12s\n", "Workload (10 threads)",
+            std::snprintf(line, sizeof line, "%-44s %14s %12s %12s\n", "Workload (10 threads)",
                           "Time (us)", "x malloc", "x floor");
-            out << line << std::string(81, '-') << '\n';
+            out << line << std::string(85, '-') << '\n';
             for (const char *name : workloads) {
                 if (!rows_.count(name))
                     continue;
                 double t = ns(name);
-                std::snprintf(line, sizeof line, "%-40s %14s %12s %12s\n", name,
+                std::snprintf(line, sizeof line, "%-44s %14s %12s %12s\n", name,
                               time_text(name, t / 1e3).c_str(), num(t / m, "%.2f").c_str(),
                               num(t / floor, "%.2f").c_str());
                 out << line;
             }
         }
         if (any_of(paired_rows)) {
-            std::snprintf(line, sizeof line, "\n%-40s %14s %12s %12s\n",
+            std::snprintf(line, sizeof line, "\n%-44s %14s %12s %12s\n",
                           "Paired with the floor (alternating)", "Time (us)", "Floor (us)",
                           "x floor");
-            out << line << std::string(81, '-') << '\n';
+            out << line << std::string(85, '-') << '\n';
             for (const char *name : paired_rows) {
                 auto it = rows_.find(name);
                 if (it == rows_.end())
                     continue;
                 const Row &row = it->second;
-                std::snprintf(line, sizeof line, "%-40s %14s %12s %12s\n", name,
+                std::snprintf(line, sizeof line, "%-44s %14s %12s %12s\n", name,
                               time_text(name, row.ns / 1e3).c_str(),
                               row.error ? "error" : num(row.floor_us, "%.1f").c_str(),
                               row.error ? "error" : num(row.x_floor, "%.3f").c_str());
@@ -510,14 +543,14 @@ public:
             }
         }
         if (any_of(pairs)) {
-            std::snprintf(line, sizeof line, "\n%-40s %14s %12s\n",
+            std::snprintf(line, sizeof line, "\n%-44s %14s %12s\n",
                           "Pair (1 thread, malloc+free)", "Time (ns)", "x malloc 64");
-            out << line << std::string(68, '-') << '\n';
+            out << line << std::string(72, '-') << '\n';
             for (const char *name : pairs) {
                 if (!rows_.count(name))
                     continue;
                 double t = ns(name);
-                std::snprintf(line, sizeof line, "%-40s %14s %12s\n", name,
+                std::snprintf(line, sizeof line, "%-44s %14s %12s\n", name,
                               time_text(name, t).c_str(), num(t / m64, "%.2f").c_str());
                 out << line;
             }
@@ -667,6 +700,9 @@ int main(int argc, char **argv)
 
     // Make the process-wide pool before any timing, as the seed's singleton.
     g_pool = pool_default();
+    static std::optional<poold::memory_resource> pool_resource;
+    if (g_pool != nullptr)
+        g_pool_resource = &pool_resource.emplace(g_pool);
     if (g_pool == nullptr)
         std::fprintf(stderr, "pool_bench: pool_default: %s (poolclient rows skipped)\n",
                      std::strerror(errno));
