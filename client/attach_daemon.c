@@ -149,7 +149,7 @@ int pool_hello_(pool_t *pool, const char *path, int *fd_out, int *slot, char *sh
         req.name[0] = '\0';
         len = pproto_encode_request(line, sizeof(line), &req);
     }
-    if (len < 0 || write(fd, line, (size_t)len) != len) {
+    if (len < 0 || send(fd, line, (size_t)len, MSG_NOSIGNAL) != len) {
         rc = len < 0 ? len : -errno;
         pool_set_error_("sending HELLO to %s: %s", path, strerror(-rc));
         goto fail;
@@ -289,7 +289,8 @@ void pool_bye_(pool_t *pool)
     if (pool->sock < 0 || pool->pid != getpid())
         return;
     static const char bye[] = "BYE\n";
-    if (write(pool->sock, bye, sizeof(bye) - 1) == (ssize_t)sizeof(bye) - 1) {
+    /* MSG_NOSIGNAL: poold may be gone; a library never raises SIGPIPE. */
+    if (send(pool->sock, bye, sizeof(bye) - 1, MSG_NOSIGNAL) == (ssize_t)sizeof(bye) - 1) {
         char line[PPROTO_MAX_LINE + 1];
         (void)read_line(pool->sock, line, sizeof(line), 1000);
     }

@@ -67,8 +67,18 @@ static pid_t spawn(char *const argv[], const char *out, const char *err)
         posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (err)
         posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    /* Children start with SIGPIPE at its default, as from a shell (this
+     * process ignores it). */
+    posix_spawnattr_t at;
+    sigset_t def;
+    posix_spawnattr_init(&at);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, environ);
+    posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
     assert_int_equal(rc, 0);
     return pid;
@@ -562,6 +572,23 @@ static void test_e2e_metrics_endpoint(void **state)
     stop_poold(e);
 }
 
+/* A worker that detaches after poold went away must not die of SIGPIPE
+ * (BYE on a socket whose peer closed): the library never raises it. */
+static void test_e2e_worker_detaches_after_poold_is_gone(void **state)
+{
+    struct e2e *e = *state;
+    start_poold_args(e, NULL);
+    char out[160];
+    snprintf(out, sizeof(out), "%s/g.out", e->dir);
+    pid_t w = start_worker(e, out, "--seconds", "1.5", "0");
+    double end = now_s() + 10;
+    while (stat_num(e, "procs_attached") != 1)
+        assert_true(now_s() < end), sleep_ms(10);
+    stop_poold(e);
+    assert_int_equal(wait_for(w, 30), 0);
+    assert_int_equal(worker_field(out, "errors"), 0);
+}
+
 /* ---- systemd's interfaces, outside systemd ---- */
 
 /* Start poold as systemd does: fork; in the child, the listening socket
@@ -574,6 +601,7 @@ static pid_t spawn_poold_sd(struct e2e *e, int lfd, char *const env[])
     assert_true(pid >= 0);
     if (pid > 0)
         return pid;
+    signal(SIGPIPE, SIG_DFL);
     int logfd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
     int nul = open("/dev/null", O_RDONLY);
     if (logfd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
@@ -758,6 +786,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_e2e_slots_full_and_missing_daemon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_metrics_endpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_worker_detaches_after_poold_is_gone, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_e2e_socket_from_systemd_queues_attaches, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_e2e_socket_from_systemd_must_be_listening_stream,
