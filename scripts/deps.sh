@@ -4,7 +4,8 @@
 # Root runs apt-get; anyone else is told the command to run.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libevent-dev libcmocka-dev libinih-dev
-      libsystemd-dev libbenchmark-dev systemd procps util-linux iproute2 passwd curl clang-format)
+      libsystemd-dev libbenchmark-dev systemd procps util-linux iproute2 passwd curl clang-format
+      dpkg-dev debhelper lintian)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
