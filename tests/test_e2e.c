@@ -690,6 +690,27 @@ static void test_e2e_socket_from_systemd_queues_attaches(void **state)
     close(lfd);
 }
 
+/* A poold that stops right after accepting a worker closes it unanswered;
+ * the worker connects again and, the socket being held (as systemd does),
+ * is served by the next poold. */
+static void test_e2e_hello_closed_unanswered_is_retried(void **state)
+{
+    struct e2e *e = *state;
+    int lfd = bind_sock(e->sock, SOCK_STREAM, true);
+    char out[160];
+    snprintf(out, sizeof(out), "%s/u.out", e->dir);
+    pid_t w = start_worker(e, out, "--iterations", "1", "0");
+    /* The stopping poold: accept, read nothing, close. */
+    int c = accept(lfd, NULL, NULL);
+    assert_true(c >= 0);
+    close(c);
+    e->poold = spawn_poold_sd(e, lfd, NULL);
+    assert_int_equal(wait_for(w, 30), 0);
+    assert_int_equal(worker_field(out, "errors"), 0);
+    stop_poold(e);
+    close(lfd);
+}
+
 static void test_e2e_socket_from_systemd_must_be_listening_stream(void **state)
 {
     struct e2e *e = *state;
@@ -789,6 +810,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_e2e_worker_detaches_after_poold_is_gone, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_e2e_socket_from_systemd_queues_attaches, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_hello_closed_unanswered_is_retried, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_e2e_socket_from_systemd_must_be_listening_stream,
                                         setup, teardown),
