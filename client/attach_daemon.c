@@ -8,6 +8,10 @@
  * at detach, in a forked child's first allocation, and at most once a second
  * on a slow path after poold has restarted. Every socket read is bounded in
  * time and size; every reply goes through proto/ before it is believed.
+ * A HELLO that poold closes unanswered (it was stopping) is sent again on a
+ * new connection, a few times: with poold.socket that connection waits in
+ * the socket's queue for the next poold. Writes use MSG_NOSIGNAL: the
+ * library never raises SIGPIPE in its host.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +29,7 @@
 #include "pproto.h"
 
 #define HELLO_TIMEOUT_MS 5000
+#define HELLO_ATTEMPTS 5 /* when poold closes before its reply (it is stopping) */
 #define REREGISTER_EVERY_NS UINT64_C(1000000000)
 
 static const char *socket_path_of(const char *path)
@@ -96,10 +101,12 @@ static int errno_of(pproto_err_t e)
     }
 }
 
-int pool_hello_(pool_t *pool, const char *path, int *fd_out, int *slot, char *shm_name,
-                size_t shm_len, uint64_t *bytes, uint64_t *gen)
+/* One HELLO on a new connection. *again is set when poold closed the
+ * connection before it replied: it was stopping, and with a socket held by
+ * systemd the next connection waits for its successor. */
+static int hello_once(const char *path, int *fd_out, int *slot, char *shm_name, size_t shm_len,
+                      uint64_t *bytes, uint64_t *gen, bool *again)
 {
-    (void)pool;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     char line[PPROTO_MAX_LINE + 1];
     pproto_reply_t rep;
@@ -149,13 +156,15 @@ int pool_hello_(pool_t *pool, const char *path, int *fd_out, int *slot, char *sh
         req.name[0] = '\0';
         len = pproto_encode_request(line, sizeof(line), &req);
     }
-    if (len < 0 || write(fd, line, (size_t)len) != len) {
+    if (len < 0 || send(fd, line, (size_t)len, MSG_NOSIGNAL) != len) {
         rc = len < 0 ? len : -errno;
+        *again = rc == -EPIPE || rc == -ECONNRESET;
         pool_set_error_("sending HELLO to %s: %s", path, strerror(-rc));
         goto fail;
     }
     rc = read_line(fd, line, sizeof(line), HELLO_TIMEOUT_MS);
     if (rc < 0) {
+        *again = rc == -ECONNRESET; /* EOF or reset: closed unanswered */
         pool_set_error_("no HELLO reply from %s: %s", path, strerror(-rc));
         goto fail;
     }
@@ -190,6 +199,21 @@ int pool_hello_(pool_t *pool, const char *path, int *fd_out, int *slot, char *sh
 fail:
     close(fd);
     return rc;
+}
+
+int pool_hello_(pool_t *pool, const char *path, int *fd_out, int *slot, char *shm_name,
+                size_t shm_len, uint64_t *bytes, uint64_t *gen)
+{
+    (void)pool;
+    int rc;
+    for (int attempt = 1;; attempt++) {
+        bool again = false;
+        rc = hello_once(path, fd_out, slot, shm_name, shm_len, bytes, gen, &again);
+        if (rc == 0 || !again || attempt == HELLO_ATTEMPTS)
+            return rc;
+        struct timespec ts = {0, 20000000L * attempt}; /* 20, 40, ... ms */
+        nanosleep(&ts, NULL);
+    }
 }
 
 POOL_API pool_t *pool_attach(const char *socket_path)
@@ -289,7 +313,8 @@ void pool_bye_(pool_t *pool)
     if (pool->sock < 0 || pool->pid != getpid())
         return;
     static const char bye[] = "BYE\n";
-    if (write(pool->sock, bye, sizeof(bye) - 1) == (ssize_t)sizeof(bye) - 1) {
+    /* MSG_NOSIGNAL: poold may be gone; a library never raises SIGPIPE. */
+    if (send(pool->sock, bye, sizeof(bye) - 1, MSG_NOSIGNAL) == (ssize_t)sizeof(bye) - 1) {
         char line[PPROTO_MAX_LINE + 1];
         (void)read_line(pool->sock, line, sizeof(line), 1000);
     }

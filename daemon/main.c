@@ -3,14 +3,18 @@
  * main.c: poold's entry point: command line, configuration precedence
  * (defaults < config file < flags), lifecycle, signals and sd_notify.
  *
- * Start-up order: settings, the control socket (another poold on it is exit
- * 1), the segment (create or adopt; a refused segment is exit 1), the
+ * Start-up order: settings, the control socket (one handed over by systemd
+ * through sd_listen_fds(), validated as a listening AF_UNIX stream socket,
+ * else bound here; another poold on the path is exit 1), the segment (create or adopt; a refused segment is exit 1), the
  * optional metrics endpoint, then READY=1 once the listener accepts. SIGTERM
  * and SIGINT stop cleanly: STOPPING=1, close the listener, unlink the
  * socket, and KEEP the segment (workers keep allocating while poold is down;
  * the next poold adopts it). SIGHUP re-reads the configuration and applies
  * what may change at run time. Signals arrive through evsignal events: no
- * logic runs in a raw signal handler. Exit codes: 0 clean stop, 1 start-up
+ * logic runs in a raw signal handler. Under a systemd watchdog
+ * (WatchdogSec=), a timer of the event loop sends WATCHDOG=1 at half the
+ * interval: a loop that hangs stops the pings and systemd restarts poold.
+ * Exit codes: 0 clean stop, 1 start-up
  * failure, 2 usage or configuration error.
  */
 #include <errno.h>
@@ -19,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -40,6 +45,7 @@ typedef struct app {
     override_t ov[MAX_OVERRIDES];
     size_t nov;
     struct event *ev_term, *ev_int, *ev_hup, *ev_status;
+    struct event *ev_watchdog; /* NULL without WatchdogSec= */
 } app_t;
 
 static void usage(FILE *f)
@@ -100,10 +106,49 @@ static void on_status(evutil_socket_t fd, short what, void *arg)
     notify_status(&((app_t *)arg)->srv);
 }
 
+/* Runs only when the loop does: a hung loop sends no WATCHDOG=1. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    sd_notify(0, "WATCHDOG=1");
+}
+
+/* The control socket: the one systemd hands over (poold.socket), else bind
+ * cfg.socket. */
+static int listen_control(pd_server_t *srv, char *err, size_t errlen)
+{
+    int n = sd_listen_fds(1);
+    if (n < 0) {
+        snprintf(err, errlen, "sd_listen_fds: %s", strerror(-n));
+        return n;
+    }
+    if (n == 0)
+        return pd_server_listen(srv, err, errlen);
+    if (n > 1) {
+        snprintf(err, errlen, "systemd handed over %d sockets; poold takes exactly one", n);
+        return -EINVAL;
+    }
+    int fd = SD_LISTEN_FDS_START;
+    int r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
+    if (r <= 0) {
+        snprintf(err, errlen,
+                 "the socket systemd handed over (fd %d) is not a listening AF_UNIX stream "
+                 "socket%s%s",
+                 fd, r < 0 ? ": " : "", r < 0 ? strerror(-r) : "");
+        return r < 0 ? r : -ENOTSOCK;
+    }
+    return pd_server_listen_fd(srv, fd, err, errlen);
+}
+
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     app_t *app = arg;
+    /* Accept nothing more: what is still queued on a socket from systemd
+     * goes to the next poold. */
+    pd_server_pause_listening(&app->srv);
     pd_info("received %s: shutting down (the segment %s stays for the workers)",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", app->srv.cfg.shm_name);
     sd_notify(0, "STOPPING=1");
@@ -259,7 +304,7 @@ int main(int argc, char **argv)
     /* The socket first: when another poold answers on it, stop before
      * touching the segment (adopting bumps its generation). Nothing is
      * accepted before the loop runs, by then the segment is ready. */
-    if (pd_server_listen(srv, err, sizeof(err)) < 0) {
+    if (listen_control(srv, err, sizeof(err)) < 0) {
         pd_error("%s", err);
         goto out;
     }
@@ -286,6 +331,21 @@ int main(int argc, char **argv)
         pd_error("cannot install the signal handlers");
         goto out;
     }
+    uint64_t wd_usec = 0;
+    int wd = sd_watchdog_enabled(1, &wd_usec);
+    if (wd < 0)
+        pd_warn("sd_watchdog_enabled: %s; no watchdog pings", strerror(-wd));
+    if (wd > 0 && wd_usec > 0) {
+        uint64_t half = wd_usec / 2;
+        struct timeval tv = {(time_t)(half / 1000000), (suseconds_t)(half % 1000000)};
+        app.ev_watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, &app);
+        if (!app.ev_watchdog || event_add(app.ev_watchdog, &tv) < 0) {
+            pd_error("cannot start the watchdog timer");
+            goto out;
+        }
+        pd_info("systemd watchdog: %llu ms, WATCHDOG=1 every %llu ms",
+                (unsigned long long)(wd_usec / 1000), (unsigned long long)(half / 1000));
+    }
 
     char s[256];
     pd_stats_summary(srv, s, sizeof(s));
@@ -308,6 +368,8 @@ out:
             event_free(app.ev_hup);
         if (app.ev_status)
             event_free(app.ev_status);
+        if (app.ev_watchdog)
+            event_free(app.ev_watchdog);
         event_base_free(base);
         if (status == 0)
             pd_info("stopped");

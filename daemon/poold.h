@@ -175,8 +175,9 @@ struct pd_server {
     int gid; /* --group, or -1 */
     /* The control socket. */
     struct evconnlistener *listener;
-    bool socket_owned; /* unlink at shutdown */
-    ino_t socket_ino;  /* the socket we bound, to unlink only that one */
+    bool socket_owned;  /* unlink at shutdown */
+    bool socket_handed; /* from systemd (socket activation): never unlink or chmod */
+    ino_t socket_ino;   /* the socket we bound, to unlink only that one */
     pd_conn_t *conns;
     uint32_t nconns;
     uint64_t next_conn_id;
@@ -200,6 +201,12 @@ int pd_server_init(pd_server_t *srv, const pd_config_t *cfg, struct event_base *
                    size_t errlen);
 /* Bind the control socket (refuses when another poold answers on it). */
 int pd_server_listen(pd_server_t *srv, char *err, size_t errlen);
+/* Serve a listening AF_UNIX stream socket handed over by systemd (socket
+ * activation): no bind, no unlink, no chmod; its path (if any) replaces
+ * cfg.socket. The caller validated it (sd_is_socket_unix). */
+int pd_server_listen_fd(pd_server_t *srv, int fd, char *err, size_t errlen);
+/* Stop accepting (shutdown): pending connections stay queued. */
+void pd_server_pause_listening(pd_server_t *srv);
 /* Wrap a connected socket as a connection (the accept path, and tests). */
 pd_conn_t *pd_server_add_fd(pd_server_t *srv, int fd);
 /* Apply run-time settings to open connections (idle timeout). */

@@ -2,9 +2,10 @@
 /*
  * server.c: the control socket and its connections.
  *
- * Owns the AF_UNIX listener (refusing to start when another poold answers
- * on the path, removing a stale socket otherwise, owner-only or group
- * permissions), the bounded set of connections (max_connections, idle
+ * Owns the AF_UNIX listener (either bound here: refusing to start when
+ * another poold answers on the path, removing a stale socket otherwise,
+ * owner-only or group permissions; or handed over by systemd's socket
+ * unit, whose path, mode and group it never touches), the bounded set of connections (max_connections, idle
  * timeout for connections that are not attached workers, a read
  * high-watermark, an output bound that pauses reading), and line framing:
  * every complete line goes through pproto_parse_request_ex() and then to
@@ -17,6 +18,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
+#include <stddef.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -397,6 +399,75 @@ int pd_server_listen(pd_server_t *srv, char *err, size_t errlen)
     pd_info("listening on %s (mode %04o%s%s)", path, (unsigned)mode,
             srv->gid >= 0 ? ", group " : "", srv->gid >= 0 ? srv->cfg.group : "");
     return 0;
+}
+
+int pd_server_listen_fd(pd_server_t *srv, int fd, char *err, size_t errlen)
+{
+    struct sockaddr_un sa;
+    socklen_t sl = sizeof(sa);
+    struct stat st;
+    int rc;
+
+    memset(&sa, 0, sizeof(sa));
+    if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "getsockname on the socket from systemd (fd %d): %s", fd,
+                 strerror(-rc));
+        return rc;
+    }
+    if (sa.sun_family != AF_UNIX) {
+        snprintf(err, errlen, "the socket from systemd (fd %d) is not AF_UNIX", fd);
+        return -EAFNOSUPPORT;
+    }
+    /* A path socket names its file; an abstract or unnamed one has none. */
+    size_t plen = sl > offsetof(struct sockaddr_un, sun_path)
+                      ? (size_t)sl - offsetof(struct sockaddr_un, sun_path)
+                      : 0;
+    char path[PD_PATH_MAX] = "";
+    if (plen > 0 && sa.sun_path[0] != '\0')
+        snprintf(path, sizeof(path), "%.*s", (int)strnlen(sa.sun_path, plen), sa.sun_path);
+    if (path[0] && strcmp(path, srv->cfg.socket) != 0) {
+        pd_warn("systemd handed over %s, not the configured %s: serving %s", path, srv->cfg.socket,
+                path);
+        snprintf(srv->cfg.socket, sizeof(srv->cfg.socket), "%s", path);
+    }
+    if (evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "fcntl on the socket from systemd (fd %d): %s", fd, strerror(-rc));
+        return rc;
+    }
+    /* Backlog 0: it listens already. The path, its mode and group are the
+     * socket unit's (SocketMode=, SocketGroup=): never chmod or unlink. */
+    srv->listener = evconnlistener_new(srv->base, accept_cb, srv,
+                                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (!srv->listener) {
+        rc = errno ? -errno : -ENOMEM;
+        snprintf(err, errlen, "cannot accept on the socket from systemd (fd %d): %s", fd,
+                 strerror(-rc));
+        return rc;
+    }
+    srv->socket_owned = false;
+    srv->socket_handed = true;
+    evconnlistener_set_error_cb(srv->listener, accept_error_cb);
+    if (path[0] && stat(path, &st) == 0) {
+        pd_info("listening on %s, handed over by systemd (mode %04o, uid %u, gid %u)", path,
+                (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, (unsigned)st.st_gid);
+        if (st.st_mode & 0007)
+            pd_warn("%s is open to all users (mode %04o): check SocketMode= in poold.socket", path,
+                    (unsigned)(st.st_mode & 07777));
+    } else {
+        pd_info("listening on a socket handed over by systemd (fd %d%s%s)", fd,
+                path[0] ? ", " : ", no path", path);
+    }
+    return 0;
+}
+
+void pd_server_pause_listening(pd_server_t *srv)
+{
+    /* Connections not yet accepted stay queued in the socket: with a socket
+     * handed over by systemd, the next poold accepts them. */
+    if (srv->listener)
+        evconnlistener_disable(srv->listener);
 }
 
 void pd_server_stop_listening(pd_server_t *srv)

@@ -5,10 +5,11 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libevent-dev libcmocka-dev libinih-dev
       libsystemd-dev libbenchmark-dev systemd procps util-linux iproute2 passwd curl clang-format
-      prometheus python3 pandoc groff-base)
+      prometheus python3 pandoc groff-base dpkg-dev debhelper lintian)
 # prometheus: for promtool, which the tests run on the metrics output
 # (`promtool check metrics`); python3: the tests check poolctl's --json
-# with `python3 -m json.tool`; pandoc and groff-base: the man pages.
+# with `python3 -m json.tool`; pandoc and groff-base: the man pages;
+# dpkg-dev, debhelper, lintian: the Debian package and its test.
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
