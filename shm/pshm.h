@@ -248,6 +248,9 @@ void pshm_rec_flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m
 int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
 /* Record t gives its carving range back to the region stack. */
 void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
+/* Flush half of record t's cache of class c if one more push-down would
+ * need a flush (so that the push that follows journals nothing). */
+void pshm_rec_make_room(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
 /* Record t (of process slot `slot`) takes block idx, owned by that slot,
  * into its cache and marks it free: the free of a block one owns, done by
  * the shm layer (the client's fast path has its own copy). */

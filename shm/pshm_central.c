@@ -377,6 +377,15 @@ void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     journal_done(tc);
 }
 
+void pshm_rec_make_room(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    /* relaxed (both): single writer, us. */
+    uint32_t n = pa_load_relaxed(&tc->count);
+    if (pshm_hot_cached(pa_load_relaxed(&tc->hot)) && n + 1 >= s->cache_cap[c])
+        pshm_rec_flush(s, t, c, n < s->batch[c] ? n : s->batch[c]);
+}
+
 void pshm_rec_free_owned(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c,
                          uint32_t idx)
 {
@@ -412,7 +421,7 @@ int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t 
     pa_store_release(&tc->pend.op, PSHM_PEND_HANDOFF); /* release: journal first */
     uint8_t v = pa_load_relaxed(o);                    /* relaxed: the CAS decides */
     int rc = -EINVAL;
-    while (v != PSHM_OWN_FREE && v != PSHM_OWN_TRANSIT) {
+    while (v >= 1 && v <= s->max_procs) {
         /* acq_rel: exactly one of a handoff, a free or a reclaim moves the
          * block out of its owner's hands; release orders the sender's
          * writes into the block before a receiver's acquire CAS in adopt. */
@@ -510,6 +519,28 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
             set_range(tc, tc->pend.a, tc->pend.b);
         else
             dropped++;
+        break;
+    case PSHM_PEND_RTAKE:
+        /* Only the one reclaimer of a dead slot turns its blocks to RECL,
+         * one block at a time, journaled: RECL here is ours. */
+        if (pshm_idx_is_block(s, tc->pend.a, c)) {
+            pa_u8 *o = pshm_owner_idx(s, c, tc->pend.a);
+            if (pa_load_relaxed(o) == PSHM_OWN_RECL) { /* relaxed: ours alone */
+                uint64_t hh = pa_load_relaxed(&tc->hot);
+                uint32_t cn = pa_load_relaxed(&tc->count);
+                bool cached = pshm_hot_idx(hh) == tc->pend.a ||
+                              (cn >= 1 && cn <= s->cache_cap[c] && tc->slots[cn] == tc->pend.a);
+                if (cached) {
+                    pa_store_relaxed(o, PSHM_OWN_FREE);
+                } else {
+                    /* Room first: a flush would overwrite the journal. */
+                    uint32_t a = tc->pend.a;
+                    pshm_rec_make_room(s, t, c);
+                    tc->pend.a = a;
+                    pshm_rec_free_owned(s, t, slot, c, a);
+                }
+            }
+        }
         break;
     case PSHM_PEND_HANDOFF:
     case PSHM_PEND_ADOPT: {

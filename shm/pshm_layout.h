@@ -13,8 +13,9 @@
  *
  * Every block has an owner byte, outside the block (DESIGN.md invariant 9):
  * PSHM_OWN_FREE (in a list, a cache or never handed out), the process slot
- * that holds it plus one, or PSHM_OWN_TRANSIT (handed off, waiting for a
- * receiver). A class with more than PSHM_GOWNER_SLICE blocks per span keeps
+ * that holds it plus one, PSHM_OWN_TRANSIT (handed off, waiting for a
+ * receiver) or PSHM_OWN_RECL (taken from a dead process by the reclaimer,
+ * on its way into the reclaimer's cache: no free accepts it). A class with more than PSHM_GOWNER_SLICE blocks per span keeps
  * its owner bytes at the tail of each span (the span holds fewer blocks); a
  * larger class keeps them in the span's 64-byte slice at gowner_off. Either
  * way the byte of the block at in-span offset `in` of span n is at
@@ -64,6 +65,7 @@
 /* Owner bytes. */
 #define PSHM_OWN_FREE 0u
 #define PSHM_OWN_TRANSIT 0xffu
+#define PSHM_OWN_RECL 0xfeu /* taken from a dead process by its reclaimer */
 #define PSHM_MAX_PROCS 250u    /* owner values 1..250 name a slot */
 #define PSHM_MAX_THREADS 4095u /* a record's number fits a head's author field */
 
@@ -245,6 +247,7 @@ enum pshm_pend_op {
     PSHM_PEND_INSTALL = 6, /* region [a, b) is ours, being installed */
     PSHM_PEND_HANDOFF = 7, /* block a: owned -> transit */
     PSHM_PEND_ADOPT = 8,   /* block a: transit -> owned */
+    PSHM_PEND_RTAKE = 9,   /* block a: a dead slot's -> reclaimed, into this cache */
 };
 
 struct pshm_tclass {
