@@ -1,0 +1,4 @@
+pool_add_test(test_owners SOURCES test_owners.c LABELS "stress;shm;client" TIMEOUT 600
+              LIBS poolclient_static)
+target_include_directories(test_owners PRIVATE ${PROJECT_SOURCE_DIR}/client
+                           ${PROJECT_SOURCE_DIR}/shm)
