@@ -948,8 +948,8 @@ static void test_e2e_poolctl_procs_and_classes_tables(void **state)
         assert_int_equal(subval(r, "owner_bytes"), 1);
         assert_true(cap > 0 && batch > 0);
         long long c[5];
-        assert_int_equal(
-            sscanf(row, "%lld %lld %lld %lld %lld", &c[0], &c[1], &c[2], &c[3], &c[4]), 5);
+        assert_int_equal(sscanf(row, "%lld %lld %lld %lld %lld", &c[0], &c[1], &c[2], &c[3], &c[4]),
+                         5);
         assert_int_equal(c[0], sizes[i]);
         assert_int_equal(c[1], bps);
         assert_int_equal(c[2], cap);
