@@ -632,191 +632,6 @@ static int assert_aligned(const char *table)
             fail_msg("line %d is %zu wide, the header %zu:\n%s", n + 1, len, width, table);
         n++;
         p = nl + 1;
-/* A worker that detaches after poold went away must not die of SIGPIPE
- * (BYE on a socket whose peer closed): the library never raises it. */
-static void test_e2e_worker_detaches_after_poold_is_gone(void **state)
-{
-    struct e2e *e = *state;
-    start_poold_args(e, NULL);
-    char out[160];
-    snprintf(out, sizeof(out), "%s/g.out", e->dir);
-    pid_t w = start_worker(e, out, "--seconds", "1.5", "0");
-    double end = now_s() + 10;
-    while (stat_num(e, "procs_attached") != 1)
-        assert_true(now_s() < end), sleep_ms(10);
-    stop_poold(e);
-    assert_int_equal(wait_for(w, 30), 0);
-    assert_int_equal(worker_field(out, "errors"), 0);
-}
-
-/* ---- systemd's interfaces, outside systemd ---- */
-
-/* Start poold as systemd does: fork; in the child, the listening socket
- * lfd on fd 3 with LISTEN_FDS=1 and LISTEN_PID=<its pid> (when lfd >= 0),
- * and the NAME=VALUE strings of env; then exec poold on e's socket and
- * segment, logging to e->log. */
-static pid_t spawn_poold_sd(struct e2e *e, int lfd, char *const env[])
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid > 0)
-        return pid;
-    signal(SIGPIPE, SIG_DFL);
-    int logfd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    int nul = open("/dev/null", O_RDONLY);
-    if (logfd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
-        _exit(126);
-    if (lfd >= 0) {
-        /* dup2 onto 3 clears FD_CLOEXEC; fd 3 itself needs it cleared. */
-        if (lfd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(lfd, 3) < 0)
-            _exit(126);
-        char pidbuf[24];
-        snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
-        if (setenv("LISTEN_FDS", "1", 1) < 0 || setenv("LISTEN_PID", pidbuf, 1) < 0)
-            _exit(126);
-    }
-    for (size_t i = 0; env && env[i]; i++)
-        if (putenv(env[i]) != 0)
-            _exit(126);
-    execl(POOLD_BIN, POOLD_BIN, "--socket", e->sock, "--shm-name", e->shm, "--log-level", "debug",
-          (char *)NULL);
-    _exit(127);
-}
-
-/* A socket bound to path, as a socket unit makes it: `type`, mode 0640,
- * listening when `listening`. */
-static int bind_sock(const char *path, int type, bool listening)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    assert_true(strlen(path) < sizeof(sa.sun_path));
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(chmod(path, 0640), 0);
-    if (listening)
-        assert_int_equal(listen(fd, 16), 0);
-    return fd;
-}
-
-static void wait_ping(struct e2e *e)
-{
-    double end = now_s() + 10;
-    while (poolctl(e, "ping", NULL, NULL) != 0) {
-        int status;
-        if (waitpid(e->poold, &status, WNOHANG) == e->poold) {
-            e->poold = 0;
-            char *l = slurp(e->log);
-            fail_msg("poold exited at start:\n%s", l);
-        }
-        if (now_s() > end)
-            fail_msg("poold did not answer within 10 s");
-        sleep_ms(20);
-    }
-}
-
-static void test_e2e_socket_from_systemd_queues_attaches(void **state)
-{
-    struct e2e *e = *state;
-    int lfd = bind_sock(e->sock, SOCK_STREAM, true);
-    struct stat st0, st;
-    assert_int_equal(stat(e->sock, &st0), 0);
-    e->poold = spawn_poold_sd(e, lfd, NULL);
-    wait_ping(e);
-    char *log = slurp(e->log);
-    assert_non_null(strstr(log, "handed over by systemd"));
-    free(log);
-    /* poold left the socket unit's mode alone (its own would be 0600). */
-    assert_int_equal(stat(e->sock, &st), 0);
-    assert_int_equal(st.st_mode & 07777, 0640);
-    assert_int_equal(st.st_ino, st0.st_ino);
-    stop_poold(e);
-    /* ... and did not unlink it at exit. */
-    assert_int_equal(stat(e->sock, &st), 0);
-    assert_int_equal(st.st_ino, st0.st_ino);
-
-    /* No poold now: an attach queues on the socket instead of failing with
-     * ECONNREFUSED, and succeeds once the next poold takes the socket. */
-    char out[160];
-    snprintf(out, sizeof(out), "%s/q.out", e->dir);
-    pid_t w = start_worker(e, out, "--iterations", "1", "0");
-    sleep_ms(500);
-    assert_int_equal(waitpid(w, NULL, WNOHANG), 0); /* still waiting */
-    e->poold = spawn_poold_sd(e, lfd, NULL);
-    assert_int_equal(wait_for(w, 30), 0);
-    assert_int_equal(worker_field(out, "errors"), 0);
-    assert_int_equal(stat_num(e, "daemon_gen"), 2);
-    stop_poold(e);
-    close(lfd);
-}
-
-/* A poold that stops right after accepting a worker closes it unanswered;
- * the worker connects again and, the socket being held (as systemd does),
- * is served by the next poold. */
-static void test_e2e_hello_closed_unanswered_is_retried(void **state)
-{
-    struct e2e *e = *state;
-    int lfd = bind_sock(e->sock, SOCK_STREAM, true);
-    char out[160];
-    snprintf(out, sizeof(out), "%s/u.out", e->dir);
-    pid_t w = start_worker(e, out, "--iterations", "1", "0");
-    /* The stopping poold: accept, read nothing, close. */
-    int c = accept(lfd, NULL, NULL);
-    assert_true(c >= 0);
-    close(c);
-    e->poold = spawn_poold_sd(e, lfd, NULL);
-    assert_int_equal(wait_for(w, 30), 0);
-    assert_int_equal(worker_field(out, "errors"), 0);
-    stop_poold(e);
-    close(lfd);
-}
-
-static void test_e2e_socket_from_systemd_must_be_listening_stream(void **state)
-{
-    struct e2e *e = *state;
-    /* A datagram socket, then a stream socket that does not listen. */
-    for (int i = 0; i < 2; i++) {
-        int fd = bind_sock(e->sock, i == 0 ? SOCK_DGRAM : SOCK_STREAM, false);
-        e->poold = spawn_poold_sd(e, fd, NULL);
-        assert_int_equal(wait_for(e->poold, 10), 1);
-        e->poold = 0;
-        char *log = slurp(e->log);
-        assert_non_null(strstr(log, "is not a listening AF_UNIX stream socket"));
-        free(log);
-        assert_int_equal(unlink(e->log), 0);
-        /* Refused without touching the path. */
-        struct stat st;
-        assert_int_equal(stat(e->sock, &st), 0);
-        assert_int_equal(st.st_mode & 07777, 0640);
-        close(fd);
-        assert_int_equal(unlink(e->sock), 0);
-    }
-}
-
-/* Count the WATCHDOG=1 datagrams on nfd for ms milliseconds; *ready set
- * when READY=1 came. */
-static int count_pings(int nfd, int ms, bool *ready)
-{
-    int n = 0;
-    double end = now_s() + ms / 1000.0;
-    for (;;) {
-        int left = (int)((end - now_s()) * 1000);
-        if (left <= 0)
-            break;
-        struct pollfd p = {.fd = nfd, .events = POLLIN};
-        if (poll(&p, 1, left) <= 0)
-            continue;
-        char buf[4096];
-        ssize_t r = recv(nfd, buf, sizeof(buf) - 1, 0);
-        if (r <= 0)
-            continue;
-        buf[r] = '\0';
-        for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
-            if (strcmp(l, "WATCHDOG=1") == 0)
-                n++;
-            else if (ready && strcmp(l, "READY=1") == 0)
-                *ready = true;
-        }
     }
     return n;
 }
@@ -1167,6 +982,197 @@ static void test_e2e_poolctl_prometheus_many_procs(void **state)
             fail_msg("promtool check metrics (%d):\n%s", rc, said);
         free(said);
     }
+}
+
+/* A worker that detaches after poold went away must not die of SIGPIPE
+ * (BYE on a socket whose peer closed): the library never raises it. */
+static void test_e2e_worker_detaches_after_poold_is_gone(void **state)
+{
+    struct e2e *e = *state;
+    start_poold_args(e, NULL);
+    char out[160];
+    snprintf(out, sizeof(out), "%s/g.out", e->dir);
+    pid_t w = start_worker(e, out, "--seconds", "1.5", "0");
+    double end = now_s() + 10;
+    while (stat_num(e, "procs_attached") != 1)
+        assert_true(now_s() < end), sleep_ms(10);
+    stop_poold(e);
+    assert_int_equal(wait_for(w, 30), 0);
+    assert_int_equal(worker_field(out, "errors"), 0);
+}
+
+/* ---- systemd's interfaces, outside systemd ---- */
+
+/* Start poold as systemd does: fork; in the child, the listening socket
+ * lfd on fd 3 with LISTEN_FDS=1 and LISTEN_PID=<its pid> (when lfd >= 0),
+ * and the NAME=VALUE strings of env; then exec poold on e's socket and
+ * segment, logging to e->log. */
+static pid_t spawn_poold_sd(struct e2e *e, int lfd, char *const env[])
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0)
+        return pid;
+    signal(SIGPIPE, SIG_DFL);
+    int logfd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    int nul = open("/dev/null", O_RDONLY);
+    if (logfd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+        _exit(126);
+    if (lfd >= 0) {
+        /* dup2 onto 3 clears FD_CLOEXEC; fd 3 itself needs it cleared. */
+        if (lfd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(lfd, 3) < 0)
+            _exit(126);
+        char pidbuf[24];
+        snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
+        if (setenv("LISTEN_FDS", "1", 1) < 0 || setenv("LISTEN_PID", pidbuf, 1) < 0)
+            _exit(126);
+    }
+    for (size_t i = 0; env && env[i]; i++)
+        if (putenv(env[i]) != 0)
+            _exit(126);
+    execl(POOLD_BIN, POOLD_BIN, "--socket", e->sock, "--shm-name", e->shm, "--log-level", "debug",
+          (char *)NULL);
+    _exit(127);
+}
+
+/* A socket bound to path, as a socket unit makes it: `type`, mode 0640,
+ * listening when `listening`. */
+static int bind_sock(const char *path, int type, bool listening)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_true(strlen(path) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(chmod(path, 0640), 0);
+    if (listening)
+        assert_int_equal(listen(fd, 16), 0);
+    return fd;
+}
+
+static void wait_ping(struct e2e *e)
+{
+    double end = now_s() + 10;
+    while (poolctl(e, "ping", NULL, NULL) != 0) {
+        int status;
+        if (waitpid(e->poold, &status, WNOHANG) == e->poold) {
+            e->poold = 0;
+            char *l = slurp(e->log);
+            fail_msg("poold exited at start:\n%s", l);
+        }
+        if (now_s() > end)
+            fail_msg("poold did not answer within 10 s");
+        sleep_ms(20);
+    }
+}
+
+static void test_e2e_socket_from_systemd_queues_attaches(void **state)
+{
+    struct e2e *e = *state;
+    int lfd = bind_sock(e->sock, SOCK_STREAM, true);
+    struct stat st0, st;
+    assert_int_equal(stat(e->sock, &st0), 0);
+    e->poold = spawn_poold_sd(e, lfd, NULL);
+    wait_ping(e);
+    char *log = slurp(e->log);
+    assert_non_null(strstr(log, "handed over by systemd"));
+    free(log);
+    /* poold left the socket unit's mode alone (its own would be 0600). */
+    assert_int_equal(stat(e->sock, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0640);
+    assert_int_equal(st.st_ino, st0.st_ino);
+    stop_poold(e);
+    /* ... and did not unlink it at exit. */
+    assert_int_equal(stat(e->sock, &st), 0);
+    assert_int_equal(st.st_ino, st0.st_ino);
+
+    /* No poold now: an attach queues on the socket instead of failing with
+     * ECONNREFUSED, and succeeds once the next poold takes the socket. */
+    char out[160];
+    snprintf(out, sizeof(out), "%s/q.out", e->dir);
+    pid_t w = start_worker(e, out, "--iterations", "1", "0");
+    sleep_ms(500);
+    assert_int_equal(waitpid(w, NULL, WNOHANG), 0); /* still waiting */
+    e->poold = spawn_poold_sd(e, lfd, NULL);
+    assert_int_equal(wait_for(w, 30), 0);
+    assert_int_equal(worker_field(out, "errors"), 0);
+    assert_int_equal(stat_num(e, "daemon_gen"), 2);
+    stop_poold(e);
+    close(lfd);
+}
+
+/* A poold that stops right after accepting a worker closes it unanswered;
+ * the worker connects again and, the socket being held (as systemd does),
+ * is served by the next poold. */
+static void test_e2e_hello_closed_unanswered_is_retried(void **state)
+{
+    struct e2e *e = *state;
+    int lfd = bind_sock(e->sock, SOCK_STREAM, true);
+    char out[160];
+    snprintf(out, sizeof(out), "%s/u.out", e->dir);
+    pid_t w = start_worker(e, out, "--iterations", "1", "0");
+    /* The stopping poold: accept, read nothing, close. */
+    int c = accept(lfd, NULL, NULL);
+    assert_true(c >= 0);
+    close(c);
+    e->poold = spawn_poold_sd(e, lfd, NULL);
+    assert_int_equal(wait_for(w, 30), 0);
+    assert_int_equal(worker_field(out, "errors"), 0);
+    stop_poold(e);
+    close(lfd);
+}
+
+static void test_e2e_socket_from_systemd_must_be_listening_stream(void **state)
+{
+    struct e2e *e = *state;
+    /* A datagram socket, then a stream socket that does not listen. */
+    for (int i = 0; i < 2; i++) {
+        int fd = bind_sock(e->sock, i == 0 ? SOCK_DGRAM : SOCK_STREAM, false);
+        e->poold = spawn_poold_sd(e, fd, NULL);
+        assert_int_equal(wait_for(e->poold, 10), 1);
+        e->poold = 0;
+        char *log = slurp(e->log);
+        assert_non_null(strstr(log, "is not a listening AF_UNIX stream socket"));
+        free(log);
+        assert_int_equal(unlink(e->log), 0);
+        /* Refused without touching the path. */
+        struct stat st;
+        assert_int_equal(stat(e->sock, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0640);
+        close(fd);
+        assert_int_equal(unlink(e->sock), 0);
+    }
+}
+
+/* Count the WATCHDOG=1 datagrams on nfd for ms milliseconds; *ready set
+ * when READY=1 came. */
+static int count_pings(int nfd, int ms, bool *ready)
+{
+    int n = 0;
+    double end = now_s() + ms / 1000.0;
+    for (;;) {
+        int left = (int)((end - now_s()) * 1000);
+        if (left <= 0)
+            break;
+        struct pollfd p = {.fd = nfd, .events = POLLIN};
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t r = recv(nfd, buf, sizeof(buf) - 1, 0);
+        if (r <= 0)
+            continue;
+        buf[r] = '\0';
+        for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
+            if (strcmp(l, "WATCHDOG=1") == 0)
+                n++;
+            else if (ready && strcmp(l, "READY=1") == 0)
+                *ready = true;
+        }
+    }
+    return n;
+}
+
 static void test_e2e_watchdog_pings_only_while_the_loop_runs(void **state)
 {
     struct e2e *e = *state;
