@@ -403,6 +403,7 @@ void pshm_rec_free_owned(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, ui
         pa_store_relaxed(&tc->count, n + 1);
         pa_inc_single_writer(&tc->displaced, 1);
     }
+    tc->hot_own = (uint64_t)((uint8_t *)pshm_owner_idx(s, c, idx) - s->base);
     pa_store_relaxed(&tc->hot, off);
     pa_inc_single_writer(&tc->frees, 1);
     /* relaxed: the block is ours (we own it, no one else may free it), and

@@ -65,7 +65,7 @@
 /* Owner bytes. */
 #define PSHM_OWN_FREE 0u
 #define PSHM_OWN_TRANSIT 0xffu
-#define PSHM_OWN_RECL 0xfeu /* taken from a dead process by its reclaimer */
+#define PSHM_OWN_RECL 0xfeu    /* taken from a dead process by its reclaimer */
 #define PSHM_MAX_PROCS 250u    /* owner values 1..250 name a slot */
 #define PSHM_MAX_THREADS 4095u /* a record's number fits a head's author field */
 
@@ -256,7 +256,11 @@ struct pshm_tclass {
     uint32_t fresh_end; /* carving region end (index) */
     pa_u64 fresh_w;     /* carving cursor and carved count, see above */
     pa_u64 frees;
-    pa_u64 displaced;                   /* hot blocks that left hot other than by malloc */
+    pa_u64 displaced; /* hot blocks that left hot other than by malloc */
+    /* Offset of the owner byte of the block in (or noted in) hot: written
+     * with hot, read by this thread only; a cache of pshm_owner() for the
+     * burn-after-reading pair. */
+    uint64_t hot_own;
     uint32_t slots[PSHM_CACHE_CAP + 1]; /* slots[0] unused */
     uint32_t reserved2;
     /* Cold: counted on slow paths only. */
@@ -274,7 +278,7 @@ struct pshm_tclass {
     /* Receipts: the newest generation of each list head that this record
      * wrote (max-CAS by any thread that read it; pshm_central.c). */
     pa_u32 rcpt[2];
-    uint8_t pad[PSHM_TCLASS_BYTES - 40 - 4 * (PSHM_CACHE_CAP + 2) - 80 - 32 - 8];
+    uint8_t pad[PSHM_TCLASS_BYTES - 48 - 4 * (PSHM_CACHE_CAP + 2) - 80 - 32 - 8];
 };
 
 struct pshm_thread {
