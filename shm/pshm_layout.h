@@ -216,7 +216,8 @@ struct pshm_proc {
  * Nothing is counted on malloc's fast path; the figures are derived:
  *   cached = count + hot_cached
  *   allocs = fresh + frees + moved_in - moved_out - cached
- *   in use = allocs - frees - handoffs + adopts  (summed over records)
+ *   in use = allocs - frees - handoffs + adopts - uncarved  (summed over records)
+ *   carved = fresh - uncarved
  *   same   = frees - displaced - hot_cached   (mallocs that took `hot`)
  * where hot_cached = ((int64_t)hot > 0). Counters are never reset: a record
  * reused by another thread goes on counting, and statistics subtract the
@@ -248,6 +249,8 @@ enum pshm_pend_op {
     PSHM_PEND_HANDOFF = 7, /* block a: owned -> transit */
     PSHM_PEND_ADOPT = 8,   /* block a: transit -> owned */
     PSHM_PEND_RTAKE = 9,   /* block a: a dead slot's -> reclaimed, into this cache */
+    PSHM_PEND_RRUN = 10,   /* blocks [a, b) (+ candidate n) of a dead slot -> a region;
+                              count: 0 taking them, 1 pushing the region */
 };
 
 struct pshm_tclass {
@@ -271,6 +274,8 @@ struct pshm_tclass {
     pa_u64 exhausted;
     pa_u64 handoffs;    /* blocks this thread put in transit */
     pa_u64 adopts;      /* blocks this thread took from transit */
+    pa_u64 uncarved;    /* in-use blocks of dead processes this record (a
+                        reclaimer's) gave back as uncarved regions */
     pa_u64 base_allocs; /* at claim: for per-process figures */
     pa_u64 base_frees;
     pa_u64 base_cmiss;
@@ -278,7 +283,7 @@ struct pshm_tclass {
     /* Receipts: the newest generation of each list head that this record
      * wrote (max-CAS by any thread that read it; pshm_central.c). */
     pa_u32 rcpt[2];
-    uint8_t pad[PSHM_TCLASS_BYTES - 48 - 4 * (PSHM_CACHE_CAP + 2) - 80 - 32 - 8];
+    uint8_t pad[PSHM_TCLASS_BYTES - 48 - 4 * (PSHM_CACHE_CAP + 2) - 88 - 32 - 8];
 };
 
 struct pshm_thread {

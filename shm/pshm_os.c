@@ -112,6 +112,21 @@ int pshm_os_open(const char *name, void **base, uint64_t *bytes, char *err, size
     return rc;
 }
 
+int pshm_os_prefault(void *base, uint64_t bytes)
+{
+#ifdef MADV_POPULATE_WRITE
+    /* The pages exist (reserved at creation); this only fills our page
+     * tables, so that a reclaim never stops on a page fault per block. */
+    if (madvise(base, (size_t)bytes, MADV_POPULATE_WRITE) == 0)
+        return 0;
+    return -errno;
+#else
+    (void)base;
+    (void)bytes;
+    return -ENOTSUP;
+#endif
+}
+
 void pshm_os_unmap(void *base, uint64_t bytes)
 {
     if (base)
