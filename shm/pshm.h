@@ -343,6 +343,8 @@ typedef struct pshm_reclaimed {
     uint64_t in_use_kept;     /* blocks it had in use, put in transit (orphans = keep) */
     uint64_t entries_dropped; /* invalid entries (corruption) */
     int64_t blocks_orphaned;  /* kept, as reported before owners existed */
+    uint64_t usec;            /* how long the reclaim took */
+    uint64_t cpu_usec;        /* of which on the CPU (the rest: waiting for one) */
 } pshm_reclaimed_t;
 /* Reclaim one slot whose process is known dead (poold: pidfd/EOF), or
  * finish the reclaim of a slot whose reclaimer died. -EAGAIN when the slot

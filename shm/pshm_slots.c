@@ -269,6 +269,9 @@ int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
     } else {
         return -EAGAIN;
     }
+    struct timespec t0, t1, c0, c1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     pshm_reclaimed_t r = {0};
     pshm_release_result_t res = {0};
     r.pid = pa_load_relaxed(&p->pid);
@@ -294,6 +297,10 @@ int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
         pa_add_relaxed(&s->hdr->blocks_orphaned, r.in_use_kept);
     if (res.entries_dropped)
         pa_add_relaxed(&s->hdr->entries_dropped, res.entries_dropped);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    r.usec = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
+    r.cpu_usec = (uint64_t)((c1.tv_sec - c0.tv_sec) * 1000000 + (c1.tv_nsec - c0.tv_nsec) / 1000);
     if (out)
         *out = r;
     pa_store_relaxed(&p->reclaimer, 0); /* relaxed: the release below orders it */
