@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pshm_os.c: the only caller of shm_open, memfd_create, mmap, munmap and
- * shm_unlink in poold (as mimalloc keeps its OS calls in prim/).
+ * pshm_os.c: the only caller of shm_open, memfd_create, mmap, mremap, munmap
+ * and shm_unlink in poold (as mimalloc keeps its OS calls in prim/).
  *
  * Creating a segment reserves all of its memory at once with
  * posix_fallocate: a /dev/shm too small for the pool is an error here, at
@@ -116,6 +116,26 @@ void pshm_os_unmap(void *base, uint64_t bytes)
 {
     if (base)
         munmap(base, (size_t)bytes);
+}
+
+int pshm_os_privatize(void *base, uint64_t bytes, uint64_t copy)
+{
+    if (copy > bytes)
+        copy = bytes;
+    /* NORESERVE: the tail beyond `copy` is never written by the caller. */
+    void *p = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    memcpy(p, base, (size_t)copy);
+    /* Atomically replaces the shared mapping: no instant without one. */
+    if (mremap(p, (size_t)bytes, (size_t)bytes, MREMAP_MAYMOVE | MREMAP_FIXED, base) ==
+        MAP_FAILED) {
+        int e = errno;
+        munmap(p, (size_t)bytes);
+        return -e;
+    }
+    return 0;
 }
 
 int pshm_os_unlink(const char *name)
