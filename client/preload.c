@@ -20,10 +20,13 @@
  * thread-local guard sends the call to glibc. It takes no lock of its own.
  *
  * fork: a forked child must not share its heap with its parent, and a
- * pool's mapping is shared. So the child replaces the mapping by a private
- * copy at the same address (pshm_os_privatize): the blocks it inherited stay
- * valid and its own, but are never given back to a pool (free ignores them);
- * its first allocation makes a pool of its own (attach, else embedded).
+ * pool's mapping is shared. So the child gets a private copy of the mapping
+ * at the same address, taken just before the fork (pshm_os_snapshot and
+ * pshm_os_place): the blocks it inherited stay valid and its own, but are
+ * never given back to a pool (free ignores them); its first allocation
+ * makes a pool of its own (attach, else embedded). Only fork() runs the
+ * handlers: a child of vfork, posix_spawn or a raw clone shares its
+ * parent's memory anyway and must only exec.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -430,9 +433,45 @@ PL_EXPORT size_t malloc_usable_size(void *ptr)
     return pl_libc_usable ? pl_libc_usable(ptr) : 0;
 }
 
-/* In the child, the only thread, right after fork: make the parent's pool a
- * private image (see the top of this file), then go back to PL_NEW so the
- * first allocation makes a pool of the child's own. */
+/* fork. The copy of the pool is taken in the parent, in the forking thread,
+ * just before the fork: after the program's own prepare handlers (ours was
+ * registered first, so it runs last), while the locks the program holds
+ * across fork keep its other threads off the data they guard, as a real
+ * fork's copy-on-write snapshot would see it. The child inherits the copy
+ * (copy-on-write) and moves it over the pool's address; the parent drops
+ * it. Per thread: two threads may fork at once. */
+static __thread void *pl_fork_copy POOL_TLS_MODEL;
+static __thread int pl_fork_err POOL_TLS_MODEL;
+
+static void pl_fork_prepare(void)
+{
+    struct pl_heap *h = pl_cur_heap();
+    pl_fork_copy = NULL;
+    pl_fork_err = 0;
+    if (!h)
+        return;
+    const pshm_seg_t *s = &h->pool->seg;
+    /* Spans are carved in order: those below the cursor, and one being
+     * claimed, hold every block handed out. relaxed: a hint, +1 covers a
+     * claim in flight. */
+    uint64_t spans = (uint64_t)pa_load_relaxed(&s->hdr->next_span) + 1;
+    if (spans > s->nspans)
+        spans = s->nspans;
+    pl_fork_err =
+        pshm_os_snapshot(s->base, s->bytes, s->data_off + (spans << s->span_shift), &pl_fork_copy);
+}
+
+static void pl_fork_parent(void)
+{
+    struct pl_heap *h = pl_cur_heap();
+    if (pl_fork_copy && h)
+        pshm_os_unmap(pl_fork_copy, h->pool->seg.bytes);
+    pl_fork_copy = NULL;
+}
+
+/* In the child, the only thread: the parent's pool becomes a private image
+ * (see the top of this file), then back to PL_NEW so that the first
+ * allocation makes a pool of the child's own. */
 static void pl_fork_child(void)
 {
     struct pl_heap *h = pl_cur_heap();
@@ -440,15 +479,11 @@ static void pl_fork_child(void)
     pa_store_relaxed(&pl_cur, 0);
     if (h) {
         pool_t *pool = h->pool;
-        pshm_seg_t *s = &pool->seg;
-        /* Spans are carved in order: those below the cursor, and one being
-         * claimed, hold every block the parent handed out. */
-        uint64_t spans = (uint64_t)pa_load_relaxed(&s->hdr->next_span) + 1;
-        if (spans > s->nspans)
-            spans = s->nspans;
-        int rc = pshm_os_privatize(s->base, s->bytes, s->data_off + (spans << s->span_shift));
+        int rc = pl_fork_copy ? pshm_os_place(pl_fork_copy, pool->seg.base, pool->seg.bytes)
+                              : pl_fork_err;
+        pl_fork_copy = NULL;
         if (rc < 0) {
-            /* Without a copy the child's writes would reach the parent's
+            /* Without a copy the child's writes would reach its parent's
              * blocks: better no child than a corrupt parent. */
             char msg[160];
             int len = snprintf(msg, sizeof(msg),
@@ -478,7 +513,7 @@ __attribute__((constructor)) static void pl_ctor(void)
     const char *v = getenv("POOLD_PRELOAD");
     pl_disabled = v && (strcmp(v, "off") == 0 || strcmp(v, "0") == 0);
     pl_ceiling = pl_env_size("POOLD_PRELOAD_MAX", SIZE_MAX);
-    pthread_atfork(NULL, NULL, pl_fork_child);
+    pthread_atfork(pl_fork_prepare, pl_fork_parent, pl_fork_child);
     /* release: pairs with the acquire in pl_slow_heap(). */
     pa_store_release(&pl_state, PL_NEW);
     pl_init();

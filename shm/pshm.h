@@ -116,12 +116,13 @@ int pshm_os_create(const char *name, uint64_t bytes, unsigned mode, int gid, boo
                    void **base, char *err, size_t errlen);
 int pshm_os_open(const char *name, void **base, uint64_t *bytes, char *err, size_t errlen);
 void pshm_os_unmap(void *base, uint64_t bytes);
-/* Replace the mapping [base, base + bytes) by private anonymous memory that
- * holds a copy of its first `copy` bytes (the rest reads as zeros), at the
- * same address: a forked child's copy of its parent's segment, no longer
- * shared with anyone (libpoolclient-preload: fork gives the child its own
- * heap). 0, or -errno with the mapping unchanged. */
-int pshm_os_privatize(void *base, uint64_t bytes, uint64_t copy);
+/* A forked child's own heap (libpoolclient-preload): before fork, a private
+ * anonymous mapping of `bytes` bytes holding a copy of the first `copy`
+ * bytes of [base, base + bytes) (the rest reads as zeros), which the child
+ * inherits; in the child, pshm_os_place() moves it over base, so that the
+ * segment is no longer shared with anyone there. 0, or -errno. */
+int pshm_os_snapshot(const void *base, uint64_t bytes, uint64_t copy, void **out);
+int pshm_os_place(void *snapshot, void *base, uint64_t bytes);
 int pshm_os_unlink(const char *name);
 /* 0 when unknown. */
 uint64_t pshm_os_proc_start_time(pid_t pid);

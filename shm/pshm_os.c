@@ -118,7 +118,7 @@ void pshm_os_unmap(void *base, uint64_t bytes)
         munmap(base, (size_t)bytes);
 }
 
-int pshm_os_privatize(void *base, uint64_t bytes, uint64_t copy)
+int pshm_os_snapshot(const void *base, uint64_t bytes, uint64_t copy, void **out)
 {
     if (copy > bytes)
         copy = bytes;
@@ -128,13 +128,16 @@ int pshm_os_privatize(void *base, uint64_t bytes, uint64_t copy)
     if (p == MAP_FAILED)
         return -errno;
     memcpy(p, base, (size_t)copy);
-    /* Atomically replaces the shared mapping: no instant without one. */
-    if (mremap(p, (size_t)bytes, (size_t)bytes, MREMAP_MAYMOVE | MREMAP_FIXED, base) ==
-        MAP_FAILED) {
-        int e = errno;
-        munmap(p, (size_t)bytes);
-        return -e;
-    }
+    *out = p;
+    return 0;
+}
+
+int pshm_os_place(void *snapshot, void *base, uint64_t bytes)
+{
+    /* Replaces the shared mapping in one step: no instant without one. */
+    if (mremap(snapshot, (size_t)bytes, (size_t)bytes, MREMAP_MAYMOVE | MREMAP_FIXED, base) ==
+        MAP_FAILED)
+        return -errno;
     return 0;
 }
 
