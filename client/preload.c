@@ -407,14 +407,21 @@ PL_EXPORT void *pvalloc(size_t size)
     return pl_aligned(page, rounded);
 }
 
-/* glibc's malloc_usable_size, found once (dlsym allocates: guarded). */
+/* glibc's malloc_usable_size, found once in libc itself: RTLD_NEXT could
+ * find another allocator's (redis-server links libjemalloc, whose
+ * malloc_usable_size crashes on a glibc block). dlopen and dlsym allocate:
+ * guarded. */
 static size_t (*pl_libc_usable)(void *);
 static pthread_once_t pl_usable_once = PTHREAD_ONCE_INIT;
 
 static void pl_find_usable(void)
 {
     pl_guard++;
-    *(void **)&pl_libc_usable = dlsym(RTLD_NEXT, "malloc_usable_size");
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    if (libc) {
+        *(void **)&pl_libc_usable = dlsym(libc, "malloc_usable_size");
+        dlclose(libc);
+    }
     pl_guard--;
 }
 
