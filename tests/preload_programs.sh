@@ -109,8 +109,8 @@ in_use_total() {
 run_python() {
   [ -d /usr/lib/python3.11/test/libregrtest ] ||
     skip "libpython3.11-testsuite is not installed (bash scripts/deps.sh installs it)"
-  local mods=(test_list test_dict test_set test_unicode test_json test_threading)
-  [ "$long" = 1 ] && mods+=(test_os test_re test_collections test_itertools test_pickle test_subprocess)
+  local mods=(test_list test_dict test_set test_threading)
+  [ "$long" = 1 ] && mods+=(test_unicode test_json test_re test_collections test_itertools)
   [ -n "${POOL_PRELOAD_PY_MODULES:-}" ] && read -r -a mods <<<"$POOL_PRELOAD_PY_MODULES"
   # The preload is in effect in a Python of this environment.
   "${pre[@]}" PYTHONMALLOC=malloc "$PY" -c \

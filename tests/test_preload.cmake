@@ -19,3 +19,28 @@ if(TARGET poolclient-preload)
       "LD_PRELOAD=$<TARGET_FILE:poolclient-preload>;POOLD_SOCKET=/nonexistent/poold.sock;POOL_EMBEDDED_BYTES=64M")
   endif()
 endif()
+
+# Programs no one here wrote, on the preload (tests/preload_programs.sh):
+# test_preload_<case>_<mode>. The short form by default (CI); set
+# POOL_PRELOAD_LONG=1 in the environment for the long one.
+if(TARGET poolclient-preload AND TARGET poold)
+  foreach(_case python sqlite redis sigkill)
+    foreach(_mode embedded poold)
+      if(_case STREQUAL "sigkill" AND _mode STREQUAL "embedded")
+        continue() # reclaim after a SIGKILL is poold's job
+      endif()
+      set(_name test_preload_${_case}_${_mode})
+      if(POOL_SANITIZE)
+        add_test(NAME ${_name} COMMAND sh -c
+                 "echo '${_name}: skipped: a preload library under POOL_SANITIZE=${POOL_SANITIZE} is not meaningful'; exit 77")
+      else()
+        add_test(NAME ${_name}
+                 COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/preload_programs.sh ${_case} ${_mode}
+                         $<TARGET_FILE:poolclient-preload> $<TARGET_FILE:poold>
+                         $<TARGET_FILE:poolctl>)
+      endif()
+      set_tests_properties(${_name} PROPERTIES LABELS "integration;preload" TIMEOUT 300
+                           SKIP_RETURN_CODE 77)
+    endforeach()
+  endforeach()
+endif()
