@@ -37,13 +37,17 @@ work=$(mktemp -d /tmp/poold-bench-XXXXXX)
 shm=/poold-bench-$$
 poold_pid=
 redis_pid=
+rpid=
 cleanup() {
+  # redis-server itself (rpid) and /usr/bin/time above it (redis_pid).
+  [ -n "$rpid" ] && kill -KILL "$rpid" 2>/dev/null || true
   [ -n "$redis_pid" ] && kill -KILL "$redis_pid" 2>/dev/null || true
   if [ -n "$poold_pid" ]; then kill -TERM "$poold_pid" 2>/dev/null || true; wait "$poold_pid" 2>/dev/null || true; fi
   rm -f "/dev/shm$shm"
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 "$POOLD" --socket "$work/poold.sock" --shm-name "$shm" --size 512M --max-procs 64 \
   --log-level warn 2>"$work/poold.log" &
@@ -119,7 +123,7 @@ for a in "${allocs[@]}"; do
     -t set,get,lpush,lpop,sadd,hset,zadd,lrange_100,mset >"$work/bench.csv"
   redis-cli -s "$rsock" shutdown nosave >/dev/null 2>&1 || true
   wait "$redis_pid" || true
-  redis_pid=
+  redis_pid= rpid=
   rps() { awk -F, -v t="\"$1\"" '$1 == t { gsub(/"/, "", $2); printf "%.0f", $2 }' "$work/bench.csv"; }
   r_rss=$(field 'Maximum resident set size (kbytes)' "$work/rt")
   rows+=("| $name | $sq_t | $((sq_rss / 1024)) | $(rps SET) | $(rps GET) | $(rps LPUSH) | $(rps HSET) | $(rps ZADD) | $(rps 'LRANGE_100 (first 100 elements)') | $(rps 'MSET (10 keys)') | $((r_rss / 1024)) |")
