@@ -119,6 +119,13 @@ void pshm_os_unmap(void *base, uint64_t bytes);
 /* Map every page of a mapping now (poold: reclaims then never fault).
  * 0, or -errno (-ENOTSUP on an old kernel: harmless). */
 int pshm_os_prefault(void *base, uint64_t bytes);
+/* A forked child's own heap (libpoolclient-preload): before fork, a private
+ * anonymous mapping of `bytes` bytes holding a copy of the first `copy`
+ * bytes of [base, base + bytes) (the rest reads as zeros), which the child
+ * inherits; in the child, pshm_os_place() moves it over base, so that the
+ * segment is no longer shared with anyone there. 0, or -errno. */
+int pshm_os_snapshot(const void *base, uint64_t bytes, uint64_t copy, void **out);
+int pshm_os_place(void *snapshot, void *base, uint64_t bytes);
 int pshm_os_unlink(const char *name);
 /* 0 when unknown. */
 uint64_t pshm_os_proc_start_time(pid_t pid);
