@@ -476,7 +476,10 @@ static void test_reclaim_time_1gib(void **state)
     assert_non_null(p);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
-    const long n = (512L << 20) / 64;
+#ifndef POOL_RECLAIM_BENCH_MB
+#define POOL_RECLAIM_BENCH_MB 512
+#endif
+    const long n = ((long)POOL_RECLAIM_BENCH_MB << 20) / 64;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -500,9 +503,9 @@ static void test_reclaim_time_1gib(void **state)
     pool_stats_t st;
     assert_int_equal(pool_stats(p, &st), 0);
     assert_int_equal(st.reclaimed_in_use, (uint64_t)n);
-    print_message("reclaimed a dead process's %ld in-use blocks (512 MiB of 64 B) in a 1 GiB "
+    print_message("reclaimed a dead process's %ld in-use blocks (%d MiB of 64 B) in a 1 GiB "
                   "segment in %.1f ms\n",
-                  n, ms);
+                  n, POOL_RECLAIM_BENCH_MB, ms);
     pool_test_check(p);
     pool_detach(p);
     close(fds[0]);
