@@ -218,8 +218,9 @@ PPROTO_NODISCARD int pproto_subkv_next(const char **cursor, const char *end, ppr
  * -ERANGE. */
 PPROTO_NODISCARD int pproto_parse_u64(const char *s, size_t len, uint64_t *out);
 
-/* Decimal i64 in s[0..len): an optional '-', then digits. 0, -EINVAL,
- * -ERANGE. */
+/* Decimal i64 in s[0..len): an optional '-', then digits; a negative zero
+ * ("-0", "-00") is refused, as pproto_parse_u64() refuses it, so that the
+ * two agree on every value >= 0. 0, -EINVAL, -ERANGE. */
 PPROTO_NODISCARD int pproto_parse_i64(const char *s, size_t len, int64_t *out);
 
 /* True when s[0..len) has the key alphabet [a-z0-9_] and 1..PPROTO_MAX_KEY

@@ -184,6 +184,11 @@ int pproto_parse_i64(const char *s, size_t len, int64_t *out)
     if (rc < 0)
         return rc;
     if (neg) {
+        /* "-0" is not a number any encoder writes, and pproto_parse_u64()
+         * refuses it (a sign): refusing it here too keeps the two parsers in
+         * agreement on every non-negative value (fuzz_pproto checks this). */
+        if (mag == 0)
+            return -EINVAL;
         if (mag > (uint64_t)INT64_MAX + 1)
             return -ERANGE;
         /* -mag without overflowing: INT64_MIN is -(INT64_MAX + 1). */

@@ -1031,6 +1031,14 @@ static void test_parse_i64_limits(void **state)
     assert_int_equal(pproto_parse_i64("-", 1, &v), -EINVAL);
     assert_int_equal(pproto_parse_i64("--1", 3, &v), -EINVAL);
     assert_int_equal(pproto_parse_i64("+1", 2, &v), -EINVAL);
+    /* Regression (fuzz_pproto): "-0" parsed as a signed 0 but not as an
+     * unsigned one; a negative zero is refused by both now. */
+    assert_int_equal(pproto_parse_i64("-0", 2, &v), -EINVAL);
+    assert_int_equal(pproto_parse_i64("-00", 3, &v), -EINVAL);
+    assert_int_equal(pproto_parse_i64("-01", 3, &v), 0);
+    assert_int_equal(v, -1);
+    assert_int_equal(pproto_parse_i64("0", 1, &v), 0);
+    assert_int_equal(v, 0);
     assert_int_equal(pproto_parse_i64("", 0, &v), -EINVAL);
 }
 
