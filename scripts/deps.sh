@@ -4,7 +4,7 @@
 # Root runs apt-get; anyone else is told the command to run.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libevent-dev libcmocka-dev libinih-dev
-      libsystemd-dev libbenchmark-dev systemd procps util-linux iproute2 passwd curl clang-format
+      libsystemd-dev libbenchmark-dev systemd procps util-linux iproute2 passwd curl clang clang-format valgrind
       prometheus python3 pandoc groff-base dpkg-dev debhelper lintian)
 # prometheus: for promtool, which the tests run on the metrics output
 # (`promtool check metrics`); python3: the tests check poolctl's --json
