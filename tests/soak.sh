@@ -178,7 +178,7 @@ echo "soak: worker runs $runs, SIGKILLed $kills, worker errors $errs; poold rest
 echo "soak: poolctl stats --json polls ok $polls_ok, failed while up $polls_bad, while restarting $polls_down"
 echo "soak: last poold (pid $last_pid), $n samples from t=${first_t}s: VmRSS ${rss0} kB at start, min ${rss_min}, max ${rss_max}, at end ${rss_end:-?} kB; fds ${fds0} at start, max ${fds_max}, at end ${fds_end}"
 echo "soak: all samples (count, max VmRSS kB, max fds): $all; poold log lines $log_lines"
-echo "soak: samples in $SAMPLES"
+cp "$SAMPLES" "$BUILD/soak-samples.csv" 2>/dev/null && echo "soak: samples kept in $BUILD/soak-samples.csv"
 
 fail=0
 [ "$check_rc" -eq 0 ] || { echo "soak: FAIL: books not exact or not idle" >&2; fail=1; }
