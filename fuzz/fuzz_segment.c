@@ -6,7 +6,8 @@
  * the mapping, and hands it to pshm_view() as poold does when it adopts a
  * segment. When the view accepts it, everything poold then does with a
  * segment it did not make runs over it: statistics (pshm_stats,
- * pshm_proc_stats), the checker (pshm_check), the reclaim of every slot
+ * pshm_proc_stats), the checkers (pshm_check, and pshm_verify, full and
+ * sampled, as poold runs it at adoption and on its timer), the reclaim of every slot
  * with poold's own slot and record as the actor (pshm_proc_reclaim), and
  * statistics and the checker once more. Nothing may crash, hang or touch
  * memory outside the mapping (guard pages); the checker may say the
@@ -73,6 +74,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pshm_stats(&s, &st);
         (void)pshm_proc_stats(&s, ps, (int)PSHM_MAX_PROCS);
         (void)pshm_check(&s, err, sizeof(err));
+        pshm_verify_t v;
+        pshm_corruption_t f;
+        if (pshm_verify_init(&v, &s, UINT64_MAX) == 0) {
+            (void)pshm_verify(&s, &v, true, &f);
+            (void)pshm_verify(&s, &v, false, &f);
+            pshm_verify_free(&v);
+        }
         pshm_actor_t actor = fz_actor(&s);
         for (uint32_t i = 0; i < s.max_procs; i++) {
             if (i == actor.slot)

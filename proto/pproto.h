@@ -70,10 +70,11 @@ typedef enum pproto_err {
     PPROTO_ERR_PERMISSION_DENIED, /* permission-denied */
     PPROTO_ERR_NOT_ATTACHED,      /* not-attached */
     PPROTO_ERR_ALREADY_ATTACHED,  /* already-attached */
-    PPROTO_ERR_INTERNAL           /* internal */
+    PPROTO_ERR_INTERNAL,          /* internal */
+    PPROTO_ERR_POOL_CORRUPT       /* pool-corrupt */
 } pproto_err_t;
 
-#define PPROTO_ERR_LAST PPROTO_ERR_INTERNAL
+#define PPROTO_ERR_LAST PPROTO_ERR_POOL_CORRUPT
 
 /* Wire name of a verb ("HELLO"...), NULL when v is not a verb. */
 const char *pproto_verb_name(pproto_verb_t v);

@@ -37,6 +37,7 @@ static const char *const err_names[] = {
     [PPROTO_ERR_NOT_ATTACHED] = "not-attached",
     [PPROTO_ERR_ALREADY_ATTACHED] = "already-attached",
     [PPROTO_ERR_INTERNAL] = "internal",
+    [PPROTO_ERR_POOL_CORRUPT] = "pool-corrupt",
 };
 
 static const char *const err_messages[] = {
@@ -50,6 +51,7 @@ static const char *const err_messages[] = {
     [PPROTO_ERR_NOT_ATTACHED] = "this connection has not sent HELLO",
     [PPROTO_ERR_ALREADY_ATTACHED] = "this connection is already attached",
     [PPROTO_ERR_INTERNAL] = "internal error",
+    [PPROTO_ERR_POOL_CORRUPT] = "the pool segment is corrupt",
 };
 
 _Static_assert(sizeof err_names / sizeof err_names[0] == PPROTO_ERR_LAST + 1,

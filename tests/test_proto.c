@@ -803,7 +803,7 @@ static void test_err_names_roundtrip(void **state)
 {
     static const char *const names[] = {
         "line-too-long",     "unknown-verb", "bad-argument",     "abi-mismatch", "slots-full",
-        "permission-denied", "not-attached", "already-attached", "internal",
+        "permission-denied", "not-attached", "already-attached", "internal",     "pool-corrupt",
     };
     pproto_err_t e;
     (void)state;
