@@ -399,6 +399,7 @@ typedef struct pshm_corruption {
 typedef struct pshm_verify {
     uint8_t *map; /* a bit per 8-byte index of the data area */
     uint64_t map_bytes;
+    uint64_t dirty_lo, dirty_hi; /* bytes of map set since it was last cleared */
     uint64_t budget;
     uint32_t rec_window, rec_cursor;
     uint32_t span_window, span_cursor;

@@ -43,6 +43,7 @@ int pshm_verify_init(pshm_verify_t *v, const pshm_seg_t *s, uint64_t budget)
     if (!v->map)
         return -ENOMEM;
     v->budget = budget ? budget : 1;
+    v->dirty_lo = UINT64_MAX;
     return 0;
 }
 
@@ -75,6 +76,10 @@ static inline bool test_and_set(pshm_verify_t *v, const pshm_seg_t *s, uint32_t 
     uint8_t m = (uint8_t)(1u << (bit & 7));
     bool was = (v->map[bit >> 3] & m) != 0;
     v->map[bit >> 3] |= m;
+    if ((bit >> 3) < v->dirty_lo)
+        v->dirty_lo = bit >> 3;
+    if ((bit >> 3) >= v->dirty_hi)
+        v->dirty_hi = (bit >> 3) + 1;
     return was;
 }
 
@@ -332,7 +337,11 @@ int pshm_verify(const pshm_seg_t *s, pshm_verify_t *v, bool full, pshm_corruptio
                 pa_load_acquire(&s->cls[c].central) == head) /* acquire: as above */
                 found(out, twice.kind, twice.cls, twice.where, "%s", twice.what);
         }
-        memset(v->map, 0, v->map_bytes);
+        /* Clear only what the walks marked. */
+        if (v->dirty_hi > v->dirty_lo)
+            memset(v->map + v->dirty_lo, 0, v->dirty_hi - v->dirty_lo);
+        v->dirty_lo = UINT64_MAX;
+        v->dirty_hi = 0;
     }
     if (!full)
         v->rec_cursor = (v->rec_cursor + (v->rec_window ? v->rec_window : 16)) % s->max_threads;
