@@ -403,8 +403,9 @@ typedef struct pshm_verify {
     uint64_t budget;
     uint32_t rec_window, rec_cursor;
     uint32_t span_window, span_cursor;
-    uint32_t suspect, suspect_next; /* block index + 1 seen owned by a free slot */
-    uint64_t raced;                 /* list walks dropped: the head moved */
+    uint32_t suspect, suspect_next;         /* block index + 1 seen owned by a free slot */
+    uint32_t rec_suspect, rec_suspect_next; /* record * PSHM_MAX_CLASSES + class + 1 */
+    uint64_t raced;                         /* list walks dropped: the head moved */
     uint64_t checks;
 } pshm_verify_t;
 int pshm_verify_init(pshm_verify_t *v, const pshm_seg_t *s, uint64_t budget);

@@ -23,7 +23,8 @@
  *   blocks of the class.
  * - Owner bytes (a window of spans per call): each is free, a slot number,
  *   in transit or reclaimed; one naming a free slot is reported only when
- *   the next call finds it again (a detach races the read).
+ *   the next call reads it again the same (a detach races the read); so is
+ *   a record's carving range that leaves its span (set in two stores).
  * The caller owns the state (struct pshm_verify): a bitmap of one bit per
  * 8-byte index of the data area, and the cursors of the windows.
  */
@@ -207,7 +208,7 @@ static void walk_regions(const pshm_seg_t *s, pshm_verify_t *v, uint32_t c, pshm
 
 /* Record i, class c: its own fields; and, when `central_stable`, whether
  * its cached blocks are also on the central list (bitmap). */
-static void check_record(const pshm_seg_t *s, const pshm_verify_t *v, uint32_t i, uint32_t c,
+static void check_record(const pshm_seg_t *s, pshm_verify_t *v, uint32_t i, uint32_t c,
                          bool central_stable, pshm_corruption_t *out)
 {
     const struct pshm_thread *t = pshm_thread_at(s, i);
@@ -240,6 +241,13 @@ static void check_record(const pshm_seg_t *s, const pshm_verify_t *v, uint32_t i
         uint64_t sa = (((uint64_t)a << 3) - s->data_off) >> s->span_shift;
         uint64_t se = ((((uint64_t)e << 3) - 8) - s->data_off) >> s->span_shift;
         if (!pshm_idx_is_block(s, a, c) || sa != se) {
+            /* The owner sets a new range's end a moment before its start:
+             * a suspect until the next call reads it the same. */
+            uint32_t key = i * PSHM_MAX_CLASSES + c + 1;
+            if (v->rec_suspect != key) {
+                v->rec_suspect_next = key;
+                return;
+            }
             found(out, PSHM_CORRUPT_RECORD, c, i,
                   "thread record %u, class %u (%u B): carving range [%u, %u) is not inside "
                   "one span of the class",
@@ -300,14 +308,30 @@ static void check_owners(const pshm_seg_t *s, pshm_verify_t *v, uint32_t n, pshm
         uint32_t st = pa_load_acquire(&s->procs[b - 1].state);
         if (st != PSHM_PROC_FREE)
             continue;
-        if (v->suspect == idx + 1) {
-            found(out, PSHM_CORRUPT_OWNER, c, idx,
-                  "class %u (%u B): block %u (offset %llu) is owned by process slot %u, which "
+        if (v->suspect != idx + 1 && v->suspect_next == 0)
+            v->suspect_next = idx + 1; /* recheck() reads it again next call */
+    }
+}
+
+/* The suspects of the last call, read again: a finding only if they
+ * still look the same (the windows have moved on since). */
+static void recheck(const pshm_seg_t *s, pshm_verify_t *v, pshm_corruption_t *out)
+{
+    if (v->rec_suspect) {
+        uint32_t k = v->rec_suspect - 1;
+        check_record(s, v, k / PSHM_MAX_CLASSES, k % PSHM_MAX_CLASSES, false, out);
+    }
+    uint32_t idx = v->suspect ? v->suspect - 1 : 0;
+    int c = idx ? pshm_block_class(s, (uint64_t)idx << 3) : -1;
+    if (c >= 0 && pshm_idx_is_block(s, idx, (uint32_t)c)) {
+        uint8_t b = pa_load_relaxed(pshm_owner_idx(s, (uint32_t)c, idx)); /* relaxed: snapshot */
+        /* acquire: pairs with the release stores of the slot's state. */
+        if (b >= 1 && b <= s->max_procs &&
+            pa_load_acquire(&s->procs[b - 1].state) == PSHM_PROC_FREE)
+            found(out, PSHM_CORRUPT_OWNER, (uint32_t)c, idx,
+                  "class %d (%u B): block %u (offset %llu) is owned by process slot %u, which "
                   "is free",
                   c, s->block_size[c], idx, (unsigned long long)idx << 3, b - 1);
-            return;
-        }
-        v->suspect_next = idx + 1;
     }
 }
 
@@ -315,6 +339,9 @@ int pshm_verify(const pshm_seg_t *s, pshm_verify_t *v, bool full, pshm_corruptio
 {
     memset(out, 0, sizeof(*out));
     v->suspect_next = 0;
+    v->rec_suspect_next = 0;
+    recheck(s, v, out);
+    v->rec_suspect = 0;
     for (uint32_t c = 0; c < s->nclasses && out->kind == PSHM_CORRUPT_NONE; c++) {
         uint64_t head, walked;
         bool stable = walk_central(s, v, c, &head, &walked, out);
@@ -352,6 +379,7 @@ int pshm_verify(const pshm_seg_t *s, pshm_verify_t *v, bool full, pshm_corruptio
     if (!full && s->nspans)
         v->span_cursor = (v->span_cursor + nsp) % s->nspans;
     v->suspect = v->suspect_next;
+    v->rec_suspect = v->rec_suspect_next;
     v->checks++;
     return out->kind == PSHM_CORRUPT_NONE ? 0 : 1;
 }

@@ -91,6 +91,21 @@ static uint32_t verify(struct fix *f, char *what, size_t cap)
     return c.kind;
 }
 
+/* Sampled checks (windows of 2 records and 2 spans), as poold's timer
+ * runs them: the finding within `calls` calls, or PSHM_CORRUPT_NONE. */
+static uint32_t verify_sampled(struct fix *f, int calls)
+{
+    pshm_verify_t v;
+    pshm_corruption_t c = {0};
+    assert_int_equal(pshm_verify_init(&v, &f->pool->seg, 64), 0);
+    v.rec_window = 2;
+    v.span_window = 2;
+    for (int i = 0; i < calls && c.kind == PSHM_CORRUPT_NONE; i++)
+        (void)pshm_verify(&f->pool->seg, &v, false, &c);
+    pshm_verify_free(&v);
+    return c.kind;
+}
+
 static void restore(struct fix *f)
 {
     memcpy(f->pool->seg.base, f->saved, f->bytes);
@@ -231,7 +246,10 @@ static void test_verify_wrong_owner(void **state)
     pa_store_relaxed(pshm_owner_idx(s, c48, blk), pshm_own_val(s->max_procs - 1));
     assert_int_equal(verify(f, what, sizeof(what)), PSHM_CORRUPT_OWNER);
     assert_non_null(strstr(what, "which is free"));
+    /* The sampled check finds it too, once its window reaches the span. */
+    assert_int_equal(verify_sampled(f, (int)s->nspans + 4), PSHM_CORRUPT_OWNER);
     restore(f);
+    assert_int_equal(verify_sampled(f, (int)s->nspans + 4), PSHM_CORRUPT_NONE);
 }
 
 static void test_verify_corrupt_record(void **state)
@@ -250,6 +268,7 @@ static void test_verify_corrupt_record(void **state)
     uint64_t w = pa_load_relaxed(&t->cls[1].fresh_w);
     pa_store_relaxed(&t->cls[1].fresh_w, w & ~UINT64_C(0xffffffff));
     assert_int_equal(verify(f, NULL, 0), PSHM_CORRUPT_RECORD);
+    assert_int_equal(verify_sampled(f, (int)s->max_threads + 4), PSHM_CORRUPT_RECORD);
     restore(f);
 }
 
