@@ -236,7 +236,7 @@ static void check_record(const pshm_seg_t *s, pshm_verify_t *v, uint32_t i, uint
               op);
         return;
     }
-    uint32_t a = pshm_tclass_fresh_next(tc), e = tc->fresh_end;
+    uint32_t a = pshm_tclass_fresh_next(tc), e = peek_u32(&tc->fresh_end); /* a snapshot */
     if (a < e) {
         uint64_t sa = (((uint64_t)a << 3) - s->data_off) >> s->span_shift;
         uint64_t se = ((((uint64_t)e << 3) - 8) - s->data_off) >> s->span_shift;
