@@ -97,6 +97,7 @@ static int errno_of(pproto_err_t e)
     case PPROTO_ERR_SLOTS_FULL: return EBUSY;
     case PPROTO_ERR_PERMISSION_DENIED: return EACCES;
     case PPROTO_ERR_ALREADY_ATTACHED: return EISCONN;
+    case PPROTO_ERR_POOL_CORRUPT: return EUCLEAN;
     default: return EPROTO;
     }
 }

@@ -434,6 +434,12 @@ static void print_table(const struct view *v, FILE *f)
             f, "       reclaimed pid %s: %s blocks in use at death (%s kept), %s cached returned\n",
             field(r, "pid"), field(r, "blocks"), field(r, "kept"), field(r, "reclaimed_blocks"));
     }
+    if (scalar_num(v, "corrupt") != 0)
+        fprintf(f,
+                "\nCORRUPT: poold found the segment corrupt (%s findings); it refuses new "
+                "attaches.\n         See poold's log for what and where; to recover, stop every "
+                "worker,\n         remove /dev/shm/<name> and restart poold.\n",
+                scalar(v, "corruptions_total"));
 }
 
 /* fmt: "table" (stats), "procs", "classes", "json" or "prometheus". */

@@ -190,6 +190,15 @@ int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct
         pd_reply_error(out, PPROTO_ERR_PERMISSION_DENIED, "cannot read the peer's credentials");
         return 0;
     }
+    if (srv->corrupt) {
+        /* No new process gets blocks that may be handed out twice. */
+        snprintf(msg, sizeof(msg),
+                 "segment %s is corrupt, no new attaches (poolctl stats; poold's log): %.100s",
+                 srv->cfg.shm_name, srv->corrupt_what);
+        pd_warn_client("HELLO from pid %d refused: the segment is corrupt", (int)req->pid);
+        pd_reply_error(out, PPROTO_ERR_POOL_CORRUPT, msg);
+        return 0;
+    }
     if (req->pid != (int32_t)c->peer_pid) {
         snprintf(msg, sizeof(msg), "pid=%d is not the peer's pid", (int)req->pid);
         pd_warn_client("HELLO refused: pid=%d but the peer is pid %d (uid %u)", (int)req->pid,

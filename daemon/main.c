@@ -316,6 +316,10 @@ int main(int argc, char **argv)
         pd_error("cannot start the reclaim sweep");
         goto out;
     }
+    if (pd_integrity_start(srv) < 0) {
+        pd_error("cannot start the corruption checks");
+        goto out;
+    }
     if (cfg.metrics[0] && pd_metrics_start(srv, cfg.metrics, err, sizeof(err)) < 0) {
         pd_error("%s", err);
         goto out;

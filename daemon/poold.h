@@ -188,6 +188,15 @@ struct pd_server {
     uint32_t norphans;    /* kept, <= PD_ORPHANS_KEPT */
     uint32_t orphan_next; /* ring cursor */
     struct event *sweep_ev;
+    /* Corruption checks (integrity.c): at adoption, then sampled on a timer. */
+    pshm_verify_t verify;
+    bool verify_on;
+    struct event *verify_ev;
+    bool corrupt;                /* sticky: refuse HELLO until restarted */
+    uint64_t corruptions_total;  /* checks that found corruption */
+    char corrupt_what[300];      /* the last finding */
+    time_t corrupt_logged;       /* monotonic seconds of the last log line */
+    uint64_t corrupt_suppressed; /* findings not logged since */
     /* Metrics endpoint. */
     struct evhttp *http;
     char http_bound[PD_STR_MAX];
@@ -223,6 +232,18 @@ int pd_server_dispatch(pd_server_t *srv, pd_conn_t *c, const char *line, size_t 
                        struct evbuffer *out);
 
 /* segment.c */
+#define PD_VERIFY_SECONDS 1       /* the sampled check's period */
+#define PD_VERIFY_BUDGET 65536    /* list entries walked per class per check */
+#define PD_VERIFY_RECORDS 16      /* thread records per check */
+#define PD_VERIFY_SPANS 64        /* spans whose owner bytes are read per check */
+#define PD_CORRUPT_LOG_SECONDS 10 /* at most one corruption line this often */
+/* integrity.c: open runs the full check of an adopted segment (called by
+ * pd_segment_open); tick is one sampled check (the timer's, and tests'). */
+int pd_integrity_open(pd_server_t *srv);
+void pd_integrity_tick(pd_server_t *srv);
+int pd_integrity_start(pd_server_t *srv);
+void pd_integrity_close(pd_server_t *srv);
+
 int pd_segment_open(pd_server_t *srv, char *err, size_t errlen);
 void pd_segment_close(pd_server_t *srv);
 

@@ -199,6 +199,7 @@ int pd_segment_open(pd_server_t *srv, char *err, size_t errlen)
     rc = claim_actor(srv, err, errlen);
     if (rc < 0)
         return rc;
+    pd_integrity_open(srv);
     if (!srv->seg_created) {
         int live = pd_registry_adopt(srv);
         pd_info("adopted segment %s: %llu bytes, generation %llu, %d live process%s kept, %u "
@@ -213,6 +214,7 @@ void pd_segment_close(pd_server_t *srv)
 {
     if (!srv->seg_base)
         return;
+    pd_integrity_close(srv);
     /* relaxed: informational; 0 says "no poold now". Only if it is still us:
      * a successor poold may already have adopted the segment. */
     int32_t me = (int32_t)getpid();

@@ -74,6 +74,9 @@ static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pool_stats_t *
     /* relaxed: statistics with RMW writers in the workers. */
     pproto_buf_add_info_u64(b, "uncached_ops_total", pa_load_relaxed(&h->uncached_ops));
     pproto_buf_add_info_u64(b, "entries_dropped_total", pa_load_relaxed(&h->entries_dropped));
+    pproto_buf_add_info_u64(b, "corrupt", srv->corrupt ? 1 : 0);
+    pproto_buf_add_info_u64(b, "corruptions_total", srv->corruptions_total);
+    pproto_buf_add_info_u64(b, "integrity_checks_total", srv->verify.checks);
 }
 
 static void section_classes(pproto_buf_t *b, const pool_stats_t *st)

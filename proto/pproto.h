@@ -70,10 +70,11 @@ typedef enum pproto_err {
     PPROTO_ERR_PERMISSION_DENIED, /* permission-denied */
     PPROTO_ERR_NOT_ATTACHED,      /* not-attached */
     PPROTO_ERR_ALREADY_ATTACHED,  /* already-attached */
-    PPROTO_ERR_INTERNAL           /* internal */
+    PPROTO_ERR_INTERNAL,          /* internal */
+    PPROTO_ERR_POOL_CORRUPT       /* pool-corrupt */
 } pproto_err_t;
 
-#define PPROTO_ERR_LAST PPROTO_ERR_INTERNAL
+#define PPROTO_ERR_LAST PPROTO_ERR_POOL_CORRUPT
 
 /* Wire name of a verb ("HELLO"...), NULL when v is not a verb. */
 const char *pproto_verb_name(pproto_verb_t v);
@@ -218,8 +219,9 @@ PPROTO_NODISCARD int pproto_subkv_next(const char **cursor, const char *end, ppr
  * -ERANGE. */
 PPROTO_NODISCARD int pproto_parse_u64(const char *s, size_t len, uint64_t *out);
 
-/* Decimal i64 in s[0..len): an optional '-', then digits. 0, -EINVAL,
- * -ERANGE. */
+/* Decimal i64 in s[0..len): an optional '-', then digits; a negative zero
+ * ("-0", "-00") is refused, as pproto_parse_u64() refuses it, so that the
+ * two agree on every value >= 0. 0, -EINVAL, -ERANGE. */
 PPROTO_NODISCARD int pproto_parse_i64(const char *s, size_t len, int64_t *out);
 
 /* True when s[0..len) has the key alphabet [a-z0-9_] and 1..PPROTO_MAX_KEY

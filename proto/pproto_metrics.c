@@ -72,6 +72,12 @@ static const pproto_metric_t metrics[] = {
      "Allocations and frees by threads beyond the thread-cache limit (no cache)"},
     {"pool", "entries_dropped_total", C, "poold_entries_dropped_total",
      "Invalid entries dropped while reclaiming (a sign of a corrupt segment)"},
+    {"pool", "corrupt", G, "poold_corrupt",
+     "1 when poold found the segment corrupt (it then refuses new attaches)"},
+    {"pool", "corruptions_total", C, "poold_corruptions_total",
+     "Corruption checks that found the segment corrupt"},
+    {"pool", "integrity_checks_total", C, "poold_integrity_checks_total",
+     "Corruption checks run over the segment (at adoption and sampled)"},
 
     /* # classes: one row per size class, labelled by its block size */
     {"classes", "size", L, "size", "Block size of the class in bytes"},

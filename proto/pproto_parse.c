@@ -37,6 +37,7 @@ static const char *const err_names[] = {
     [PPROTO_ERR_NOT_ATTACHED] = "not-attached",
     [PPROTO_ERR_ALREADY_ATTACHED] = "already-attached",
     [PPROTO_ERR_INTERNAL] = "internal",
+    [PPROTO_ERR_POOL_CORRUPT] = "pool-corrupt",
 };
 
 static const char *const err_messages[] = {
@@ -50,6 +51,7 @@ static const char *const err_messages[] = {
     [PPROTO_ERR_NOT_ATTACHED] = "this connection has not sent HELLO",
     [PPROTO_ERR_ALREADY_ATTACHED] = "this connection is already attached",
     [PPROTO_ERR_INTERNAL] = "internal error",
+    [PPROTO_ERR_POOL_CORRUPT] = "the pool segment is corrupt",
 };
 
 _Static_assert(sizeof err_names / sizeof err_names[0] == PPROTO_ERR_LAST + 1,
@@ -184,6 +186,11 @@ int pproto_parse_i64(const char *s, size_t len, int64_t *out)
     if (rc < 0)
         return rc;
     if (neg) {
+        /* "-0" is not a number any encoder writes, and pproto_parse_u64()
+         * refuses it (a sign): refusing it here too keeps the two parsers in
+         * agreement on every non-negative value (fuzz_pproto checks this). */
+        if (mag == 0)
+            return -EINVAL;
         if (mag > (uint64_t)INT64_MAX + 1)
             return -ERANGE;
         /* -mag without overflowing: INT64_MIN is -(INT64_MAX + 1). */

@@ -7,7 +7,7 @@ PKGS=(build-essential cmake pkg-config libevent-dev libcmocka-dev libinih-dev
       libsystemd-dev libbenchmark-dev systemd procps util-linux iproute2 passwd curl clang-format
       prometheus python3 pandoc groff-base dpkg-dev debhelper lintian
       sqlite3 redis-server redis-tools libpython3.11-testsuite time
-      libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0)
+      libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 clang valgrind)
 # prometheus: for promtool, which the tests run on the metrics output
 # (`promtool check metrics`); python3: the tests check poolctl's --json
 # with `python3 -m json.tool`; pandoc and groff-base: the man pages;

@@ -398,4 +398,40 @@ typedef struct pshm_audit {
 } pshm_audit_t;
 int pshm_audit_class(const pshm_seg_t *s, uint32_t c, pshm_audit_t *out, char *err, size_t errlen);
 
+/* ---- corruption checks while workers run (pshm_verify.c) ---- */
+enum pshm_corrupt_kind {
+    PSHM_CORRUPT_NONE = 0,
+    PSHM_CORRUPT_INDEX = 1,  /* an index out of range / not a block of its class */
+    PSHM_CORRUPT_CYCLE = 2,  /* a list longer than it can be */
+    PSHM_CORRUPT_TWICE = 3,  /* a block twice on the lists, or on a list and in a cache */
+    PSHM_CORRUPT_OWNER = 4,  /* an owner byte that cannot be */
+    PSHM_CORRUPT_RECORD = 5, /* a thread record's fields out of range */
+};
+typedef struct pshm_corruption {
+    uint32_t kind; /* enum pshm_corrupt_kind */
+    uint32_t cls;
+    uint64_t where; /* the block index, record or span the finding is about */
+    char what[240];
+} pshm_corruption_t;
+/* The checker's state, owned by the caller; budget: list entries walked
+ * per class per call. Windows: records and spans per sampled call (0: 16). */
+typedef struct pshm_verify {
+    uint8_t *map; /* a bit per 8-byte index of the data area */
+    uint64_t map_bytes;
+    uint64_t dirty_lo, dirty_hi; /* bytes of map set since it was last cleared */
+    uint64_t budget;
+    uint32_t rec_window, rec_cursor;
+    uint32_t span_window, span_cursor;
+    uint32_t suspect, suspect_next;         /* block index + 1 seen owned by a free slot */
+    uint32_t rec_suspect, rec_suspect_next; /* record * PSHM_MAX_CLASSES + class + 1 */
+    uint64_t raced;                         /* list walks dropped: the head moved */
+    uint64_t checks;
+} pshm_verify_t;
+int pshm_verify_init(pshm_verify_t *v, const pshm_seg_t *s, uint64_t budget);
+void pshm_verify_free(pshm_verify_t *v);
+/* One bounded check, valid while workers run (see pshm_verify.c): every
+ * record and span with `full`, else a window of them (the cursors move on).
+ * 0 clean, 1 corruption found (out says what and where). */
+int pshm_verify(const pshm_seg_t *s, pshm_verify_t *v, bool full, pshm_corruption_t *out);
+
 #endif /* PSHM_H */

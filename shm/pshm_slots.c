@@ -74,9 +74,22 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
         if (!pa_cas_strong_acq_rel(&t->owner, &expect, slot + 1))
             continue;
         pa_store_relaxed(&t->tid, tid);
+        uint64_t dropped = 0;
         for (uint32_t c = 0; c < s->nclasses; c++) {
             struct pshm_tclass *tc = &t->cls[c];
-            pool_assert(pa_load_relaxed(&tc->count) == 0 && pa_load_relaxed(&tc->hot) == 0);
+            /* A free record was left empty by its release; one that is not
+             * was scribbled on (a corrupt segment): its entries are not
+             * believed (the record's next flush would follow them), and
+             * it starts empty. relaxed (all): the record is ours now. */
+            uint32_t n = pa_load_relaxed(&tc->count);
+            uint64_t h = pa_load_relaxed(&tc->hot);
+            if (pshm_unlikely(n != 0 || h != 0 ||
+                              pa_load_relaxed(&tc->pend.op) != PSHM_PEND_NONE)) {
+                dropped += (n <= s->cache_cap[c] ? n : 1) + (h != 0);
+                pa_store_relaxed(&tc->count, 0);
+                pa_store_relaxed(&tc->hot, 0);
+                pa_store_relaxed(&tc->pend.op, PSHM_PEND_NONE);
+            }
             /* The counters go on from the last owner's; the bases make the
              * per-process figures start at zero. relaxed: single writer. */
             tc->fresh_end = pshm_tclass_fresh_next(tc);
@@ -84,6 +97,8 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
             pa_store_relaxed(&tc->base_frees, pa_load_relaxed(&tc->frees));
             pa_store_relaxed(&tc->base_cmiss, pa_load_relaxed(&tc->cmiss));
         }
+        if (dropped)
+            pa_add_relaxed(&s->hdr->entries_dropped, dropped); /* relaxed: statistic */
         return t;
     }
     return NULL;

@@ -32,6 +32,8 @@
 
 #include <cmocka.h>
 
+#include "pshm.h"
+
 extern char **environ;
 
 struct e2e {
@@ -1205,9 +1207,106 @@ static void test_e2e_watchdog_pings_only_while_the_loop_runs(void **state)
     close(nfd);
 }
 
+/* ---- a corrupt pool is detected, not served ---- */
+
+/* Scribble on e's segment: the central head of class 0 (8 B, which the
+ * workers here never use) points past the data, and an owner byte of a
+ * carved span names no slot. */
+static void corrupt_segment(struct e2e *e)
+{
+    char err[256];
+    void *base;
+    uint64_t bytes;
+    assert_int_equal(pshm_os_open(e->shm, &base, &bytes, err, sizeof(err)), 0);
+    pshm_seg_t s;
+    assert_int_equal(pshm_view(&s, base, bytes, err, sizeof(err)), 0);
+    assert_int_equal(s.block_size[0], 8);
+    uint64_t h = pa_load_relaxed(&s.cls[0].central);
+    pa_store_relaxed(&s.cls[0].central,
+                     PSHM_HEAD_MAKE(PSHM_HEAD_TAG(h) + 1, 0, (uint32_t)(s.data_end >> 3) + 7));
+    for (uint32_t n = 0; n < s.nspans; n++) {
+        uint32_t c = pa_load_relaxed(&s.spanmap[n]);
+        if (c >= s.nclasses)
+            continue;
+        uint64_t off = s.data_off + ((uint64_t)n << s.span_shift) +
+                       (uint64_t)(s.blocks_per_span[c] - 1) * s.block_size[c];
+        pa_store_relaxed(pshm_owner(&s, c, off), 0x80);
+        break;
+    }
+    pshm_os_unmap(base, bytes);
+}
+
+static int count_lines_with(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)) != NULL; p++)
+        n++;
+    return n;
+}
+
+static void test_e2e_corrupt_segment_detected_and_refused(void **state)
+{
+    struct e2e *e = *state;
+    start_poold_args(e, NULL);
+    assert_int_equal(stat_num(e, "corrupt"), 0);
+    char out1[160], out2[160];
+    snprintf(out1, sizeof(out1), "%s/c1.out", e->dir);
+    snprintf(out2, sizeof(out2), "%s/c2.out", e->dir);
+    pid_t a = start_worker(e, out1, "--seconds", "4", "8");
+    double end = now_s() + 10;
+    while (stat_num(e, "procs_attached") != 1)
+        assert_true(now_s() < end), sleep_ms(10);
+    sleep_ms(300); /* spans carved */
+    corrupt_segment(e);
+    double t0 = now_s();
+    end = t0 + 10;
+    while (stat_num(e, "corrupt") != 1)
+        assert_true(now_s() < end), sleep_ms(50);
+    print_message("corruption reported %.2f s after it was made\n", now_s() - t0);
+    assert_true(stat_num(e, "corruptions_total") >= 1);
+    /* poolctl's table says so; STATS keeps answering. */
+    char *t = NULL;
+    assert_int_equal(poolctl(e, "stats", NULL, &t), 0);
+    assert_non_null(strstr(t, "CORRUPT: poold found the segment corrupt"));
+    free(t);
+    /* A new worker is handed nothing: its HELLO is refused. */
+    pid_t b = start_worker(e, out2, "--iterations", "1", "0");
+    assert_int_equal(wait_for(b, 30), 3);
+    char *msg = slurp(out2);
+    assert_non_null(strstr(msg, "corrupt"));
+    free(msg);
+    /* The worker that was attached kept its blocks to itself: every tag
+     * it checked was intact. */
+    assert_int_equal(wait_for(a, 30), 0);
+    assert_int_equal(worker_field(out1, "errors"), 0);
+    /* The log says what and where, rate-limited (one line per 10 s, and
+     * the first finding's recovery advice). */
+    sleep_ms(2500);
+    char *log = slurp(e->log);
+    assert_non_null(strstr(log, "is corrupt"));
+    assert_non_null(strstr(log, "class 0 (8 B): central list node"));
+    int lines = count_lines_with(log, "is corrupt (");
+    double secs = now_s() - t0;
+    print_message("%d corruption lines in %.1f s, %lld findings\n", lines, secs,
+                  stat_num(e, "corruptions_total"));
+    assert_true(lines <= 1 + (int)(secs / 10) + 1);
+    assert_true(stat_num(e, "corruptions_total") > lines);
+    free(log);
+    /* A poold started on the corrupt segment says so at adoption. */
+    stop_poold(e);
+    start_poold_args(e, NULL);
+    assert_int_equal(stat_num(e, "corrupt"), 1);
+    log = slurp(e->log);
+    assert_non_null(strstr(log, "at adoption"));
+    free(log);
+    stop_poold(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_e2e_corrupt_segment_detected_and_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_e2e_workers_counts_match_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_sigkill_worker_caches_come_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_e2e_restart_poold_while_workers_allocate, setup,

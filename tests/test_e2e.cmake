@@ -4,4 +4,5 @@ if(TARGET poold)
     POOLD_BIN="$<TARGET_FILE:poold>" POOLCTL_BIN="$<TARGET_FILE:poolctl>"
     WORKER_BIN="$<TARGET_FILE:pool_worker>")
   add_dependencies(test_e2e poold poolctl pool_worker)
+  target_link_libraries(test_e2e PRIVATE pshm)
 endif()

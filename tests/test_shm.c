@@ -248,6 +248,59 @@ static void test_create_on_full_dev_shm_fails_cleanly(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* Regression (fuzz_segment): a free thread record whose cache words were
+ * scribbled on (count far past the cache) was claimed as it was, and the
+ * next flush through it (poold's own record, reclaiming a dead slot)
+ * indexed slots[] with the scribbled count. A claimed record starts empty;
+ * what it held is counted as dropped. */
+static void test_claim_scribbled_free_record_starts_empty(void **state)
+{
+    (void)state;
+    pshm_params_t p;
+    pshm_params_default(&p, 0);
+    assert_int_equal(pshm_params_set_classes(&p, "16,256", err, sizeof(err)), 0);
+    p.max_procs = 4;
+    p.max_threads = 4;
+    uint64_t bytes = pshm_params_min_bytes(&p) + (UINT64_C(8) << 16);
+    void *base = make(&p, bytes);
+    pshm_seg_t s;
+    assert_int_equal(pshm_view(&s, base, bytes, err, sizeof(err)), 0);
+    /* A dead process that owns blocks of class 0. */
+    int dead = pshm_proc_claim(&s, 999999999, 0, 0);
+    assert_true(dead >= 0);
+    struct pshm_thread *dt = pshm_thread_claim(&s, (uint32_t)dead, 1);
+    assert_non_null(dt);
+    assert_int_equal(pshm_rec_install(&s, dt, 0), 0);
+    for (int i = 0; i < 100; i++) {
+        uint32_t idx = pshm_tclass_fresh_next(&dt->cls[0]);
+        pa_store_relaxed(pshm_owner_idx(&s, 0, idx), pshm_own_val((uint32_t)dead));
+        uint64_t w = pa_load_relaxed(&dt->cls[0].fresh_w);
+        pa_store_relaxed(&dt->cls[0].fresh_w, w + (UINT64_C(1) << 32) + s.block_size[0] / 8);
+    }
+    /* Scribble every free record's cache words. */
+    for (uint32_t i = 0; i < s.max_threads; i++) {
+        struct pshm_thread *t = pshm_thread_at(&s, i);
+        if (pa_load_relaxed(&t->owner) != PSHM_NO_OWNER)
+            continue;
+        pa_store_relaxed(&t->cls[0].count, 3684465);
+        pa_store_relaxed(&t->cls[1].hot, 12345);
+        pa_store_relaxed(&t->cls[1].pend.op, PSHM_PEND_PUSH);
+    }
+    uint64_t dropped0 = pa_load_relaxed(&s.hdr->entries_dropped);
+    int me = pshm_proc_claim(&s, getpid(), 0, PSHM_VIA_POOLD);
+    assert_true(me >= 0);
+    pshm_actor_t actor = {(uint32_t)me, pshm_thread_claim(&s, (uint32_t)me, 2)};
+    assert_non_null(actor.rec);
+    assert_int_equal(pa_load_relaxed(&actor.rec->cls[0].count), 0);
+    assert_int_equal(pa_load_relaxed(&actor.rec->cls[1].hot), 0);
+    assert_int_equal(pa_load_relaxed(&actor.rec->cls[1].pend.op), PSHM_PEND_NONE);
+    assert_true(pa_load_relaxed(&s.hdr->entries_dropped) > dropped0);
+    pshm_reclaimed_t r;
+    assert_int_equal(pshm_proc_reclaim(&s, (uint32_t)dead, &actor, &r), 0);
+    assert_int_equal(r.in_use_returned, 100);
+    pshm_os_unmap(base, bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_block_class_non_power_of_two),
         cmocka_unit_test(test_named_segment_create_open_unlink),
         cmocka_unit_test(test_create_on_full_dev_shm_fails_cleanly),
+        cmocka_unit_test(test_claim_scribbled_free_record_starts_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

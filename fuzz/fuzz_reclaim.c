@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz_reclaim: poold's reclaim of a dead slot over an arbitrary record,
+ * owner table and list contents.
+ *
+ * The segment is real (fuzz_seg.h): two children worked through their own
+ * slots and died. Each input then scribbles where a dying or malicious
+ * process could have: the first dead slot's thread records (any byte,
+ * their journal in particular), its slot, owner bytes of carved spans, the
+ * class list heads and the link words of blocks; then pshm_proc_reclaim()
+ * reclaims both dead slots with poold's slot and record as the actor, and
+ * the statistics and the checker run over what is left. Nothing may crash,
+ * hang or touch memory outside the mapping; a reclaim must never make a
+ * block both cached and owned, which pshm_check() would then report, but
+ * scribbled segments are allowed to be reported corrupt.
+ *
+ * Input: a list of operations [u8 op][...]:
+ *   0: [u8 rec][u16 off][u8 len][bytes] into one of the dead slot's records
+ *   1: [u8 span][u16 i][u8 v]    owner byte i of a carved span
+ *   2: [u8 c][u8 which][8 bytes] a class's central or region head
+ *   3: [u8 span][u16 i][8 bytes] the link word of block i of a carved span
+ *   4: [u8 off][u8 len][bytes]   the dead slot's proc record
+ *   5: [u8 c][u8 op][u16 da][u16 db][u8 n] a journal (pend) near real blocks
+ */
+#include "fuzz_seg.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct fz_base base;
+static struct fz_map map;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    if (fz_make_base(&base) < 0)
+        abort();
+    return 0;
+}
+
+/* Records owned by slot `slot` (in the image, as it was). */
+static uint32_t dead_records(const pshm_seg_t *s, uint32_t slot, struct pshm_thread **out)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->max_threads; i++) {
+        struct pshm_thread *t = pshm_thread_at(s, i);
+        if (pa_load_relaxed(&t->owner) == slot + 1) /* relaxed: single-threaded */
+            out[n++] = t;
+    }
+    return n;
+}
+
+/* The n-th carved span (cycling), or UINT32_MAX when none is carved. */
+static uint32_t carved_span(const pshm_seg_t *s, uint32_t n)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < s->nspans; i++)
+        k += pa_load_relaxed(&s->spanmap[i]) < s->nclasses; /* relaxed: as above */
+    if (k == 0)
+        return UINT32_MAX;
+    n %= k;
+    for (uint32_t i = 0; i < s->nspans; i++)
+        if (pa_load_relaxed(&s->spanmap[i]) < s->nclasses && n-- == 0)
+            return i;
+    return UINT32_MAX;
+}
+
+static void scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
+{
+    struct pshm_thread *recs[FZ_MAX_THREADS];
+    uint32_t nrec = dead_records(s, slot, recs);
+    while (in->i < in->n) {
+        uint32_t op = fz_u8(in) % 6;
+        switch (op) {
+        case 0: {
+            uint32_t r = fz_u8(in), off = fz_u8(in) | fz_u8(in) << 8, len = fz_u8(in) % 16 + 1;
+            if (nrec == 0)
+                break;
+            struct pshm_thread *t = recs[r % nrec];
+            off %= s->thread_bytes;
+            if (off + len > s->thread_bytes)
+                len = s->thread_bytes - off;
+            fz_copy(in, (uint8_t *)t + off, len);
+            break;
+        }
+        case 1:
+        case 3: {
+            uint32_t sp = carved_span(s, fz_u8(in));
+            uint32_t i = fz_u8(in) | fz_u8(in) << 8;
+            if (sp == UINT32_MAX)
+                break;
+            uint32_t c = pa_load_relaxed(&s->spanmap[sp]); /* relaxed: single-threaded */
+            i %= s->blocks_per_span[c];
+            uint64_t off =
+                s->data_off + ((uint64_t)sp << s->span_shift) + (uint64_t)i * s->block_size[c];
+            if (op == 1)
+                fz_copy(in, (uint8_t *)pshm_owner(s, c, off), 1);
+            else
+                fz_copy(in, s->base + off, 8);
+            break;
+        }
+        case 2: {
+            uint32_t c = fz_u8(in) % s->nclasses, which = fz_u8(in) & 1;
+            fz_copy(in, (uint8_t *)(which ? &s->cls[c].regions : &s->cls[c].central), 8);
+            break;
+        }
+        case 4: {
+            uint32_t off = fz_u8(in) % sizeof(struct pshm_proc), len = fz_u8(in) % 8 + 1;
+            if (off + len > sizeof(struct pshm_proc))
+                len = (uint32_t)sizeof(struct pshm_proc) - off;
+            fz_copy(in, (uint8_t *)&s->procs[slot] + off, len);
+            break;
+        }
+        case 5: {
+            uint32_t c = fz_u8(in) % s->nclasses, pop = fz_u8(in) % 11;
+            uint32_t da = fz_u8(in) | fz_u8(in) << 8, db = fz_u8(in) | fz_u8(in) << 8;
+            uint32_t n = fz_u8(in);
+            if (nrec == 0)
+                break;
+            struct pshm_tclass *tc = &recs[da % nrec]->cls[c];
+            /* Near a real block of the class: the head of its central list
+             * or its carving cursor, moved by a small step. */
+            uint32_t near = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[c].central));
+            if (near == 0)
+                near = pshm_tclass_fresh_next(tc);
+            uint32_t stride = s->block_size[c] >> 3;
+            tc->pend.a = near + (uint32_t)(int32_t)(int8_t)(da >> 8) * stride;
+            tc->pend.b = near + (db & 0xff) * stride;
+            tc->pend.n = n % (s->cache_cap[c] + 2);
+            tc->pend.count = (db >> 8) % (s->cache_cap[c] + 2);
+            tc->pend.tag = PSHM_HEAD_TAG(pa_load_relaxed(&s->cls[c].central)) - (n & 1);
+            pa_store_relaxed(&tc->pend.op, pop); /* relaxed: single-threaded */
+            break;
+        }
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct fz_in in = {data, size, 0};
+    uint8_t *img = fz_map_image(&map, base.img, base.bytes);
+    char err[256];
+    pshm_seg_t s;
+    if (pshm_view(&s, img, base.bytes, err, sizeof(err)) != 0)
+        abort(); /* the base is a real segment */
+    pshm_actor_t actor = fz_actor(&s);
+    scribble(&s, &in, base.dead_slot[0]);
+    for (int k = 0; k < 2; k++) {
+        pshm_reclaimed_t r;
+        (void)pshm_proc_reclaim(&s, base.dead_slot[k], &actor, &r);
+    }
+    pool_stats_t st;
+    pshm_stats(&s, &st);
+    (void)pshm_check(&s, err, sizeof(err));
+    fz_unmap_image(&map);
+    return 0;
+}
