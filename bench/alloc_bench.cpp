@@ -252,7 +252,8 @@ void register_family(const char *name, bool pairs, bool threads, bool xthread, b
         auto *b = benchmark::RegisterBenchmark((std::string("pair/") + name).c_str(), bm_pair<A>);
         for (std::int64_t s : kPairSizes)
             b->Arg(s);
-        b->UseRealTime()->Unit(benchmark::kNanosecond);
+        // Short: one pair is a few ns, and 14 sizes x 6 allocators are many rows.
+        b->UseRealTime()->MinTime(0.05)->Unit(benchmark::kNanosecond);
     }
     if constexpr (!std::is_same_v<A, Vector>) {
         if (threads) {

@@ -7,6 +7,8 @@
 //                              free; `--proc-iterations` times); allocations/s
 //                              over all of them, from the start signal to the
 //                              last one done (fork and attach not timed)
+//   procs_lt/<alloc>/<n>       the same rounds on 10 long-lived threads per
+//                              process (thread start and exit not timed)
 //   handoff/<alloc>/<size> (e) a producer process allocates, fills and hands
 //                              each block through a lock-free ring in shared
 //                              memory to a consumer process that takes it,
@@ -222,6 +224,42 @@ template <class F> double run_children(int n, F fn)
 
 // ---- (d) processes -----------------------------------------------------------
 
+// The seed's rounds on 10 threads that live through all iterations: what
+// the allocator costs once thread start and exit are out of the way.
+int seed_child_long_lived(Kind kind, int idx)
+{
+    if (!child_setup(kind))
+        return 1;
+    ChildAlloc a{kind};
+    std::thread t[std::size(kSeedSizes)];
+    std::atomic<int> started{0};
+    for (std::size_t k = 0; k < std::size(kSeedSizes); ++k)
+        t[k] = std::thread([a, k, &started] {
+            started.fetch_add(1);
+            unsigned spins = 0;
+            while (g_ctl->go.load(std::memory_order_acquire) == 0)
+                relax(spins);
+            std::size_t n = kSeedSizes[k];
+            for (int r = 0; r < g_proc_iterations * kSeedRounds; ++r) {
+                void *p = a.alloc(n);
+                if (p == nullptr) {
+                    fail("allocation returned NULL");
+                    return;
+                }
+                fill(p, n, static_cast<unsigned>(r));
+                a.release(p, n);
+            }
+        });
+    while (started.load() < static_cast<int>(std::size(kSeedSizes)))
+        sched_yield();
+    wait_go();
+    for (auto &th : t)
+        th.join();
+    g_ctl->t_end[idx].store(now_ns());
+    child_teardown(kind);
+    return g_ctl->failed.load() ? 1 : 0;
+}
+
 int seed_child(Kind kind, int idx)
 {
     if (!child_setup(kind))
@@ -266,7 +304,7 @@ void drop_boost()
     bip::shared_memory_object::remove(name.c_str());
 }
 
-void bm_procs(benchmark::State &state, Kind kind)
+void bm_procs(benchmark::State &state, Kind kind, bool long_lived)
 {
     const int n = static_cast<int>(state.range(0));
     if (kind == Kind::Pool && g_socket == nullptr) {
@@ -277,7 +315,9 @@ void bm_procs(benchmark::State &state, Kind kind)
         make_boost();
     double total_s = 0, allocs = 0;
     for (auto _ : state) {
-        double s = run_children(n, [kind](int i) { return seed_child(kind, i); });
+        double s = run_children(n, [kind, long_lived](int i) {
+            return long_lived ? seed_child_long_lived(kind, i) : seed_child(kind, i);
+        });
         if (s < 0) {
             state.SkipWithError(g_ctl->why[0] ? g_ctl->why : "a worker process failed");
             break;
@@ -503,12 +543,14 @@ int main(int argc, char **argv)
     };
     for (Row r :
          {Row{"poolclient", Kind::Pool}, Row{"boost", Kind::Boost}, Row{"malloc", Kind::Malloc}}) {
-        auto *b =
-            benchmark::RegisterBenchmark((std::string("procs/") + r.name).c_str(),
-                                         [k = r.kind](benchmark::State &s) { bm_procs(s, k); });
-        for (int n : {1, 2, 4, 8})
-            b->Arg(n);
-        b->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+        for (bool ll : {false, true}) {
+            auto *b = benchmark::RegisterBenchmark(
+                (std::string(ll ? "procs_lt/" : "procs/") + r.name).c_str(),
+                [k = r.kind, ll](benchmark::State &s) { bm_procs(s, k, ll); });
+            for (int n : {1, 2, 4, 8})
+                b->Arg(n);
+            b->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+        }
     }
     for (Row r :
          {Row{"poolclient", Kind::Pool}, Row{"boost", Kind::Boost}, Row{"none", Kind::None}}) {
