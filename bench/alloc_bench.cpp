@@ -149,18 +149,10 @@ template <class A> void bm_threads(benchmark::State &state)
 constexpr std::size_t kRing = 256; // bounded: at most this many blocks in flight
 
 struct alignas(64) Ring {
-    alignas(64) std::atomic<std::uint64_t> head{0}; // written by the producer
-    alignas(64) std::atomic<std::uint64_t> tail{0}; // written by the consumer
+    Progress head; // written by the producer
+    Progress tail; // written by the consumer
     alignas(64) void *slot[kRing];
 };
-
-inline void relax(unsigned &spins)
-{
-    if (++spins > 64) { // 2 CPUs shared: give the other side the CPU
-        std::this_thread::yield();
-        spins = 0;
-    }
-}
 
 template <class A> void bm_xthread(benchmark::State &state)
 {
@@ -171,19 +163,17 @@ template <class A> void bm_xthread(benchmark::State &state)
     double total_s = 0;
     std::uint64_t moved = 0;
     for (auto _ : state) {
-        ring->head.store(0, std::memory_order_relaxed);
-        ring->tail.store(0, std::memory_order_relaxed);
+        ring->head.reset();
+        ring->tail.reset();
         auto t0 = clock_type::now();
         std::thread consumer([&] {
             std::uint64_t sum = 0;
-            unsigned spins = 0;
             for (std::uint64_t i = 0; i < blocks; ++i) {
-                // acquire: pairs with the producer's release store of head
-                while (ring->head.load(std::memory_order_acquire) == i)
-                    relax(spins);
+                // acquire (in wait): pairs with the producer's publish of head
+                ring->head.wait([i](std::uint64_t h) { return h > i; });
                 void *p = ring->slot[i % kRing];
                 // release: the slot is read before the producer may reuse it
-                ring->tail.store(i + 1, std::memory_order_release);
+                ring->tail.publish(i + 1);
                 if (p == nullptr)
                     continue;
                 sum += read_all(p, n);
@@ -191,18 +181,16 @@ template <class A> void bm_xthread(benchmark::State &state)
             }
             benchmark::DoNotOptimize(sum);
         });
-        unsigned spins = 0;
         for (std::uint64_t i = 0; i < blocks; ++i) {
             void *p = A::alloc(n);
             if (p == nullptr)
                 failed.store(true, std::memory_order_relaxed);
             else
                 fill(p, n, static_cast<unsigned>(i));
-            // acquire: pairs with the consumer's release store of tail
-            while (i - ring->tail.load(std::memory_order_acquire) >= kRing)
-                relax(spins);
+            // acquire (in wait): pairs with the consumer's publish of tail
+            ring->tail.wait([i](std::uint64_t t) { return i - t < kRing; });
             ring->slot[i % kRing] = p;
-            ring->head.store(i + 1, std::memory_order_release);
+            ring->head.publish(i + 1);
         }
         consumer.join();
         std::chrono::duration<double> d = clock_type::now() - t0;

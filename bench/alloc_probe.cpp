@@ -48,7 +48,9 @@ struct Vector {
 struct None {
     static constexpr const char *name = "none";
 };
-alignas(64) thread_local unsigned char t_floor[2048];
+// The floor's buffers: one per workload thread, static (a thread_local
+// array would be zeroed at every thread's start, in every allocator's run).
+alignas(64) unsigned char g_floor[std::size(kSizes)][2048];
 
 void *g_seen[std::size(kSizes)][kRounds]; // addresses: thread k, round r
 
@@ -62,7 +64,7 @@ template <class A> void first_thread(std::size_t k, bool record)
             if (record)
                 g_seen[k][r] = v.data();
         } else if constexpr (std::is_same_v<A, None>) {
-            unsigned char *p = t_floor;
+            unsigned char *p = g_floor[k];
             asm volatile("" : "+r"(p));
             fill(p, n, static_cast<unsigned>(r));
             if (record)
@@ -99,7 +101,7 @@ template <class A> void pairs(std::size_t n, long count)
             std::vector<char> v(n);
             asm volatile("" : : "r"(v.data()) : "memory");
         } else if constexpr (std::is_same_v<A, None>) {
-            void *p = t_floor;
+            void *p = g_floor[0];
             asm volatile("" : "+r"(p) : : "memory");
         } else {
             void *p = A::alloc(n);

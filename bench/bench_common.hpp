@@ -12,7 +12,9 @@
 #define POOL_BENCH_COMMON_HPP
 
 #include <dlfcn.h>
+#include <linux/futex.h>
 #include <malloc.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -273,15 +275,22 @@ struct Pmr {
 };
 
 // The least an allocator behind a call can do: one per-thread buffer.
-// Not an allocator (one block per thread at a time): a bound.
+// Not an allocator (one block per thread at a time): a bound. The buffer is
+// allocated at a thread's first call, not a thread_local array: every
+// thread of the process would zero one of those at its start (its TLS
+// block), allocator under test or not, and cachegrind would count it.
 constexpr std::size_t kNullMax = 64 * 1024;
-alignas(64) inline thread_local unsigned char t_null_block[kNullMax];
+inline thread_local unsigned char *t_null_block = nullptr;
 
 struct NullAllocator {
     static constexpr const char *name = "null";
     __attribute__((noinline)) static void *alloc(std::size_t n)
     {
-        return n <= kNullMax ? t_null_block : nullptr;
+        if (n > kNullMax)
+            return nullptr;
+        if (t_null_block == nullptr)
+            t_null_block = static_cast<unsigned char *>(std::aligned_alloc(64, kNullMax));
+        return t_null_block;
     }
     __attribute__((noinline)) static void release(void *p, std::size_t)
     {
@@ -313,6 +322,62 @@ __attribute__((noinline, noipa)) inline std::uint64_t read_all(const void *p, st
         sum += b[i];
     return sum;
 }
+
+// ---- waiting for the other side of a ring -------------------------------------
+//
+// A counter that one side advances and the other waits on: spin a little,
+// then sleep on a futex. On 2 CPUs shared with other tenants a side that
+// only spun would burn the time slice that the side it waits for needs, and
+// the figures would measure the scheduler. Works across processes when the
+// object is in a MAP_SHARED mapping (FUTEX_WAIT, not _PRIVATE).
+struct Progress {
+    alignas(64) std::atomic<std::uint64_t> value{0}; // the one writer's count
+    std::atomic<std::uint32_t> seq{0};               // futex word: bumped to wake
+    std::atomic<std::uint32_t> sleepers{0};          // waiters inside futex_wait
+
+    void reset()
+    {
+        value.store(0, std::memory_order_relaxed);
+    }
+
+    // The writer: publish v; release pairs with the acquire loads in wait().
+    void publish(std::uint64_t v)
+    {
+        value.store(v, std::memory_order_release);
+        // seq_cst fence: the store above before the load of sleepers, against
+        // the waiter's seq_cst increment of sleepers before its re-check.
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (sleepers.load(std::memory_order_relaxed) != 0) {
+            seq.fetch_add(1, std::memory_order_relaxed);
+            syscall(SYS_futex, reinterpret_cast<std::uint32_t *>(&seq), FUTEX_WAKE, 1 << 30,
+                    nullptr, nullptr, 0);
+        }
+    }
+
+    // The reader: return the first value for which ok(value) holds.
+    template <class Ok> std::uint64_t wait(Ok ok)
+    {
+        std::uint64_t v;
+        for (int i = 0; i < 4000; ++i) { // some tens of microseconds
+            v = value.load(std::memory_order_acquire);
+            if (ok(v))
+                return v;
+            __builtin_ia32_pause();
+        }
+        for (;;) {
+            std::uint32_t s = seq.load(std::memory_order_relaxed);
+            sleepers.fetch_add(1, std::memory_order_seq_cst);
+            v = value.load(std::memory_order_acquire);
+            if (!ok(v))
+                syscall(SYS_futex, reinterpret_cast<std::uint32_t *>(&seq), FUTEX_WAIT, s, nullptr,
+                        nullptr, 0);
+            sleepers.fetch_sub(1, std::memory_order_relaxed);
+            v = value.load(std::memory_order_acquire);
+            if (ok(v))
+                return v;
+        }
+    }
+};
 
 // ---- (g) mixed sizes and lifetimes ------------------------------------------
 //

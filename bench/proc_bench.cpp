@@ -87,8 +87,8 @@ struct Ctl {
     std::atomic<int> failed;                     // children: 1 on any error
     std::atomic<std::uint64_t> t_end[kMaxProcs]; // child i: when it finished
     char why[128];                               // the first child to fail: why
-    alignas(64) std::atomic<std::uint64_t> head; // producer: entries published
-    alignas(64) std::atomic<std::uint64_t> tail; // consumer: entries done (freed)
+    Progress head;                               // producer: entries published
+    Progress tail;                               // consumer: entries done (freed)
     alignas(64) Entry slot[kRing];
     std::uint64_t lat[kMaxLat]; // consumer: latency of block i (latency phase)
 };
@@ -355,11 +355,9 @@ std::size_t none_count(std::size_t n)
 int producer(Kind kind, std::size_t n, std::uint64_t count, std::uint64_t window, bool stamp)
 {
     ChildAlloc a{kind};
-    unsigned spins = 0;
     for (std::uint64_t i = 0; i < count; ++i) {
-        // acquire: pairs with the consumer's release store of tail
-        while (i - g_ctl->tail.load(std::memory_order_acquire) >= window)
-            relax(spins);
+        // acquire (in wait): pairs with the consumer's publish of tail
+        g_ctl->tail.wait([&](std::uint64_t t) { return i - t < window; });
         std::uint64_t t = stamp ? now_ns() : 0, ref;
         if (kind == Kind::None) {
             ref = i % none_count(n);
@@ -382,7 +380,7 @@ int producer(Kind kind, std::size_t n, std::uint64_t count, std::uint64_t window
             }
         }
         g_ctl->slot[i % kRing] = Entry{ref, t};
-        g_ctl->head.store(i + 1, std::memory_order_release); // release: the entry above
+        g_ctl->head.publish(i + 1); // release: the entry above
     }
     return 0;
 }
@@ -390,12 +388,10 @@ int producer(Kind kind, std::size_t n, std::uint64_t count, std::uint64_t window
 int consumer(Kind kind, std::size_t n, std::uint64_t count, bool stamp)
 {
     ChildAlloc a{kind};
-    unsigned spins = 0;
     std::uint64_t sum = 0;
     for (std::uint64_t i = 0; i < count; ++i) {
-        // acquire: pairs with the producer's release store of head
-        while (g_ctl->head.load(std::memory_order_acquire) <= i)
-            relax(spins);
+        // acquire (in wait): pairs with the producer's publish of head
+        g_ctl->head.wait([&](std::uint64_t h) { return h > i; });
         Entry e = g_ctl->slot[i % kRing];
         void *p;
         if (kind == Kind::None) {
@@ -415,7 +411,7 @@ int consumer(Kind kind, std::size_t n, std::uint64_t count, bool stamp)
             a.release(p, n);
         if (stamp && i < kMaxLat)
             g_ctl->lat[i] = now_ns() - e.t_start;
-        g_ctl->tail.store(i + 1, std::memory_order_release); // release: done with the block
+        g_ctl->tail.publish(i + 1); // release: done with the block
     }
     benchmark::DoNotOptimize(sum);
     return g_ctl->failed.load() ? 1 : 0;
@@ -467,8 +463,8 @@ void bm_handoff(benchmark::State &state, Kind kind)
     double total_s = 0, blocks = 0;
     std::vector<std::uint64_t> lat;
     for (auto _ : state) {
-        g_ctl->head.store(0);
-        g_ctl->tail.store(0);
+        g_ctl->head.reset();
+        g_ctl->tail.reset();
         double s =
             run_children(2, [&](int i) { return handoff_child(kind, i, n, count, 256, false); });
         if (s < 0) {
@@ -480,8 +476,8 @@ void bm_handoff(benchmark::State &state, Kind kind)
         blocks += static_cast<double>(count);
         // Latency, apart: at most 4 blocks in flight, so that a full ring's
         // queueing is not what is measured.
-        g_ctl->head.store(0);
-        g_ctl->tail.store(0);
+        g_ctl->head.reset();
+        g_ctl->tail.reset();
         if (run_children(2, [&](int i) { return handoff_child(kind, i, n, lat_count, 4, true); }) <
             0) {
             state.SkipWithError(g_ctl->why[0] ? g_ctl->why : "a handoff process failed");

@@ -237,13 +237,13 @@ class Run:
 
 # ---- derived figures ------------------------------------------------------------
 
-def cg_per_pair(run, label, wl, k, base_wl="first"):
-    """Per allocate+free pair: cachegrind events of K iterations minus K=0."""
-    hi = run.cg.get(f"{label}-{wl}-{k}")
-    lo = run.cg.get(f"{label}-{base_wl}-0")
+def cg_per_pair(run, label, wl, hi_k, lo_k):
+    """Per allocate+free pair: cachegrind events of hi_k iterations minus lo_k."""
+    hi = run.cg.get(f"{label}-{wl}-{hi_k}")
+    lo = run.cg.get(f"{label}-{wl}-{lo_k}")
     if not hi or not lo:
         return None
-    pairs = 20000 * int(k)
+    pairs = 20000 * (hi_k - lo_k)
     d = {e: (hi[e] - lo.get(e, 0)) / pairs for e in hi}
     return {
         "Ir": d.get("Ir"),
@@ -332,24 +332,25 @@ def summarize(run):
     labels = sorted({k.rsplit("-", 2)[0] if k.count("-") >= 2 else k for k in run.cg})
     for label in set(k.split("-")[0] for k in run.cg):
         cg[label] = {
-            "first": cg_per_pair(run, label, "first", 2),
-            "pair64": cg_per_pair(run, label, "pair-64", 5, "pair-64"),
-            "pair2000": cg_per_pair(run, label, "pair-2000", 5, "pair-64"),
+            "first": cg_per_pair(run, label, "first", 3, 1),
+            "pair64": cg_per_pair(run, label, "pair-64", 6, 1),
+            "pair2000": cg_per_pair(run, label, "pair-2000", 6, 1),
         }
     del labels
     S["cachegrind"] = cg
 
     # callgrind: per FIRST pair, per function (2 iterations minus none)
     cdir = os.path.join(run.d, "cachegrind")
-    hi = callgrind_functions(os.path.join(cdir, "callgrind-first-2.txt"))
-    lo = callgrind_functions(os.path.join(cdir, "callgrind-first-0.txt"))
+    hi = callgrind_functions(os.path.join(cdir, "callgrind-first-3.txt"))
+    lo = callgrind_functions(os.path.join(cdir, "callgrind-first-1.txt"))
     per = {fn: (hi.get(fn, 0) - lo.get(fn, 0)) / 40000 for fn in hi}
     S["callgrind_first"] = sorted(
         [(fn, v) for fn, v in per.items() if v >= 0.05], key=lambda x: -x[1])[:15]
-    pc = callgrind_functions(os.path.join(cdir, "callgrind-pair-5.txt"))
+    pc = callgrind_functions(os.path.join(cdir, "callgrind-pair-6.txt"))
+    p1 = callgrind_functions(os.path.join(cdir, "callgrind-pair-1.txt"))
     S["callgrind_pair64"] = sorted(
-        [(fn, (v - lo.get(fn, 0)) / 100000) for fn, v in pc.items()
-         if (v - lo.get(fn, 0)) / 100000 >= 0.05], key=lambda x: -x[1])[:10]
+        [(fn, (v - p1.get(fn, 0)) / 100000) for fn, v in pc.items()
+         if (v - p1.get(fn, 0)) / 100000 >= 0.05], key=lambda x: -x[1])[:10]
 
     # probes
     S["addresses"] = {
@@ -582,8 +583,8 @@ def markdown(run, S, charts, img_prefix):
              "the no-allocator row's (paired: the ratio measured in the same process, iteration "
              "by iteration, alternating). Pairs: CPU ns per allocate+free, one thread. D1 misses "
              "and instructions: `valgrind --tool=cachegrind` on the FIRST workload, per "
-             "allocate+memset+free, thread start-up included (the K=0 run, process start-up, "
-             "subtracted).\n")
+             "allocate+memset+free, each thread's start and exit included (3 iterations minus "
+             "1, so that process start-up and first use cancel out).\n")
 
     # (a)
     L.append("\n### (a) The seed's workload, FIRST and SECOND\n")
@@ -783,7 +784,7 @@ def markdown(run, S, charts, img_prefix):
         L.append("\n### Cache misses: the seed's question\n\n")
         L.append("`valgrind --tool=cachegrind --cache-sim=yes` (simulated caches of this CPU, "
                  "deterministic), per allocate+free: the run with K iterations minus the run with "
-                 "none, over the pairs done. FIRST includes the memset (540 B on average) and the "
+                 "1 (process start and first use cancel out), over the pairs done. FIRST includes the memset (540 B on average) and the "
                  "threads' start and exit; pairs are one thread, no touch. `allocator share` = "
                  "the row minus the floor's.\n\n")
         fl = (cg.get("none") or {}).get("first") or {}
@@ -839,11 +840,11 @@ def markdown(run, S, charts, img_prefix):
                  f"{c_pool['Ir'] - fl.get('Ir', 0):.0f}.\n")
     if S["callgrind_first"]:
         L.append("\nWhere libpoolclient's instructions go per FIRST pair (`valgrind --tool=callgrind`, "
-                 "2 iterations minus 0, self instructions per function / 40000 pairs; top 15):\n\n")
+                 "3 iterations minus 1, self instructions per function / 40000 pairs; top 15):\n\n")
         L.append(table(["function", "instructions per pair"],
                        [[f"`{fn}`", f"{v:.2f}"] for fn, v in S["callgrind_first"]]))
     if S["callgrind_pair64"]:
-        L.append("\nAnd per 64 B pair (one thread, 100000 pairs):\n\n")
+        L.append("\nAnd per 64 B pair (one thread, 6 x 20000 pairs minus 1 x 20000):\n\n")
         L.append(table(["function", "instructions per pair"],
                        [[f"`{fn}`", f"{v:.2f}"] for fn, v in S["callgrind_pair64"]]))
 

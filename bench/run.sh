@@ -252,7 +252,10 @@ if [ "$QUICK" = 0 ]; then
     : >"$jobs_file"
     for c in "${CONFIGS[@]}"; do
         read -r label m alloc <<<"$c"
-        for w in "first 0" "first 2" "pair-64 0" "pair-64 5" "pair-2000 5"; do
+        # K=1 is the baseline subtracted from K=3 (FIRST) and K=6 (pairs):
+        # process start, first use (lazy binding, the pool's first spans)
+        # cancel out; each thread's start and exit stay in, as in the seed.
+        for w in "first 1" "first 3" "pair-64 1" "pair-64 6" "pair-2000 1" "pair-2000 6"; do
             read -r wl k <<<"$w"
             size=64
             case $wl in pair-*) size=${wl#pair-} ;; esac
@@ -276,11 +279,11 @@ if [ "$QUICK" = 0 ]; then
     export OUT PROBE
     export PRELOAD_jemalloc=${PRELOAD[jemalloc]} PRELOAD_tcmalloc=${PRELOAD[tcmalloc]}
     export PRELOAD_mimalloc=${PRELOAD[mimalloc]}
-    echo "valgrind --tool=cachegrind --cache-sim=yes --cachegrind-out-file=OUT \$BUILD/bench/alloc_probe --alloc=A --workload=first|pair --size=S --iterations=K  (each allocator; K=0 is the baseline subtracted; LD_PRELOAD for jemalloc/tcmalloc/mimalloc)" >>"$CMDS"
+    echo "valgrind --tool=cachegrind --cache-sim=yes --cachegrind-out-file=OUT \$BUILD/bench/alloc_probe --alloc=A --workload=first|pair --size=S --iterations=K  (each allocator; K=1 is the baseline subtracted from K=3 or K=6; LD_PRELOAD for jemalloc/tcmalloc/mimalloc)" >>"$CMDS"
     # xargs -P2: two valgrinds at once on 2 CPUs; the counts do not depend on it.
     xargs -P2 -L1 bash -c 'declare -A PRELOAD=([jemalloc]=$PRELOAD_jemalloc [tcmalloc]=$PRELOAD_tcmalloc [mimalloc]=$PRELOAD_mimalloc); cg_one "$@" || echo "cachegrind failed: $*" >&2' _ <"$jobs_file"
     say "callgrind: where libpoolclient's instructions go"
-    for w in "first 2" "first 0" "pair 5"; do
+    for w in "first 3" "first 1" "pair 6" "pair 1"; do
         read -r wl k <<<"$w"
         run "$OUT/logs/callgrind-$wl-$k.txt" valgrind --tool=callgrind \
             --callgrind-out-file="$OUT/cachegrind/callgrind-$wl-$k.out" \
