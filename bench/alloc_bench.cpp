@@ -37,6 +37,8 @@ namespace
 using namespace bench;
 using clock_type = std::chrono::steady_clock;
 
+bool g_quick = false; // --quick: every row short (CI smoke run)
+
 constexpr std::size_t kSeedSizes[] = {50, 50, 100, 100, 100, 500, 500, 1000, 1000, 2000};
 
 // ---- (b) pairs ----------------------------------------------------------------
@@ -71,7 +73,7 @@ template <class A> void bm_pair(benchmark::State &state)
 // release to the last one done. A mutex and condition variable hand out the
 // start and collect the ends: a few microseconds against kOps pairs.
 
-constexpr int kThreadOps = 20000;
+int kThreadOps = 20000; // --quick: 2000
 
 template <class A> void bm_threads(benchmark::State &state)
 {
@@ -157,7 +159,7 @@ struct alignas(64) Ring {
 template <class A> void bm_xthread(benchmark::State &state)
 {
     const std::size_t n = static_cast<std::size_t>(state.range(0));
-    const std::uint64_t blocks = n <= 4096 ? 20000 : 4000;
+    const std::uint64_t blocks = (n <= 4096 ? 20000 : 4000) / (g_quick ? 10 : 1);
     auto ring = std::make_unique<Ring>();
     std::atomic<bool> failed{false};
     double total_s = 0;
@@ -241,7 +243,7 @@ void register_family(const char *name, bool pairs, bool threads, bool xthread, b
         for (std::int64_t s : kPairSizes)
             b->Arg(s);
         // Short: one pair is a few ns, and 14 sizes x 6 allocators are many rows.
-        b->UseRealTime()->MinTime(0.05)->Unit(benchmark::kNanosecond);
+        b->UseRealTime()->MinTime(g_quick ? 0.002 : 0.05)->Unit(benchmark::kNanosecond);
     }
     if constexpr (!std::is_same_v<A, Vector>) {
         if (threads) {
@@ -274,11 +276,15 @@ int main(int argc, char **argv)
     for (int i = 0; i < argc; ++i) {
         if (i > 0 && std::strncmp(argv[i], "--expect-malloc=", 16) == 0)
             expect = argv[i] + 16;
+        else if (i > 0 && std::strcmp(argv[i], "--quick") == 0)
+            g_quick = true;
         else
             args.push_back(argv[i]);
     }
     if (!expect.empty())
         expect_malloc(expect, "alloc_bench");
+    if (g_quick)
+        kThreadOps = 2000;
     int nargs = static_cast<int>(args.size());
     args.push_back(nullptr);
     benchmark::Initialize(&nargs, args.data());

@@ -269,6 +269,43 @@ def callgrind_functions(path):
     return fns
 
 
+def cg_functions(path):
+    """Per function: [D1 misses, instructions] from cg_annotate on a cachegrind file."""
+    if not os.path.exists(path) or not shutil.which("cg_annotate"):
+        return {}
+    out = subprocess.run(["cg_annotate", "--show=D1mr,D1mw,Ir", "--threshold=0", path],
+                         capture_output=True, text=True).stdout
+    d = {}
+    num = r"([\d,]+)\s+(?:\([^)]*\)\s+)?"
+    for line in out.splitlines():
+        m = re.match(r"^\s*" + num + num + num + r"(\S.*:.*)$", line)
+        if m:
+            fn = m.group(4).split(":", 1)[1].strip()
+            v = [int(x.replace(",", "")) for x in m.group(1, 2, 3)]
+            a = d.setdefault(fn, [0, 0])
+            a[0] += v[0] + v[1]
+            a[1] += v[2]
+    return d
+
+
+def d1_by_function(run, label, base="none"):
+    """D1 misses per FIRST pair by function: label's (3 minus 1 iterations) minus base's."""
+    cdir = os.path.join(run.d, "cachegrind")
+
+    def per(l):
+        hi = cg_functions(os.path.join(cdir, f"{l}-first-3.out"))
+        lo = cg_functions(os.path.join(cdir, f"{l}-first-1.out"))
+        return {fn: ((v[0] - lo.get(fn, [0, 0])[0]) / 40000, (v[1] - lo.get(fn, [0, 0])[1]) / 40000)
+                for fn, v in hi.items()}
+    a, b = per(label), per(base)
+    if not a or not b:
+        return []
+    rows = [(fn, a.get(fn, (0, 0))[0] - b.get(fn, (0, 0))[0], a.get(fn, (0, 0))[1] - b.get(fn, (0, 0))[1])
+            for fn in set(a) | set(b)]
+    rows = [r for r in rows if abs(r[1]) >= 0.0003]
+    return sorted(rows, key=lambda r: -r[1])[:12]
+
+
 def summarize(run):
     S = {"machine": run.kv, "errors": run.errors}
     allocs = [a for a in ORDER if run.count(("work", "first", a)) or run.count(("pair", a, "64"))]
@@ -351,6 +388,9 @@ def summarize(run):
     S["callgrind_pair64"] = sorted(
         [(fn, (v - p1.get(fn, 0)) / 100000) for fn, v in pc.items()
          if (v - p1.get(fn, 0)) / 100000 >= 0.05], key=lambda x: -x[1])[:10]
+
+    S["d1_pool_minus_floor"] = d1_by_function(run, "poolclient")
+    S["d1_glibc_minus_floor"] = d1_by_function(run, "glibc")
 
     # probes
     S["addresses"] = {
@@ -843,6 +883,13 @@ def markdown(run, S, charts, img_prefix):
                  "3 iterations minus 1, self instructions per function / 40000 pairs; top 15):\n\n")
         L.append(table(["function", "instructions per pair"],
                        [[f"`{fn}`", f"{v:.2f}"] for fn, v in S["callgrind_first"]]))
+    for key, who in (("d1_pool_minus_floor", "libpoolclient"), ("d1_glibc_minus_floor", "glibc malloc")):
+        if S.get(key):
+            L.append(f"\nWhere {who}'s D1 misses above the floor's come from, per FIRST pair "
+                     "(cachegrind by function, 3 minus 1 iterations, minus the same for the floor; "
+                     "negative: fewer than the floor there):\n\n")
+            L.append(table(["function", "D1 misses per pair", "instructions per pair"],
+                           [[f"`{fn}`", f"{d:+.4f}", f"{i:+.2f}"] for fn, d, i in S[key]]))
     if S["callgrind_pair64"]:
         L.append("\nAnd per 64 B pair (one thread, 6 x 20000 pairs minus 1 x 20000):\n\n")
         L.append(table(["function", "instructions per pair"],

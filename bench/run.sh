@@ -205,6 +205,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         done
         filt=()
         [ "$m" = glibc ] || filt=(--benchmark_filter='/malloc')
+        [ "$QUICK" = 1 ] && filt+=(--quick)
         logged_with_malloc "$OUT/logs/alloc_bench-$m-r$r.txt" "$m" "$B/alloc_bench" "${GB[@]}" \
             "${filt[@]}" --benchmark_out="$OUT/raw/alloc_bench-$m-r$r.json" ||
             die "alloc_bench failed"
