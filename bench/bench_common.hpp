@@ -12,9 +12,8 @@
 #define POOL_BENCH_COMMON_HPP
 
 #include <dlfcn.h>
-#include <linux/futex.h>
 #include <malloc.h>
-#include <sys/syscall.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -325,56 +324,37 @@ __attribute__((noinline, noipa)) inline std::uint64_t read_all(const void *p, st
 
 // ---- waiting for the other side of a ring -------------------------------------
 //
-// A counter that one side advances and the other waits on: spin a little,
-// then sleep on a futex. On 2 CPUs shared with other tenants a side that
-// only spun would burn the time slice that the side it waits for needs, and
-// the figures would measure the scheduler. Works across processes when the
-// object is in a MAP_SHARED mapping (FUTEX_WAIT, not _PRIVATE).
+// A counter that one side advances and the other waits on. The waiter
+// spins a little, then yields the CPU between looks. It never sleeps: a
+// futex sleep here was tried, and on 2 CPUs shared with other tenants each
+// wake-up took about 80 us (the woken side waits for a CPU), so the figures
+// measured the scheduler's wake-up latency, not the allocator. Yielding
+// keeps the waiter runnable and gives its CPU to the side it waits for.
 struct Progress {
     alignas(64) std::atomic<std::uint64_t> value{0}; // the one writer's count
-    std::atomic<std::uint32_t> seq{0};               // futex word: bumped to wake
-    std::atomic<std::uint32_t> sleepers{0};          // waiters inside futex_wait
 
     void reset()
     {
         value.store(0, std::memory_order_relaxed);
     }
 
-    // The writer: publish v; release pairs with the acquire loads in wait().
+    // The writer: publish v; release pairs with the acquire load in wait().
     void publish(std::uint64_t v)
     {
         value.store(v, std::memory_order_release);
-        // seq_cst fence: the store above before the load of sleepers, against
-        // the waiter's seq_cst increment of sleepers before its re-check.
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (sleepers.load(std::memory_order_relaxed) != 0) {
-            seq.fetch_add(1, std::memory_order_relaxed);
-            syscall(SYS_futex, reinterpret_cast<std::uint32_t *>(&seq), FUTEX_WAKE, 1 << 30,
-                    nullptr, nullptr, 0);
-        }
     }
 
     // The reader: return the first value for which ok(value) holds.
     template <class Ok> std::uint64_t wait(Ok ok)
     {
-        std::uint64_t v;
-        for (int i = 0; i < 4000; ++i) { // some tens of microseconds
-            v = value.load(std::memory_order_acquire);
+        for (unsigned spins = 0;; ++spins) {
+            std::uint64_t v = value.load(std::memory_order_acquire);
             if (ok(v))
                 return v;
-            __builtin_ia32_pause();
-        }
-        for (;;) {
-            std::uint32_t s = seq.load(std::memory_order_relaxed);
-            sleepers.fetch_add(1, std::memory_order_seq_cst);
-            v = value.load(std::memory_order_acquire);
-            if (!ok(v))
-                syscall(SYS_futex, reinterpret_cast<std::uint32_t *>(&seq), FUTEX_WAIT, s, nullptr,
-                        nullptr, 0);
-            sleepers.fetch_sub(1, std::memory_order_relaxed);
-            v = value.load(std::memory_order_acquire);
-            if (ok(v))
-                return v;
+            if (spins < 64)
+                __builtin_ia32_pause();
+            else
+                sched_yield();
         }
     }
 };

@@ -755,7 +755,12 @@ def markdown(run, S, charts, img_prefix):
                  "both processes. Throughput with at most 256 blocks in flight; latency (from the "
                  "producer's allocation to the consumer's free, CLOCK_MONOTONIC across the two "
                  "processes) in a separate pass with at most 4 in flight, so that a full ring's "
-                 "queueing is not what is measured.\n")
+                 "queueing is not what is measured. A side that waits spins briefly, then "
+                 "yields its CPU between looks (a futex sleep was tried: each wake-up cost about "
+                 "80 µs here). With two processes and other tenants on 2 CPUs the two sides "
+                 "often do not run at the same time, so p50 is mostly the scheduler's hand-over "
+                 "(similar for every row), and throughput rows vary a lot between repetitions "
+                 "(see the raw JSON).\n")
         for c in ("handoff.png", "handoff_latency.png"):
             if c in charts:
                 L.append(f"\n![{c[:-4]}]({img_prefix}{c})\n")
