@@ -183,8 +183,9 @@ int run(const std::string &alloc, const std::string &workload, std::size_t size,
 {
     if (workload == "first") {
         first<A>(iterations, false);
-        std::printf("\"pairs\": %ld",
-                    static_cast<long>(iterations) * kRounds * static_cast<long>(std::size(kSizes)));
+        std::printf("\"pairs\": %ld, \"reserved_bytes\": %lld",
+                    static_cast<long>(iterations) * kRounds * static_cast<long>(std::size(kSizes)),
+                    reserved_bytes(alloc));
     } else if (workload == "pair") {
         long count = 20000L * iterations;
         pairs<A>(size, count);

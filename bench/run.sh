@@ -215,7 +215,9 @@ done
 # ---- 7. processes and handoff ---------------------------------------------------
 if [ -x "$B/proc_bench" ]; then
     say "processes and handoff"
-    preps=$((QUICK == 1 ? 1 : REPS))
+    # Two more repetitions than the in-process rows: two processes spinning
+    # on 2 shared CPUs vary the most.
+    preps=$((QUICK == 1 ? 1 : REPS + 2))
     qflag=()
     [ "$QUICK" = 1 ] && qflag=(--quick)
     run "$OUT/logs/proc_bench.txt" "$B/proc_bench" --socket="$POOLD_SOCKET" "${qflag[@]}" \
