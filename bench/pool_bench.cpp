@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "poolclient.h"
 #include "poolclient.hpp"
 #include "seed_mutex_pool.hpp"
@@ -655,8 +656,13 @@ int main(int argc, char **argv)
             }
         } else if (std::strcmp(argv[i], "--quick") == 0) {
             g_quick = true;
+        } else if (std::strncmp(argv[i], "--expect-malloc=", 16) == 0) {
+            // An LD_PRELOADed malloc that did not take would publish glibc's
+            // figures under its name: exit 3 unless malloc() is this one.
+            bench::expect_malloc(argv[i] + 16, "pool_bench");
         } else if (std::strcmp(argv[i], "--help") == 0) {
-            std::printf("pool_bench [--touch=first|second] [--quick] [benchmark flags]\n"
+            std::printf("pool_bench [--touch=first|second] [--quick] "
+                        "[--expect-malloc=glibc|jemalloc|tcmalloc|mimalloc] [benchmark flags]\n"
                         "  env: POOL_BENCH_TOUCH=first|second, POOL_BENCH_QUICK=1\n"
                         "  defaults: --benchmark_repetitions=15 (quick: 3)\n"
                         "            --benchmark_min_time=0.2 (quick: 0.05)\n"
@@ -707,6 +713,7 @@ int main(int argc, char **argv)
         std::fprintf(stderr, "pool_bench: pool_default: %s (poolclient rows skipped)\n",
                      std::strerror(errno));
     benchmark::AddCustomContext("touch", touch_name(g_touch));
+    benchmark::AddCustomContext("malloc", bench::malloc_provider());
     benchmark::AddCustomContext("poolclient",
                                 g_pool == nullptr       ? "unavailable"
                                 : pool_is_shared(g_pool) ? "shared (poold)"
