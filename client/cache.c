@@ -371,7 +371,7 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
         uncached_free(pool, idx, c);
         return true;
     }
-    pool_cache_put_(pool, rec, &rec->cls[c], c, idx);
+    pool_cache_put_(pool, rec, &rec->cls[c], c, idx, o);
     return true;
 }
 

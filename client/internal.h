@@ -117,7 +117,7 @@ static inline void *pool_cache_take_(pool_t *pool, struct pshm_tclass *tc, uint3
      * owner byte: only this thread writes it while the block is ours. */
     uint64_t h = pa_load_relaxed(&tc->hot);
     if (pshm_likely(pshm_hot_cached(h))) {
-        pa_store_relaxed(pshm_owner(s, c, h), own);
+        pa_store_relaxed((pa_u8 *)(s->base + tc->hot_own), own);
         pa_store_relaxed(&tc->hot, ~h); /* the taken note */
         return s->base + h;
     }
@@ -139,12 +139,13 @@ static inline void *pool_cache_take_(pool_t *pool, struct pshm_tclass *tc, uint3
     return NULL;
 }
 
-/* Push a block this process owns on the thread's cache and mark it free:
+/* Push a block this process owns (o: its owner byte) on the thread's cache
+ * and mark it free:
  * into `hot`, pushing the old hot block down into slots[] if it holds one
  * (a full cache flushes half first). The cache words first, the owner byte
  * last (see pool_cache_take_). */
 static inline void pool_cache_put_(pool_t *pool, struct pshm_thread *rec, struct pshm_tclass *tc,
-                                   uint32_t c, uint32_t idx)
+                                   uint32_t c, uint32_t idx, pa_u8 *o)
 {
     /* relaxed (all): single writer, this thread; statistics read them. */
     uint64_t h = pa_load_relaxed(&tc->hot);
@@ -159,9 +160,10 @@ static inline void pool_cache_put_(pool_t *pool, struct pshm_thread *rec, struct
         pa_store_relaxed(&tc->count, n + 1);
         pa_inc_single_writer(&tc->displaced, 1);
     }
+    tc->hot_own = (uint64_t)((uint8_t *)o - pool->seg.base);
     pa_store_relaxed(&tc->hot, off);
     pa_inc_single_writer(&tc->frees, 1);
-    pa_store_relaxed(pshm_owner(&pool->seg, c, off), PSHM_OWN_FREE);
+    pa_store_relaxed(o, PSHM_OWN_FREE);
 }
 
 /* malloc.c */

@@ -91,6 +91,29 @@ static bool __attribute__((noinline)) free_generic(pool_t *pool, void *ptr, size
     return pool_free_slow_(pool, (uint32_t)(off >> 3), (uint32_t)k);
 }
 
+/* pool_free() with a size and this thread's record, past the noted block:
+ * check the pointer against the span map and its owner byte, and push it.
+ * Out of line, so that the burn-after-reading path of pool_free() saves no
+ * registers: it is reached by a tail call. */
+static bool __attribute__((noinline))
+free_known_class(pool_t *pool, struct pshm_tclass *tc, uint32_t c, void *ptr, size_t size)
+{
+    const pshm_seg_t *s = &pool->seg;
+    uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base);
+    uint64_t rel = off - s->data_off; /* wraps to huge below the data */
+    /* acquire: pairs with the release store in pshm_span_publish(). */
+    if (pshm_likely(rel < s->data_bytes && (rel & s->block_mask[c]) == 0 &&
+                    pa_load_acquire(&s->spanmap[rel >> s->span_shift]) == c)) {
+        pa_u8 *o = pshm_owner(s, c, off);
+        /* relaxed: a block we own has no other writer of its byte */
+        if (pshm_likely(pa_load_relaxed(o) == (uint8_t)pool_tls_last_.own)) {
+            pool_cache_put_(pool, pool_tls_last_.rec, tc, c, (uint32_t)(off >> 3), o);
+            return true;
+        }
+    }
+    return free_generic(pool, ptr, size);
+}
+
 POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
 {
     /* The common case, inline: a size is given, this thread used this pool
@@ -119,7 +142,7 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
         /* Exact: a note is negative and only malloc writes one, as ~offset
          * of a block; an empty or cached `hot` is not negative. */
         if (pshm_likely(h == ~off && (int64_t)h < 0)) {
-            pa_u8 *o = pshm_owner(s, c, off);
+            pa_u8 *o = (pa_u8 *)(s->base + tc->hot_own); /* the noted block's */
             /* relaxed: we own the block, so no one else writes its byte but
              * a free racing ours (a double free in the program) */
             if (pshm_likely(pa_load_relaxed(o) == own)) {
@@ -130,14 +153,7 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
             }
             return free_generic(pool, ptr, size);
         }
-        uint64_t rel = off - s->data_off; /* wraps to huge below the data */
-        /* acquire: pairs with the release store in pshm_span_publish(). */
-        if (pshm_likely(rel < s->data_bytes && (rel & s->block_mask[c]) == 0 &&
-                        pa_load_acquire(&s->spanmap[rel >> s->span_shift]) == c &&
-                        pa_load_relaxed(pshm_owner(s, c, off)) == own)) {
-            pool_cache_put_(pool, pool_tls_last_.rec, tc, c, (uint32_t)(off >> 3));
-            return true;
-        }
+        return free_known_class(pool, tc, c, ptr, size);
     }
     return free_generic(pool, ptr, size);
 }

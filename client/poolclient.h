@@ -128,7 +128,8 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size);
  * hands ("in transit": a crash of the caller no longer reclaims it) and its
  * offset is returned, to pass to the receiver (a ring, a socket, a queue in
  * the segment), which calls pool_adopt(). UINT64_MAX with errno EINVAL when
- * ptr is not a block in use.
+ * ptr is not a block in use, EAGAIN when this thread has no cache record
+ * (all max_threads records taken).
  */
 POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr);
 
@@ -136,7 +137,7 @@ POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr);
  * pool_adopt: take a block in transit: the caller owns it now (a crash of
  * the caller reclaims it) and gets its pointer. NULL with errno EINVAL when
  * the offset is not the start of a block in transit (never handed off, or
- * adopted already: exactly one receiver wins).
+ * adopted already: exactly one receiver wins); EAGAIN as pool_handoff().
  */
 POOL_API POOL_NODISCARD void *pool_adopt(pool_t *pool, uint64_t offset);
 
@@ -167,7 +168,7 @@ typedef struct pool_class_stats {
     uint64_t blocks_free;    /* central + cached */
     uint64_t blocks_central; /* in the class's central list */
     uint64_t blocks_cached;  /* in thread caches */
-    int64_t blocks_in_use;   /* allocations - frees */
+    int64_t blocks_in_use;   /* owned by a process: allocations - frees - in transit */
     uint64_t allocations;
     uint64_t frees;
     uint64_t reuses;            /* allocations of a block freed before */

@@ -421,13 +421,18 @@ static void print_table(const struct view *v, FILE *f)
             pct(scalar_num(v, "same_address_total"), allocs, p2, sizeof(p2)),
             pct(scalar_num(v, "cache_misses_total"), allocs, p3, sizeof(p3)),
             scalar(v, "central_misses_total"), scalar(v, "exhausted_total"));
-    fprintf(f, "       crashed processes reclaimed %s  blocks reclaimed %s  blocks orphaned %s\n",
+    fprintf(f,
+            "       crashed processes reclaimed %s  blocks given back: cached %s, in use %s  "
+            "kept in transit %s\n",
             scalar(v, "procs_reclaimed_total"), scalar(v, "blocks_reclaimed_total"),
-            scalar(v, "blocks_orphaned_total"));
+            scalar(v, "blocks_reclaimed_in_use_total"), scalar(v, "blocks_orphaned_total"));
+    fprintf(f, "       blocks in transit %s  double frees refused %s\n",
+            scalar(v, "blocks_in_transit"), scalar(v, "invalid_frees_total"));
     for (int i = 0; i < v->norphan; i++) {
         const struct row *r = &v->orphan[i];
-        fprintf(f, "       orphaned by pid %s: %s blocks in use at death, %s cached returned\n",
-                field(r, "pid"), field(r, "blocks"), field(r, "reclaimed_blocks"));
+        fprintf(
+            f, "       reclaimed pid %s: %s blocks in use at death (%s kept), %s cached returned\n",
+            field(r, "pid"), field(r, "blocks"), field(r, "kept"), field(r, "reclaimed_blocks"));
     }
     if (scalar_num(v, "corrupt") != 0)
         fprintf(f,

@@ -169,10 +169,10 @@ void pd_registry_note_reclaim(pd_server_t *srv, const pshm_reclaimed_t *r, const
     if (srv->norphans < PD_ORPHANS_KEPT)
         srv->norphans++;
     pd_info("reclaimed pid %d (%s): %llu cached and %llu in-use blocks returned, %llu kept in "
-            "transit [slot %u, %s]",
+            "transit, in %.1f ms (%.1f ms CPU) [slot %u, %s]",
             (int)r->pid, name && *name ? name : "unnamed", (unsigned long long)r->blocks_returned,
-            (unsigned long long)r->in_use_returned, (unsigned long long)r->in_use_kept, r->slot,
-            why);
+            (unsigned long long)r->in_use_returned, (unsigned long long)r->in_use_kept,
+            (double)r->usec / 1000.0, (double)r->cpu_usec / 1000.0, r->slot, why);
 }
 
 void pd_registry_reclaim(pd_server_t *srv, pd_proc_t *p, const char *why)

@@ -5,11 +5,17 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libevent-dev libcmocka-dev libinih-dev
       libsystemd-dev libbenchmark-dev systemd procps util-linux iproute2 passwd curl clang clang-format valgrind
-      prometheus python3 pandoc groff-base dpkg-dev debhelper lintian)
+      prometheus python3 pandoc groff-base dpkg-dev debhelper lintian
+      sqlite3 redis-server redis-tools libpython3.11-testsuite time
+      libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0)
 # prometheus: for promtool, which the tests run on the metrics output
 # (`promtool check metrics`); python3: the tests check poolctl's --json
 # with `python3 -m json.tool`; pandoc and groff-base: the man pages;
-# dpkg-dev, debhelper, lintian: the Debian package and its test.
+# dpkg-dev, debhelper, lintian: the Debian package and its test;
+# sqlite3, redis-server, redis-tools, libpython3.11-testsuite: programs the
+# preload library is tested on (test_preload); time (/usr/bin/time -v) and
+# libjemalloc2, libtcmalloc-minimal4, libmimalloc2.0: the allocators
+# bench/preload.sh compares it with.
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -116,6 +116,16 @@ int pshm_os_create(const char *name, uint64_t bytes, unsigned mode, int gid, boo
                    void **base, char *err, size_t errlen);
 int pshm_os_open(const char *name, void **base, uint64_t *bytes, char *err, size_t errlen);
 void pshm_os_unmap(void *base, uint64_t bytes);
+/* Map every page of a mapping now (poold: reclaims then never fault).
+ * 0, or -errno (-ENOTSUP on an old kernel: harmless). */
+int pshm_os_prefault(void *base, uint64_t bytes);
+/* A forked child's own heap (libpoolclient-preload): before fork, a private
+ * anonymous mapping of `bytes` bytes holding a copy of the first `copy`
+ * bytes of [base, base + bytes) (the rest reads as zeros), which the child
+ * inherits; in the child, pshm_os_place() moves it over base, so that the
+ * segment is no longer shared with anyone there. 0, or -errno. */
+int pshm_os_snapshot(const void *base, uint64_t bytes, uint64_t copy, void **out);
+int pshm_os_place(void *snapshot, void *base, uint64_t bytes);
 int pshm_os_unlink(const char *name);
 /* 0 when unknown. */
 uint64_t pshm_os_proc_start_time(pid_t pid);
@@ -256,6 +266,13 @@ void pshm_rec_make_room(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
  * the shm layer (the client's fast path has its own copy). */
 void pshm_rec_free_owned(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c,
                          uint32_t idx);
+/* Record t, a reclaimer, takes the blocks owned by value v from in-span
+ * index i of the span at span_off on (each by one CAS, until one is lost or
+ * not v's) and gives them back as one uncarved region: how many (0: the
+ * first was not taken). Touches owner bytes and one word of the first
+ * block only, so that a large reclaim stays fast. */
+uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint64_t span_off,
+                              uint32_t i, uint8_t v);
 /* Put a dead record's pending step right (finish or undo it); then its
  * cache, carving range and counters are what they would be had it not died
  * in the middle of a step. Returns entries dropped as invalid. */
@@ -333,6 +350,8 @@ typedef struct pshm_reclaimed {
     uint64_t in_use_kept;     /* blocks it had in use, put in transit (orphans = keep) */
     uint64_t entries_dropped; /* invalid entries (corruption) */
     int64_t blocks_orphaned;  /* kept, as reported before owners existed */
+    uint64_t usec;            /* how long the reclaim took */
+    uint64_t cpu_usec;        /* of which on the CPU (the rest: waiting for one) */
 } pshm_reclaimed_t;
 /* Reclaim one slot whose process is known dead (poold: pidfd/EOF), or
  * finish the reclaim of a slot whose reclaimer died. -EAGAIN when the slot

@@ -403,6 +403,7 @@ void pshm_rec_free_owned(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, ui
         pa_store_relaxed(&tc->count, n + 1);
         pa_inc_single_writer(&tc->displaced, 1);
     }
+    tc->hot_own = (uint64_t)((uint8_t *)pshm_owner_idx(s, c, idx) - s->base);
     pa_store_relaxed(&tc->hot, off);
     pa_inc_single_writer(&tc->frees, 1);
     /* relaxed: the block is ours (we own it, no one else may free it), and
@@ -453,6 +454,62 @@ int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t
     }
     journal_done(tc);
     return rc;
+}
+
+/* Blocks [a, e) of class c, k of them, all RECL (or FREE, set by us): free
+ * them and push them as a region, journaled (PSHM_PEND_RRUN, phase 1). */
+static void finish_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t a, uint32_t e,
+                       uint32_t k)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint32_t stride = s->block_size[c] >> 3;
+    for (uint32_t b = a; b < e; b += stride)
+        /* relaxed: RECL blocks are ours alone; the push below publishes. */
+        pa_store_relaxed(pshm_owner_idx(s, c, b), PSHM_OWN_FREE);
+    *link_word(s, a) = e;
+    pa_u64 *head = list_head(s, c, LIST_REGION);
+    uint64_t old = pa_load_relaxed(head); /* relaxed: a first guess */
+    journal_tag(tc, LIST_REGION, old);
+    tc->pend.count = 1;                             /* pushing: the op word below orders it */
+    pa_store_release(&tc->pend.op, PSHM_PEND_RRUN); /* release: journal first */
+    rec_push(s, t, c, LIST_REGION, a, old);
+    pa_store_relaxed(&tc->uncarved, tc->pend.ctr + k); /* relaxed: single writer */
+    journal_done(tc);
+}
+
+uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint64_t span_off,
+                              uint32_t i, uint8_t v)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    pa_u8 *o = pshm_owner(s, c, span_off);
+    uint32_t bps = s->blocks_per_span[c];
+    uint32_t stride = s->block_size[c] >> 3;
+    uint32_t a = (uint32_t)(span_off >> 3) + i * stride;
+    tc->pend.a = tc->pend.b = tc->pend.n = a;
+    tc->pend.count = 0;
+    tc->pend.ctr = pa_load_relaxed(&tc->uncarved); /* relaxed: single writer */
+    /* release: the journal names the run before any block of it is ours. */
+    pa_store_release(&tc->pend.op, PSHM_PEND_RRUN);
+    uint32_t j = i;
+    while (j < bps) {
+        tc->pend.n = a + (j - i) * stride; /* the candidate, before its CAS */
+        uint8_t cur = v;
+        /* acq_rel: exactly one of this walk and a live free of the block
+         * moves it out of the dead slot's hands; RECL, which no free
+         * accepts, keeps it ours until it is back in a list. The CAS also
+         * orders the journal's candidate before it. */
+        if (!pa_cas_strong_acq_rel(&o[j], &cur, PSHM_OWN_RECL))
+            break;
+        j++;
+        tc->pend.b = a + (j - i) * stride;
+    }
+    uint32_t k = j - i;
+    if (k == 0) {
+        journal_done(tc);
+        return 0;
+    }
+    finish_run(s, t, c, a, a + k * stride, k);
+    return k;
 }
 
 /* ---- recovery of a dead record ---- */
@@ -542,6 +599,27 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
             }
         }
         break;
+    case PSHM_PEND_RRUN: {
+        uint32_t stride = s->block_size[c] >> 3, a = tc->pend.a, e = tc->pend.b;
+        if (!pshm_idx_is_block(s, a, c) || e < a || (e - a) % stride ||
+            (e > a && !pshm_idx_is_block(s, e - stride, c))) {
+            dropped++;
+            break;
+        }
+        if (tc->pend.count == 0) {
+            /* Taking: the candidate is ours too if its CAS took effect. */
+            if (tc->pend.n == e && pshm_idx_is_block(s, e, c) &&
+                pa_load_relaxed(pshm_owner_idx(s, c, e)) == PSHM_OWN_RECL) /* relaxed: ours */
+                e += stride;
+            if (e > a)
+                finish_run(s, t, c, a, e, (e - a) / stride);
+        } else if (succeeded(s, c, LIST_REGION, tc, me)) {
+            pa_store_relaxed(&tc->uncarved, tc->pend.ctr + (e - a) / stride);
+        } else {
+            finish_run(s, t, c, a, e, (e - a) / stride);
+        }
+        break;
+    }
     case PSHM_PEND_HANDOFF:
     case PSHM_PEND_ADOPT: {
         bool blk = pshm_idx_is_block(s, tc->pend.a, c);

@@ -65,7 +65,7 @@
 /* Owner bytes. */
 #define PSHM_OWN_FREE 0u
 #define PSHM_OWN_TRANSIT 0xffu
-#define PSHM_OWN_RECL 0xfeu /* taken from a dead process by its reclaimer */
+#define PSHM_OWN_RECL 0xfeu    /* taken from a dead process by its reclaimer */
 #define PSHM_MAX_PROCS 250u    /* owner values 1..250 name a slot */
 #define PSHM_MAX_THREADS 4095u /* a record's number fits a head's author field */
 
@@ -216,7 +216,8 @@ struct pshm_proc {
  * Nothing is counted on malloc's fast path; the figures are derived:
  *   cached = count + hot_cached
  *   allocs = fresh + frees + moved_in - moved_out - cached
- *   in use = allocs - frees - handoffs + adopts  (summed over records)
+ *   in use = allocs - frees - handoffs + adopts - uncarved  (summed over records)
+ *   carved = fresh - uncarved
  *   same   = frees - displaced - hot_cached   (mallocs that took `hot`)
  * where hot_cached = ((int64_t)hot > 0). Counters are never reset: a record
  * reused by another thread goes on counting, and statistics subtract the
@@ -248,6 +249,8 @@ enum pshm_pend_op {
     PSHM_PEND_HANDOFF = 7, /* block a: owned -> transit */
     PSHM_PEND_ADOPT = 8,   /* block a: transit -> owned */
     PSHM_PEND_RTAKE = 9,   /* block a: a dead slot's -> reclaimed, into this cache */
+    PSHM_PEND_RRUN = 10,   /* blocks [a, b) (+ candidate n) of a dead slot -> a region;
+                              count: 0 taking them, 1 pushing the region */
 };
 
 struct pshm_tclass {
@@ -256,7 +259,11 @@ struct pshm_tclass {
     uint32_t fresh_end; /* carving region end (index) */
     pa_u64 fresh_w;     /* carving cursor and carved count, see above */
     pa_u64 frees;
-    pa_u64 displaced;                   /* hot blocks that left hot other than by malloc */
+    pa_u64 displaced; /* hot blocks that left hot other than by malloc */
+    /* Offset of the owner byte of the block in (or noted in) hot: written
+     * with hot, read by this thread only; a cache of pshm_owner() for the
+     * burn-after-reading pair. */
+    uint64_t hot_own;
     uint32_t slots[PSHM_CACHE_CAP + 1]; /* slots[0] unused */
     uint32_t reserved2;
     /* Cold: counted on slow paths only. */
@@ -267,6 +274,8 @@ struct pshm_tclass {
     pa_u64 exhausted;
     pa_u64 handoffs;    /* blocks this thread put in transit */
     pa_u64 adopts;      /* blocks this thread took from transit */
+    pa_u64 uncarved;    /* in-use blocks of dead processes this record (a
+                        reclaimer's) gave back as uncarved regions */
     pa_u64 base_allocs; /* at claim: for per-process figures */
     pa_u64 base_frees;
     pa_u64 base_cmiss;
@@ -274,7 +283,7 @@ struct pshm_tclass {
     /* Receipts: the newest generation of each list head that this record
      * wrote (max-CAS by any thread that read it; pshm_central.c). */
     pa_u32 rcpt[2];
-    uint8_t pad[PSHM_TCLASS_BYTES - 40 - 4 * (PSHM_CACHE_CAP + 2) - 80 - 32 - 8];
+    uint8_t pad[PSHM_TCLASS_BYTES - 48 - 4 * (PSHM_CACHE_CAP + 2) - 88 - 32 - 8];
 };
 
 struct pshm_thread {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pshm_os.c: the only caller of shm_open, memfd_create, mmap, munmap and
- * shm_unlink in poold (as mimalloc keeps its OS calls in prim/).
+ * pshm_os.c: the only caller of shm_open, memfd_create, mmap, mremap, munmap
+ * and shm_unlink in poold (as mimalloc keeps its OS calls in prim/).
  *
  * Creating a segment reserves all of its memory at once with
  * posix_fallocate: a /dev/shm too small for the pool is an error here, at
@@ -112,10 +112,48 @@ int pshm_os_open(const char *name, void **base, uint64_t *bytes, char *err, size
     return rc;
 }
 
+int pshm_os_prefault(void *base, uint64_t bytes)
+{
+#ifdef MADV_POPULATE_WRITE
+    /* The pages exist (reserved at creation); this only fills our page
+     * tables, so that a reclaim never stops on a page fault per block. */
+    if (madvise(base, (size_t)bytes, MADV_POPULATE_WRITE) == 0)
+        return 0;
+    return -errno;
+#else
+    (void)base;
+    (void)bytes;
+    return -ENOTSUP;
+#endif
+}
+
 void pshm_os_unmap(void *base, uint64_t bytes)
 {
     if (base)
         munmap(base, (size_t)bytes);
+}
+
+int pshm_os_snapshot(const void *base, uint64_t bytes, uint64_t copy, void **out)
+{
+    if (copy > bytes)
+        copy = bytes;
+    /* NORESERVE: the tail beyond `copy` is never written by the caller. */
+    void *p = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    memcpy(p, base, (size_t)copy);
+    *out = p;
+    return 0;
+}
+
+int pshm_os_place(void *snapshot, void *base, uint64_t bytes)
+{
+    /* Replaces the shared mapping in one step: no instant without one. */
+    if (mremap(snapshot, (size_t)bytes, (size_t)bytes, MREMAP_MAYMOVE | MREMAP_FIXED, base) ==
+        MAP_FAILED)
+        return -errno;
+    return 0;
 }
 
 int pshm_os_unlink(const char *name)

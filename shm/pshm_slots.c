@@ -212,8 +212,6 @@ static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, 
 {
     uint8_t v = pshm_own_val(slot);
     bool give = !keep && actor && actor->rec && actor->slot != slot;
-    bool touched[PSHM_MAX_CLASSES] = {false};
-    uint8_t to = PSHM_OWN_TRANSIT;
     for (uint32_t n = 0; n < s->nspans; n++) {
         uint32_t c = pa_load_acquire(&s->spanmap[n]); /* acquire: as in pshm_block_class() */
         if (c >= s->nclasses)
@@ -221,44 +219,31 @@ static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, 
         uint64_t span_off = s->data_off + ((uint64_t)n << s->span_shift);
         pa_u8 *o = pshm_owner(s, c, span_off);
         uint32_t bps = s->blocks_per_span[c];
-        for (uint32_t i = 0;; i++) {
+        for (uint32_t i = 0;;) {
             i += (uint32_t)find_byte((const uint8_t *)o + i, bps - i, v);
             if (i >= bps)
                 break;
-            uint8_t cur = v;
-            uint32_t idx = (uint32_t)((span_off + (uint64_t)i * s->block_size[c]) >> 3);
-            struct pshm_tclass *tc = give ? &actor->rec->cls[c] : NULL;
             if (give) {
-                pshm_rec_make_room(s, actor->rec, c);
-                /* Journaled: a reclaimer that dies holding the block RECL
-                 * is finished by its own reclaimer (pshm_rec_recover). */
-                tc->pend.a = idx;
-                pa_store_release(&tc->pend.op, PSHM_PEND_RTAKE); /* release: journal first */
-            }
-            /* acq_rel: exactly one of this walk and a live free of the
-             * block moves it out of the dead slot's hands; RECL, which no
-             * free accepts, keeps it ours until it is in our cache. */
-            if (!pa_cas_strong_acq_rel(&o[i], &cur, give ? (uint8_t)PSHM_OWN_RECL : to)) {
-                if (give)
-                    pa_store_release(&tc->pend.op, PSHM_PEND_NONE); /* release: as above */
+                /* Runs of them go back as uncarved regions, touching no
+                 * block but the first of each run. */
+                uint32_t k = pshm_rec_reclaim_run(s, actor->rec, c, span_off, i, v);
+                if (k) {
+                    pa_add_relaxed(&s->cls[c].reclaimed_in_use, k); /* relaxed: statistic */
+                    out->in_use_returned += k;
+                }
+                i += k ? k : 1;
                 continue;
             }
-            if (give) {
-                touched[c] = true;
-                pshm_rec_free_owned(s, actor->rec, actor->slot, c, idx);
-                pa_store_release(&tc->pend.op, PSHM_PEND_NONE); /* release: after the step */
-                pa_add_relaxed(&s->cls[c].reclaimed_in_use, 1); /* relaxed: statistic */
-                out->in_use_returned++;
-            } else {
+            uint8_t cur = v;
+            /* acq_rel: exactly one of this walk and a live free of the
+             * block moves it out of the dead slot's hands. */
+            if (pa_cas_strong_acq_rel(&o[i], &cur, PSHM_OWN_TRANSIT)) {
                 pa_add_relaxed(&s->cls[c].u_handoffs, 1); /* relaxed: statistic */
                 out->in_use_kept++;
             }
+            i++;
         }
     }
-    /* The actor's cache took them: to central, for every process to use. */
-    for (uint32_t c = 0; give && c < s->nclasses; c++)
-        if (touched[c])
-            drain(s, actor->rec, c);
 }
 
 void pshm_proc_detach(pshm_seg_t *s, uint32_t slot, bool untrusted, pshm_release_result_t *res)
@@ -299,6 +284,9 @@ int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
     } else {
         return -EAGAIN;
     }
+    struct timespec t0, t1, c0, c1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     pshm_reclaimed_t r = {0};
     pshm_release_result_t res = {0};
     r.pid = pa_load_relaxed(&p->pid);
@@ -324,6 +312,10 @@ int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
         pa_add_relaxed(&s->hdr->blocks_orphaned, r.in_use_kept);
     if (res.entries_dropped)
         pa_add_relaxed(&s->hdr->entries_dropped, res.entries_dropped);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    r.usec = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
+    r.cpu_usec = (uint64_t)((c1.tv_sec - c0.tv_sec) * 1000000 + (c1.tv_nsec - c0.tv_nsec) / 1000);
     if (out)
         *out = r;
     pa_store_relaxed(&p->reclaimer, 0); /* relaxed: the release below orders it */

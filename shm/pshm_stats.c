@@ -22,7 +22,7 @@
 
 struct class_sum {
     uint64_t allocs, frees, fresh, same, cmiss, cenmiss, exhausted, cached;
-    uint64_t moved_in, moved_out, handoffs, adopts;
+    uint64_t moved_in, moved_out, handoffs, adopts, uncarved;
 };
 
 static void sum_class(const pshm_seg_t *s, uint32_t c, struct class_sum *o)
@@ -43,6 +43,7 @@ static void sum_class(const pshm_seg_t *s, uint32_t c, struct class_sum *o)
         o->moved_out += pa_load_relaxed(&tc->moved_out);
         o->handoffs += pa_load_relaxed(&tc->handoffs);
         o->adopts += pa_load_relaxed(&tc->adopts);
+        o->uncarved += pa_load_relaxed(&tc->uncarved);
         o->same += pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->displaced) -
                    pshm_hot_cached(pa_load_relaxed(&tc->hot));
         o->cmiss += pa_load_relaxed(&tc->cmiss);
@@ -84,12 +85,12 @@ void pshm_stats(const pshm_seg_t *s, struct pool_stats *out)
         sum_class(s, c, &sum);
         o->block_size = s->block_size[c];
         o->spans_carved = pshm_spans_of(s, c);
-        o->blocks_carved = sum.fresh;
+        o->blocks_carved = sum.fresh - sum.uncarved;
         o->blocks_central = sum.moved_out - sum.moved_in;
         o->blocks_cached = sum.cached;
         o->blocks_free = o->blocks_central + o->blocks_cached;
         o->blocks_in_transit = sum.handoffs - sum.adopts;
-        o->blocks_in_use = (int64_t)(sum.allocs - sum.frees - o->blocks_in_transit);
+        o->blocks_in_use = (int64_t)(sum.allocs - sum.frees - o->blocks_in_transit - sum.uncarved);
         o->allocations = sum.allocs;
         o->frees = sum.frees;
         o->reuses = sum.allocs >= sum.fresh ? sum.allocs - sum.fresh : 0;
@@ -235,28 +236,29 @@ int pshm_check(const pshm_seg_t *s, char *err, size_t errlen)
             return rc;
         uint64_t central = sum.moved_out - sum.moved_in;
         uint64_t transit = sum.handoffs - sum.adopts;
-        int64_t in_use = (int64_t)(sum.allocs - sum.frees - transit);
-        if ((int64_t)(central + sum.cached + transit) + in_use != (int64_t)sum.fresh) {
+        int64_t in_use = (int64_t)(sum.allocs - sum.frees - transit - sum.uncarved);
+        uint64_t carved = sum.fresh - sum.uncarved;
+        if ((int64_t)(central + sum.cached + transit) + in_use != (int64_t)carved) {
             snprintf(err, errlen,
                      "class %u (%u B): central %llu + cached %llu + in use %lld + in transit "
                      "%llu != carved %llu",
                      c, s->block_size[c], (unsigned long long)central,
                      (unsigned long long)sum.cached, (long long)in_use, (unsigned long long)transit,
-                     (unsigned long long)sum.fresh);
+                     (unsigned long long)carved);
             return -EUCLEAN;
         }
-        if (a.carved != sum.fresh || a.central != central || a.cached != sum.cached ||
+        if (a.carved != carved || a.central != central || a.cached != sum.cached ||
             (int64_t)a.owned != in_use || a.transit != transit ||
             a.carved != a.central + a.cached + a.owned + a.transit) {
             snprintf(err, errlen,
                      "class %u (%u B): counted carved %llu central %llu cached %llu in use %lld "
                      "transit %llu; found carved %llu central %llu cached %llu owned %llu "
                      "transit %llu",
-                     c, s->block_size[c], (unsigned long long)sum.fresh,
-                     (unsigned long long)central, (unsigned long long)sum.cached, (long long)in_use,
-                     (unsigned long long)transit, (unsigned long long)a.carved,
-                     (unsigned long long)a.central, (unsigned long long)a.cached,
-                     (unsigned long long)a.owned, (unsigned long long)a.transit);
+                     c, s->block_size[c], (unsigned long long)carved, (unsigned long long)central,
+                     (unsigned long long)sum.cached, (long long)in_use, (unsigned long long)transit,
+                     (unsigned long long)a.carved, (unsigned long long)a.central,
+                     (unsigned long long)a.cached, (unsigned long long)a.owned,
+                     (unsigned long long)a.transit);
             return -EUCLEAN;
         }
     }

@@ -58,11 +58,8 @@ if [ -n "$poold" ]; then
     for f in $flags; do
         has poold.8 "$f" || bad "poold.8 does not document $f (poold --help has it)"
     done
-    # Flags documented in poold.8 must exist. --orphans is the directive
-    # being added with the owner states (DESIGN.md, invariant 9) and is
-    # documented ahead of it; once poold --help lists it this is a no-op.
+    # Flags documented in poold.8 must exist.
     for f in $(options poold.8); do
-        [ "$f" = --orphans ] && continue
         grep -qx -- "$f" <<<"$flags" || bad "poold.8 documents $f, which poold --help lacks"
     done
     for f in $flags; do

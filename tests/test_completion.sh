@@ -81,7 +81,7 @@ for cmd in stats procs classes; do
             args=(--watch 1)
             want=124
         fi
-        POOLD_SOCKET=$dir/none timeout 2 "$poolctl" "$cmd" "${args[@]}" >/dev/null 2>&1
+        POOLD_SOCKET=$dir/none timeout -k 1 2 "$poolctl" "$cmd" "${args[@]}" </dev/null >/dev/null 2>&1
         rc=$?
         if [[ $rc != "$want" ]]; then
             echo "FAIL: poolctl $cmd ${args[*]} exits $rc, want $want (parsed, poold unreachable)"

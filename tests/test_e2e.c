@@ -638,6 +638,354 @@ static int assert_aligned(const char *table)
     return n;
 }
 
+/* The value of sub-key `key` in a row "class_8:size=8,batch=32", or -1. */
+static long long subval(const char *row, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = strstr(row, key); p; p = strstr(p + 1, key))
+        if ((p[-1] == ':' || p[-1] == ',') && p[kl] == '=')
+            return strtoll(p + kl + 1, NULL, 10);
+    return -1;
+}
+
+/* Send one verb on the control socket, read the reply through END. */
+static char *raw_request(struct e2e *e, const char *verb)
+{
+    int fd = connect_sock(e->sock);
+    char line[32];
+    int n = snprintf(line, sizeof(line), "%s\n", verb);
+    assert_int_equal(write(fd, line, (size_t)n), n);
+    static char buf[1 << 16];
+    size_t len = 0;
+    double end = now_s() + 5;
+    while (!strstr(buf, "\nEND\n") && now_s() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t r = read(fd, buf + len, sizeof(buf) - len - 1);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        buf[len] = '\0';
+    }
+    close(fd);
+    assert_non_null(strstr(buf, "\nEND\n"));
+    return strdup(buf);
+}
+
+/* Blocks of `size` bytes in a span of `span` bytes, as docs/stats.md says:
+ * a class with more than 64 blocks per span keeps its owner bytes (one per
+ * block start) at the span's tail, so it fits a few blocks fewer. */
+static long long blocks_per_span(long long span, long long size)
+{
+    if (span / size > 64)
+        span -= span / size;
+    return span / size;
+}
+
+static void test_e2e_poolctl_procs_and_classes_tables(void **state)
+{
+    struct e2e *e = *state;
+    char *extra[] = {"--classes", "64,256,4096", NULL};
+    start_poold_args(e, extra);
+    char out[160];
+    snprintf(out, sizeof(out), "%s/t.out", e->dir);
+    pid_t w = start_worker(e, out, "--seconds", "60", "4");
+    char want[64];
+    snprintf(want, sizeof(want), "\"pid\": %d,", (int)w);
+    double end = now_s() + 10;
+    for (;;) {
+        char *procs = NULL;
+        assert_int_equal(poolctl(e, "procs", "--json", &procs), 0);
+        bool seen = strstr(procs, want) != NULL;
+        free(procs);
+        if (seen)
+            break;
+        assert_true(now_s() < end);
+        sleep_ms(20);
+    }
+
+    /* procs: a header and one aligned row for the worker. */
+    char *t = NULL;
+    assert_int_equal(poolctl(e, "procs", NULL, &t), 0);
+    print_message("%s", t);
+    const char *heads[] = {"PID",   "NAME",   "SLOT",   "THREADS", "ALLOCS",
+                           "FREES", "IN USE", "CACHED", "MISS",    "CONN"};
+    const char *nl = strchr(t, '\n');
+    assert_non_null(nl);
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+        const char *h = strstr(t, heads[i]);
+        assert_true(h != NULL && h < nl);
+    }
+    assert_int_equal(assert_aligned(t), 2);
+    long long pid = 0, slot = -1;
+    char name[32] = "";
+    assert_int_equal(sscanf(nl + 1, "%lld %31s %lld", &pid, name, &slot), 3);
+    assert_int_equal(pid, w);
+    assert_string_equal(name, "pool_worker");
+    /* poold holds a slot of its own (slot 0 of the segment it created),
+     * never listed: the worker has another. */
+    assert_true(slot > 0);
+    assert_non_null(strstr(nl, " yes\n"));
+    free(t);
+    /* procs --json: valid, and the worker's figures. */
+    assert_json_parses(e, "procs --json");
+    assert_int_equal(poolctl(e, "procs", "--json", &t), 0);
+    assert_non_null(strstr(t, "\"processes\": ["));
+    assert_int_equal(json_num(t, "pid"), w);
+    assert_int_equal(json_num(t, "slot"), slot);
+    assert_int_equal(json_num(t, "connected"), 1);
+    assert_true(json_num(t, "allocs") > 0);
+    assert_non_null(strstr(t, "\"name\": \"pool_worker\""));
+    free(t);
+
+    /* classes: the table and --json say what CLASSES says. */
+    char *raw = raw_request(e, "CLASSES");
+    assert_int_equal(poolctl(e, "classes", NULL, &t), 0);
+    print_message("%s", t);
+    nl = strchr(t, '\n');
+    assert_non_null(nl);
+    const char head[] = "SIZE  BLOCKS/SPAN  CACHE CAP  BATCH  OWNER BYTES\n";
+    assert_true(strncmp(t, head, strlen(head)) == 0);
+    assert_int_equal(assert_aligned(t), 4);
+    char *json = NULL;
+    assert_json_parses(e, "classes --json");
+    assert_int_equal(poolctl(e, "classes", "--json", &json), 0);
+    const char *row = nl + 1;
+    const long long sizes[] = {64, 256, 4096};
+    for (int i = 0; i < 3; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "\nclass_%lld:", sizes[i]);
+        const char *r = strstr(raw, key);
+        assert_non_null(r);
+        long long bps = subval(r, "blocks_per_span"), cap = subval(r, "cache_cap");
+        long long batch = subval(r, "batch");
+        assert_int_equal(subval(r, "size"), sizes[i]);
+        assert_int_equal(bps, blocks_per_span(65536, sizes[i]));
+        assert_int_equal(subval(r, "owner_bytes"), 1);
+        assert_true(cap > 0 && batch > 0);
+        long long c[5];
+        assert_int_equal(sscanf(row, "%lld %lld %lld %lld %lld", &c[0], &c[1], &c[2], &c[3], &c[4]),
+                         5);
+        assert_int_equal(c[0], sizes[i]);
+        assert_int_equal(c[1], bps);
+        assert_int_equal(c[2], cap);
+        assert_int_equal(c[3], batch);
+        assert_int_equal(c[4], 1); /* OWNER BYTES */
+        row = strchr(row, '\n') + 1;
+        snprintf(key, sizeof(key), "\"key\": \"class_%lld\"", sizes[i]);
+        const char *o = strstr(json, key);
+        assert_non_null(o);
+        assert_int_equal(json_num(o, "size"), sizes[i]);
+        assert_int_equal(json_num(o, "blocks_per_span"), bps);
+        assert_int_equal(json_num(o, "cache_cap"), cap);
+        assert_int_equal(json_num(o, "batch"), batch);
+        assert_int_equal(json_num(o, "owner_bytes"), 1);
+    }
+    free(json);
+    free(raw);
+    free(t);
+    kill(w, SIGTERM);
+    assert_int_equal(wait_for(w, 30), 0);
+    stop_poold(e);
+}
+
+/* A stand-in for poold that answers every connection with `reply`. */
+static pid_t fake_poold(struct e2e *e, const char *reply, int conns)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_true(strlen(e->sock) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, e->sock, strlen(e->sock) + 1);
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(l, 8), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(20); /* never outlive a failed test */
+        for (int i = 0; i < conns; i++) {
+            int c = accept(l, NULL, NULL);
+            if (c < 0)
+                _exit(1);
+            char req[256];
+            if (read(c, req, sizeof(req)) <= 0 ||
+                write(c, reply, strlen(reply)) != (ssize_t)strlen(reply))
+                _exit(1);
+            close(c);
+        }
+        _exit(0);
+    }
+    close(l);
+    return pid;
+}
+
+/* Figures poolctl has no column for (owner_bytes, the owner table's cost
+ * per block, and a key poold may add later) show up in the table, after
+ * the ones it knows and in the order poold sends them, and in --json, with
+ * no change to poolctl. */
+static void test_e2e_poolctl_classes_shows_new_keys(void **state)
+{
+    struct e2e *e = *state;
+    pid_t f = fake_poold(e,
+                         "OK\n# classes\n"
+                         "class_8:size=8,blocks_per_span=7168,owner_bytes=1,cache_cap=64,batch=32,"
+                         "future_key=2\n"
+                         "class_65536:size=65536,blocks_per_span=1,owner_bytes=1,cache_cap=4,"
+                         "batch=2,future_key=16\n"
+                         "END\n",
+                         3);
+    char *t = NULL;
+    assert_int_equal(poolctl(e, "classes", NULL, &t), 0);
+    print_message("%s", t);
+    assert_int_equal(assert_aligned(t), 3);
+    const char head[] = " SIZE  BLOCKS/SPAN  CACHE CAP  BATCH  OWNER BYTES  FUTURE KEY\n";
+    assert_true(strncmp(t, head, strlen(head)) == 0);
+    assert_non_null(strstr(t, "\n    8         7168         64     32            1           2\n"));
+    assert_non_null(strstr(t, "\n65536            1          4      2            1          16\n"));
+    free(t);
+    assert_json_parses(e, "classes --json");
+    assert_int_equal(poolctl(e, "classes", "--json", &t), 0);
+    const char *o = strstr(t, "\"key\": \"class_65536\"");
+    assert_non_null(o);
+    assert_int_equal(json_num(o, "owner_bytes"), 1);
+    assert_int_equal(json_num(o, "future_key"), 16);
+    free(t);
+    assert_int_equal(wait_for(f, 10), 0);
+}
+
+/* promtool check metrics has nothing to say about `poolctl stats
+ * --prometheus` nor about /metrics, with processes attached and orphans
+ * reported (every section of STATS rendered). */
+static void test_e2e_prometheus_lints_clean(void **state)
+{
+    struct e2e *e = *state;
+    if (!have_cmd("promtool")) {
+        print_message("promtool not installed (Debian package prometheus; bash scripts/deps.sh "
+                      "installs it): lint skipped\n");
+        skip();
+    }
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(probe, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    getsockname(probe, (struct sockaddr *)&sa, &sl);
+    close(probe);
+    char hostport[64];
+    snprintf(hostport, sizeof(hostport), "127.0.0.1:%d", ntohs(sa.sin_port));
+    char *extra[] = {"--metrics", hostport, NULL};
+    start_poold_args(e, extra);
+    char out1[160], out2[160];
+    snprintf(out1, sizeof(out1), "%s/p1.out", e->dir);
+    snprintf(out2, sizeof(out2), "%s/p2.out", e->dir);
+    pid_t live = start_worker(e, out1, "--seconds", "60", "4");
+    pid_t dies = start_worker(e, out2, "--seconds", "60", "4");
+    double end = now_s() + 10;
+    while (stat_num(e, "procs_attached") != 2)
+        assert_true(now_s() < end), sleep_ms(10);
+    kill(dies, SIGKILL);
+    waitpid(dies, NULL, 0);
+    while (stat_num(e, "procs_reclaimed_total") != 1)
+        assert_true(now_s() < end), sleep_ms(10);
+
+    /* poolctl stats --prometheus */
+    char path[200], script[600];
+    char *text = NULL, *said = NULL;
+    snprintf(path, sizeof(path), "%s/prom.txt", e->dir);
+    snprintf(script, sizeof(script), "'%s' --socket '%s' stats --prometheus >'%s'", POOLCTL_BIN,
+             e->sock, path);
+    assert_int_equal(sh(script, NULL), 0);
+    text = slurp(path);
+    char want[96];
+    snprintf(want, sizeof(want), "poold_proc_allocs_total{pid=\"%d\",name=\"pool_worker\"} ",
+             (int)live);
+    assert_non_null(strstr(text, want));
+    snprintf(want, sizeof(want), "poold_orphan_blocks{pid=\"%d\"} ", (int)dies);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "# HELP poold_class_allocs_total "));
+    free(text);
+    snprintf(script, sizeof(script), "promtool check metrics <'%s'", path);
+    int rc = sh(script, &said);
+    if (rc != 0 || *said)
+        fail_msg("promtool check metrics on poolctl stats --prometheus (%d):\n%s", rc, said);
+    free(said);
+
+    /* /metrics */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char req[] = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+    static char buf[1 << 18];
+    bool closed;
+    read_some(fd, buf, sizeof(buf), 2000, &closed);
+    close(fd);
+    char *body = strstr(buf, "\r\n\r\n");
+    assert_non_null(body);
+    body += 4;
+    assert_non_null(strstr(body, want)); /* the same renderer: the orphan */
+    snprintf(path, sizeof(path), "%s/metrics.txt", e->dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(body, f);
+    fclose(f);
+    snprintf(script, sizeof(script), "promtool check metrics <'%s'", path);
+    rc = sh(script, &said);
+    if (rc != 0 || *said)
+        fail_msg("promtool check metrics on /metrics (%d):\n%s", rc, said);
+    free(said);
+    kill(live, SIGTERM);
+    assert_int_equal(wait_for(live, 30), 0);
+    stop_poold(e);
+}
+
+/* Many processes with long names: the Prometheus text, which repeats a
+ * row's labels on each of its samples, is many times the STATS body, and
+ * poolctl still renders all of it (and promtool still finds nothing). */
+static void test_e2e_poolctl_prometheus_many_procs(void **state)
+{
+    struct e2e *e = *state;
+    enum { PROCS = 64 };
+    static char body[1 << 16];
+    size_t n = 0;
+    n += (size_t)snprintf(body + n, sizeof(body) - n,
+                          "OK\n# pool\nprocs_attached:%d\n# processes\n", PROCS);
+    for (int i = 0; i < PROCS; i++)
+        n += (size_t)snprintf(body + n, sizeof(body) - n,
+                              "proc_%d:pid=%d,slot=%d,name=%.64s,attached_unix=1764270000,"
+                              "uptime_seconds=1,allocs=1,frees=1,cache_misses=0,cached=0,in_use=0,"
+                              "threads=1,connected=1\n",
+                              1000 + i, 1000 + i, i,
+                              "a-worker-with-a-very-long-name-that-fills-all-sixty-four-bytes-x");
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "END\n");
+    pid_t f = fake_poold(e, body, 1);
+    char path[200], script[600];
+    snprintf(path, sizeof(path), "%s/many.txt", e->dir);
+    snprintf(script, sizeof(script), "'%s' --socket '%s' stats --prometheus >'%s'", POOLCTL_BIN,
+             e->sock, path);
+    char *said = NULL;
+    int rc = sh(script, &said);
+    if (rc != 0)
+        fail_msg("poolctl stats --prometheus (%d): %s", rc, said);
+    free(said);
+    assert_int_equal(wait_for(f, 10), 0);
+    char *text = slurp(path);
+    int samples = 0;
+    for (const char *p = text; (p = strstr(p, "\npoold_proc_threads{")) != NULL; p++)
+        samples++;
+    assert_int_equal(samples, PROCS);
+    print_message("%zu bytes of STATS became %zu bytes of Prometheus text\n", (size_t)n,
+                  strlen(text));
+    assert_true(strlen(text) > 4 * (size_t)n);
+    free(text);
+    if (have_cmd("promtool")) {
+        snprintf(script, sizeof(script), "promtool check metrics <'%s'", path);
+        rc = sh(script, &said);
+        if (rc != 0 || *said)
+            fail_msg("promtool check metrics (%d):\n%s", rc, said);
+        free(said);
+    }
+}
+
 /* A worker that detaches after poold went away must not die of SIGPIPE
  * (BYE on a socket whose peer closed): the library never raises it. */
 static void test_e2e_worker_detaches_after_poold_is_gone(void **state)
@@ -825,338 +1173,6 @@ static int count_pings(int nfd, int ms, bool *ready)
         }
     }
     return n;
-}
-
-/* The value of sub-key `key` in a row "class_8:size=8,batch=32", or -1. */
-static long long subval(const char *row, const char *key)
-{
-    size_t kl = strlen(key);
-    for (const char *p = strstr(row, key); p; p = strstr(p + 1, key))
-        if ((p[-1] == ':' || p[-1] == ',') && p[kl] == '=')
-            return strtoll(p + kl + 1, NULL, 10);
-    return -1;
-}
-
-/* Send one verb on the control socket, read the reply through END. */
-static char *raw_request(struct e2e *e, const char *verb)
-{
-    int fd = connect_sock(e->sock);
-    char line[32];
-    int n = snprintf(line, sizeof(line), "%s\n", verb);
-    assert_int_equal(write(fd, line, (size_t)n), n);
-    static char buf[1 << 16];
-    size_t len = 0;
-    double end = now_s() + 5;
-    while (!strstr(buf, "\nEND\n") && now_s() < end) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t r = read(fd, buf + len, sizeof(buf) - len - 1);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        buf[len] = '\0';
-    }
-    close(fd);
-    assert_non_null(strstr(buf, "\nEND\n"));
-    return strdup(buf);
-}
-
-static void test_e2e_poolctl_procs_and_classes_tables(void **state)
-{
-    struct e2e *e = *state;
-    char *extra[] = {"--classes", "64,256,4096", NULL};
-    start_poold_args(e, extra);
-    char out[160];
-    snprintf(out, sizeof(out), "%s/t.out", e->dir);
-    pid_t w = start_worker(e, out, "--seconds", "60", "4");
-    char want[64];
-    snprintf(want, sizeof(want), "\"pid\": %d,", (int)w);
-    double end = now_s() + 10;
-    for (;;) {
-        char *procs = NULL;
-        assert_int_equal(poolctl(e, "procs", "--json", &procs), 0);
-        bool seen = strstr(procs, want) != NULL;
-        free(procs);
-        if (seen)
-            break;
-        assert_true(now_s() < end);
-        sleep_ms(20);
-    }
-
-    /* procs: a header and one aligned row for the worker. */
-    char *t = NULL;
-    assert_int_equal(poolctl(e, "procs", NULL, &t), 0);
-    print_message("%s", t);
-    const char *heads[] = {"PID",   "NAME",   "SLOT",   "THREADS", "ALLOCS",
-                           "FREES", "IN USE", "CACHED", "MISS",    "CONN"};
-    const char *nl = strchr(t, '\n');
-    assert_non_null(nl);
-    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
-        const char *h = strstr(t, heads[i]);
-        assert_true(h != NULL && h < nl);
-    }
-    assert_int_equal(assert_aligned(t), 2);
-    long long pid = 0, slot = -1;
-    char name[32] = "";
-    assert_int_equal(sscanf(nl + 1, "%lld %31s %lld", &pid, name, &slot), 3);
-    assert_int_equal(pid, w);
-    assert_string_equal(name, "pool_worker");
-    assert_int_equal(slot, 1); /* slot 0 is poold's own (its reclaims) */
-    assert_non_null(strstr(nl, " yes\n"));
-    free(t);
-    /* procs --json: valid, and the worker's figures. */
-    assert_json_parses(e, "procs --json");
-    assert_int_equal(poolctl(e, "procs", "--json", &t), 0);
-    assert_non_null(strstr(t, "\"processes\": ["));
-    assert_int_equal(json_num(t, "pid"), w);
-    assert_int_equal(json_num(t, "slot"), 1);
-    assert_int_equal(json_num(t, "connected"), 1);
-    assert_true(json_num(t, "allocs") > 0);
-    assert_non_null(strstr(t, "\"name\": \"pool_worker\""));
-    free(t);
-
-    /* classes: the table and --json say what CLASSES says. */
-    char *raw = raw_request(e, "CLASSES");
-    assert_int_equal(poolctl(e, "classes", NULL, &t), 0);
-    print_message("%s", t);
-    nl = strchr(t, '\n');
-    assert_non_null(nl);
-    const char head[] = "SIZE  BLOCKS/SPAN  CACHE CAP  BATCH";
-    assert_true(strncmp(t, head, strlen(head)) == 0);
-    assert_int_equal(assert_aligned(t), 4);
-    char *json = NULL;
-    assert_json_parses(e, "classes --json");
-    assert_int_equal(poolctl(e, "classes", "--json", &json), 0);
-    const char *row = nl + 1;
-    const long long sizes[] = {64, 256, 4096};
-    for (int i = 0; i < 3; i++) {
-        char key[32];
-        snprintf(key, sizeof(key), "\nclass_%lld:", sizes[i]);
-        const char *r = strstr(raw, key);
-        assert_non_null(r);
-        long long bps = subval(r, "blocks_per_span"), cap = subval(r, "cache_cap");
-        long long batch = subval(r, "batch");
-        assert_int_equal(subval(r, "size"), sizes[i]);
-        /* A class with more than 64 blocks a span keeps its owner bytes
-         * (one per block start) in the span's tail (shm/pshm_layout.h). */
-        long long own = (65536 + sizes[i] - 1) / sizes[i];
-        assert_int_equal(bps, own > 64 ? (65536 - own) / sizes[i] : 65536 / sizes[i]);
-        assert_true(cap > 0 && batch > 0);
-        long long c[4];
-        assert_int_equal(sscanf(row, "%lld %lld %lld %lld", &c[0], &c[1], &c[2], &c[3]), 4);
-        assert_int_equal(c[0], sizes[i]);
-        assert_int_equal(c[1], bps);
-        assert_int_equal(c[2], cap);
-        assert_int_equal(c[3], batch);
-        row = strchr(row, '\n') + 1;
-        snprintf(key, sizeof(key), "\"key\": \"class_%lld\"", sizes[i]);
-        const char *o = strstr(json, key);
-        assert_non_null(o);
-        assert_int_equal(json_num(o, "size"), sizes[i]);
-        assert_int_equal(json_num(o, "blocks_per_span"), bps);
-        assert_int_equal(json_num(o, "cache_cap"), cap);
-        assert_int_equal(json_num(o, "batch"), batch);
-    }
-    free(json);
-    free(raw);
-    free(t);
-    kill(w, SIGTERM);
-    assert_int_equal(wait_for(w, 30), 0);
-    stop_poold(e);
-}
-
-/* A stand-in for poold that answers every connection with `reply`. */
-static pid_t fake_poold(struct e2e *e, const char *reply, int conns)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    assert_true(strlen(e->sock) < sizeof(sa.sun_path));
-    memcpy(sa.sun_path, e->sock, strlen(e->sock) + 1);
-    int l = socket(AF_UNIX, SOCK_STREAM, 0);
-    assert_true(l >= 0);
-    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(l, 8), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        alarm(20); /* never outlive a failed test */
-        for (int i = 0; i < conns; i++) {
-            int c = accept(l, NULL, NULL);
-            if (c < 0)
-                _exit(1);
-            char req[256];
-            if (read(c, req, sizeof(req)) <= 0 ||
-                write(c, reply, strlen(reply)) != (ssize_t)strlen(reply))
-                _exit(1);
-            close(c);
-        }
-        _exit(0);
-    }
-    close(l);
-    return pid;
-}
-
-/* A figure poold adds to CLASSES later (owner_bytes, the owner table's
- * cost per block) shows up in the table and in --json with no change to
- * poolctl. */
-static void test_e2e_poolctl_classes_shows_new_keys(void **state)
-{
-    struct e2e *e = *state;
-    pid_t f = fake_poold(e,
-                         "OK\n# classes\n"
-                         "class_8:size=8,blocks_per_span=8192,cache_cap=64,batch=32,owner_bytes=2\n"
-                         "class_65536:size=65536,blocks_per_span=1,cache_cap=4,batch=2,"
-                         "owner_bytes=16\n"
-                         "END\n",
-                         3);
-    char *t = NULL;
-    assert_int_equal(poolctl(e, "classes", NULL, &t), 0);
-    print_message("%s", t);
-    assert_int_equal(assert_aligned(t), 3);
-    const char head[] = " SIZE  BLOCKS/SPAN  CACHE CAP  BATCH  OWNER BYTES\n";
-    assert_true(strncmp(t, head, strlen(head)) == 0);
-    assert_non_null(strstr(t, "\n    8         8192         64     32            2\n"));
-    assert_non_null(strstr(t, "\n65536            1          4      2           16\n"));
-    free(t);
-    assert_json_parses(e, "classes --json");
-    assert_int_equal(poolctl(e, "classes", "--json", &t), 0);
-    const char *o = strstr(t, "\"key\": \"class_65536\"");
-    assert_non_null(o);
-    assert_int_equal(json_num(o, "owner_bytes"), 16);
-    free(t);
-    assert_int_equal(wait_for(f, 10), 0);
-}
-
-/* promtool check metrics has nothing to say about `poolctl stats
- * --prometheus` nor about /metrics, with processes attached and orphans
- * reported (every section of STATS rendered). */
-static void test_e2e_prometheus_lints_clean(void **state)
-{
-    struct e2e *e = *state;
-    if (!have_cmd("promtool")) {
-        print_message("promtool not installed (Debian package prometheus; bash scripts/deps.sh "
-                      "installs it): lint skipped\n");
-        skip();
-    }
-    int probe = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(bind(probe, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    getsockname(probe, (struct sockaddr *)&sa, &sl);
-    close(probe);
-    char hostport[64];
-    snprintf(hostport, sizeof(hostport), "127.0.0.1:%d", ntohs(sa.sin_port));
-    char *extra[] = {"--metrics", hostport, NULL};
-    start_poold_args(e, extra);
-    char out1[160], out2[160];
-    snprintf(out1, sizeof(out1), "%s/p1.out", e->dir);
-    snprintf(out2, sizeof(out2), "%s/p2.out", e->dir);
-    pid_t live = start_worker(e, out1, "--seconds", "60", "4");
-    pid_t dies = start_worker(e, out2, "--seconds", "60", "4");
-    double end = now_s() + 10;
-    while (stat_num(e, "procs_attached") != 2)
-        assert_true(now_s() < end), sleep_ms(10);
-    kill(dies, SIGKILL);
-    waitpid(dies, NULL, 0);
-    while (stat_num(e, "procs_reclaimed_total") != 1)
-        assert_true(now_s() < end), sleep_ms(10);
-
-    /* poolctl stats --prometheus */
-    char path[200], script[600];
-    char *text = NULL, *said = NULL;
-    snprintf(path, sizeof(path), "%s/prom.txt", e->dir);
-    snprintf(script, sizeof(script), "'%s' --socket '%s' stats --prometheus >'%s'", POOLCTL_BIN,
-             e->sock, path);
-    assert_int_equal(sh(script, NULL), 0);
-    text = slurp(path);
-    char want[96];
-    snprintf(want, sizeof(want), "poold_proc_allocs_total{pid=\"%d\",name=\"pool_worker\"} ",
-             (int)live);
-    assert_non_null(strstr(text, want));
-    snprintf(want, sizeof(want), "poold_orphan_blocks{pid=\"%d\"} ", (int)dies);
-    assert_non_null(strstr(text, want));
-    assert_non_null(strstr(text, "# HELP poold_class_allocs_total "));
-    free(text);
-    snprintf(script, sizeof(script), "promtool check metrics <'%s'", path);
-    int rc = sh(script, &said);
-    if (rc != 0 || *said)
-        fail_msg("promtool check metrics on poolctl stats --prometheus (%d):\n%s", rc, said);
-    free(said);
-
-    /* /metrics */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    const char req[] = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
-    assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
-    static char buf[1 << 18];
-    bool closed;
-    read_some(fd, buf, sizeof(buf), 2000, &closed);
-    close(fd);
-    char *body = strstr(buf, "\r\n\r\n");
-    assert_non_null(body);
-    body += 4;
-    assert_non_null(strstr(body, want)); /* the same renderer: the orphan */
-    snprintf(path, sizeof(path), "%s/metrics.txt", e->dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(body, f);
-    fclose(f);
-    snprintf(script, sizeof(script), "promtool check metrics <'%s'", path);
-    rc = sh(script, &said);
-    if (rc != 0 || *said)
-        fail_msg("promtool check metrics on /metrics (%d):\n%s", rc, said);
-    free(said);
-    kill(live, SIGTERM);
-    assert_int_equal(wait_for(live, 30), 0);
-    stop_poold(e);
-}
-
-/* Many processes with long names: the Prometheus text, which repeats a
- * row's labels on each of its samples, is many times the STATS body, and
- * poolctl still renders all of it (and promtool still finds nothing). */
-static void test_e2e_poolctl_prometheus_many_procs(void **state)
-{
-    struct e2e *e = *state;
-    enum { PROCS = 64 };
-    static char body[1 << 16];
-    size_t n = 0;
-    n += (size_t)snprintf(body + n, sizeof(body) - n,
-                          "OK\n# pool\nprocs_attached:%d\n# processes\n", PROCS);
-    for (int i = 0; i < PROCS; i++)
-        n += (size_t)snprintf(body + n, sizeof(body) - n,
-                              "proc_%d:pid=%d,slot=%d,name=%.64s,attached_unix=1764270000,"
-                              "uptime_seconds=1,allocs=1,frees=1,cache_misses=0,cached=0,in_use=0,"
-                              "threads=1,connected=1\n",
-                              1000 + i, 1000 + i, i,
-                              "a-worker-with-a-very-long-name-that-fills-all-sixty-four-bytes-x");
-    n += (size_t)snprintf(body + n, sizeof(body) - n, "END\n");
-    pid_t f = fake_poold(e, body, 1);
-    char path[200], script[600];
-    snprintf(path, sizeof(path), "%s/many.txt", e->dir);
-    snprintf(script, sizeof(script), "'%s' --socket '%s' stats --prometheus >'%s'", POOLCTL_BIN,
-             e->sock, path);
-    char *said = NULL;
-    int rc = sh(script, &said);
-    if (rc != 0)
-        fail_msg("poolctl stats --prometheus (%d): %s", rc, said);
-    free(said);
-    assert_int_equal(wait_for(f, 10), 0);
-    char *text = slurp(path);
-    int samples = 0;
-    for (const char *p = text; (p = strstr(p, "\npoold_proc_threads{")) != NULL; p++)
-        samples++;
-    assert_int_equal(samples, PROCS);
-    print_message("%zu bytes of STATS became %zu bytes of Prometheus text\n", (size_t)n,
-                  strlen(text));
-    assert_true(strlen(text) > 4 * (size_t)n);
-    free(text);
-    if (have_cmd("promtool")) {
-        snprintf(script, sizeof(script), "promtool check metrics <'%s'", path);
-        rc = sh(script, &said);
-        if (rc != 0 || *said)
-            fail_msg("promtool check metrics (%d):\n%s", rc, said);
-        free(said);
-    }
 }
 
 static void test_e2e_watchdog_pings_only_while_the_loop_runs(void **state)
