@@ -122,6 +122,15 @@ static uint64_t drain(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     /* relaxed (all): the record is ours, or its owner is dead. */
     uint64_t h = pa_load_relaxed(&tc->hot);
     uint32_t n = pa_load_relaxed(&tc->count);
+    if (pshm_hot_cached(h) && n >= s->cache_cap[c]) {
+        /* A full cache under a cached hot (a dead owner's record, which
+         * recovery lets hold up to cache_cap entries): no room to push hot
+         * down into slots[], which ends at PSHM_CACHE_CAP; flush first. */
+        uint32_t before = n;
+        pshm_rec_flush(s, t, c, s->batch[c]);
+        n = pa_load_relaxed(&tc->count);
+        moved += before - n;
+    }
     if (pshm_hot_cached(h)) {
         /* Into slots[] first, then out of hot: a death in between leaves
          * hot == slots[count], which recovery reads as one. */

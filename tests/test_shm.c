@@ -301,6 +301,58 @@ static void test_claim_scribbled_free_record_starts_empty(void **state)
     pshm_os_unmap(base, bytes);
 }
 
+/* Regression (fuzz_reclaim): a dead thread's record with a full cache
+ * (count == cache_cap, which recovery accepts) and a block in `hot`: the
+ * reclaim's drain pushed hot down into slots[cache_cap + 1], past the end
+ * of slots[] (UBSan: index 65 out of bounds; it clobbered the field after
+ * it). It flushes first now, and every block comes back. */
+static void test_reclaim_full_cache_with_hot(void **state)
+{
+    (void)state;
+    pshm_params_t p;
+    pshm_params_default(&p, 0);
+    assert_int_equal(pshm_params_set_classes(&p, "16,256", err, sizeof(err)), 0);
+    p.max_procs = 4;
+    p.max_threads = 4;
+    uint64_t bytes = pshm_params_min_bytes(&p) + (UINT64_C(8) << 16);
+    void *base = make(&p, bytes);
+    pshm_seg_t s;
+    assert_int_equal(pshm_view(&s, base, bytes, err, sizeof(err)), 0);
+    int dead = pshm_proc_claim(&s, 999999999, 0, 0);
+    assert_true(dead >= 0);
+    struct pshm_thread *dt = pshm_thread_claim(&s, (uint32_t)dead, 1);
+    assert_non_null(dt);
+    struct pshm_tclass *tc = &dt->cls[0];
+    uint32_t cap = s.cache_cap[0];
+    assert_int_equal(cap, PSHM_CACHE_CAP);
+    assert_int_equal(pshm_rec_install(&s, dt, 0), 0);
+    /* Carve cap + 1 blocks straight into the cache: cap in slots, one hot
+     * (as the fast path leaves them: owner bytes free, counted carved). */
+    uint32_t stride = s.block_size[0] / 8;
+    for (uint32_t i = 0; i <= cap; i++) {
+        uint32_t idx = pshm_tclass_fresh_next(tc);
+        uint64_t w = pa_load_relaxed(&tc->fresh_w);
+        pa_store_relaxed(&tc->fresh_w, w + (UINT64_C(1) << 32) + stride);
+        if (i < cap)
+            tc->slots[i + 1] = idx;
+        else
+            pa_store_relaxed(&tc->hot, (uint64_t)idx << 3);
+    }
+    pa_store_relaxed(&tc->count, cap);
+    tc->reserved2 = 0;
+    assert_int_equal(pshm_check(&s, err, sizeof(err)), 0);
+    int me = pshm_proc_claim(&s, getpid(), 0, PSHM_VIA_POOLD);
+    pshm_actor_t actor = {(uint32_t)me, pshm_thread_claim(&s, (uint32_t)me, 2)};
+    pshm_reclaimed_t r;
+    assert_int_equal(pshm_proc_reclaim(&s, (uint32_t)dead, &actor, &r), 0);
+    assert_int_equal(tc->reserved2, 0); /* nothing written past slots[] */
+    assert_int_equal(r.blocks_returned, cap + 1);
+    assert_int_equal(r.entries_dropped, 0);
+    if (pshm_check(&s, err, sizeof(err)) != 0)
+        fail_msg("books after the reclaim: %s", err);
+    pshm_os_unmap(base, bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -316,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_named_segment_create_open_unlink),
         cmocka_unit_test(test_create_on_full_dev_shm_fails_cleanly),
         cmocka_unit_test(test_claim_scribbled_free_record_starts_empty),
+        cmocka_unit_test(test_reclaim_full_cache_with_hot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
