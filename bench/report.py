@@ -540,11 +540,20 @@ plot {', '.join(cols)}
             f"\"{name(a)}\" {fmt(cg[a]['first']['D1'], '{:.4f}', 'NaN')} "
             f"{fmt((cg[a].get('pair64') or {}).get('D1'), '{:.4f}', 'NaN')} "
             f"{fmt(cg[a]['first']['Ir'] / 100, '{:.4f}', 'NaN')}\n" for a in alist)
-        plot("misses", dat, """set title 'cachegrind, per allocate+free: D1 misses (FIRST includes memset and thread start)'
+        plot("misses", dat, """set title 'cachegrind: D1 misses per FIRST allocate+memset+free (thread start included; log scale)'
 set style data histogram; set style histogram cluster gap 1; set style fill solid 0.8 border -1
 set ylabel 'D1 misses per pair'; set xtics rotate by -30; set grid ytics; set key top left
+set logscale y
+plot 'DAT' using 2:xtic(1) title 'FIRST'
+""")
+        dat = "".join(
+            f"\"{name(a)}\" {fmt(cg[a]['first']['Ir'], '{:.2f}', 'NaN')} "
+            f"{fmt((cg[a].get('pair64') or {}).get('Ir'), '{:.2f}', 'NaN')}\n" for a in alist)
+        plot("instructions", dat, """set title 'cachegrind: instructions per allocate+free (FIRST: with memset and thread start)'
+set style data histogram; set style histogram cluster gap 1; set style fill solid 0.8 border -1
+set ylabel 'instructions per pair'; set xtics rotate by -30; set grid ytics; set key top left
 set yrange [0:*]
-plot 'DAT' using 2:xtic(1) title 'FIRST', '' using 3 title 'pair 64 B'
+plot 'DAT' using 2:xtic(1) title 'FIRST', '' using 3 title 'pair 64 B (one thread, no touch)'
 """)
     return made
 
@@ -861,8 +870,9 @@ def markdown(run, S, charts, img_prefix):
         L.append(table(["allocator", "FIRST instr.", "allocator share", "FIRST D1 misses",
                         "allocator share", "FIRST LL misses", "pair 64 B instr.",
                         "pair 64 B D1", "pair 2000 B instr.", "pair 2000 B D1"], rows))
-        if "misses.png" in charts:
-            L.append(f"\n![misses]({img_prefix}misses.png)\n")
+        for c in ("misses.png", "instructions.png"):
+            if c in charts:
+                L.append(f"\n![{c[:-4]}]({img_prefix}{c})\n")
     A = S["addresses"]
     if A:
         L.append("\nDistinct addresses handed out in one thread's 2000 rounds (the seed's "
