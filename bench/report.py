@@ -435,7 +435,7 @@ def gnuplot(run, S, imgdir):
     pdir = os.path.join(run.d, "plot")
     os.makedirs(pdir, exist_ok=True)
     made = []
-    term = "set terminal pngcairo noenhanced size 900,520 font 'DejaVu Sans,10'\n"
+    term = "set terminal pngcairo noenhanced size 900,600 font 'DejaVu Sans,10'\n"
 
     def plot(fname, dat, script):
         with open(os.path.join(pdir, fname + ".dat"), "w") as f:
@@ -477,7 +477,7 @@ plot 'DAT' using 2:xtic(1) title 'FIRST (memset)', '' using 3 title 'SECOND (rea
                           for i, a in enumerate(alist))
         plot("pairs", dat, f"""set title 'One thread: allocate + free, CPU ns per pair (median; lower is better)'
 set logscale x 2; set logscale y; set xlabel 'block size (bytes)'; set ylabel 'ns per pair'
-set grid; set key outside right
+set grid; set key below
 plot {lines}
 """)
 
@@ -492,7 +492,7 @@ plot {lines}
         lines = ", ".join(f"'DAT' using 1:{i + 2} with linespoints title {gq(name(a))}"
                           for i, a in enumerate(alist))
         plot(fname, dat, f"""set title '{title}'
-set xlabel '{xlabel}'; set ylabel '{ylabel}'; set grid; set key outside right
+set xlabel '{xlabel}'; set ylabel '{ylabel}'; set grid; set key below
 {'set logscale y' if logy else ''}
 set logscale x 2
 plot {lines}
@@ -528,7 +528,7 @@ plot {lines}
             cols.append(f"'' using {3 + 2 * i} title {gq(name(a) + ' p99')}")
         plot("handoff_latency", dat, f"""set title 'Handoff latency, allocation to free, at most 4 in flight (µs; lower is better)'
 set style data histogram; set style histogram cluster gap 1; set style fill solid 0.8 border -1
-set logscale y; set ylabel 'µs'; set xlabel 'block size (bytes)'; set grid ytics; set key outside right
+set logscale y; set ylabel 'µs'; set xlabel 'block size (bytes)'; set grid ytics; set key below
 plot {', '.join(cols)}
 """)
 
@@ -540,11 +540,20 @@ plot {', '.join(cols)}
             f"\"{name(a)}\" {fmt(cg[a]['first']['D1'], '{:.4f}', 'NaN')} "
             f"{fmt((cg[a].get('pair64') or {}).get('D1'), '{:.4f}', 'NaN')} "
             f"{fmt(cg[a]['first']['Ir'] / 100, '{:.4f}', 'NaN')}\n" for a in alist)
-        plot("misses", dat, """set title 'cachegrind, per allocate+free: D1 misses (FIRST includes memset and thread start)'
+        plot("misses", dat, """set title 'cachegrind: D1 misses per FIRST allocate+memset+free (thread start included; log scale)'
 set style data histogram; set style histogram cluster gap 1; set style fill solid 0.8 border -1
 set ylabel 'D1 misses per pair'; set xtics rotate by -30; set grid ytics; set key top left
+set logscale y
+plot 'DAT' using 2:xtic(1) title 'FIRST'
+""")
+        dat = "".join(
+            f"\"{name(a)}\" {fmt(cg[a]['first']['Ir'], '{:.2f}', 'NaN')} "
+            f"{fmt((cg[a].get('pair64') or {}).get('Ir'), '{:.2f}', 'NaN')}\n" for a in alist)
+        plot("instructions", dat, """set title 'cachegrind: instructions per allocate+free (FIRST: with memset and thread start)'
+set style data histogram; set style histogram cluster gap 1; set style fill solid 0.8 border -1
+set ylabel 'instructions per pair'; set xtics rotate by -30; set grid ytics; set key top left
 set yrange [0:*]
-plot 'DAT' using 2:xtic(1) title 'FIRST', '' using 3 title 'pair 64 B'
+plot 'DAT' using 2:xtic(1) title 'FIRST', '' using 3 title 'pair 64 B (one thread, no touch)'
 """)
     return made
 
@@ -838,8 +847,10 @@ def markdown(run, S, charts, img_prefix):
     # cache misses
     if cg:
         L.append("\n### Cache misses: the seed's question\n\n")
-        L.append("`valgrind --tool=cachegrind --cache-sim=yes` (simulated caches of this CPU, "
-                 "deterministic), per allocate+free: the run with K iterations minus the run with "
+        L.append("`valgrind --tool=cachegrind --cache-sim=yes` (simulated caches of this CPU; "
+                 "exact for the one-thread pairs; on FIRST, valgrind runs the 10 threads one at a "
+                 "time in an order that can change between runs, which moved libpoolclient's "
+                 "D1 misses per pair between 0.015 and 0.025 in three runs), per allocate+free: the run with K iterations minus the run with "
                  "1 (process start and first use cancel out), over the pairs done. FIRST includes the memset (540 B on average) and the "
                  "threads' start and exit; pairs are one thread, no touch. `allocator share` = "
                  "the row minus the floor's.\n\n")
@@ -859,8 +870,9 @@ def markdown(run, S, charts, img_prefix):
         L.append(table(["allocator", "FIRST instr.", "allocator share", "FIRST D1 misses",
                         "allocator share", "FIRST LL misses", "pair 64 B instr.",
                         "pair 64 B D1", "pair 2000 B instr.", "pair 2000 B D1"], rows))
-        if "misses.png" in charts:
-            L.append(f"\n![misses]({img_prefix}misses.png)\n")
+        for c in ("misses.png", "instructions.png"):
+            if c in charts:
+                L.append(f"\n![{c[:-4]}]({img_prefix}{c})\n")
     A = S["addresses"]
     if A:
         L.append("\nDistinct addresses handed out in one thread's 2000 rounds (the seed's "
