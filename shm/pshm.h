@@ -258,14 +258,6 @@ void pshm_rec_flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m
 int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
 /* Record t gives its carving range back to the region stack. */
 void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
-/* Flush half of record t's cache of class c if one more push-down would
- * need a flush (so that the push that follows journals nothing). */
-void pshm_rec_make_room(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
-/* Record t (of process slot `slot`) takes block idx, owned by that slot,
- * into its cache and marks it free: the free of a block one owns, done by
- * the shm layer (the client's fast path has its own copy). */
-void pshm_rec_free_owned(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c,
-                         uint32_t idx);
 /* Record t, a reclaimer, takes the blocks owned by value v from in-span
  * index i of the span at span_off on (each by one CAS, until one is lost or
  * not v's) and gives them back as one uncarved region: how many (0: the

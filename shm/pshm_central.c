@@ -377,41 +377,6 @@ void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     journal_done(tc);
 }
 
-void pshm_rec_make_room(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
-{
-    struct pshm_tclass *tc = &t->cls[c];
-    /* relaxed (both): single writer, us. */
-    uint32_t n = pa_load_relaxed(&tc->count);
-    if (pshm_hot_cached(pa_load_relaxed(&tc->hot)) && n + 1 >= s->cache_cap[c])
-        pshm_rec_flush(s, t, c, n < s->batch[c] ? n : s->batch[c]);
-}
-
-void pshm_rec_free_owned(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c,
-                         uint32_t idx)
-{
-    struct pshm_tclass *tc = &t->cls[c];
-    uint64_t off = (uint64_t)idx << 3;
-    /* relaxed (all): single writer, us; statistics read them. */
-    uint64_t h = pa_load_relaxed(&tc->hot);
-    if (pshm_hot_cached(h)) {
-        uint32_t n = pa_load_relaxed(&tc->count);
-        if (n + 1 >= s->cache_cap[c]) {
-            pshm_rec_flush(s, t, c, s->batch[c]);
-            n = pa_load_relaxed(&tc->count);
-        }
-        tc->slots[n + 1] = (uint32_t)(h >> 3);
-        pa_store_relaxed(&tc->count, n + 1);
-        pa_inc_single_writer(&tc->displaced, 1);
-    }
-    tc->hot_own = (uint64_t)((uint8_t *)pshm_owner_idx(s, c, idx) - s->base);
-    pa_store_relaxed(&tc->hot, off);
-    pa_inc_single_writer(&tc->frees, 1);
-    /* relaxed: the block is ours (we own it, no one else may free it), and
-     * in the cache before it says free (a reclaimer of ours finds it once). */
-    (void)slot;
-    pa_store_relaxed(pshm_owner_idx(s, c, idx), PSHM_OWN_FREE);
-}
-
 int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx)
 {
     struct pshm_tclass *tc = &t->cls[c];
@@ -576,28 +541,6 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
             set_range(tc, tc->pend.a, tc->pend.b);
         else
             dropped++;
-        break;
-    case PSHM_PEND_RTAKE:
-        /* Only the one reclaimer of a dead slot turns its blocks to RECL,
-         * one block at a time, journaled: RECL here is ours. */
-        if (pshm_idx_is_block(s, tc->pend.a, c)) {
-            pa_u8 *o = pshm_owner_idx(s, c, tc->pend.a);
-            if (pa_load_relaxed(o) == PSHM_OWN_RECL) { /* relaxed: ours alone */
-                uint64_t hh = pa_load_relaxed(&tc->hot);
-                uint32_t cn = pa_load_relaxed(&tc->count);
-                bool cached = pshm_hot_idx(hh) == tc->pend.a ||
-                              (cn >= 1 && cn <= s->cache_cap[c] && tc->slots[cn] == tc->pend.a);
-                if (cached) {
-                    pa_store_relaxed(o, PSHM_OWN_FREE);
-                } else {
-                    /* Room first: a flush would overwrite the journal. */
-                    uint32_t a = tc->pend.a;
-                    pshm_rec_make_room(s, t, c);
-                    tc->pend.a = a;
-                    pshm_rec_free_owned(s, t, slot, c, a);
-                }
-            }
-        }
         break;
     case PSHM_PEND_RRUN: {
         uint32_t stride = s->block_size[c] >> 3, a = tc->pend.a, e = tc->pend.b;

@@ -248,9 +248,9 @@ enum pshm_pend_op {
     PSHM_PEND_INSTALL = 6, /* region [a, b) is ours, being installed */
     PSHM_PEND_HANDOFF = 7, /* block a: owned -> transit */
     PSHM_PEND_ADOPT = 8,   /* block a: transit -> owned */
-    PSHM_PEND_RTAKE = 9,   /* block a: a dead slot's -> reclaimed, into this cache */
-    PSHM_PEND_RRUN = 10,   /* blocks [a, b) (+ candidate n) of a dead slot -> a region;
+    PSHM_PEND_RRUN = 9,    /* blocks [a, b) (+ candidate n) of a dead slot -> a region;
                               count: 0 taking them, 1 pushing the region */
+    PSHM_PEND_LAST = PSHM_PEND_RRUN,
 };
 
 struct pshm_tclass {

@@ -230,7 +230,7 @@ static void check_record(const pshm_seg_t *s, pshm_verify_t *v, uint32_t i, uint
               s->block_size[c], n, s->cache_cap[c]);
         return;
     }
-    if (op > PSHM_PEND_RTAKE) {
+    if (op > PSHM_PEND_LAST) {
         found(out, PSHM_CORRUPT_RECORD, c, i,
               "thread record %u, class %u (%u B): unknown journal step %u", i, c, s->block_size[c],
               op);
