@@ -227,7 +227,7 @@ int pool_reclaim_dead_(pool_t *pool)
 
 static bool carve_raw(pshm_seg_t *s, uint32_t c, uint32_t *a, uint32_t *b)
 {
-    int n = pshm_span_claim(s, 0);
+    int n = pshm_span_claim(s, NULL, 0);
     if (n < 0)
         return false;
     pshm_span_publish(s, (uint32_t)n, c, a, b);

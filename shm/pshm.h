@@ -282,11 +282,10 @@ bool pshm_region_pop_raw(pshm_seg_t *s, uint32_t c, uint32_t *start, uint32_t *e
 void pshm_region_push_raw(pshm_seg_t *s, uint32_t c, uint32_t start, uint32_t end);
 
 /* ---- spans (pshm_span.c) ---- */
-/* Claim a fresh span for class c on behalf of record `rec_id` (0: none):
- * its number, or -ENOMEM when every span is carved. */
-int pshm_span_claim(pshm_seg_t *s, uint32_t rec_id);
-/* The same for record t, journaled (PSHM_PEND_CARVE) for class c. */
-int pshm_span_claim_journaled(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
+/* Claim a fresh span on behalf of record `rec_id` (0: none): its number,
+ * or -ENOMEM when every span is carved. With `pend` (the claiming record's
+ * journal of the class), each try is journaled as PSHM_PEND_CARVE first. */
+int pshm_span_claim(pshm_seg_t *s, struct pshm_pending *pend, uint32_t rec_id);
 /* Make claimed span n a span of class c (idempotent): its owner bytes
  * zeroed, its class published; [*start, *end) its blocks. */
 void pshm_span_publish(pshm_seg_t *s, uint32_t n, uint32_t c, uint32_t *start, uint32_t *end);

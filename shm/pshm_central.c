@@ -318,7 +318,7 @@ int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
         b = e;
         goto install;
     }
-    int n = pshm_span_claim_journaled(s, t, c);
+    int n = pshm_span_claim(s, &tc->pend, pshm_rec_id(s, t));
     if (n < 0) {
         journal_done(tc);
         return n;
@@ -333,30 +333,6 @@ install:
     set_range(tc, a, b);
     journal_done(tc);
     return 0;
-}
-
-int pshm_span_claim_journaled(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
-{
-    struct pshm_tclass *tc = &t->cls[c];
-    uint32_t me = pshm_rec_id(s, t);
-    /* relaxed: a hint; the CAS on carvers[n] decides. */
-    uint32_t n = pa_load_relaxed(&s->hdr->next_span);
-    for (;; n++) {
-        if (n >= s->nspans)
-            return -ENOMEM;
-        tc->pend.a = n;
-        /* release: the journal names the span before the claim can happen. */
-        pa_store_release(&tc->pend.op, PSHM_PEND_CARVE);
-        uint32_t expect = 0;
-        /* acq_rel: the winner alone owns span n; release orders the journal
-         * before it. */
-        bool won = pa_cas_strong_acq_rel(&s->carvers[n], &expect, me);
-        uint32_t cur = n;
-        /* acq_rel: only moves the hint past n; losing means it moved. */
-        pa_cas_strong_acq_rel(&s->hdr->next_span, &cur, n + 1);
-        if (won)
-            return (int)n;
-    }
 }
 
 void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)

@@ -15,7 +15,7 @@
 
 #include "pshm.h"
 
-int pshm_span_claim(pshm_seg_t *s, uint32_t rec_id)
+int pshm_span_claim(pshm_seg_t *s, struct pshm_pending *pend, uint32_t rec_id)
 {
     /* relaxed: a hint; the CAS on carvers[n] decides. */
     uint32_t n = pa_load_relaxed(&s->hdr->next_span);
@@ -24,6 +24,12 @@ int pshm_span_claim(pshm_seg_t *s, uint32_t rec_id)
     for (;;) {
         if (n >= s->nspans)
             return -ENOMEM;
+        if (pend) {
+            pend->a = n;
+            /* release: the journal names the span before the claim can
+             * happen (pairs with the acquire in pshm_rec_recover()). */
+            pa_store_release(&pend->op, PSHM_PEND_CARVE);
+        }
         uint32_t expect = 0;
         /* acq_rel: the winner alone owns span n; acquire pairs with nothing
          * in particular (the span is fresh), release orders the claim before

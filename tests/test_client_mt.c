@@ -65,7 +65,7 @@ static void test_central_aba_stress(void **state)
     pshm_seg_t *s = &p->seg;
     const uint32_t cls = 2; /* 32-byte blocks */
     uint32_t a, b;
-    int sn = pshm_span_claim(s, 0);
+    int sn = pshm_span_claim(s, NULL, 0);
     assert_true(sn >= 0);
     pshm_span_publish(s, (uint32_t)sn, cls, &a, &b);
     /* Put 256 blocks on the central list. */

@@ -169,7 +169,7 @@ static void test_block_class_non_power_of_two(void **state)
     pshm_seg_t s;
     assert_int_equal(pshm_view(&s, base, 4u << 20, err, sizeof(err)), 0);
     uint32_t a, b;
-    int n = pshm_span_claim(&s, 0);
+    int n = pshm_span_claim(&s, NULL, 0);
     assert_true(n >= 0);
     pshm_span_publish(&s, (uint32_t)n, 2, &a, &b);
     uint64_t off = (uint64_t)a << 3;
