@@ -8,7 +8,10 @@
 //                              over all of them, from the start signal to the
 //                              last one done (fork and attach not timed)
 //   procs_lt/<alloc>/<n>       the same rounds on 10 long-lived threads per
-//                              process (thread start and exit not timed)
+//                              process (thread start and exit not timed),
+//                              `--proc-lt-iterations` times (default 50: a
+//                              repetition of tens of ms, not a few scheduler
+//                              slices)
 //   handoff/<alloc>/<size> (e) a producer process allocates, fills and hands
 //                              each block through a lock-free ring in shared
 //                              memory to a consumer process that takes it,
@@ -63,6 +66,7 @@ constexpr std::size_t kMaxLat = 1u << 16;
 
 const char *g_socket = nullptr;
 int g_proc_iterations = 10;
+int g_lt_iterations = 50;
 double g_scale = 1.0; // --quick: 0.1
 const std::size_t kBoostBytes = std::size_t(256) << 20;
 
@@ -240,7 +244,7 @@ int seed_child_long_lived(Kind kind, int idx)
             while (g_ctl->go.load(std::memory_order_acquire) == 0)
                 relax(spins);
             std::size_t n = kSeedSizes[k];
-            for (int r = 0; r < g_proc_iterations * kSeedRounds; ++r) {
+            for (int r = 0; r < g_lt_iterations * kSeedRounds; ++r) {
                 void *p = a.alloc(n);
                 if (p == nullptr) {
                     fail("allocation returned NULL");
@@ -324,7 +328,8 @@ void bm_procs(benchmark::State &state, Kind kind, bool long_lived)
         }
         state.SetIterationTime(s);
         total_s += s;
-        allocs += static_cast<double>(n) * g_proc_iterations * std::size(kSeedSizes) * kSeedRounds;
+        allocs += static_cast<double>(n) * (long_lived ? g_lt_iterations : g_proc_iterations) *
+                  std::size(kSeedSizes) * kSeedRounds;
     }
     if (kind == Kind::Boost)
         drop_boost();
@@ -509,6 +514,8 @@ int main(int argc, char **argv)
             g_socket = argv[i] + 9;
         else if (i > 0 && std::strncmp(argv[i], "--proc-iterations=", 18) == 0)
             g_proc_iterations = std::max(1, std::atoi(argv[i] + 18));
+        else if (i > 0 && std::strncmp(argv[i], "--proc-lt-iterations=", 21) == 0)
+            g_lt_iterations = std::max(1, std::atoi(argv[i] + 21));
         else if (i > 0 && std::strcmp(argv[i], "--quick") == 0)
             quick = true;
         else
@@ -519,6 +526,7 @@ int main(int argc, char **argv)
     if (quick) {
         g_scale = 0.1;
         g_proc_iterations = std::min(g_proc_iterations, 2);
+        g_lt_iterations = std::min(g_lt_iterations, 2);
     }
     int nargs = static_cast<int>(args.size());
     args.push_back(nullptr);
@@ -559,6 +567,7 @@ int main(int argc, char **argv)
     }
     benchmark::AddCustomContext("poold_socket", g_socket ? g_socket : "(none)");
     benchmark::AddCustomContext("proc_iterations", std::to_string(g_proc_iterations));
+    benchmark::AddCustomContext("proc_lt_iterations", std::to_string(g_lt_iterations));
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

@@ -307,7 +307,8 @@ def d1_by_function(run, label, base="none"):
 
 
 def summarize(run):
-    S = {"machine": run.kv, "errors": run.errors}
+    S = {"machine": run.kv, "errors": run.errors,
+         "proc_context": run.contexts.get("proc_bench", {})}
     allocs = [a for a in ORDER if run.count(("work", "first", a)) or run.count(("pair", a, "64"))]
     S["allocators"] = allocs
 
@@ -735,8 +736,11 @@ def markdown(run, S, charts, img_prefix):
             L.append(table(["processes", "libpoolclient (M allocs/s)", "Boost.Interprocess (M allocs/s)",
                             "private glibc malloc (M allocs/s)", "poolclient / Boost",
                             "poolclient / private malloc"], rows))
+        pc = S["proc_context"]
         L.append("\nEach process runs the seed's rounds (allocate, memset, free; 10 threads with "
-                 "the seed's sizes) several times; fork and attach are outside the timing (the "
+                 f"the seed's sizes, 2000 rounds each) {pc.get('proc_iterations', 'several')} "
+                 f"times, and {pc.get('proc_lt_iterations', 'several')} times on the long-lived "
+                 "threads; fork and attach are outside the timing (the "
                  "processes wait for one start signal). Private malloc shares nothing: it is the "
                  "bound for a shared allocator. With threads created in the loop, thread start "
                  "and exit (kernel work, about the floor's time) cap every allocator's rate, "
