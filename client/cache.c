@@ -374,16 +374,3 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
     pool_cache_put_(pool, rec, &rec->cls[c], c, idx, o);
     return true;
 }
-
-int pool_handoff_(pool_t *pool, uint32_t idx, uint32_t c)
-{
-    /* The journal and counters live in a record: none, no handoff. */
-    struct pshm_thread *rec = pool_rec_get_(pool);
-    return rec ? pshm_rec_handoff(&pool->seg, rec, c, idx) : -EAGAIN;
-}
-
-int pool_adopt_(pool_t *pool, uint32_t idx, uint32_t c)
-{
-    struct pshm_thread *rec = pool_rec_get_(pool);
-    return rec ? pshm_rec_adopt(&pool->seg, rec, (uint32_t)pool->slot, c, idx) : -EAGAIN;
-}

@@ -92,9 +92,6 @@ int pool_register_(pool_t *pool);    /* take an idx and serial; -EMFILE when ful
 void pool_unregister_(pool_t *pool); /* release every record of this process, slot, idx */
 /* If poold restarted since we said HELLO, say it again (rate-limited). */
 void pool_reregister_if_needed_(pool_t *pool);
-/* Handoff and adopt of a checked block: 0 or -EINVAL. */
-int pool_handoff_(pool_t *pool, uint32_t idx, uint32_t c);
-int pool_adopt_(pool_t *pool, uint32_t idx, uint32_t c);
 /* Reclaim dead processes' slots (embedded pools), with the calling
  * thread's record as the actor when it has one: how many. */
 int pool_reclaim_dead_(pool_t *pool);

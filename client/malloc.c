@@ -158,20 +158,35 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
     return free_generic(pool, ptr, size);
 }
 
+/* The record of this thread for pool, claimed if it has none: NULL when
+ * every record is taken. */
+static inline struct pshm_thread *rec_or_claim(pool_t *pool)
+{
+    struct pshm_thread *rec = pool_rec_(pool);
+    return pshm_likely(rec != NULL) ? rec : pool_rec_get_(pool);
+}
+
+/* pool_handoff() and pool_adopt() carry a block from one process to another,
+ * once per block: one span-map check (the class, and a block before its
+ * span's owner tail), the record from the last-pool entry, and the one CAS
+ * of the owner byte with its journal step around it, inline. */
 POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr)
 {
-    if (pool == NULL) {
+    if (pshm_unlikely(pool == NULL)) {
         errno = EINVAL;
         return UINT64_MAX;
     }
-    uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)pool->seg.base);
-    int k = pshm_block_class(&pool->seg, off);
-    if (k < 0 || !pshm_idx_is_block(&pool->seg, (uint32_t)(off >> 3), (uint32_t)k)) {
+    pshm_seg_t *s = &pool->seg;
+    uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base);
+    int k = pshm_block_class(s, off);
+    if (pshm_unlikely(k < 0 || !pshm_before_tail(s, off, (uint32_t)k))) {
         errno = EINVAL;
         return UINT64_MAX;
     }
-    int rc = pool_handoff_(pool, (uint32_t)(off >> 3), (uint32_t)k);
-    if (rc < 0) {
+    /* The journal and counters live in a record: none, no handoff. */
+    struct pshm_thread *rec = rec_or_claim(pool);
+    int rc = rec ? pshm_rec_handoff(s, rec, (uint32_t)k, (uint32_t)(off >> 3)) : -EAGAIN;
+    if (pshm_unlikely(rc < 0)) {
         errno = -rc;
         return UINT64_MAX;
     }
@@ -180,21 +195,25 @@ POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr)
 
 POOL_API void *pool_adopt(pool_t *pool, uint64_t offset)
 {
-    if (pool == NULL || offset >= pool->seg.data_end || (offset & 7)) {
+    if (pshm_unlikely(pool == NULL || offset >= pool->seg.data_end || (offset & 7))) {
         errno = EINVAL;
         return NULL;
     }
-    int k = pshm_block_class(&pool->seg, offset);
-    if (k < 0 || !pshm_idx_is_block(&pool->seg, (uint32_t)(offset >> 3), (uint32_t)k)) {
+    pshm_seg_t *s = &pool->seg;
+    int k = pshm_block_class(s, offset);
+    if (pshm_unlikely(k < 0 || !pshm_before_tail(s, offset, (uint32_t)k))) {
         errno = EINVAL;
         return NULL;
     }
-    int rc = pool_adopt_(pool, (uint32_t)(offset >> 3), (uint32_t)k);
-    if (rc < 0) {
+    struct pshm_thread *rec = rec_or_claim(pool);
+    int rc =
+        rec ? pshm_rec_adopt(s, rec, (uint32_t)pool->slot, (uint32_t)k, (uint32_t)(offset >> 3))
+            : -EAGAIN;
+    if (pshm_unlikely(rc < 0)) {
         errno = -rc;
         return NULL;
     }
-    return pool->seg.base + offset;
+    return s->base + offset;
 }
 
 POOL_API uint64_t pool_offset(pool_t *pool, const void *ptr)

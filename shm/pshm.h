@@ -13,6 +13,7 @@
 #ifndef PSHM_H
 #define PSHM_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -162,13 +163,19 @@ static inline int pshm_block_class(const pshm_seg_t *s, uint64_t off)
     return m == UINT64_MAX ? pshm_block_class_div(s, rel, c) : -22;
 }
 
+/* The block of class c at byte offset off (pshm_block_class() said c) is
+ * before its span's owner tail: a block lists and caches may hold. */
+static inline bool pshm_before_tail(const pshm_seg_t *s, uint64_t off, uint32_t c)
+{
+    return (((off - s->data_off) & s->span_mask) * s->own_recip[c] >> 32) < s->blocks_per_span[c];
+}
+
 /* A block of class c, and before the span's owner tail (what lists and
  * caches may hold): the check of every index read from the segment. */
 static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t c)
 {
     uint64_t off = (uint64_t)idx << 3;
-    return pshm_block_class(s, off) == (int)c &&
-           (((off - s->data_off) & s->span_mask) * s->own_recip[c] >> 32) < s->blocks_per_span[c];
+    return pshm_block_class(s, off) == (int)c && pshm_before_tail(s, off, c);
 }
 
 /* The owner byte of the block of class c at byte offset off (a block start
@@ -189,6 +196,58 @@ static inline pa_u8 *pshm_owner_idx(const pshm_seg_t *s, uint32_t c, uint32_t id
 static inline uint8_t pshm_own_val(uint32_t slot)
 {
     return (uint8_t)(slot + 1);
+}
+
+/* Handoff and adopt of block idx of class c by record t of slot `slot`:
+ * 0, or -EINVAL (the block is not owned / not in transit). Journaled like
+ * every step of a record (pshm_rec_recover() finishes or undoes them);
+ * inline, because pool_handoff() and pool_adopt() are a fast path of their
+ * own: one span-map check, then this. */
+static inline int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    pa_u8 *o = pshm_owner_idx(s, c, idx);
+    uint64_t h0 = pa_load_relaxed(&tc->handoffs); /* relaxed: single writer */
+    tc->pend.a = idx;
+    tc->pend.ctr = h0;
+    pa_store_release(&tc->pend.op, PSHM_PEND_HANDOFF); /* release: journal first */
+    uint8_t v = pa_load_relaxed(o);                    /* relaxed: the CAS decides */
+    int rc = -EINVAL;
+    while (v >= 1 && v <= s->max_procs) {
+        /* acq_rel: exactly one of a handoff, a free or a reclaim moves the
+         * block out of its owner's hands; release orders the sender's
+         * writes into the block before a receiver's acquire CAS in adopt. */
+        if (pa_cas_strong_acq_rel(o, &v, PSHM_OWN_TRANSIT)) {
+            pa_store_relaxed(&tc->handoffs, h0 + 1); /* relaxed: single writer */
+            rc = 0;
+            break;
+        }
+    }
+    /* release: the step's last writes (the counter) come before it. */
+    pa_store_release(&tc->pend.op, PSHM_PEND_NONE);
+    return rc;
+}
+
+static inline int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c,
+                                 uint32_t idx)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    pa_u8 *o = pshm_owner_idx(s, c, idx);
+    uint64_t a0 = pa_load_relaxed(&tc->adopts); /* relaxed: single writer */
+    tc->pend.a = idx;
+    tc->pend.ctr = a0;
+    pa_store_release(&tc->pend.op, PSHM_PEND_ADOPT); /* release: journal first */
+    uint8_t v = PSHM_OWN_TRANSIT;
+    int rc = -EINVAL;
+    /* acq_rel: acquire pairs with the sender's release CAS in handoff, so
+     * the block's contents are visible to us; only one receiver wins. */
+    if (pa_cas_strong_acq_rel(o, &v, pshm_own_val(slot))) {
+        pa_store_relaxed(&tc->adopts, a0 + 1); /* relaxed: single writer */
+        rc = 0;
+    }
+    /* release: the step's last writes (the counter) come before it. */
+    pa_store_release(&tc->pend.op, PSHM_PEND_NONE);
+    return rc;
 }
 
 /* True when a `hot` word holds a cached block (not empty, not a taken note;
@@ -269,10 +328,6 @@ uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, 
  * cache, carving range and counters are what they would be had it not died
  * in the middle of a step. Returns entries dropped as invalid. */
 uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c);
-/* Handoff and adopt of block idx of class c by record t of slot `slot`:
- * 0, or -EINVAL (the block is not owned / not in transit). */
-int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx);
-int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c, uint32_t idx);
 
 /* Without a record (records full): not journaled, so a crash in the middle
  * can lose the batch; counted in the class's u_* counters. */

@@ -353,50 +353,6 @@ void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     journal_done(tc);
 }
 
-int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx)
-{
-    struct pshm_tclass *tc = &t->cls[c];
-    pa_u8 *o = pshm_owner_idx(s, c, idx);
-    uint64_t h0 = pa_load_relaxed(&tc->handoffs); /* relaxed: single writer */
-    tc->pend.a = idx;
-    tc->pend.ctr = h0;
-    pa_store_release(&tc->pend.op, PSHM_PEND_HANDOFF); /* release: journal first */
-    uint8_t v = pa_load_relaxed(o);                    /* relaxed: the CAS decides */
-    int rc = -EINVAL;
-    while (v >= 1 && v <= s->max_procs) {
-        /* acq_rel: exactly one of a handoff, a free or a reclaim moves the
-         * block out of its owner's hands; release orders the sender's
-         * writes into the block before a receiver's acquire CAS in adopt. */
-        if (pa_cas_strong_acq_rel(o, &v, PSHM_OWN_TRANSIT)) {
-            pa_store_relaxed(&tc->handoffs, h0 + 1); /* relaxed: single writer */
-            rc = 0;
-            break;
-        }
-    }
-    journal_done(tc);
-    return rc;
-}
-
-int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c, uint32_t idx)
-{
-    struct pshm_tclass *tc = &t->cls[c];
-    pa_u8 *o = pshm_owner_idx(s, c, idx);
-    uint64_t a0 = pa_load_relaxed(&tc->adopts); /* relaxed: single writer */
-    tc->pend.a = idx;
-    tc->pend.ctr = a0;
-    pa_store_release(&tc->pend.op, PSHM_PEND_ADOPT); /* release: journal first */
-    uint8_t v = PSHM_OWN_TRANSIT;
-    int rc = -EINVAL;
-    /* acq_rel: acquire pairs with the sender's release CAS in handoff, so
-     * the block's contents are visible to us; only one receiver wins. */
-    if (pa_cas_strong_acq_rel(o, &v, pshm_own_val(slot))) {
-        pa_store_relaxed(&tc->adopts, a0 + 1); /* relaxed: single writer */
-        rc = 0;
-    }
-    journal_done(tc);
-    return rc;
-}
-
 /* Blocks [a, e) of class c, k of them, all RECL (or FREE, set by us): free
  * them and push them as a region, journaled (PSHM_PEND_RRUN, phase 1). */
 static void finish_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t a, uint32_t e,

@@ -178,6 +178,22 @@ static void test_handoff_adopt(void **state)
     assert_int_equal(errno, EINVAL);
     assert_null(pool_adopt(p, off + 8)); /* not a block start */
     assert_int_equal(pool_handoff(p, NULL), UINT64_MAX);
+    /* A block-aligned offset inside a span's owner tail (where the owner
+     * bytes of a 64 B span live) is no block: neither call takes it. */
+    {
+        const pshm_seg_t *s = &p->seg;
+        char *d = pool_malloc(p, 64);
+        assert_non_null(d);
+        uint32_t k = (uint32_t)pshm_block_class(s, pool_offset(p, d));
+        assert_true(s->blocks_per_span[k] < (s->span_mask + 1) / 64); /* has a tail */
+        uint64_t span = (pool_offset(p, d) - s->data_off) & ~s->span_mask;
+        uint64_t tail = s->data_off + span + (uint64_t)s->blocks_per_span[k] * 64;
+        assert_null(pool_adopt(p, tail));
+        assert_int_equal(errno, EINVAL);
+        assert_int_equal(pool_handoff(p, s->base + tail), UINT64_MAX);
+        assert_int_equal(errno, EINVAL);
+        assert_true(pool_free(p, d, 64));
+    }
     /* A block in transit may be freed without adopting it. */
     void *c = pool_malloc(p, 64);
     assert_int_not_equal(pool_handoff(p, c), UINT64_MAX);
