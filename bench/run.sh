@@ -67,8 +67,9 @@ run() {
 }
 
 # ---- 1. packages -------------------------------------------------------------
+# git: the commit the report names (machine.txt); a fresh Debian 12 may lack it.
 BENCH_PKGS=(libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 libboost-dev gnuplot-nox valgrind
-    linux-perf python3 util-linux procps)
+    linux-perf python3 util-linux procps git)
 if [ "$QUICK" = 0 ]; then
     bash "$ROOT/scripts/deps.sh"
     missing=()
