@@ -115,7 +115,11 @@ PROBE=$B/alloc_probe
     echo "nproc: $(nproc)"
     echo "kernel: $(uname -srvm)"
     echo "loadavg_start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    if commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+        echo "git: $commit$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
+    else
+        echo "git: unknown"
+    fi
     echo "compiler: $(c++ --version | head -1)"
 } >"$OUT/machine.txt"
 lscpu >"$OUT/lscpu.txt" 2>&1 || true
