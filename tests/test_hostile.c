@@ -192,6 +192,30 @@ static size_t read_for(int fd, char *buf, size_t cap, int ms, bool *closed)
     return n;
 }
 
+/* A connection poold serves (PING answered OK), retried for up to ms: right
+ * after a flood the kernel may still hand poold connections it refuses
+ * ("too many connections") until it has read the EOFs of the old ones,
+ * which a client retries. -1 when none was served in time. */
+static int dial_served(int ms)
+{
+    double end = now_s() + ms / 1000.0;
+    do {
+        int fd = dial_retry(ms);
+        if (fd < 0)
+            return -1;
+        char buf[256];
+        bool closed = false;
+        if (write(fd, "PING\n", 5) == 5) {
+            read_for(fd, buf, sizeof(buf), 1000, &closed);
+            if (!closed && strncmp(buf, "OK", 2) == 0)
+                return fd;
+        }
+        close(fd);
+        sleep_ms(20);
+    } while (now_s() < end);
+    return -1;
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -280,9 +304,9 @@ static void test_hostile_clients_while_workers_allocate(void **state)
     char line[1100], buf[4096];
     bool closed = false;
     double t = now_s();
-    int fd = dial_retry(10000);
+    int fd = dial_served(10000);
     assert_true(fd >= 0);
-    print_message("after the flood, a connection was accepted in %.3f s\n", now_s() - t);
+    print_message("after the flood, a connection was served in %.3f s\n", now_s() - t);
     memset(line, 'A', 1023);
     line[1023] = '\n';
     assert_int_equal(write(fd, line, 1024), 1024);
