@@ -22,11 +22,14 @@ __thread struct pool_tls_last pool_tls_last_ POOL_TLS_MODEL;
 struct pshm_thread *pool_rec_lookup_(pool_t *pool)
 {
     struct pool_tls *e = &pool_tls_[pool->idx];
-    if (e->serial != pool->serial)
+    if (e->serial != pool->serial || pool->slot < 0)
         return NULL;
+    /* All four fields: the fast paths mark and check owner bytes with
+     * `own`, which is this pool's slot, not the last pool's. */
     pool_tls_last_.pool = pool;
     pool_tls_last_.serial = pool->serial;
     pool_tls_last_.rec = e->rec;
+    pool_tls_last_.own = pshm_own_val((uint32_t)pool->slot);
     return e->rec;
 }
 
@@ -185,7 +188,9 @@ POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr)
     }
     /* The journal and counters live in a record: none, no handoff. */
     struct pshm_thread *rec = rec_or_claim(pool);
-    int rc = rec ? pshm_rec_handoff(s, rec, (uint32_t)k, (uint32_t)(off >> 3)) : -EAGAIN;
+    int rc = rec ? pshm_rec_handoff(s, rec, (uint32_t)k, (uint32_t)(off >> 3),
+                                    (uint8_t)pool_tls_last_.own)
+                 : -EAGAIN;
     if (pshm_unlikely(rc < 0)) {
         errno = -rc;
         return UINT64_MAX;

@@ -129,7 +129,9 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size);
  * offset is returned, to pass to the receiver (a ring, a socket, a queue in
  * the segment), which calls pool_adopt(). UINT64_MAX with errno EINVAL when
  * ptr is not a block in use, EAGAIN when this thread has no cache record
- * (all max_threads records taken).
+ * (all max_threads records taken). As with pool_free(), a handoff and a
+ * free (or two handoffs) of one of this process's blocks at the same
+ * instant from two threads, a race in the program, may both succeed.
  */
 POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr);
 

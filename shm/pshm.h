@@ -203,7 +203,8 @@ static inline uint8_t pshm_own_val(uint32_t slot)
  * every step of a record (pshm_rec_recover() finishes or undoes them);
  * inline, because pool_handoff() and pool_adopt() are a fast path of their
  * own: one span-map check, then this. */
-static inline int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx)
+static inline int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx,
+                                   uint8_t own)
 {
     struct pshm_tclass *tc = &t->cls[c];
     pa_u8 *o = pshm_owner_idx(s, c, idx);
@@ -211,16 +212,30 @@ static inline int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_
     tc->pend.a = idx;
     tc->pend.ctr = h0;
     pa_store_release(&tc->pend.op, PSHM_PEND_HANDOFF); /* release: journal first */
-    uint8_t v = pa_load_relaxed(o);                    /* relaxed: the CAS decides */
+    uint8_t v = pa_load_relaxed(o);                    /* relaxed: checked below */
     int rc = -EINVAL;
-    while (v >= 1 && v <= s->max_procs) {
-        /* acq_rel: exactly one of a handoff, a free or a reclaim moves the
-         * block out of its owner's hands; release orders the sender's
-         * writes into the block before a receiver's acquire CAS in adopt. */
-        if (pa_cas_strong_acq_rel(o, &v, PSHM_OWN_TRANSIT)) {
-            pa_store_relaxed(&tc->handoffs, h0 + 1); /* relaxed: single writer */
-            rc = 0;
-            break;
+    if (pshm_likely(v == own && own != 0)) {
+        /* The caller's own block, as pool_free()'s fast path sees it: no
+         * reclaim takes a live process's blocks, so only a free or handoff
+         * of this block racing ours in this program (the race pool_free()
+         * documents) writes its byte. A store, not a CAS: the line that the
+         * receiver's adopt took last is then not waited for here.
+         * release: orders the sender's writes into the block before the
+         * receiver's acquire CAS in adopt. */
+        pa_store_release(o, PSHM_OWN_TRANSIT);
+        pa_store_relaxed(&tc->handoffs, h0 + 1); /* relaxed: single writer */
+        rc = 0;
+    } else {
+        while (v >= 1 && v <= s->max_procs) {
+            /* Another process's block (handed on after pool_offset()):
+             * acq_rel: exactly one of a handoff, a free or a reclaim of a
+             * dead owner moves it out of its owner's hands; release orders
+             * the writes into the block before a receiver's adopt. */
+            if (pa_cas_strong_acq_rel(o, &v, PSHM_OWN_TRANSIT)) {
+                pa_store_relaxed(&tc->handoffs, h0 + 1); /* relaxed: single writer */
+                rc = 0;
+                break;
+            }
         }
     }
     /* release: the step's last writes (the counter) come before it. */

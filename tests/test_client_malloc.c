@@ -196,6 +196,59 @@ static void test_exhaustion_returns_enomem_then_recovers(void **state)
     free(blocks);
 }
 
+/* A thread that goes from one pool to another and back marks each pool's
+ * blocks with that pool's own slot, on the fast path too: the two pools
+ * here have different slots (slot 0 of the second is held for our parent,
+ * alive). */
+static void owned_by_its_pool(pool_t *p, void *blk)
+{
+    const pshm_seg_t *s = &p->seg;
+    uint64_t off = pool_offset(p, blk);
+    int c = pshm_block_class(s, off);
+    assert_true(c >= 0);
+    assert_int_equal(*(const uint8_t *)pshm_owner(s, (uint32_t)c, off),
+                     pshm_own_val((uint32_t)p->slot));
+}
+
+static void test_two_pools_mark_their_own_slots(void **state)
+{
+    (void)state;
+    pool_t *a = pool_open_embedded(POOL_TEST_BYTES);
+    pool_t *b = pool_open_embedded(POOL_TEST_BYTES);
+    assert_non_null(a);
+    assert_non_null(b);
+    pid_t parent = getppid();
+    int held = pshm_proc_claim(&b->seg, parent, pshm_os_proc_start_time(parent), 0);
+    assert_int_equal(held, 0);
+    for (int round = 0; round < 3; round++) {
+        /* Twice in each pool in a row: the second comes from the cache the
+         * first filled (or its hot block), on the fast path. */
+        pool_t *order[] = {a, a, b, b, a, a};
+        for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+            pool_t *p = order[i];
+            void *x = pool_malloc(p, 64);
+            assert_non_null(x);
+            owned_by_its_pool(p, x);
+            uint64_t h = pool_handoff(p, x);
+            assert_int_equal(h, pool_offset(p, x));
+            assert_ptr_equal(pool_adopt(p, h), x);
+            owned_by_its_pool(p, x);
+            assert_true(pool_free(p, x, 64));
+        }
+    }
+    assert_int_not_equal(a->slot, b->slot);
+    pool_stats_t st;
+    assert_int_equal(pool_stats(a, &st), 0);
+    assert_int_equal(st.invalid_frees, 0);
+    assert_int_equal(pool_stats(b, &st), 0);
+    assert_int_equal(st.invalid_frees, 0);
+    pshm_proc_release(&b->seg, (uint32_t)held);
+    pool_test_check(a);
+    pool_test_check(b);
+    pool_detach(b);
+    pool_detach(a);
+}
+
 static void test_open_embedded_bad_sizes(void **state)
 {
     (void)state;
@@ -340,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_exhaustion_returns_enomem_then_recovers),
         cmocka_unit_test(test_open_embedded_bad_sizes),
         cmocka_unit_test(test_custom_classes_bounds),
+        cmocka_unit_test(test_two_pools_mark_their_own_slots),
         cmocka_unit_test_setup_teardown(test_thread_exit_returns_cached_blocks, pool_test_setup,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_detach_returns_cached_blocks, pool_test_setup,
