@@ -198,8 +198,20 @@ static inline uint8_t pshm_own_val(uint32_t slot)
     return (uint8_t)(slot + 1);
 }
 
-/* Handoff and adopt of block idx of class c by record t of slot `slot`:
- * 0, or -EINVAL (the block is not owned / not in transit). Journaled like
+/* Open a one-block journal step (handoff, adopt) in tc: the block and the
+ * counter's value before the step; then the step's op, released after
+ * them, so that a reclaimer that reads the op sees both. */
+static inline void pshm_journal_block(struct pshm_tclass *tc, uint32_t op, uint32_t idx,
+                                      uint64_t ctr)
+{
+    tc->pend.a = idx;
+    tc->pend.ctr = ctr;
+    pa_store_release(&tc->pend.op, op); /* release: pairs with pshm_rec_recover()'s acquire */
+}
+
+/* Handoff and adopt of block idx of class c by record t (of the process
+ * whose owner byte is `own`, of slot `slot`): 0, or -EINVAL (the block is
+ * not owned / not in transit). Journaled like
  * every step of a record (pshm_rec_recover() finishes or undoes them);
  * inline, because pool_handoff() and pool_adopt() are a fast path of their
  * own: one span-map check, then this. */
@@ -209,10 +221,8 @@ static inline int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_
     struct pshm_tclass *tc = &t->cls[c];
     pa_u8 *o = pshm_owner_idx(s, c, idx);
     uint64_t h0 = pa_load_relaxed(&tc->handoffs); /* relaxed: single writer */
-    tc->pend.a = idx;
-    tc->pend.ctr = h0;
-    pa_store_release(&tc->pend.op, PSHM_PEND_HANDOFF); /* release: journal first */
-    uint8_t v = pa_load_relaxed(o);                    /* relaxed: checked below */
+    pshm_journal_block(tc, PSHM_PEND_HANDOFF, idx, h0);
+    uint8_t v = pa_load_relaxed(o); /* relaxed: checked below */
     int rc = -EINVAL;
     if (pshm_likely(v == own && own != 0)) {
         /* The caller's own block, as pool_free()'s fast path sees it: no
@@ -249,13 +259,12 @@ static inline int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t 
     struct pshm_tclass *tc = &t->cls[c];
     pa_u8 *o = pshm_owner_idx(s, c, idx);
     uint64_t a0 = pa_load_relaxed(&tc->adopts); /* relaxed: single writer */
-    tc->pend.a = idx;
-    tc->pend.ctr = a0;
-    pa_store_release(&tc->pend.op, PSHM_PEND_ADOPT); /* release: journal first */
+    pshm_journal_block(tc, PSHM_PEND_ADOPT, idx, a0);
     uint8_t v = PSHM_OWN_TRANSIT;
     int rc = -EINVAL;
-    /* acq_rel: acquire pairs with the sender's release CAS in handoff, so
-     * the block's contents are visible to us; only one receiver wins. */
+    /* acq_rel: acquire pairs with the sender's release store (or CAS) of
+     * TRANSIT in handoff, so the block's contents are visible to us; only
+     * one receiver wins. */
     if (pa_cas_strong_acq_rel(o, &v, pshm_own_val(slot))) {
         pa_store_relaxed(&tc->adopts, a0 + 1); /* relaxed: single writer */
         rc = 0;
