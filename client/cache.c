@@ -203,9 +203,15 @@ int pool_reclaim_dead_(pool_t *pool)
     if (!pshm_any_dead(s))
         return 0;
     pthread_once(&reg_once, reg_init);
-    if (pool->slot >= 0 && pool->pid == reg_pid) {
+    /* Under the lock: this thread may have no record (pool_stats), so
+     * nothing else orders our read of the slot after another thread's
+     * first claim of it (ensure_slot_locked). */
+    pthread_mutex_lock(&reg_lock);
+    int own_slot = pool->slot >= 0 && pool->pid == reg_pid ? pool->slot : -1;
+    pthread_mutex_unlock(&reg_lock);
+    if (own_slot >= 0) {
         struct pshm_thread *rec = pool_rec_get_(pool);
-        pshm_actor_t actor = {(uint32_t)pool->slot, rec};
+        pshm_actor_t actor = {(uint32_t)own_slot, rec};
         return pshm_reclaim_dead(s, rec ? &actor : NULL, NULL, 0);
     }
     /* No slot of our own: borrow one for the reclaim (the dead process's
