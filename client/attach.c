@@ -51,7 +51,7 @@ void pool_free_handle_(pool_t *pool)
     free(pool);
 }
 
-static size_t env_size(const char *name, size_t dflt)
+size_t pool_env_size_(const char *name, size_t dflt)
 {
     const char *v = getenv(name);
     if (!v || !*v)
@@ -61,16 +61,19 @@ static size_t env_size(const char *name, size_t dflt)
     unsigned long long n = strtoull(v, &end, 10);
     if (errno || end == v)
         return dflt;
+    unsigned shift = 0;
     switch (*end) {
     case 'k':
-    case 'K': n <<= 10; break;
+    case 'K': shift = 10; break;
     case 'm':
-    case 'M': n <<= 20; break;
+    case 'M': shift = 20; break;
     case 'g':
-    case 'G': n <<= 30; break;
+    case 'G': shift = 30; break;
     default: break;
     }
-    return (size_t)n;
+    if (n > (SIZE_MAX >> shift))
+        return SIZE_MAX; /* too large: the caller's size check refuses it */
+    return (size_t)(n << shift);
 }
 
 POOL_API pool_t *pool_open_embedded(size_t bytes)
@@ -130,7 +133,7 @@ static void default_init(void)
     default_pool = pool_attach(NULL);
     if (default_pool)
         return;
-    default_pool = pool_open_embedded(env_size("POOL_EMBEDDED_BYTES", POOL_DEFAULT_BYTES));
+    default_pool = pool_open_embedded(pool_env_size_("POOL_EMBEDDED_BYTES", POOL_DEFAULT_BYTES));
     default_errno = default_pool ? 0 : errno;
 }
 

@@ -80,6 +80,12 @@ static inline struct pshm_thread *pool_rec_(pool_t *pool)
     return pool_rec_lookup_(pool);
 }
 
+/* attach.c */
+/* The size in environment variable `name` (digits, then an optional K, M
+ * or G), dflt when unset or not a number, SIZE_MAX when it overflows. No
+ * allocation: the preload library reads its settings before any heap. */
+size_t pool_env_size_(const char *name, size_t dflt);
+
 /* cache.c */
 void *pool_malloc_slow_(pool_t *pool, uint32_t c);
 /* Free block idx, a block of class c (checked by the caller), whatever its

@@ -84,31 +84,6 @@ static bool pl_disabled;
  * on first access (a dynamic TLS block would call malloc). */
 static __thread unsigned pl_guard POOL_TLS_MODEL;
 
-static size_t pl_env_size(const char *name, size_t dflt)
-{
-    const char *v = getenv(name);
-    if (!v || !*v)
-        return dflt;
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (errno || end == v)
-        return dflt;
-    unsigned shift = 0;
-    switch (*end) {
-    case 'k':
-    case 'K': shift = 10; break;
-    case 'm':
-    case 'M': shift = 20; break;
-    case 'g':
-    case 'G': shift = 30; break;
-    default: break;
-    }
-    if (n > (SIZE_MAX >> shift))
-        return SIZE_MAX;
-    return (size_t)(n << shift);
-}
-
 static inline struct pl_heap *pl_cur_heap(void)
 {
     /* acquire: pairs with the release store in pl_init(). */
@@ -124,7 +99,7 @@ static pool_t *pl_open_pool(bool first)
         return pool_default();
     pool_t *p = pool_attach(NULL);
     if (!p)
-        p = pool_open_embedded(pl_env_size("POOL_EMBEDDED_BYTES", POOL_DEFAULT_BYTES));
+        p = pool_open_embedded(pool_env_size_("POOL_EMBEDDED_BYTES", POOL_DEFAULT_BYTES));
     return p;
 }
 
@@ -519,7 +494,7 @@ __attribute__((constructor)) static void pl_ctor(void)
 {
     const char *v = getenv("POOLD_PRELOAD");
     pl_disabled = v && (strcmp(v, "off") == 0 || strcmp(v, "0") == 0);
-    pl_ceiling = pl_env_size("POOLD_PRELOAD_MAX", SIZE_MAX);
+    pl_ceiling = pool_env_size_("POOLD_PRELOAD_MAX", SIZE_MAX);
     pthread_atfork(pl_fork_prepare, pl_fork_parent, pl_fork_child);
     /* release: pairs with the acquire in pl_slow_heap(). */
     pa_store_release(&pl_state, PL_NEW);
