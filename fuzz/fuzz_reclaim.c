@@ -24,20 +24,7 @@
  */
 #include "fuzz_seg.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static struct fz_base base;
-static struct fz_map map;
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    if (fz_make_base(&base) < 0)
-        abort();
-    return 0;
-}
 
 /* Records owned by slot `slot` (in the image, as it was). */
 static uint32_t dead_records(const pshm_seg_t *s, uint32_t slot, struct pshm_thread **out)
@@ -140,20 +127,20 @@ static void scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fz_in in = {data, size, 0};
-    uint8_t *img = fz_map_image(&map, base.img, base.bytes);
+    uint8_t *img = fz_map_image(&fz_seg_map, fz_seg_base.img, fz_seg_base.bytes);
     char err[256];
     pshm_seg_t s;
-    if (pshm_view(&s, img, base.bytes, err, sizeof(err)) != 0)
+    if (pshm_view(&s, img, fz_seg_base.bytes, err, sizeof(err)) != 0)
         abort(); /* the base is a real segment */
     pshm_actor_t actor = fz_actor(&s);
-    scribble(&s, &in, base.dead_slot[0]);
+    scribble(&s, &in, fz_seg_base.dead_slot[0]);
     for (int k = 0; k < 2; k++) {
         pshm_reclaimed_t r;
-        (void)pshm_proc_reclaim(&s, base.dead_slot[k], &actor, &r);
+        (void)pshm_proc_reclaim(&s, fz_seg_base.dead_slot[k], &actor, &r);
     }
     pool_stats_t st;
     pshm_stats(&s, &st);
     (void)pshm_check(&s, err, sizeof(err));
-    fz_unmap_image(&map);
+    fz_unmap_image(&fz_seg_map);
     return 0;
 }

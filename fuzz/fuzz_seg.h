@@ -242,6 +242,11 @@ static inline void fz_unmap_image(struct fz_map *m)
         mprotect(m->map + FZ_PAGE, m->cap, PROT_NONE);
 }
 
+/* Every harness's base segment and its fenced copy, made once by the
+ * LLVMFuzzerInitialize they share (fuzz_harness.c). */
+extern struct fz_base fz_seg_base;
+extern struct fz_map fz_seg_map;
+
 /* The reclaimer poold would be: its own slot (PSHM_VIA_POOLD) and one
  * record, claimed in the segment under test; rec NULL when none is free
  * (the reclaim then puts blocks in transit). */

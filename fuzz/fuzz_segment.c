@@ -20,20 +20,7 @@
  */
 #include "fuzz_seg.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static struct fz_base base;
-static struct fz_map map;
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    if (fz_make_base(&base) < 0)
-        abort();
-    return 0;
-}
 
 /* Apply the input's patches to img (len bytes); the cut is applied later. */
 static void apply_patches(struct fz_in *in, uint8_t *img, uint64_t len, uint64_t data_off)
@@ -58,13 +45,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fz_in in = {data, size, 0};
     uint32_t cut = fz_u8(&in) & 3;
-    uint64_t bytes = base.bytes - (uint64_t)cut * FZ_PAGE;
+    uint64_t bytes = fz_seg_base.bytes - (uint64_t)cut * FZ_PAGE;
     static uint8_t *work;
-    if (!work && !(work = malloc(base.bytes)))
+    if (!work && !(work = malloc(fz_seg_base.bytes)))
         abort();
-    memcpy(work, base.img, base.bytes);
-    apply_patches(&in, work, base.bytes, base.data_off);
-    uint8_t *img = fz_map_image(&map, work, bytes);
+    memcpy(work, fz_seg_base.img, fz_seg_base.bytes);
+    apply_patches(&in, work, fz_seg_base.bytes, fz_seg_base.data_off);
+    uint8_t *img = fz_map_image(&fz_seg_map, work, bytes);
 
     char err[256];
     pshm_seg_t s;
@@ -91,6 +78,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pshm_stats(&s, &st);
         (void)pshm_check(&s, err, sizeof(err));
     }
-    fz_unmap_image(&map);
+    fz_unmap_image(&fz_seg_map);
     return 0;
 }

@@ -18,28 +18,15 @@
  */
 #include "fuzz_seg.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static struct fz_base base;
-static struct fz_map map;
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    if (fz_make_base(&base) < 0)
-        abort();
-    return 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fz_in in = {data, size, 0};
-    uint8_t *img = fz_map_image(&map, base.img, base.bytes);
+    uint8_t *img = fz_map_image(&fz_seg_map, fz_seg_base.img, fz_seg_base.bytes);
     char err[256];
     pshm_seg_t s;
-    if (pshm_view(&s, img, base.bytes, err, sizeof(err)) != 0)
+    if (pshm_view(&s, img, fz_seg_base.bytes, err, sizeof(err)) != 0)
         abort();
     while (in.i + 4 <= in.n) {
         uint32_t region = fz_u8(&in) % 4, off = fz_u8(&in) | fz_u8(&in) << 8;
@@ -83,6 +70,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int n = pshm_proc_stats(&s, ps, 3);
     if (n < 0 || n > (int)s.max_procs)
         abort();
-    fz_unmap_image(&map);
+    fz_unmap_image(&fz_seg_map);
     return 0;
 }

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz_harness.c: what every segment harness (fuzz_segment, fuzz_reclaim,
+ * fuzz_stats) shares: the base segment, made once before the first input
+ * by libFuzzer's LLVMFuzzerInitialize, and the fenced mapping each input is
+ * copied into.
+ */
+#include "fuzz_seg.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+struct fz_base fz_seg_base;
+struct fz_map fz_seg_map;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    if (fz_make_base(&fz_seg_base) < 0)
+        abort();
+    return 0;
+}
