@@ -228,6 +228,20 @@ template <class F> double run_children(int n, F fn)
 
 // ---- (d) processes -----------------------------------------------------------
 
+// One seed thread's work: `rounds` times allocate n bytes, fill, free.
+void seed_rounds(ChildAlloc a, std::size_t n, int rounds)
+{
+    for (int r = 0; r < rounds; ++r) {
+        void *p = a.alloc(n);
+        if (p == nullptr) {
+            fail("allocation returned NULL");
+            return;
+        }
+        fill(p, n, static_cast<unsigned>(r));
+        a.release(p, n);
+    }
+}
+
 // The seed's rounds on 10 threads that live through all iterations: what
 // the allocator costs once thread start and exit are out of the way.
 int seed_child_long_lived(Kind kind, int idx)
@@ -243,16 +257,7 @@ int seed_child_long_lived(Kind kind, int idx)
             unsigned spins = 0;
             while (g_ctl->go.load(std::memory_order_acquire) == 0)
                 relax(spins);
-            std::size_t n = kSeedSizes[k];
-            for (int r = 0; r < g_lt_iterations * kSeedRounds; ++r) {
-                void *p = a.alloc(n);
-                if (p == nullptr) {
-                    fail("allocation returned NULL");
-                    return;
-                }
-                fill(p, n, static_cast<unsigned>(r));
-                a.release(p, n);
-            }
+            seed_rounds(a, kSeedSizes[k], g_lt_iterations * kSeedRounds);
         });
     while (started.load() < static_cast<int>(std::size(kSeedSizes)))
         sched_yield();
@@ -273,18 +278,7 @@ int seed_child(Kind kind, int idx)
     for (int it = 0; it < g_proc_iterations && g_ctl->failed.load() == 0; ++it) {
         std::thread t[std::size(kSeedSizes)];
         for (std::size_t k = 0; k < std::size(kSeedSizes); ++k)
-            t[k] = std::thread([a, k] {
-                std::size_t n = kSeedSizes[k];
-                for (int r = 0; r < kSeedRounds; ++r) {
-                    void *p = a.alloc(n);
-                    if (p == nullptr) {
-                        fail("allocation returned NULL");
-                        return;
-                    }
-                    fill(p, n, static_cast<unsigned>(r));
-                    a.release(p, n);
-                }
-            });
+            t[k] = std::thread([a, k] { seed_rounds(a, kSeedSizes[k], kSeedRounds); });
         for (auto &th : t)
             th.join();
     }
