@@ -248,6 +248,44 @@ static void test_create_on_full_dev_shm_fails_cleanly(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A small segment (classes 16 and 256, 4 process slots, 4 records) and a
+ * dead process in it: its slot and one record, with a carving range of
+ * class 0 installed. */
+struct dead_seg {
+    void *base;
+    uint64_t bytes;
+    pshm_seg_t s;
+    int dead;
+    struct pshm_thread *dt;
+};
+
+static void dead_seg_make(struct dead_seg *d)
+{
+    pshm_params_t p;
+    pshm_params_default(&p, 0);
+    assert_int_equal(pshm_params_set_classes(&p, "16,256", err, sizeof(err)), 0);
+    p.max_procs = 4;
+    p.max_threads = 4;
+    d->bytes = pshm_params_min_bytes(&p) + (UINT64_C(8) << 16);
+    d->base = make(&p, d->bytes);
+    assert_int_equal(pshm_view(&d->s, d->base, d->bytes, err, sizeof(err)), 0);
+    d->dead = pshm_proc_claim(&d->s, 999999999, 0, 0);
+    assert_true(d->dead >= 0);
+    d->dt = pshm_thread_claim(&d->s, (uint32_t)d->dead, 1);
+    assert_non_null(d->dt);
+    assert_int_equal(pshm_rec_install(&d->s, d->dt, 0), 0);
+}
+
+/* Carve the next block of tc's range (tc of class 0) as the fast path
+ * does (cursor and count in one store); its index. */
+static uint32_t carve_one(const pshm_seg_t *s, struct pshm_tclass *tc)
+{
+    uint32_t idx = pshm_tclass_fresh_next(tc);
+    uint64_t w = pa_load_relaxed(&tc->fresh_w);
+    pa_store_relaxed(&tc->fresh_w, w + (UINT64_C(1) << 32) + s->block_size[0] / 8);
+    return idx;
+}
+
 /* Regression (fuzz_segment): a free thread record whose cache words were
  * scribbled on (count far past the cache) was claimed as it was, and the
  * next flush through it (poold's own record, reclaiming a dead slot)
@@ -256,27 +294,15 @@ static void test_create_on_full_dev_shm_fails_cleanly(void **state)
 static void test_claim_scribbled_free_record_starts_empty(void **state)
 {
     (void)state;
-    pshm_params_t p;
-    pshm_params_default(&p, 0);
-    assert_int_equal(pshm_params_set_classes(&p, "16,256", err, sizeof(err)), 0);
-    p.max_procs = 4;
-    p.max_threads = 4;
-    uint64_t bytes = pshm_params_min_bytes(&p) + (UINT64_C(8) << 16);
-    void *base = make(&p, bytes);
-    pshm_seg_t s;
-    assert_int_equal(pshm_view(&s, base, bytes, err, sizeof(err)), 0);
-    /* A dead process that owns blocks of class 0. */
-    int dead = pshm_proc_claim(&s, 999999999, 0, 0);
-    assert_true(dead >= 0);
-    struct pshm_thread *dt = pshm_thread_claim(&s, (uint32_t)dead, 1);
-    assert_non_null(dt);
-    assert_int_equal(pshm_rec_install(&s, dt, 0), 0);
-    for (int i = 0; i < 100; i++) {
-        uint32_t idx = pshm_tclass_fresh_next(&dt->cls[0]);
-        pa_store_relaxed(pshm_owner_idx(&s, 0, idx), pshm_own_val((uint32_t)dead));
-        uint64_t w = pa_load_relaxed(&dt->cls[0].fresh_w);
-        pa_store_relaxed(&dt->cls[0].fresh_w, w + (UINT64_C(1) << 32) + s.block_size[0] / 8);
-    }
+    struct dead_seg d;
+    dead_seg_make(&d);
+    pshm_seg_t s = d.s;
+    int dead = d.dead;
+    struct pshm_thread *dt = d.dt;
+    /* The dead process owns 100 blocks of class 0. */
+    for (int i = 0; i < 100; i++)
+        pa_store_relaxed(pshm_owner_idx(&s, 0, carve_one(&s, &dt->cls[0])),
+                         pshm_own_val((uint32_t)dead));
     /* Scribble every free record's cache words. */
     for (uint32_t i = 0; i < s.max_threads; i++) {
         struct pshm_thread *t = pshm_thread_at(&s, i);
@@ -298,7 +324,7 @@ static void test_claim_scribbled_free_record_starts_empty(void **state)
     pshm_reclaimed_t r;
     assert_int_equal(pshm_proc_reclaim(&s, (uint32_t)dead, &actor, &r), 0);
     assert_int_equal(r.in_use_returned, 100);
-    pshm_os_unmap(base, bytes);
+    pshm_os_unmap(d.base, d.bytes);
 }
 
 /* Regression (fuzz_reclaim): a dead thread's record with a full cache
@@ -309,30 +335,17 @@ static void test_claim_scribbled_free_record_starts_empty(void **state)
 static void test_reclaim_full_cache_with_hot(void **state)
 {
     (void)state;
-    pshm_params_t p;
-    pshm_params_default(&p, 0);
-    assert_int_equal(pshm_params_set_classes(&p, "16,256", err, sizeof(err)), 0);
-    p.max_procs = 4;
-    p.max_threads = 4;
-    uint64_t bytes = pshm_params_min_bytes(&p) + (UINT64_C(8) << 16);
-    void *base = make(&p, bytes);
-    pshm_seg_t s;
-    assert_int_equal(pshm_view(&s, base, bytes, err, sizeof(err)), 0);
-    int dead = pshm_proc_claim(&s, 999999999, 0, 0);
-    assert_true(dead >= 0);
-    struct pshm_thread *dt = pshm_thread_claim(&s, (uint32_t)dead, 1);
-    assert_non_null(dt);
-    struct pshm_tclass *tc = &dt->cls[0];
+    struct dead_seg d;
+    dead_seg_make(&d);
+    pshm_seg_t s = d.s;
+    int dead = d.dead;
+    struct pshm_tclass *tc = &d.dt->cls[0];
     uint32_t cap = s.cache_cap[0];
     assert_int_equal(cap, PSHM_CACHE_CAP);
-    assert_int_equal(pshm_rec_install(&s, dt, 0), 0);
     /* Carve cap + 1 blocks straight into the cache: cap in slots, one hot
      * (as the fast path leaves them: owner bytes free, counted carved). */
-    uint32_t stride = s.block_size[0] / 8;
     for (uint32_t i = 0; i <= cap; i++) {
-        uint32_t idx = pshm_tclass_fresh_next(tc);
-        uint64_t w = pa_load_relaxed(&tc->fresh_w);
-        pa_store_relaxed(&tc->fresh_w, w + (UINT64_C(1) << 32) + stride);
+        uint32_t idx = carve_one(&s, tc);
         if (i < cap)
             tc->slots[i + 1] = idx;
         else
@@ -350,7 +363,7 @@ static void test_reclaim_full_cache_with_hot(void **state)
     assert_int_equal(r.entries_dropped, 0);
     if (pshm_check(&s, err, sizeof(err)) != 0)
         fail_msg("books after the reclaim: %s", err);
-    pshm_os_unmap(base, bytes);
+    pshm_os_unmap(d.base, d.bytes);
 }
 
 int main(void)
