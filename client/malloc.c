@@ -181,8 +181,8 @@ POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr)
     }
     pshm_seg_t *s = &pool->seg;
     uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base);
-    int k = pshm_block_class(s, off);
-    if (pshm_unlikely(k < 0 || !pshm_before_tail(s, off, (uint32_t)k))) {
+    int k = pshm_block_at(s, off);
+    if (pshm_unlikely(k < 0)) {
         errno = EINVAL;
         return UINT64_MAX;
     }
@@ -205,8 +205,8 @@ POOL_API void *pool_adopt(pool_t *pool, uint64_t offset)
         return NULL;
     }
     pshm_seg_t *s = &pool->seg;
-    int k = pshm_block_class(s, offset);
-    if (pshm_unlikely(k < 0 || !pshm_before_tail(s, offset, (uint32_t)k))) {
+    int k = pshm_block_at(s, offset);
+    if (pshm_unlikely(k < 0)) {
         errno = EINVAL;
         return NULL;
     }

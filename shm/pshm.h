@@ -170,12 +170,20 @@ static inline bool pshm_before_tail(const pshm_seg_t *s, uint64_t off, uint32_t 
     return (((off - s->data_off) & s->span_mask) * s->own_recip[c] >> 32) < s->blocks_per_span[c];
 }
 
+/* The class of the block at byte offset off, a block before its span's
+ * owner tail (one lists and caches may hold), or -EINVAL: the check of a
+ * block named from outside (an offset, a pointer handed over). */
+static inline int pshm_block_at(const pshm_seg_t *s, uint64_t off)
+{
+    int c = pshm_block_class(s, off);
+    return c >= 0 && pshm_before_tail(s, off, (uint32_t)c) ? c : -22; /* EINVAL */
+}
+
 /* A block of class c, and before the span's owner tail (what lists and
  * caches may hold): the check of every index read from the segment. */
 static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t c)
 {
-    uint64_t off = (uint64_t)idx << 3;
-    return pshm_block_class(s, off) == (int)c && pshm_before_tail(s, off, c);
+    return pshm_block_at(s, (uint64_t)idx << 3) == (int)c;
 }
 
 /* The owner byte of the block of class c at byte offset off (a block start

@@ -322,8 +322,8 @@ static void recheck(const pshm_seg_t *s, pshm_verify_t *v, pshm_corruption_t *ou
         check_record(s, v, k / PSHM_MAX_CLASSES, k % PSHM_MAX_CLASSES, false, out);
     }
     uint32_t idx = v->suspect ? v->suspect - 1 : 0;
-    int c = idx ? pshm_block_class(s, (uint64_t)idx << 3) : -1;
-    if (c >= 0 && pshm_idx_is_block(s, idx, (uint32_t)c)) {
+    int c = idx ? pshm_block_at(s, (uint64_t)idx << 3) : -1;
+    if (c >= 0) {
         uint8_t b = pa_load_relaxed(pshm_owner_idx(s, (uint32_t)c, idx)); /* relaxed: snapshot */
         /* acquire: pairs with the release stores of the slot's state. */
         if (b >= 1 && b <= s->max_procs &&
