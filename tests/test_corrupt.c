@@ -126,6 +126,19 @@ static uint64_t *link_of(const pshm_seg_t *s, uint32_t idx)
     return (uint64_t *)pshm_ptr(s, idx);
 }
 
+/* Make the last block of the chain that starts at node link on to `to`
+ * (the chain word is the low half of a block's link). */
+static void link_chain_end(const pshm_seg_t *s, uint32_t node, uint32_t to)
+{
+    uint32_t cur = node, last = node;
+    while (cur) {
+        last = cur;
+        cur = (uint32_t)*link_of(s, cur);
+    }
+    uint64_t *w = link_of(s, last);
+    *w = (*w & ~UINT64_C(0xffffffff)) | to;
+}
+
 static void test_verify_clean_pool(void **state)
 {
     struct fix *f = *state;
@@ -156,13 +169,7 @@ static void test_verify_list_cycle(void **state)
     assert_true(k == PSHM_CORRUPT_TWICE || k == PSHM_CORRUPT_CYCLE);
     restore(f);
     /* A chain that loops on itself. */
-    uint32_t cur = node, last = node;
-    while (cur) {
-        last = cur;
-        cur = (uint32_t)*link_of(s, cur);
-    }
-    w = link_of(s, last);
-    *w = (*w & ~UINT64_C(0xffffffff)) | node;
+    link_chain_end(s, node, node);
     k = verify(f, what, sizeof(what));
     print_message("chain cycle: %s\n", what);
     assert_true(k == PSHM_CORRUPT_TWICE || k == PSHM_CORRUPT_CYCLE);
@@ -199,13 +206,7 @@ static void test_verify_block_on_two_lists(void **state)
     uint32_t node = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[c].central));
     uint32_t second = (uint32_t)(*link_of(s, node) >> 32);
     /* The first chain's last block links on into the second batch. */
-    uint32_t cur = node, last = node;
-    while (cur) {
-        last = cur;
-        cur = (uint32_t)*link_of(s, cur);
-    }
-    uint64_t *w = link_of(s, last);
-    *w = (*w & ~UINT64_C(0xffffffff)) | second;
+    link_chain_end(s, node, second);
     assert_int_equal(verify(f, what, sizeof(what)), PSHM_CORRUPT_TWICE);
     print_message("two batches: %s\n", what);
     restore(f);
