@@ -20,3 +20,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     return 0;
 }
+
+void fz_view_base(pshm_seg_t *s)
+{
+    uint8_t *img = fz_map_image(&fz_seg_map, fz_seg_base.img, fz_seg_base.bytes);
+    char err[256];
+    if (pshm_view(s, img, fz_seg_base.bytes, err, sizeof(err)) != 0)
+        abort();
+}

@@ -127,11 +127,8 @@ static void scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fz_in in = {data, size, 0};
-    uint8_t *img = fz_map_image(&fz_seg_map, fz_seg_base.img, fz_seg_base.bytes);
-    char err[256];
     pshm_seg_t s;
-    if (pshm_view(&s, img, fz_seg_base.bytes, err, sizeof(err)) != 0)
-        abort(); /* the base is a real segment */
+    fz_view_base(&s);
     pshm_actor_t actor = fz_actor(&s);
     scribble(&s, &in, fz_seg_base.dead_slot[0]);
     for (int k = 0; k < 2; k++) {
@@ -140,6 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     pool_stats_t st;
     pshm_stats(&s, &st);
+    char err[256];
     (void)pshm_check(&s, err, sizeof(err));
     fz_unmap_image(&fz_seg_map);
     return 0;

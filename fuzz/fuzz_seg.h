@@ -246,6 +246,9 @@ static inline void fz_unmap_image(struct fz_map *m)
  * LLVMFuzzerInitialize they share (fuzz_harness.c). */
 extern struct fz_base fz_seg_base;
 extern struct fz_map fz_seg_map;
+/* A fresh copy of the base in the fenced mapping, viewed in *s (the base is
+ * a real segment: a failed view aborts). */
+void fz_view_base(pshm_seg_t *s);
 
 /* The reclaimer poold would be: its own slot (PSHM_VIA_POOLD) and one
  * record, claimed in the segment under test; rec NULL when none is free

@@ -23,11 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fz_in in = {data, size, 0};
-    uint8_t *img = fz_map_image(&fz_seg_map, fz_seg_base.img, fz_seg_base.bytes);
-    char err[256];
     pshm_seg_t s;
-    if (pshm_view(&s, img, fz_seg_base.bytes, err, sizeof(err)) != 0)
-        abort();
+    fz_view_base(&s);
     while (in.i + 4 <= in.n) {
         uint32_t region = fz_u8(&in) % 4, off = fz_u8(&in) | fz_u8(&in) << 8;
         uint32_t len = fz_u8(&in) % 16 + 1;
