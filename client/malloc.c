@@ -250,6 +250,6 @@ POOL_API size_t pool_block_size(pool_t *pool, const void *ptr)
     if (!pool || !ptr)
         return 0;
     uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)pool->seg.base);
-    int c = pshm_block_class(&pool->seg, off);
+    int c = pshm_block_at(&pool->seg, off);
     return c < 0 ? 0 : pool->seg.block_size[c];
 }

@@ -192,6 +192,8 @@ static void test_handoff_adopt(void **state)
         assert_int_equal(errno, EINVAL);
         assert_int_equal(pool_handoff(p, s->base + tail), UINT64_MAX);
         assert_int_equal(errno, EINVAL);
+        assert_int_equal(pool_block_size(p, s->base + tail), 0);
+        assert_int_equal(pool_block_size(p, d), 64);
         assert_true(pool_free(p, d, 64));
     }
     /* A block in transit may be freed without adopting it. */
