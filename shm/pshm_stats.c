@@ -238,7 +238,9 @@ int pshm_check(const pshm_seg_t *s, char *err, size_t errlen)
         uint64_t transit = sum.handoffs - sum.adopts;
         int64_t in_use = (int64_t)(sum.allocs - sum.frees - transit - sum.uncarved);
         uint64_t carved = sum.fresh - sum.uncarved;
-        if ((int64_t)(central + sum.cached + transit) + in_use != (int64_t)carved) {
+        /* Unsigned: scribbled counters may be anything, and the sum is
+         * compared modulo 2^64 (a signed sum could overflow). */
+        if (central + sum.cached + transit + (uint64_t)in_use != carved) {
             snprintf(err, errlen,
                      "class %u (%u B): central %llu + cached %llu + in use %lld + in transit "
                      "%llu != carved %llu",

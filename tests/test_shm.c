@@ -327,6 +327,23 @@ static void test_claim_scribbled_free_record_starts_empty(void **state)
     pshm_os_unmap(d.base, d.bytes);
 }
 
+/* Regression (fuzz_reclaim): counters scribbled so that the books' sum
+ * overflowed a signed 64-bit add in pshm_check (UBSan); they are reported
+ * as books that disagree. */
+static void test_check_huge_counters(void **state)
+{
+    (void)state;
+    struct dead_seg d;
+    dead_seg_make(&d);
+    struct pshm_tclass *tc = &d.dt->cls[0];
+    pa_store_relaxed(&tc->moved_out, UINT64_C(0x7000000000000000));
+    pa_store_relaxed(&tc->uncarved, UINT64_C(0x2000000000000000));
+    int rc = pshm_check(&d.s, err, sizeof(err));
+    print_message("check: %d %s\n", rc, err);
+    assert_int_equal(rc, -EUCLEAN);
+    pshm_os_unmap(d.base, d.bytes);
+}
+
 /* Regression (fuzz_reclaim): a dead thread's record with a full cache
  * (count == cache_cap, which recovery accepts) and a block in `hot`: the
  * reclaim's drain pushed hot down into slots[cache_cap + 1], past the end
@@ -381,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_named_segment_create_open_unlink),
         cmocka_unit_test(test_create_on_full_dev_shm_fails_cleanly),
         cmocka_unit_test(test_claim_scribbled_free_record_starts_empty),
+        cmocka_unit_test(test_check_huge_counters),
         cmocka_unit_test(test_reclaim_full_cache_with_hot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
