@@ -199,7 +199,6 @@ int pd_segment_open(pd_server_t *srv, char *err, size_t errlen)
     rc = claim_actor(srv, err, errlen);
     if (rc < 0)
         return rc;
-    pd_integrity_open(srv);
     if (!srv->seg_created) {
         int live = pd_registry_adopt(srv);
         pd_info("adopted segment %s: %llu bytes, generation %llu, %d live process%s kept, %u "
@@ -207,6 +206,9 @@ int pd_segment_open(pd_server_t *srv, char *err, size_t errlen)
                 name, (unsigned long long)srv->seg.bytes, (unsigned long long)srv->gen, live,
                 live == 1 ? "" : "es", srv->norphans);
     }
+    /* After the dead were reclaimed: a record its thread left in the
+     * middle of a step is not corruption, it is what reclaim puts right. */
+    pd_integrity_open(srv);
     return 0;
 }
 
