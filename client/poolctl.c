@@ -9,7 +9,8 @@
  * Links proto/ only and never includes the library's internal.h: it knows
  * poold through the protocol, like any other observer. Every reply goes
  * through pproto_parse_* before it is shown; a reply is bounded in size and
- * time. Exit codes: 0 done; 1 poold answered with an error or nonsense;
+ * time. Exit codes: 0 done (also when the reader of stdout went away);
+ * 1 poold answered with an error or nonsense, or stdout cannot be written;
  * 2 usage; 3 poold cannot be reached.
  */
 #include <errno.h>
@@ -62,9 +63,78 @@ static void usage(FILE *f)
             "  --prometheus        (stats) the Prometheus text format, as poold's /metrics\n"
             "  --watch SECONDS     (stats) redraw every SECONDS until interrupted\n"
             "\n"
-            "Exit status: 0 done, 1 poold replied with an error, 2 usage, 3 poold\n"
+            "Exit status: 0 done (also when the reader of the output went away), 1 poold\n"
+            "replied with an error or the output cannot be written, 2 usage, 3 poold\n"
             "cannot be reached.\n",
             POOL_DEFAULT_SOCKET);
+}
+
+/* ---- standard output ----
+ *
+ * Everything poolctl prints on stdout is first built in memory, a frame at a
+ * time (one table, one JSON object, one line), then written with write(2)
+ * by out_write(), which sees the exact errno of the write that failed: stdio
+ * would report the error of a buffer flushed somewhere in the middle of a
+ * table, with errno clobbered since. SIGPIPE stays ignored (main): killed by
+ * it, poolctl would end with status 141, while a reader that stops reading
+ * (`poolctl stats --watch 1 | head`) is a normal way to end. So EPIPE ends
+ * poolctl with status 0 and no message, at the first write after the reader
+ * left; any other error (ENOSPC on /dev/full, EBADF on a closed stdout, EIO)
+ * is a failure: a message and status 1. A loop that writes nothing cannot
+ * notice, so `stats --watch` writes at every turn, poold reachable or not. */
+
+/* 0, or a negative errno. */
+static int out_write(const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(STDOUT_FILENO, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The exit status for a failed write (err < 0): EPIPE is the reader leaving. */
+static int out_failed(int err)
+{
+    if (err == -EPIPE)
+        return EXIT_OK;
+    fprintf(stderr, "poolctl: cannot write the output: %s\n", strerror(-err));
+    return EXIT_REPLY;
+}
+
+/* A frame: a stream into memory, written to stdout in one go by frame_emit. */
+struct frame {
+    FILE *f;
+    char *buf;
+    size_t len;
+};
+
+static int frame_open(struct frame *fr)
+{
+    fr->buf = NULL;
+    fr->len = 0;
+    fr->f = open_memstream(&fr->buf, &fr->len);
+    if (!fr->f) {
+        fprintf(stderr, "poolctl: out of memory\n");
+        return EXIT_REPLY;
+    }
+    return EXIT_OK;
+}
+
+/* Close the frame and, when `write` is true, write it out: 0 or a negative
+ * errno (out_failed() says what it means). */
+static int frame_emit(struct frame *fr, bool write)
+{
+    int rc = fclose(fr->f) == 0 ? 0 : -ENOMEM;
+    if (rc == 0 && write)
+        rc = out_write(fr->buf, fr->len);
+    free(fr->buf);
+    return rc;
 }
 
 struct reply {
@@ -442,8 +512,9 @@ static void print_table(const struct view *v, FILE *f)
                 scalar(v, "corruptions_total"));
 }
 
-/* fmt: "table" (stats), "procs", "classes", "json" or "prometheus". */
-static int render(const char *fmt, const struct reply *r)
+/* fmt: "table" (stats), "procs", "classes", "json" or "prometheus"; into
+ * the frame stream f. */
+static int render(const char *fmt, const struct reply *r, FILE *f)
 {
     const char *body = r->buf + r->body;
     size_t len = r->len - r->body;
@@ -454,11 +525,11 @@ static int render(const char *fmt, const struct reply *r)
             return EXIT_REPLY;
         }
         if (!strcmp(fmt, "procs"))
-            print_procs(&v, stdout);
+            print_procs(&v, f);
         else if (!strcmp(fmt, "classes"))
-            print_classes(&v, stdout);
+            print_classes(&v, f);
         else
-            print_table(&v, stdout);
+            print_table(&v, f);
         return EXIT_OK;
     }
     /* A sample repeats its row's labels: the text can be several times the
@@ -475,7 +546,7 @@ static int render(const char *fmt, const struct reply *r)
         int rc = !strcmp(fmt, "json") ? pproto_render_json(body, len, &b)
                                       : pproto_render_prometheus(body, len, &b);
         if (rc >= 0)
-            fwrite(out, 1, b.len, stdout);
+            fwrite(out, 1, b.len, f);
         free(out);
         if (rc >= 0)
             return EXIT_OK;
@@ -536,16 +607,27 @@ static int cmd_stats(int argc, char **argv)
         struct reply r;
         int rc = request("STATS", true, &r);
         if (rc == EXIT_OK) {
-            if (watch > 0 && tty)
-                fputs("\033[H\033[2J", stdout); /* redraw, like top */
-            rc = render(fmt, &r);
-            fflush(stdout);
+            struct frame fr;
+            rc = frame_open(&fr);
+            if (rc == EXIT_OK) {
+                if (watch > 0 && tty)
+                    fputs("\033[H\033[2J", fr.f); /* redraw, like top */
+                rc = render(fmt, &r, fr.f);
+                int w = frame_emit(&fr, rc == EXIT_OK);
+                if (w < 0) {
+                    free(r.buf);
+                    return out_failed(w);
+                }
+            }
         }
         free(r.buf);
         if (watch <= 0 || stop || (rc != EXIT_OK && rc != EXIT_UNREACHABLE))
             return rc;
-        if (!tty)
-            puts("");
+        /* Frames apart in a file or a pipe; also the write that finds the
+         * reader gone while poold does not answer. */
+        int w = tty ? 0 : out_write("\n", 1);
+        if (w < 0)
+            return out_failed(w);
         struct timespec ts = {(time_t)watch, (long)((watch - (double)(time_t)watch) * 1e9)};
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !stop)
             ;
@@ -575,8 +657,13 @@ static int cmd_view(const char *verb, const char *table, int argc, char **argv)
     }
     struct reply r;
     int rc = request(verb, true, &r);
-    if (rc == EXIT_OK)
-        rc = render(json ? "json" : table, &r);
+    struct frame fr;
+    if (rc == EXIT_OK && (rc = frame_open(&fr)) == EXIT_OK) {
+        rc = render(json ? "json" : table, &r, fr.f);
+        int w = frame_emit(&fr, rc == EXIT_OK);
+        if (w < 0)
+            rc = out_failed(w);
+    }
     free(r.buf);
     return rc;
 }
@@ -591,14 +678,32 @@ static int cmd_simple(const char *verb, int argc, char **argv)
     struct reply r;
     int rc = request(verb, false, &r);
     if (rc == EXIT_OK) {
+        /* The first line, with its LF (the reply may lack one at EOF). */
         const char *nl = strchr(r.buf, '\n');
-        printf("%.*s\n", nl ? (int)(nl - r.buf) : (int)r.len, r.buf);
+        size_t len = nl ? (size_t)(nl - r.buf) : r.len;
+        r.buf[len] = '\n';
+        int w = out_write(r.buf, len + 1);
+        if (w < 0)
+            rc = out_failed(w);
     }
     free(r.buf);
     return rc;
 }
 
-int main(int argc, char **argv)
+/* usage() and --version print through stdio: flush it and check it like a
+ * frame. A failed write never hides an earlier failure's status. */
+static int out_close(int rc)
+{
+    int err = fflush(stdout) == 0 ? 0 : -errno;
+    if (err == 0 && ferror(stdout))
+        err = -EIO;
+    if (err == 0)
+        return rc;
+    int w = out_failed(err);
+    return rc == EXIT_OK ? w : rc;
+}
+
+static int run(int argc, char **argv)
 {
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
                                          {"help", no_argument, NULL, 'h'},
@@ -621,7 +726,6 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    signal(SIGPIPE, SIG_IGN);
     char **sub = argv + optind;
     int nsub = argc - optind;
     const char *cmd = sub[0];
@@ -641,4 +745,12 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "poolctl: unknown command '%s' (try poolctl --help)\n", cmd);
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    /* A closed socket to poold, or a reader of stdout gone, is an EPIPE to
+     * act on, never a signal (see "standard output" above). */
+    signal(SIGPIPE, SIG_IGN);
+    return out_close(run(argc, argv));
 }
