@@ -6,7 +6,9 @@
  * Start-up order: settings, the control socket (one handed over by systemd
  * through sd_listen_fds(), validated as a listening AF_UNIX stream socket,
  * else bound here; another poold on the path is exit 1), the segment (create or adopt; a refused segment is exit 1), the
- * optional metrics endpoint, then READY=1 once the listener accepts. SIGTERM
+ * optional metrics endpoint, then READY=1 once the listener accepts. The
+ * segment's prefault runs on a thread of its own meanwhile (see "Prefault"
+ * below): poold answers from the start, whatever the segment's size. SIGTERM
  * and SIGINT stop cleanly: STOPPING=1, close the listener, unlink the
  * socket, and KEEP the segment (workers keep allocating while poold is down;
  * the next poold adopts it). SIGHUP re-reads the configuration and applies
@@ -18,12 +20,15 @@
  * failure, 2 usage or configuration error.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -33,11 +38,46 @@
 
 #define STATUS_SECONDS 5
 #define MAX_OVERRIDES 64
+#define PREFAULT_CHUNK (16u << 20) /* bytes per madvise: a stop waits for one */
 
 typedef struct override {
     const char *name; /* directive */
     const char *value;
 } override_t;
+
+/*
+ * Prefault. pshm_os_prefault (MADV_POPULATE_WRITE) fills poold's page
+ * tables for the whole segment, so that a reclaim, which walks owner bytes
+ * and touches the first block of each run, never stops on a page fault; on
+ * a segment just created it also has tmpfs clear each page once, here
+ * rather than in a worker's first touch. It costs about 2 s per GiB on a
+ * segment just created (4 GiB: 7.5 s on a 2-core VM, much less on one
+ * adopted), and done in line it held the loop while the socket already
+ * listened: clients got no answer for that long. So it runs on a thread of
+ * its own while the loop serves. That is safe with the segment in use: it
+ * only installs page-table entries, never reads or writes a byte of the
+ * segment, and a fault taken meanwhile by poold's own reclaim just installs
+ * the same entry first; workers have their own page tables. It goes from the
+ * segment's start (header, slots, thread records and span map, which every
+ * reclaim reads, come first) to its end in PREFAULT_CHUNK steps and checks
+ * `stop` between steps, so a shutdown waits for one step at most (16 MiB,
+ * about 35 ms) before the segment is unmapped. When it is done, a byte on a
+ * pipe wakes the loop, which joins the thread and logs how long it took.
+ */
+typedef struct prefault {
+    pthread_t thread;
+    bool started; /* loop thread only: a thread to join */
+    char *base;   /* the segment, mapped until the thread is joined */
+    uint64_t bytes;
+    pa_u32 stop; /* relaxed: a flag, set by the loop, polled by the thread;
+                    nothing is published through it (the join is) */
+    int wake[2]; /* pipe: the thread writes one byte when it ends */
+    struct event *ev_done;
+    /* Written by the thread, read by the loop after pthread_join. */
+    uint64_t done; /* bytes prefaulted */
+    int rc;        /* 0 or pshm_os_prefault's negative errno */
+    double seconds;
+} prefault_t;
 
 typedef struct app {
     pd_server_t srv;
@@ -46,6 +86,7 @@ typedef struct app {
     size_t nov;
     struct event *ev_term, *ev_int, *ev_hup, *ev_status;
     struct event *ev_watchdog; /* NULL without WatchdogSec= */
+    prefault_t prefault;
 } app_t;
 
 static void usage(FILE *f)
@@ -142,6 +183,95 @@ static int listen_control(pd_server_t *srv, char *err, size_t errlen)
     return pd_server_listen_fd(srv, fd, err, errlen);
 }
 
+static double mono_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void *prefault_run(void *arg)
+{
+    prefault_t *pf = arg;
+    double t0 = mono_seconds();
+    /* relaxed: see prefault_t.stop. */
+    while (pf->done < pf->bytes && !pa_load_relaxed(&pf->stop)) {
+        uint64_t n = pf->bytes - pf->done < PREFAULT_CHUNK ? pf->bytes - pf->done : PREFAULT_CHUNK;
+        pf->rc = pshm_os_prefault(pf->base + pf->done, n);
+        if (pf->rc < 0)
+            break;
+        pf->done += n;
+    }
+    pf->seconds = mono_seconds() - t0;
+    char b = 1;
+    ssize_t w = write(pf->wake[1], &b, 1);
+    (void)w; /* the pipe is empty: one byte always fits */
+    return NULL;
+}
+
+/* Join the thread (after the wake-up, or to stop it) and log its result. */
+static void prefault_join(prefault_t *pf, const char *name)
+{
+    if (!pf->started)
+        return;
+    pthread_join(pf->thread, NULL);
+    pf->started = false;
+    double mib = (double)pf->done / (1 << 20);
+    if (pf->rc < 0)
+        pd_info("prefault of segment %s stopped after %.0f MiB in %.3f s: %s (reclaims may fault "
+                "pages in)",
+                name, mib, pf->seconds, strerror(-pf->rc));
+    else if (pf->done < pf->bytes)
+        pd_info("prefault of segment %s stopped at shutdown after %.0f of %.0f MiB", name, mib,
+                (double)pf->bytes / (1 << 20));
+    else
+        pd_info("prefaulted segment %s: %.0f MiB in %.3f s, in the background", name, mib,
+                pf->seconds);
+}
+
+static void on_prefault_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    app_t *app = arg;
+    prefault_join(&app->prefault, app->srv.cfg.shm_name);
+}
+
+static int prefault_start(app_t *app)
+{
+    prefault_t *pf = &app->prefault;
+    pf->base = app->srv.seg_base;
+    pf->bytes = app->srv.seg_bytes;
+    if (pipe2(pf->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+        pf->wake[0] = pf->wake[1] = -1;
+        return -errno;
+    }
+    pf->ev_done = event_new(app->srv.base, pf->wake[0], EV_READ, on_prefault_done, app);
+    if (!pf->ev_done || event_add(pf->ev_done, NULL) < 0)
+        return -ENOMEM;
+    int rc = pthread_create(&pf->thread, NULL, prefault_run, pf);
+    if (rc != 0)
+        return -rc;
+    pf->started = true;
+    return 0;
+}
+
+/* Before the segment is unmapped: stop the thread between two steps. */
+static void prefault_stop(app_t *app)
+{
+    prefault_t *pf = &app->prefault;
+    /* relaxed: see prefault_t.stop. */
+    pa_store_relaxed(&pf->stop, 1u);
+    prefault_join(pf, app->srv.cfg.shm_name);
+    if (pf->ev_done)
+        event_free(pf->ev_done);
+    pf->ev_done = NULL;
+    for (int i = 0; i < 2; i++)
+        if (pf->wake[i] >= 0)
+            close(pf->wake[i]);
+    pf->wake[0] = pf->wake[1] = -1;
+}
+
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -228,6 +358,7 @@ int main(int argc, char **argv)
     int status = 1;
     size_t n;
     const pd_directive_info_t *d = pd_config_directives(&n);
+    app.prefault.wake[0] = app.prefault.wake[1] = -1;
 
     /* Every directive is also a flag: --shm-name for shm_name. */
     struct option *opts = calloc(n + 4, sizeof(*opts));
@@ -303,7 +434,9 @@ int main(int argc, char **argv)
     }
     /* The socket first: when another poold answers on it, stop before
      * touching the segment (adopting bumps its generation). Nothing is
-     * accepted before the loop runs, by then the segment is ready. */
+     * accepted before the loop runs, by then the segment is ready: a new
+     * one's reservation (posix_fallocate, about 0.1 s per GiB) is the only
+     * wait that grows with the size; its prefault runs in the background. */
     if (listen_control(srv, err, sizeof(err)) < 0) {
         pd_error("%s", err);
         goto out;
@@ -312,6 +445,10 @@ int main(int argc, char **argv)
         pd_error("%s", err);
         goto out;
     }
+    int pf = prefault_start(&app);
+    if (pf < 0)
+        pd_warn("cannot start the prefault of the segment: %s (reclaims may fault pages in)",
+                strerror(-pf));
     if (pd_registry_start_sweep(srv) < 0) {
         pd_error("cannot start the reclaim sweep");
         goto out;
@@ -362,6 +499,7 @@ int main(int argc, char **argv)
     status = 0;
 out:
     if (base) {
+        prefault_stop(&app);
         pd_server_stop_listening(srv);
         pd_server_free(srv);
         if (app.ev_term)

@@ -191,11 +191,9 @@ int pd_segment_open(pd_server_t *srv, char *err, size_t errlen)
     }
     /* relaxed: a setting, read by reclaimers. */
     pa_store_relaxed(&srv->seg.hdr->orphans_keep, srv->cfg.orphans_keep ? 1u : 0u);
-    /* Reclaims walk owner bytes and touch the first block of each run:
-     * with the page tables filled now, they never wait on a page fault. */
-    int pf = pshm_os_prefault(srv->seg_base, srv->seg_bytes);
-    if (pf < 0)
-        pd_debug("prefault of the segment: %s (reclaims may fault pages in)", strerror(-pf));
+    /* No prefault here: filling the page tables of a large segment takes
+     * seconds, so poold's main runs it on a thread of its own while the
+     * loop serves (main.c, "Prefault"). */
     rc = claim_actor(srv, err, errlen);
     if (rc < 0)
         return rc;
