@@ -61,7 +61,7 @@ allocs=(
   "tcmalloc|LD_PRELOAD=$LIBDIR/libtcmalloc_minimal.so.4|libtcmalloc_minimal"
   "mimalloc|LD_PRELOAD=$LIBDIR/libmimalloc.so.2|libmimalloc"
   "poold (attached)|LD_PRELOAD=$PRELOAD POOLD_SOCKET=$work/poold.sock|$shm"
-  "poold (embedded)|LD_PRELOAD=$PRELOAD POOLD_SOCKET=$work/none.sock POOL_EMBEDDED_BYTES=512M|memfd:poold-embedded"
+  "poold (embedded)|LD_PRELOAD=$PRELOAD POOLD_SOCKET=$work/none.sock POOLD_PRELOAD_FALLBACK=embedded POOL_EMBEDDED_BYTES=512M|memfd:poold-embedded"
 )
 
 cat >"$work/w.sql" <<EOF

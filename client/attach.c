@@ -124,13 +124,27 @@ fail:
     return NULL;
 }
 
-static pool_t *default_pool;
-static int default_errno;
-static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+static pool_t *default_pool, *attached_pool;
+static int default_errno, attached_errno;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT, attached_once = PTHREAD_ONCE_INIT;
+
+static void default_attach(void)
+{
+    attached_pool = pool_attach(NULL);
+    attached_errno = attached_pool ? 0 : errno;
+}
+
+pool_t *pool_default_attached_(void)
+{
+    pthread_once(&attached_once, default_attach);
+    if (!attached_pool)
+        errno = attached_errno;
+    return attached_pool;
+}
 
 static void default_init(void)
 {
-    default_pool = pool_attach(NULL);
+    default_pool = pool_default_attached_();
     if (default_pool)
         return;
     default_pool = pool_open_embedded(pool_env_size_("POOL_EMBEDDED_BYTES", POOL_DEFAULT_BYTES));

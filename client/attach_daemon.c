@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -53,6 +54,27 @@ static bool daemon_uid_ok(uid_t uid)
     if (getpwnam_r("poold", &pw, buf, sizeof(buf), &res) == 0 && res && res->pw_uid == uid)
         return true;
     return false;
+}
+
+/* This process image's number for HELLO's image=: a hash of the 16 random
+ * bytes the kernel gives each exec (AT_RANDOM), so that poold tells an
+ * exec (same pid, new image) from a second HELLO of the same image. Hashed:
+ * glibc draws the stack guard from those bytes, which must not leave the
+ * process. Never 0 (absent). */
+static uint32_t image_number(void)
+{
+    const uint8_t *r = (const uint8_t *)getauxval(AT_RANDOM);
+    uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a, then a final mix */
+    if (r)
+        for (int i = 0; i < 16; i++)
+            h = (h ^ r[i]) * UINT64_C(0x100000001b3);
+    else
+        h ^= (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+    h ^= h >> 33;
+    h *= UINT64_C(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    uint32_t v = (uint32_t)h ^ (uint32_t)(h >> 32);
+    return v ? v : 1;
 }
 
 static int read_line(int fd, char *buf, size_t cap, int timeout_ms)
@@ -143,7 +165,10 @@ static int hello_once(const char *path, int *fd_out, int *slot, char *shm_name, 
                         path, (int)cred.pid, (unsigned)cred.uid);
         goto fail;
     }
-    pproto_req_t req = {.verb = PPROTO_HELLO, .abi = PSHM_ABI_VERSION, .pid = (int32_t)getpid()};
+    pproto_req_t req = {.verb = PPROTO_HELLO,
+                        .abi = PSHM_ABI_VERSION,
+                        .pid = (int32_t)getpid(),
+                        .image = image_number()};
     const char *name = program_invocation_short_name;
     size_t nl = strlen(name);
     if (nl > PPROTO_MAX_NAME)

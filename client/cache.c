@@ -8,6 +8,10 @@
  * shm layer's journaled steps (pshm_rec_refill/flush/install), so that a
  * process killed at any instruction loses nothing (pshm_central.c). The
  * process-local mutex here is never taken on the fast path.
+ *
+ * A normal exit marks the slot of every pool this process holds
+ * (pool_note_exit_, from a destructor here and from the preload library's
+ * _exit), so that its reclaim counts an exit, not a crash.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -99,6 +103,7 @@ void pool_unregister_(pool_t *pool)
     if (pool->slot >= 0 && pool->pid == reg_pid) {
         pshm_release_result_t res = {0};
         pshm_proc_detach(&pool->seg, (uint32_t)pool->slot, false, &res);
+        pa_add_relaxed(&pool->seg.hdr->procs_exited, 1); /* relaxed: statistic */
     }
     pool->slot = -1;
     if (pool->idx < POOL_MAX_OPEN && reg_pools[pool->idx] == pool)
@@ -111,6 +116,35 @@ void pool_unregister_(pool_t *pool)
     if (pool_tls_last_.pool == pool)
         memset(&pool_tls_last_, 0, sizeof(pool_tls_last_));
     pthread_mutex_unlock(&reg_lock);
+}
+
+void pool_note_exit_(void)
+{
+    /* A child of vfork or posix_spawn that calls _exit shares our memory,
+     * reg_pid included, but not our pid: it holds no slot of its own.
+     * getpid() is a system call, safe in a signal handler's _exit. */
+    pid_t me = reg_pid;
+    if (me == 0 || getpid() != me)
+        return;
+    /* trylock: _exit may run in a signal handler that interrupted this
+     * very thread inside the lock; then the slot is not marked (its
+     * reclaim counts a crash), which beats a deadlock at exit. */
+    if (pthread_mutex_trylock(&reg_lock) != 0)
+        return;
+    for (uint32_t i = 0; i < POOL_MAX_OPEN; i++) {
+        pool_t *p = reg_pools[i];
+        if (p && p->slot >= 0 && p->pid == me)
+            pshm_proc_note_end(&p->seg, (uint32_t)p->slot, PSHM_END_EXIT);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* exit() and a return from main: the last destructors run after this one
+ * may still allocate and free; the slot stays ours until the process is
+ * gone, only marked. */
+__attribute__((destructor)) static void exit_dtor(void)
+{
+    pool_note_exit_();
 }
 
 static int ensure_slot_locked(pool_t *pool)

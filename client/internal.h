@@ -81,6 +81,10 @@ static inline struct pshm_thread *pool_rec_(pool_t *pool)
 }
 
 /* attach.c */
+/* The process-wide default pool if poold serves it (attached on first
+ * call, shared with pool_default()), else NULL and errno set, without
+ * making an embedded pool. */
+pool_t *pool_default_attached_(void);
 /* The size in environment variable `name` (digits, then an optional K, M
  * or G), dflt when unset or not a number, SIZE_MAX when it overflows. No
  * allocation: the preload library reads its settings before any heap. */
@@ -96,6 +100,10 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c);
 void pool_cache_full_(pool_t *pool, struct pshm_thread *rec, uint32_t c);
 int pool_register_(pool_t *pool);    /* take an idx and serial; -EMFILE when full */
 void pool_unregister_(pool_t *pool); /* release every record of this process, slot, idx */
+/* Mark the slot of every pool of this process as ending by exit (the
+ * reclaim that follows the process's death then counts an exit, not a
+ * crash). Safe in a signal handler; does nothing in a vfork child. */
+void pool_note_exit_(void);
 /* If poold restarted since we said HELLO, say it again (rate-limited). */
 void pool_reregister_if_needed_(pool_t *pool);
 /* Reclaim dead processes' slots (embedded pools), with the calling

@@ -191,7 +191,8 @@ typedef struct pool_stats {
     uint64_t bytes_carved; /* spans carved * span size */
     uint64_t bytes_in_use; /* sum of blocks in use * block size */
     uint64_t procs_attached;
-    uint64_t procs_reclaimed;
+    uint64_t procs_reclaimed;  /* died without detaching or saying they exit: crashes */
+    uint64_t procs_exited;     /* detached, exited normally, or replaced by exec */
     uint64_t blocks_reclaimed; /* cached blocks given back from dead processes */
     uint64_t blocks_orphaned;  /* in-use blocks of dead processes kept in transit */
     uint64_t blocks_in_transit;

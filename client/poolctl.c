@@ -492,10 +492,11 @@ static void print_table(const struct view *v, FILE *f)
             pct(scalar_num(v, "cache_misses_total"), allocs, p3, sizeof(p3)),
             scalar(v, "central_misses_total"), scalar(v, "exhausted_total"));
     fprintf(f,
-            "       crashed processes reclaimed %s  blocks given back: cached %s, in use %s  "
+            "       processes exited %s, crashed %s  blocks given back: cached %s, in use %s  "
             "kept in transit %s\n",
-            scalar(v, "procs_reclaimed_total"), scalar(v, "blocks_reclaimed_total"),
-            scalar(v, "blocks_reclaimed_in_use_total"), scalar(v, "blocks_orphaned_total"));
+            scalar(v, "procs_exited_total"), scalar(v, "procs_reclaimed_total"),
+            scalar(v, "blocks_reclaimed_total"), scalar(v, "blocks_reclaimed_in_use_total"),
+            scalar(v, "blocks_orphaned_total"));
     fprintf(f, "       blocks in transit %s  double frees refused %s\n",
             scalar(v, "blocks_in_transit"), scalar(v, "invalid_frees_total"));
     for (int i = 0; i < v->norphan; i++) {

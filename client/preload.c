@@ -7,9 +7,14 @@
  * posix_memalign, aligned_alloc, memalign, valloc, pvalloc and
  * malloc_usable_size call: a size up to the ceiling ($POOLD_PRELOAD_MAX,
  * default the largest class) whose alignment the pool guarantees gets a block
- * of pool_default(); anything else, and anything the pool cannot give
- * (exhausted), goes to glibc through its __libc_* entry points, which never
- * call back into us and need no dlsym. free, realloc and malloc_usable_size
+ * of poold's pool (the one pool_default() returns); anything else, and
+ * anything the pool cannot give (exhausted), goes to glibc through its
+ * __libc_* entry points, which never call back into us and need no dlsym.
+ * When no poold answers (or it refuses), the whole process stays on glibc:
+ * it costs a failed connect() at start, no memory, and says so on stderr
+ * with POOLD_PRELOAD_VERBOSE=1. The next process tries poold again. With
+ * POOLD_PRELOAD_FALLBACK=embedded it takes a private embedded pool instead
+ * ($POOL_EMBEDDED_BYTES, reserved in /dev/shm up front). free, realloc and malloc_usable_size
  * tell the two apart by address: a pointer inside the pool's blocks is the
  * pool's, anything else is glibc's. There is no table of our own.
  *
@@ -24,7 +29,8 @@
  * at the same address, taken just before the fork (pshm_os_snapshot and
  * pshm_os_place): the blocks it inherited stay valid and its own, but are
  * never given back to a pool (free ignores them); its first allocation
- * makes a pool of its own (attach, else embedded). Only fork() runs the
+ * attaches to poold as a process of its own (else glibc, or an embedded
+ * pool of its own). Only fork() runs the
  * handlers: a child of vfork, posix_spawn or a raw clone shares its
  * parent's memory anyway and must only exec.
  */
@@ -35,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -90,16 +97,36 @@ static inline struct pl_heap *pl_cur_heap(void)
     return (struct pl_heap *)(uintptr_t)pa_load_acquire(&pl_cur);
 }
 
-/* A child after fork: where a pool of its own comes from. The first pool
- * of the process is pool_default(), so that a program calling pool_* itself
- * shares it with us. */
+static bool pl_verbose, pl_fallback_embedded;
+
+/* poold's pool, else an embedded one if asked for, else NULL (glibc). The
+ * first pool of the process is pool_default()'s, so that a program calling
+ * pool_* itself shares it with us; a child after fork makes its own. */
 static pool_t *pl_open_pool(bool first)
 {
-    if (first)
-        return pool_default();
-    pool_t *p = pool_attach(NULL);
-    if (!p)
-        p = pool_open_embedded(pool_env_size_("POOL_EMBEDDED_BYTES", POOL_DEFAULT_BYTES));
+    pool_t *p = first ? pool_default_attached_() : pool_attach(NULL);
+    char why[300];
+    snprintf(why, sizeof(why), "%s", p ? "" : pool_last_error());
+    if (!p && pl_fallback_embedded)
+        p = first ? pool_default()
+                  : pool_open_embedded(pool_env_size_("POOL_EMBEDDED_BYTES", POOL_DEFAULT_BYTES));
+    if (pl_verbose) {
+        char msg[400];
+        int len = p && pool_is_shared(p)
+                      ? snprintf(msg, sizeof(msg),
+                                 "libpoolclient-preload: pid %d: allocating from poold's pool\n",
+                                 (int)getpid())
+                  : p ? snprintf(msg, sizeof(msg),
+                                 "libpoolclient-preload: pid %d: poold not used (%s); allocating "
+                                 "from an embedded pool of this process\n",
+                                 (int)getpid(), why)
+                      : snprintf(msg, sizeof(msg),
+                                 "libpoolclient-preload: pid %d: poold not used (%s); this "
+                                 "process uses glibc's malloc\n",
+                                 (int)getpid(), why);
+        if (len > 0)
+            (void)!write(2, msg, (size_t)len < sizeof(msg) ? (size_t)len : sizeof(msg) - 1);
+    }
     return p;
 }
 
@@ -488,12 +515,33 @@ static void pl_fork_child(void)
         pa_store_relaxed(&pl_state, PL_NEW);
 }
 
+/* _exit and _Exit skip the destructors that mark a normal exit
+ * (pool_note_exit_): mark it here, then end the process as glibc does.
+ * Async-signal-safe, as _exit must be. glibc's exit() ends in its own
+ * _exit, not this one, after the destructors ran. */
+PL_EXPORT void _exit(int status)
+{
+    pool_note_exit_();
+    syscall(SYS_exit_group, status);
+    for (;;)
+        syscall(SYS_exit, status);
+}
+
+PL_EXPORT void _Exit(int status)
+{
+    _exit(status);
+}
+
 /* After libc and libpoolclient's objects are ready, before main(). Anything
  * allocated earlier (the loader, earlier constructors) is glibc's. */
 __attribute__((constructor)) static void pl_ctor(void)
 {
     const char *v = getenv("POOLD_PRELOAD");
     pl_disabled = v && (strcmp(v, "off") == 0 || strcmp(v, "0") == 0);
+    v = getenv("POOLD_PRELOAD_VERBOSE");
+    pl_verbose = v && *v && strcmp(v, "0") != 0;
+    v = getenv("POOLD_PRELOAD_FALLBACK");
+    pl_fallback_embedded = v && strcmp(v, "embedded") == 0;
     pl_ceiling = pool_env_size_("POOLD_PRELOAD_MAX", SIZE_MAX);
     pthread_atfork(pl_fork_prepare, pl_fork_parent, pl_fork_child);
     /* release: pairs with the acquire in pl_slow_heap(). */

@@ -144,38 +144,6 @@ int pd_cmd_classes(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, stru
     return body(srv, PPROTO_CLASSES, out);
 }
 
-/* The slot of pid to use for HELLO: its live slot, or a new one. */
-static int find_or_claim(pd_server_t *srv, pid_t pid, uint64_t start, bool *reused)
-{
-    pshm_seg_t *seg = &srv->seg;
-    int slot = pshm_proc_find(seg, pid);
-    *reused = false;
-    if (slot >= 0) {
-        /* relaxed: after the acquire of LIVE in pshm_proc_find(). */
-        uint64_t had = pa_load_relaxed(&seg->procs[slot].start_time);
-        if (start == 0 || had == 0 || had == start) {
-            *reused = true;
-            return slot;
-        }
-        /* The slot belongs to an earlier process with the same pid (pid
-         * reuse): that one is dead; reclaim it first. */
-        pd_proc_t *old = pd_registry_get(srv, (uint32_t)slot);
-        if (old && old->pid == pid) {
-            pd_registry_reclaim(srv, old, "pid reused");
-        } else {
-            pshm_reclaimed_t r;
-            if (pshm_proc_reclaim(seg, (uint32_t)slot, pd_actor(srv), &r) == 0)
-                pd_registry_note_reclaim(srv, &r, NULL, "pid reused");
-        }
-    }
-    slot = pshm_proc_claim(seg, pid, start, true);
-    if (slot == -EBUSY) {
-        pd_registry_sweep(srv); /* reclaims dead slots nobody told us about */
-        slot = pshm_proc_claim(seg, pid, start, true);
-    }
-    return slot;
-}
-
 int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct evbuffer *out)
 {
     char msg[PPROTO_MAX_MSG + 1];
@@ -225,7 +193,7 @@ int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct
     pid_t pid = (pid_t)req->pid;
     uint64_t start = pshm_os_proc_start_time(pid);
     bool reused;
-    int slot = find_or_claim(srv, pid, start, &reused);
+    int slot = pd_registry_slot_for(srv, pid, start, req->image, &reused);
     if (slot < 0) {
         if (slot == -EBUSY) {
             snprintf(msg, sizeof(msg), "no free process slot (all %u taken)", srv->seg.max_procs);

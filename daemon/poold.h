@@ -261,6 +261,12 @@ void pd_registry_forget(pd_server_t *srv, pd_proc_t *p);
 void pd_registry_conn_closed(pd_server_t *srv, pd_proc_t *p);
 /* Reclaim p's slot now (the process is dead). */
 void pd_registry_reclaim(pd_server_t *srv, pd_proc_t *p, const char *why);
+/* The slot for a HELLO of pid (its start time, and its process image, 0
+ * when the client did not say): the slot this image already holds
+ * (*reused), else a new one, after reclaiming a slot the pid holds from an
+ * earlier process (pid reuse) or an earlier image (exec). A negative errno
+ * (-EBUSY: all taken) on failure. */
+int pd_registry_slot_for(pd_server_t *srv, pid_t pid, uint64_t start, uint32_t image, bool *reused);
 /* Note a reclaim done elsewhere (sweep) and log it. */
 void pd_registry_note_reclaim(pd_server_t *srv, const pshm_reclaimed_t *r, const char *name,
                               const char *why);

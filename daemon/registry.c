@@ -158,6 +158,24 @@ void pd_registry_forget(pd_server_t *srv, pd_proc_t *p)
 void pd_registry_note_reclaim(pd_server_t *srv, const pshm_reclaimed_t *r, const char *name,
                               const char *why)
 {
+    name = name && *name ? name : "unnamed";
+    if (r->ended == PSHM_END_EXEC) {
+        pd_info("pid %d (%s) replaced its image by exec: %llu cached and %llu in-use blocks of "
+                "the old image returned, %llu kept in transit [slot %u]",
+                (int)r->pid, name, (unsigned long long)r->blocks_returned,
+                (unsigned long long)r->in_use_returned, (unsigned long long)r->in_use_kept,
+                r->slot);
+        return;
+    }
+    if (r->ended == PSHM_END_EXIT) {
+        pd_debug("pid %d (%s) exited: %llu cached and %llu in-use blocks returned, %llu kept in "
+                 "transit [slot %u, %s]",
+                 (int)r->pid, name, (unsigned long long)r->blocks_returned,
+                 (unsigned long long)r->in_use_returned, (unsigned long long)r->in_use_kept,
+                 r->slot, why);
+        return;
+    }
+    /* A crash: the last few are kept for STATS (# orphans). */
     pd_orphan_t *o = &srv->orphans[srv->orphan_next];
     o->pid = r->pid;
     o->slot = r->slot;
@@ -168,9 +186,9 @@ void pd_registry_note_reclaim(pd_server_t *srv, const pshm_reclaimed_t *r, const
     srv->orphan_next = (srv->orphan_next + 1) % PD_ORPHANS_KEPT;
     if (srv->norphans < PD_ORPHANS_KEPT)
         srv->norphans++;
-    pd_info("reclaimed pid %d (%s): %llu cached and %llu in-use blocks returned, %llu kept in "
-            "transit, in %.1f ms (%.1f ms CPU) [slot %u, %s]",
-            (int)r->pid, name && *name ? name : "unnamed", (unsigned long long)r->blocks_returned,
+    pd_info("reclaimed pid %d (%s), which died attached: %llu cached and %llu in-use blocks "
+            "returned, %llu kept in transit, in %.1f ms (%.1f ms CPU) [slot %u, %s]",
+            (int)r->pid, name, (unsigned long long)r->blocks_returned,
             (unsigned long long)r->in_use_returned, (unsigned long long)r->in_use_kept,
             (double)r->usec / 1000.0, (double)r->cpu_usec / 1000.0, r->slot, why);
 }
@@ -216,8 +234,59 @@ void pd_registry_conn_closed(pd_server_t *srv, pd_proc_t *p)
         drop(srv, p);
         return;
     }
-    pd_info("pid %d (%s) closed its connection but lives: keeping slot %u, watching it",
-            (int)p->pid, p->name[0] ? p->name : "unnamed", p->slot);
+    /* An exec (the socket is close-on-exec), or a program that closed it:
+     * the new image's HELLO or the process's death ends the slot. */
+    pd_debug("pid %d (%s) closed its connection but lives: keeping slot %u, watching it",
+             (int)p->pid, p->name[0] ? p->name : "unnamed", p->slot);
+}
+
+/* Reclaim slot, held by pid (dead, or an image it replaced by exec). */
+static void reclaim_slot(pd_server_t *srv, uint32_t slot, pid_t pid, const char *why)
+{
+    pd_proc_t *old = pd_registry_get(srv, slot);
+    if (old && old->pid == pid) {
+        pd_registry_reclaim(srv, old, why);
+        return;
+    }
+    pshm_reclaimed_t r;
+    if (pshm_proc_reclaim(&srv->seg, slot, pd_actor(srv), &r) == 0)
+        pd_registry_note_reclaim(srv, &r, NULL, why);
+}
+
+int pd_registry_slot_for(pd_server_t *srv, pid_t pid, uint64_t start, uint32_t image, bool *reused)
+{
+    pshm_seg_t *seg = &srv->seg;
+    int slot = pshm_proc_find(seg, pid);
+    *reused = false;
+    if (slot >= 0) {
+        /* relaxed: after the acquire of LIVE in pshm_proc_find(). */
+        uint64_t had = pa_load_relaxed(&seg->procs[slot].start_time);
+        bool same_process = start == 0 || had == 0 || had == start;
+        uint32_t held = pshm_proc_image(seg, (uint32_t)slot);
+        if (same_process && (image == 0 || held == 0 || held == image)) {
+            /* This image's slot: a second pool, or HELLO again after a
+             * restart of poold. */
+            if (held == 0)
+                pshm_proc_set_image(seg, (uint32_t)slot, image);
+            *reused = true;
+            return slot;
+        }
+        /* Pid reuse (another start time: that process is dead), or the
+         * image the process replaced by exec, whose threads the kernel
+         * ended at any instruction: reclaimed as after a death, counted
+         * as an exec. */
+        if (same_process)
+            pshm_proc_note_end(seg, (uint32_t)slot, PSHM_END_EXEC);
+        reclaim_slot(srv, (uint32_t)slot, pid, same_process ? "exec" : "pid reused");
+    }
+    slot = pshm_proc_claim(seg, pid, start, true);
+    if (slot == -EBUSY) {
+        pd_registry_sweep(srv); /* reclaims dead slots nobody told us about */
+        slot = pshm_proc_claim(seg, pid, start, true);
+    }
+    if (slot >= 0)
+        pshm_proc_set_image(seg, (uint32_t)slot, image);
+    return slot;
 }
 
 /* One pass over the segment's slots: reclaim the dead, watch the unknown

@@ -59,6 +59,7 @@ static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pool_stats_t *
     pproto_buf_add_info_u64(b, "procs_attached", st->procs_attached);
     pproto_buf_add_info_u64(b, "procs_max", srv->seg.max_procs);
     pproto_buf_add_info_u64(b, "procs_reclaimed_total", st->procs_reclaimed);
+    pproto_buf_add_info_u64(b, "procs_exited_total", st->procs_exited);
     pproto_buf_add_info_u64(b, "blocks_reclaimed_total", st->blocks_reclaimed);
     pproto_buf_add_info_u64(b, "blocks_orphaned_total", st->blocks_orphaned);
     pproto_buf_add_info_u64(b, "blocks_reclaimed_in_use_total", st->reclaimed_in_use);

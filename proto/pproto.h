@@ -50,7 +50,7 @@ extern "C" {
 /* Verbs and error codes                                                   */
 
 typedef enum pproto_verb {
-    PPROTO_HELLO = 1, /* HELLO abi=<u32> pid=<int> [name=<token>] */
+    PPROTO_HELLO = 1, /* HELLO abi=<u32> pid=<int> [name=<token>] [image=<u32>] */
     PPROTO_BYE,       /* BYE */
     PPROTO_STATS,     /* STATS     (multi-line reply) */
     PPROTO_PROCS,     /* PROCS     (multi-line reply) */
@@ -97,6 +97,8 @@ typedef struct pproto_req {
     uint32_t abi;                   /* HELLO only */
     int32_t pid;                    /* HELLO only, > 0 */
     char name[PPROTO_MAX_NAME + 1]; /* HELLO only, "" when absent */
+    uint32_t image;                 /* HELLO only: the sender's process image (a
+                                       new one after each exec); 0 when absent */
 } pproto_req_t;
 
 /*

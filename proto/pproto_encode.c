@@ -408,6 +408,8 @@ int pproto_encode_request(char *buf, size_t cap, const pproto_req_t *req)
             goto out;
         if (nlen > 0 && (rc = pproto_buf_add_kv_str(&b, "name", req->name)) < 0)
             goto out;
+        if (req->image != 0 && (rc = pproto_buf_add_kv_u64(&b, "image", req->image)) < 0)
+            goto out;
     }
     rc = pproto_buf_end_line(&b);
 out:

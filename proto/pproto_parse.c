@@ -255,7 +255,7 @@ static bool next_tok(const char **cur, const char *end, tok_t *t)
 static int parse_hello_args(const char *cur, const char *end, pproto_req_t *out,
                             const char **detail)
 {
-    bool have_abi = false, have_pid = false, have_name = false;
+    bool have_abi = false, have_pid = false, have_name = false, have_image = false;
     tok_t t;
 
     while (next_tok(&cur, end, &t)) {
@@ -306,6 +306,17 @@ static int parse_hello_args(const char *cur, const char *end, pproto_req_t *out,
             }
             memcpy(out->name, val, vlen);
             out->name[vlen] = '\0';
+        } else if (eq_nocase(t.p, klen, "image")) {
+            if (have_image) {
+                *detail = "duplicate image";
+                return -EINVAL;
+            }
+            have_image = true;
+            if (pproto_parse_u64(val, vlen, &v) < 0 || v == 0 || v > UINT32_MAX) {
+                *detail = "image must be a number in 1..4294967295";
+                return -EINVAL;
+            }
+            out->image = (uint32_t)v;
         } else {
             *detail = "unknown HELLO argument";
             return -EINVAL;

@@ -392,6 +392,13 @@ int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, uint32_t via)
 int pshm_proc_find(const pshm_seg_t *s, pid_t pid);
 /* Give a slot back (its threads' records must be released first). */
 void pshm_proc_release(pshm_seg_t *s, uint32_t slot);
+/* The process image that holds a live slot (poold sets it at HELLO; 0:
+ * unknown): a HELLO of the same pid from another image follows an exec. */
+void pshm_proc_set_image(pshm_seg_t *s, uint32_t slot, uint32_t image);
+uint32_t pshm_proc_image(const pshm_seg_t *s, uint32_t slot);
+/* Mark slot's end (enum pshm_proc_end), so that its reclaim counts an exit
+ * or exec rather than a crash. The holder calls it at exit; poold at exec. */
+void pshm_proc_note_end(pshm_seg_t *s, uint32_t slot, uint32_t how);
 /* Claim a thread record for a thread of slot `slot`; NULL when all taken. */
 struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid);
 
@@ -428,6 +435,7 @@ typedef struct pshm_reclaimed {
     uint64_t in_use_kept;     /* blocks it had in use, put in transit (orphans = keep) */
     uint64_t entries_dropped; /* invalid entries (corruption) */
     int64_t blocks_orphaned;  /* kept, as reported before owners existed */
+    uint32_t ended;           /* enum pshm_proc_end: how the process said it ends */
     uint64_t usec;            /* how long the reclaim took */
     uint64_t cpu_usec;        /* of which on the CPU (the rest: waiting for one) */
 } pshm_reclaimed_t;

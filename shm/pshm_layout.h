@@ -129,6 +129,8 @@ struct pshm_header {
     pa_u64 reclaimed_in_use;      /* in-use blocks of dead processes given back */
     pa_u32 orphans_keep;          /* writer: poold (config); 1: put them in transit */
     pa_u32 reserved_m;
+    pa_u64 procs_exited; /* slots given up by a clean end: a detach, or a reclaim
+                            of a slot marked at exit or exec (struct pshm_proc) */
 };
 
 /* One size class. Constant part first, then the two hot stack heads on
@@ -174,6 +176,14 @@ enum pshm_proc_state {
 
 #define PSHM_VIA_POOLD 2u /* via_daemon of poold's own slot (its reclaims) */
 
+/* How the process holding a slot said it ends (struct pshm_proc, `ended`):
+ * a reclaim of a slot marked so counts as an exit, not as a crash. */
+enum pshm_proc_end {
+    PSHM_END_NONE = 0, /* running, or died without saying so (a crash) */
+    PSHM_END_EXIT = 1, /* exit(), a return from main, _exit() (preload) */
+    PSHM_END_EXEC = 2, /* replaced by exec: the pid lives on in a new image */
+};
+
 /* A process slot. Written by the owner at claim, by a reclaimer at death;
  * read by anyone for statistics. */
 struct pshm_proc {
@@ -186,7 +196,10 @@ struct pshm_proc {
     pa_u64 r_allocs;   /* counters of the process's exited threads (display) */
     pa_u64 r_frees;
     pa_u64 r_cmiss;
-    pa_u64 reserved2[1];
+    pa_u32 image; /* writer: poold at HELLO; the holder's process image (a number
+                     drawn anew at each exec), 0: unknown */
+    pa_u32 ended; /* enum pshm_proc_end; writer: the holder at its end, or poold
+                     when a new image of the pid says HELLO */
 };
 
 /* Per class part of a thread record. Written by its owner thread only
@@ -294,6 +307,9 @@ struct pshm_thread {
 };
 
 _Static_assert(sizeof(struct pshm_header) <= PSHM_HEADER_BYTES, "header fits its page");
+/* procs_exited lives in what was the header's tail padding: the size, and
+ * so PSHM_LAYOUT_CHECK, are those of every ABI 3 segment. */
+_Static_assert(sizeof(struct pshm_header) == 256, "header size of ABI 3");
 _Static_assert(sizeof(struct pshm_class) % 64 == 0, "class records are cache-line sized");
 _Static_assert(sizeof(struct pshm_proc) == 64, "one proc slot per cache line");
 _Static_assert(sizeof(struct pshm_thread) == 64, "thread record header is one line");

@@ -35,6 +35,8 @@ int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, uint32_t via)
         pa_store_relaxed(&p->r_allocs, 0);
         pa_store_relaxed(&p->r_frees, 0);
         pa_store_relaxed(&p->r_cmiss, 0);
+        pa_store_relaxed(&p->image, 0);
+        pa_store_relaxed(&p->ended, PSHM_END_NONE);
         /* release: readers that see LIVE (acquire) see the fields above. */
         pa_store_release(&p->state, PSHM_PROC_LIVE);
         return (int)i;
@@ -53,6 +55,24 @@ int pshm_proc_find(const pshm_seg_t *s, pid_t pid)
             return (int)i;
     }
     return -ENOENT;
+}
+
+void pshm_proc_set_image(pshm_seg_t *s, uint32_t slot, uint32_t image)
+{
+    /* relaxed: read by poold only, the writer, at a later HELLO. */
+    pa_store_relaxed(&s->procs[slot].image, image);
+}
+
+uint32_t pshm_proc_image(const pshm_seg_t *s, uint32_t slot)
+{
+    return pa_load_relaxed(&s->procs[slot].image); /* relaxed: see pshm_proc_set_image() */
+}
+
+void pshm_proc_note_end(pshm_seg_t *s, uint32_t slot, uint32_t how)
+{
+    /* release: pairs with the acquire in pshm_proc_reclaim(), which runs
+     * once the holder is gone. */
+    pa_store_release(&s->procs[slot].ended, how);
 }
 
 void pshm_proc_release(pshm_seg_t *s, uint32_t slot)
@@ -300,6 +320,11 @@ int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
     pshm_release_result_t res = {0};
     r.pid = pa_load_relaxed(&p->pid);
     r.slot = slot;
+    /* acquire: pairs with the release in pshm_proc_note_end(). Anything
+     * but a known end is a crash (a corrupt word included). */
+    r.ended = pa_load_acquire(&p->ended);
+    if (r.ended != PSHM_END_EXIT && r.ended != PSHM_END_EXEC)
+        r.ended = PSHM_END_NONE;
     /* The records first (their caches, ranges and pending steps), then the
      * blocks still owned: a torn free left its block in a cache. */
     for (uint32_t i = 0; i < s->max_threads; i++) {
@@ -313,7 +338,7 @@ int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
     r.entries_dropped = res.entries_dropped;
     r.blocks_orphaned = (int64_t)r.in_use_kept;
     /* relaxed (all): statistics. */
-    pa_add_relaxed(&s->hdr->procs_reclaimed, 1);
+    pa_add_relaxed(r.ended ? &s->hdr->procs_exited : &s->hdr->procs_reclaimed, 1);
     pa_add_relaxed(&s->hdr->blocks_reclaimed, res.blocks_returned);
     if (r.in_use_returned)
         pa_add_relaxed(&s->hdr->reclaimed_in_use, r.in_use_returned);

@@ -71,6 +71,7 @@ void pshm_stats(const pshm_seg_t *s, struct pool_stats *out)
     out->bytes_carved = out->spans_carved << s->span_shift;
     /* relaxed (all): statistics. */
     out->procs_reclaimed = pa_load_relaxed(&s->hdr->procs_reclaimed);
+    out->procs_exited = pa_load_relaxed(&s->hdr->procs_exited);
     out->blocks_reclaimed = pa_load_relaxed(&s->hdr->blocks_reclaimed);
     out->blocks_orphaned = pa_load_relaxed(&s->hdr->blocks_orphaned);
     out->reclaimed_in_use = pa_load_relaxed(&s->hdr->reclaimed_in_use);

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 # test_preload: libpoolclient-preload.so's malloc family, run under it
-# (LD_PRELOAD) on an embedded pool (POOLD_SOCKET names no poold). Under
+# (LD_PRELOAD) on an embedded pool (POOLD_SOCKET names no poold, and
+# POOLD_PRELOAD_FALLBACK=embedded asks for one). Under
 # sanitizers a preload library is not meaningful (the sanitizer's runtime
 # must come first and has its own malloc): the test says so and is skipped.
 if(TARGET poolclient-preload)
@@ -16,7 +17,7 @@ if(TARGET poolclient-preload)
     target_compile_options(test_preload PRIVATE -fno-builtin -Wno-use-after-free
                            -Wno-free-nonheap-object -Wno-alloc-size-larger-than)
     set_tests_properties(test_preload PROPERTIES ENVIRONMENT
-      "LD_PRELOAD=$<TARGET_FILE:poolclient-preload>;POOLD_SOCKET=/nonexistent/poold.sock;POOL_EMBEDDED_BYTES=64M")
+      "LD_PRELOAD=$<TARGET_FILE:poolclient-preload>;POOLD_SOCKET=/nonexistent/poold.sock;POOLD_PRELOAD_FALLBACK=embedded;POOL_EMBEDDED_BYTES=64M")
   endif()
 endif()
 
@@ -43,4 +44,15 @@ if(TARGET poolclient-preload AND TARGET poold)
                            SKIP_RETURN_CODE 77)
     endforeach()
   endforeach()
+endif()
+
+# Everyday programs and wrapper scripts that exec, preloaded on a live
+# poold, outputs compared with plain runs, then the pool's state
+# (tests/everyday.sh). Not built under sanitizers, as above.
+if(TARGET poolclient-preload AND TARGET poold AND NOT POOL_SANITIZE)
+  add_test(NAME test_everyday
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/everyday.sh
+                   $<TARGET_FILE:poolclient-preload> $<TARGET_FILE:poold>
+                   $<TARGET_FILE:poolctl> $<TARGET_FILE:pool_worker> $<TARGET_FILE:pool_check>)
+  set_tests_properties(test_everyday PROPERTIES LABELS "integration;preload" TIMEOUT 300)
 endif()
