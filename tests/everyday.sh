@@ -7,7 +7,7 @@
 # wrapper scripts that exec (a chain of bash scripts with readlink and env,
 # ending in an exec of python3, as version managers install), pipelines,
 # subshells, background forks, python3 with threads, perl, sort, sed, awk,
-# gzip. Every case runs ROUNDS times (default 20) preloaded; each output
+# gzip, a program ending in _exit, a failed spawn (its child's _exit). Every case runs ROUNDS times (default 20) preloaded; each output
 # must equal the plain run's. Then the pool must show what a healthy pool
 # shows after clean exits and execs:
 #   - no corruption reported (corrupt:0, no finding in poold's log),
@@ -93,6 +93,11 @@ ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
   "awk '{ n += NF } END { print n }' $work/words; sed -e 's/o/0/g' $work/words | tr a-z A-Z"
   "sh -c 'ls /usr/bin | sort | wc -l' | cat"
   "bash -c 'x=\$(echo inner); echo \"\$x\" | rev'"
+  "$PY -c 'import os, subprocess, sys
+print(subprocess.run([\"echo\", \"spawned\"], capture_output=True, text=True).stdout.strip())
+try: subprocess.run([\"/nonexistent/program\"])
+except OSError as e: print(\"spawn failed:\", e.errno)
+sys.stdout.flush(); os._exit(0)'"
 )
 
 n=0
