@@ -38,6 +38,7 @@ struct shared {
     _Atomic uint64_t tag_errors;
     _Atomic uint64_t alloc_failures;
     _Atomic uint64_t attach_retries;
+    _Atomic uint64_t attached; /* workers that got a pool */
 };
 
 static struct shared *sh;
@@ -149,6 +150,7 @@ static pid_t start_worker(uint32_t n)
     }
     if (!pool)
         _exit(2);
+    atomic_fetch_add(&sh->attached, 1);
     pthread_t t[NTHREADS];
     struct wthread w[NTHREADS];
     for (int i = 0; i < NTHREADS; i++) {
@@ -157,6 +159,19 @@ static pid_t start_worker(uint32_t n)
     }
     for (;;)
         pause();
+}
+
+/* SIGKILL a worker and reap it: it must have died of that signal. A worker
+ * that gave up attaching exits 2 on its own, which would otherwise leave the
+ * storm with fewer workers than it claims and go unnoticed. */
+static void kill_worker(pid_t pid)
+{
+    int status = 0;
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+        fail_msg("worker %d did not die of SIGKILL (status 0x%x: exit %d; 2 = never attached)",
+                 (int)pid, status, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
 /* The segment, mapped here to read it at rest. */
@@ -232,8 +247,7 @@ static void test_crash_storm(void **state)
         while (now_s() - t0 < seconds) {
             sleep_ms(200 + (long)(rand_r(&seed) % 200));
             uint32_t k = (uint32_t)rand_r(&seed) % NWORKERS;
-            kill(w[k], SIGKILL);
-            waitpid(w[k], NULL, 0);
+            kill_worker(w[k]);
             kills++;
             w[k] = start_worker((uint32_t)started++);
             if (now_s() >= next_poold) {
@@ -245,8 +259,7 @@ static void test_crash_storm(void **state)
             }
         }
         for (uint32_t i = 0; i < NWORKERS; i++) {
-            kill(w[i], SIGKILL);
-            waitpid(w[i], NULL, 0);
+            kill_worker(w[i]);
             kills++;
         }
         uint64_t in_use, transit, reclaimed, carved;
@@ -265,6 +278,7 @@ static void test_crash_storm(void **state)
         assert_int_equal(atomic_load(&sh->tag_errors), 0);
         assert_int_equal(atomic_load(&sh->alloc_failures), 0);
         assert_true(atomic_load(&sh->allocs) > 0);
+        assert_true(atomic_load(&sh->attached) > 0);
     }
     kill(poold, SIGTERM);
     waitpid(poold, NULL, 0);
