@@ -36,7 +36,9 @@
  * between reading a head and its CAS for 2^19 steps of that one list
  * (generations wrap at 2^20), the same kind of bound every tagged-pointer
  * stack lives with. Operations without a record (records full) are not
- * journaled.
+ * journaled, but they write receipts like every other move of a head:
+ * otherwise a record's step that such a move overtook would be judged
+ * undone, and its batch would be in two places.
  */
 #include <errno.h>
 
@@ -462,9 +464,9 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
         }
         break;
     case PSHM_PEND_CARVE:
-        if (tc->pend.a < s->nspans && pa_load_relaxed(&s->carvers[tc->pend.a]) == me) {
+        if (tc->pend.n < s->nspans && pa_load_relaxed(&s->carvers[tc->pend.n]) == me) {
             uint32_t a, b;
-            pshm_span_publish(s, tc->pend.a, c, &a, &b);
+            pshm_span_publish(s, tc->pend.n, c, &a, &b);
             set_range(tc, a, b);
         }
         break;
@@ -568,20 +570,28 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
 
 /* ---- without a record ---- */
 
-static void raw_push(pshm_seg_t *s, pa_u64 *head, uint32_t node)
+/* Moves without a record still write the receipt of the head they move
+ * on (receipt_note() with no author of their own): a record's journaled
+ * step is judged by its receipt once another thread moved the head past
+ * it, whoever that thread is. */
+static void raw_push(pshm_seg_t *s, uint32_t c, int list, uint32_t node)
 {
+    pa_u64 *head = list_head(s, c, list);
     /* relaxed: only a starting guess; the CAS below re-reads with acquire. */
     uint64_t old = pa_load_relaxed(head);
     for (;;) {
         set_next_node(s, node, PSHM_HEAD_IDX(old));
-        /* release: publishes the chain to the acquire in raw_pop/rec_pop. */
+        receipt_note(s, c, list, old, 0);
+        /* release: publishes the chain (and the receipt) to the acquire in
+         * raw_pop/rec_pop and succeeded(). */
         if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, 0, node)))
             return;
     }
 }
 
-static uint32_t raw_pop(pshm_seg_t *s, pa_u64 *head, uint32_t c)
+static uint32_t raw_pop(pshm_seg_t *s, uint32_t c, int list)
 {
+    pa_u64 *head = list_head(s, c, list);
     /* acquire: pairs with the release CAS of the pusher. */
     uint64_t old = pa_load_acquire(head);
     for (;;) {
@@ -589,7 +599,9 @@ static uint32_t raw_pop(pshm_seg_t *s, pa_u64 *head, uint32_t c)
         if (node == PSHM_IDX_NONE || !pshm_idx_is_block(s, node, c))
             return PSHM_IDX_NONE;
         uint32_t next = peek_next_node(s, node);
-        /* acq_rel: as in rec_pop(). */
+        receipt_note(s, c, list, old, 0);
+        /* acq_rel: as in rec_pop(); release orders the receipt before the
+         * head moves. */
         if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, 0, next)))
             return node;
     }
@@ -600,13 +612,13 @@ void pshm_central_push_raw(pshm_seg_t *s, uint32_t c, const uint32_t *idx, uint3
     pool_assert(n >= 1 && n <= s->batch[c]);
     for (uint32_t i = 0; i < n; i++)
         *link_word(s, idx[i]) = (uint64_t)(i + 1 < n ? idx[i + 1] : PSHM_IDX_NONE);
-    raw_push(s, &s->cls[c].central, idx[0]);
+    raw_push(s, c, LIST_CENTRAL, idx[0]);
     pa_add_relaxed(&s->cls[c].u_pushed, n); /* relaxed: statistic */
 }
 
 uint32_t pshm_central_pop_raw(pshm_seg_t *s, uint32_t c, uint32_t *out, uint32_t cap)
 {
-    uint32_t node = raw_pop(s, &s->cls[c].central, c);
+    uint32_t node = raw_pop(s, c, LIST_CENTRAL);
     uint64_t dropped = 0;
     uint32_t n = node ? chain_copy(s, c, node, out, cap, &dropped) : 0;
     count_dropped(s, dropped);
@@ -619,12 +631,12 @@ void pshm_region_push_raw(pshm_seg_t *s, uint32_t c, uint32_t start, uint32_t en
 {
     pool_assert(start < end);
     *link_word(s, start) = (uint64_t)end;
-    raw_push(s, &s->cls[c].regions, start);
+    raw_push(s, c, LIST_REGION, start);
 }
 
 bool pshm_region_pop_raw(pshm_seg_t *s, uint32_t c, uint32_t *start, uint32_t *end)
 {
-    uint32_t node = raw_pop(s, &s->cls[c].regions, c);
+    uint32_t node = raw_pop(s, c, LIST_REGION);
     if (node == PSHM_IDX_NONE)
         return false;
     uint32_t e = region_end(s, c, node);

@@ -257,7 +257,8 @@ enum pshm_pend_op {
     PSHM_PEND_PUSH = 2,    /* flush: push batch node a (n slots, b blocks) */
     PSHM_PEND_RPOP = 3,    /* pop region node a */
     PSHM_PEND_RPUSH = 4,   /* push region [a, b) */
-    PSHM_PEND_CARVE = 5,   /* claim span a */
+    PSHM_PEND_CARVE = 5,   /* claim span n (not a: the install that follows
+                              writes a and b before its op replaces this one) */
     PSHM_PEND_INSTALL = 6, /* region [a, b) is ours, being installed */
     PSHM_PEND_HANDOFF = 7, /* block a: owned -> transit */
     PSHM_PEND_ADOPT = 8,   /* block a: transit -> owned */

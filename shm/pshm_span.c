@@ -25,7 +25,9 @@ int pshm_span_claim(pshm_seg_t *s, struct pshm_pending *pend, uint32_t rec_id)
         if (n >= s->nspans)
             return -ENOMEM;
         if (pend) {
-            pend->a = n;
+            /* n, not a: pshm_rec_install() writes the range into a and b
+             * while this op still stands (until it stores INSTALL). */
+            pend->n = n;
             /* release: the journal names the span before the claim can
              * happen (pairs with the acquire in pshm_rec_recover()). */
             pa_store_release(&pend->op, PSHM_PEND_CARVE);

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_recovery: deaths at chosen instructions of the journaled steps,
+ * built deterministically. Each test puts a thread record in the state a
+ * thread killed at that instruction leaves (with shm's own functions, on an
+ * embedded pool's segment), lets other threads move on as they may, runs the
+ * real reclaim of the dead slot, and then requires exact books by walking
+ * (pshm_check): nothing lost, nothing in two places.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool_test.h"
+
+enum { CLS = 2 }; /* a small class: many blocks per span */
+
+typedef struct dead {
+    uint32_t slot;
+    struct pshm_thread *t;
+    struct pshm_tclass *tc;
+} dead_t;
+
+/* A slot and record of a process that will die (pid 1: never reclaimed by
+ * anyone but the test). */
+static dead_t dead_make(pshm_seg_t *s)
+{
+    dead_t d;
+    int slot = pshm_proc_claim(s, 1, 1, 0);
+    assert_true(slot >= 0);
+    d.slot = (uint32_t)slot;
+    d.t = pshm_thread_claim(s, d.slot, 1);
+    assert_non_null(d.t);
+    d.tc = &d.t->cls[CLS];
+    return d;
+}
+
+/* Carve k blocks from the record's range and free them into its cache, as
+ * pool_malloc then pool_free do. */
+static void carve_to_cache(pshm_seg_t *s, dead_t *d, uint32_t k)
+{
+    uint8_t own = pshm_own_val(d->slot);
+    for (uint32_t i = 0; i < k; i++) {
+        uint64_t w = pa_load_relaxed(&d->tc->fresh_w); /* relaxed: one thread */
+        uint32_t idx = (uint32_t)w;
+        if (idx >= d->tc->fresh_end)
+            assert_int_equal(pshm_rec_install(s, d->t, CLS), 0);
+        w = pa_load_relaxed(&d->tc->fresh_w);
+        idx = (uint32_t)w;
+        pa_store_relaxed(pshm_owner_idx(s, CLS, idx), own);
+        pa_store_relaxed(&d->tc->fresh_w, w + (UINT64_C(1) << 32) + (s->block_size[CLS] >> 3));
+        uint32_t n = pa_load_relaxed(&d->tc->count);
+        d->tc->slots[n + 1] = idx;
+        pa_store_relaxed(&d->tc->count, n + 1);
+        pa_store_relaxed(&d->tc->frees, pa_load_relaxed(&d->tc->frees) + 1);
+        pa_store_relaxed(pshm_owner_idx(s, CLS, idx), PSHM_OWN_FREE);
+    }
+}
+
+/* The process is dead: reclaim its slot (poold's part). */
+static void reclaim(pool_t *pool, dead_t *d)
+{
+    pshm_reclaimed_t r;
+    assert_int_equal(pshm_proc_reclaim(&pool->seg, d->slot, NULL, &r), 0);
+    assert_int_equal(r.entries_dropped, 0);
+}
+
+/* A flush's CAS took effect and the thread died before closing its journal;
+ * a thread without a record then popped that batch (and later pushed it
+ * back). The raw pop must leave the receipt that says the flush was done,
+ * else recovery puts the batch back into the cache too. */
+static void test_recovery_flush_overtaken_by_raw_pop(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    dead_t d = dead_make(s);
+    carve_to_cache(s, &d, s->batch[CLS] + 4);
+    pshm_rec_flush(s, d.t, CLS, s->batch[CLS]);
+    /* Death after the CAS, before journal_done: only op differs. */
+    pa_store_release(&d.tc->pend.op, PSHM_PEND_PUSH);
+
+    uint32_t buf[PSHM_CACHE_CAP];
+    uint32_t n = pshm_central_pop_raw(s, CLS, buf, s->batch[CLS]);
+    assert_int_equal(n, s->batch[CLS]);
+    reclaim(pool, &d);
+    pshm_central_push_raw(s, CLS, buf, n); /* the raw popper is done with it */
+    pool_test_check(pool);
+}
+
+/* The same on the region stack: a range given back (RPUSH done, journal
+ * open) and popped raw meanwhile must not be installed again by recovery. */
+static void test_recovery_range_return_overtaken_by_raw_pop(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    dead_t d = dead_make(s);
+    carve_to_cache(s, &d, 3);
+    pshm_rec_return_range(s, d.t, CLS);
+    pa_store_release(&d.tc->pend.op, PSHM_PEND_RPUSH);
+
+    uint32_t a, b;
+    assert_true(pshm_region_pop_raw(s, CLS, &a, &b));
+    reclaim(pool, &d);
+    pshm_region_push_raw(s, CLS, a, b);
+    pool_test_check(pool);
+}
+
+/* Install claimed and published a fresh span (journal CARVE) and died after
+ * its first store of the new range, before the op became INSTALL: recovery
+ * must still find the span by the carve journal and give its blocks back. */
+static void test_recovery_install_dies_before_its_op(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    dead_t d = dead_make(s);
+    int n = pshm_span_claim(s, &d.tc->pend, pshm_rec_id(s, d.t));
+    assert_true(n >= 0);
+    uint32_t a, b;
+    pshm_span_publish(s, (uint32_t)n, CLS, &a, &b);
+    d.tc->pend.a = a; /* pshm_rec_install()'s first store; then death */
+    reclaim(pool, &d);
+    pool_test_check(pool);
+    /* The span's blocks are back as a region: all of them can be had. */
+    uint32_t ra, rb;
+    assert_true(pshm_region_pop_raw(s, CLS, &ra, &rb));
+    assert_int_equal(ra, a);
+    assert_int_equal(rb, b);
+    pshm_region_push_raw(s, CLS, ra, rb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_recovery_flush_overtaken_by_raw_pop, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_range_return_overtaken_by_raw_pop,
+                                        pool_test_setup, pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_install_dies_before_its_op, pool_test_setup,
+                                        pool_test_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
