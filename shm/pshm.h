@@ -152,7 +152,7 @@ static inline int pshm_block_class(const pshm_seg_t *s, uint64_t off)
     uint64_t rel = off - s->data_off; /* wraps to huge below the data */
     if (pshm_unlikely(rel >= s->data_bytes))
         return -22; /* EINVAL */
-    /* acquire: pairs with the release store in pshm_span_carve(), so the span
+    /* acquire: pairs with the release store in pshm_span_publish(), so the span
      * is known carved before its class is trusted. */
     uint32_t c = pa_load_acquire(&s->spanmap[rel >> s->span_shift]);
     if (pshm_unlikely(c >= s->nclasses))
