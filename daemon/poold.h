@@ -116,6 +116,9 @@ int pd_parse_size(const char *s, uint64_t *out);
 
 #define PD_ORPHANS_KEPT 16
 #define PD_SWEEP_SECONDS 2
+/* How long poold waits, at most, for another process's reclaim to end
+ * before it reclaims an image a HELLO says was replaced by exec. */
+#define PD_RECLAIM_WAIT_MS 200
 
 typedef struct pd_server pd_server_t;
 typedef struct pd_conn pd_conn_t;

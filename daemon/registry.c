@@ -197,9 +197,14 @@ void pd_registry_reclaim(pd_server_t *srv, pd_proc_t *p, const char *why)
 {
     pshm_reclaimed_t r;
     /* Never touch a slot that another process holds now. */
-    if (slot_holds(srv, p->slot, p->pid) &&
-        pshm_proc_reclaim(&srv->seg, p->slot, pd_actor(srv), &r) == 0 && r.pid == p->pid)
+    int rc = slot_holds(srv, p->slot, p->pid)
+                 ? pshm_proc_reclaim_pid(&srv->seg, p->slot, p->pid, pd_actor(srv), &r)
+                 : -ESRCH;
+    if (rc == 0)
         pd_registry_note_reclaim(srv, &r, p->name, why);
+    else if (rc == -EAGAIN)
+        pd_debug("pid %d (%s) %s; another process is reclaiming, the sweep takes slot %u",
+                 (int)p->pid, p->name[0] ? p->name : "unnamed", why, p->slot);
     else
         pd_debug("pid %d (%s) %s; its slot %u was already free", (int)p->pid,
                  p->name[0] ? p->name : "unnamed", why, p->slot);
@@ -240,17 +245,29 @@ void pd_registry_conn_closed(pd_server_t *srv, pd_proc_t *p)
              (int)p->pid, p->name[0] ? p->name : "unnamed", p->slot);
 }
 
-/* Reclaim slot, held by pid (dead, or an image it replaced by exec). */
+/* Reclaim slot, held by pid (dead, or an image it replaced by exec), now:
+ * a reclaim by another process (an embedded reclaimer) is waited for, a
+ * few milliseconds, at most PD_RECLAIM_WAIT_MS. */
 static void reclaim_slot(pd_server_t *srv, uint32_t slot, pid_t pid, const char *why)
 {
     pd_proc_t *old = pd_registry_get(srv, slot);
-    if (old && old->pid == pid) {
-        pd_registry_reclaim(srv, old, why);
-        return;
-    }
+    const char *name = old && old->pid == pid ? old->name : NULL;
     pshm_reclaimed_t r;
-    if (pshm_proc_reclaim(&srv->seg, slot, pd_actor(srv), &r) == 0)
-        pd_registry_note_reclaim(srv, &r, NULL, why);
+    int rc;
+    for (int waited = 0;; waited++) {
+        rc = pshm_proc_reclaim_pid(&srv->seg, slot, pid, pd_actor(srv), &r);
+        if (rc != -EAGAIN || waited >= PD_RECLAIM_WAIT_MS)
+            break;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    if (rc == 0)
+        pd_registry_note_reclaim(srv, &r, name, why);
+    else
+        pd_warn("pid %d: slot %u of its %s image not reclaimed: %s", (int)pid, slot,
+                strcmp(why, "exec") == 0 ? "earlier" : "dead", strerror(-rc));
+    if (old && old->pid == pid)
+        drop(srv, old);
 }
 
 int pd_registry_slot_for(pd_server_t *srv, pid_t pid, uint64_t start, uint32_t image, bool *reused)
@@ -328,7 +345,7 @@ static int scan(pd_server_t *srv, bool adopting)
                 pd_registry_reclaim(srv, p, adopting ? "dead at adoption" : "found dead by sweep");
             } else {
                 pshm_reclaimed_t r;
-                if (pshm_proc_reclaim(&srv->seg, i, pd_actor(srv), &r) == 0)
+                if (pshm_proc_reclaim_pid(&srv->seg, i, pid, pd_actor(srv), &r) == 0)
                     pd_registry_note_reclaim(srv, &r, NULL,
                                              adopting ? "dead at adoption" : "found dead by sweep");
             }

@@ -440,8 +440,13 @@ typedef struct pshm_reclaimed {
     uint64_t cpu_usec;        /* of which on the CPU (the rest: waiting for one) */
 } pshm_reclaimed_t;
 /* Reclaim one slot whose process is known dead (poold: pidfd/EOF), or
- * finish the reclaim of a slot whose reclaimer died. -EAGAIN when the slot
- * is not live or a live reclaimer has it. */
+ * finish the reclaim of a slot whose reclaimer died. One reclaimer at a
+ * time per segment (pshm_slots.c): -EAGAIN while another one works, or
+ * when the slot is not live; with pid, -ESRCH when the slot is held by
+ * another process than pid (checked under the reclaimers' lock). */
+int pshm_proc_reclaim_pid(pshm_seg_t *s, uint32_t slot, pid_t pid, const pshm_actor_t *actor,
+                          pshm_reclaimed_t *out);
+/* The same, whoever holds the slot. */
 int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
                       pshm_reclaimed_t *out);
 /* True when some slot's process (or reclaimer) has gone. */

@@ -131,6 +131,8 @@ struct pshm_header {
     pa_u32 reserved_m;
     pa_u64 procs_exited; /* slots given up by a clean end: a detach, or a reclaim
                             of a slot marked at exit or exec (struct pshm_proc) */
+    pa_u64 reclaim_lock; /* the one reclaimer at work: its pid | low 32 bits of its
+                            start time << 32; 0: none (pshm_slots.c) */
 };
 
 /* One size class. Constant part first, then the two hot stack heads on
@@ -308,7 +310,7 @@ struct pshm_thread {
 };
 
 _Static_assert(sizeof(struct pshm_header) <= PSHM_HEADER_BYTES, "header fits its page");
-/* procs_exited lives in what was the header's tail padding: the size, and
+/* procs_exited and reclaim_lock live in what was the header's tail padding: the size, and
  * so PSHM_LAYOUT_CHECK, are those of every ABI 3 segment. */
 _Static_assert(sizeof(struct pshm_header) == 256, "header size of ABI 3");
 _Static_assert(sizeof(struct pshm_class) % 64 == 0, "class records are cache-line sized");

@@ -291,28 +291,117 @@ void pshm_proc_detach(pshm_seg_t *s, uint32_t slot, bool untrusted, pshm_release
     pshm_proc_release(s, slot);
 }
 
-int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
-                      pshm_reclaimed_t *out)
+/*
+ * One reclaimer at a time per segment. hdr->reclaim_lock holds the pid of
+ * the process reclaiming and the low 32 bits of its start time (0: none);
+ * every reclaim takes it by CAS from 0 and gives it back with a release
+ * store. So no two reclaimers ever work on one slot, a slot's state and
+ * pid checked under the lock cannot change but by its holder's own detach,
+ * and every RECL (0xfe) owner byte is the current holder's. A holder that
+ * died is taken over by a CAS of its exact word; the taker then reclaims
+ * the dead holder's own slots first, whose records journal its unfinished
+ * run, before any other run can mark a block RECL. A live holder (another
+ * thread of ours included) makes the others wait: -EAGAIN, and poold's
+ * sweep or the next slow path tries again.
+ */
+static uint64_t lock_word(pid_t pid)
+{
+    return (uint64_t)(uint32_t)pid | (pshm_os_proc_start_time(pid) & 0xffffffffu) << 32;
+}
+
+static bool lock_holder_gone(uint64_t w)
+{
+    pid_t pid = (pid_t)(uint32_t)w;
+    uint32_t start = (uint32_t)(w >> 32);
+    if (pid <= 0)
+        return true; /* not a pid: a scribbled word */
+    uint64_t now = pshm_os_proc_start_time(pid);
+    if (now == 0)
+        return !pshm_os_proc_alive(pid, 0);
+    return start != 0 && (uint32_t)now != start; /* the pid was reused */
+}
+
+static int reclaim_locked(pshm_seg_t *s, uint32_t slot, pid_t expect, const pshm_actor_t *actor,
+                          pshm_reclaimed_t *out);
+
+/* Take the lock: 0, or -EAGAIN while a live reclaimer holds it. */
+static int lock_take(pshm_seg_t *s, const pshm_actor_t *actor)
+{
+    pa_u64 *l = &s->hdr->reclaim_lock;
+    pid_t me_pid = getpid();
+    uint64_t me = lock_word(me_pid);
+    /* acquire: pairs with the release store in lock_give(), so the last
+     * holder's writes to the segment are visible to us. */
+    uint64_t cur = pa_load_acquire(l);
+    for (int tries = 0; tries < 4; tries++) {
+        if (cur != 0 && ((pid_t)(uint32_t)cur == me_pid || !lock_holder_gone(cur)))
+            return -EAGAIN;
+        uint64_t dead = cur;
+        /* acq_rel: one taker; acquire as above; on failure cur is fresh. */
+        if (!pa_cas_strong_acq_rel(l, &cur, me))
+            continue;
+        if (dead != 0) {
+            /* Its own slots first: their records hold its run. */
+            pid_t d = (pid_t)(uint32_t)dead;
+            for (uint32_t i = 0; i < s->max_procs; i++) {
+                const struct pshm_proc *p = &s->procs[i];
+                /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
+                uint32_t st = pa_load_acquire(&p->state);
+                if ((st == PSHM_PROC_LIVE || st == PSHM_PROC_RECLAIMING) &&
+                    pa_load_relaxed(&p->pid) == d)
+                    reclaim_locked(s, i, d, actor, NULL);
+            }
+        }
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+static void lock_give(pshm_seg_t *s)
+{
+    /* release: pairs with the acquire in lock_take(): our reclaim's writes
+     * come before the next holder's. */
+    pa_store_release(&s->hdr->reclaim_lock, 0);
+}
+
+int pshm_proc_reclaim_pid(pshm_seg_t *s, uint32_t slot, pid_t pid, const pshm_actor_t *actor,
+                          pshm_reclaimed_t *out)
 {
     if (slot >= s->max_procs)
         return -EINVAL;
+    int rc = lock_take(s, actor);
+    if (rc < 0)
+        return rc;
+    rc = reclaim_locked(s, slot, pid, actor, out);
+    lock_give(s);
+    return rc;
+}
+
+int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
+                      pshm_reclaimed_t *out)
+{
+    return pshm_proc_reclaim_pid(s, slot, 0, actor, out);
+}
+
+/* Under the lock: reclaim slot, LIVE (held by `expect` unless 0) or left
+ * RECLAIMING by a reclaimer that died. */
+static int reclaim_locked(pshm_seg_t *s, uint32_t slot, pid_t expect, const pshm_actor_t *actor,
+                          pshm_reclaimed_t *out)
+{
     struct pshm_proc *p = &s->procs[slot];
-    int32_t me = (int32_t)getpid();
-    uint32_t st = PSHM_PROC_LIVE;
-    /* acq_rel: only one reclaimer wins the slot (poold and an embedded owner
-     * may both try). */
-    if (pa_cas_strong_acq_rel(&p->state, &st, PSHM_PROC_RECLAIMING)) {
-        pa_store_relaxed(&p->reclaimer, me); /* relaxed: read by a taker-over after we die */
-    } else if (st == PSHM_PROC_RECLAIMING) {
-        /* A reclaimer that died in the middle: take its work over. */
-        int32_t r = pa_load_relaxed(&p->reclaimer); /* relaxed: the CAS decides */
-        if (r == me || (r > 0 && pshm_os_proc_alive(r, 0)))
-            return -EAGAIN;
-        if (!pa_cas_strong_acq_rel(&p->reclaimer, &r, me)) /* acq_rel: one taker */
-            return -EAGAIN;
-    } else {
+    /* acquire: pairs with the release store of LIVE in pshm_proc_claim(),
+     * so the pid read next is the holder's. */
+    uint32_t st = pa_load_acquire(&p->state);
+    if (st != PSHM_PROC_LIVE && st != PSHM_PROC_RECLAIMING)
         return -EAGAIN;
-    }
+    if (expect != 0 && pa_load_relaxed(&p->pid) != expect)
+        return -ESRCH; /* another process holds the slot now */
+    /* acq_rel: against the holder's own release of the slot (a detach):
+     * only it can change a LIVE slot while we hold the lock. A RECLAIMING
+     * slot under the lock is a dead reclaimer's unfinished work. */
+    if (st == PSHM_PROC_LIVE && !pa_cas_strong_acq_rel(&p->state, &st, PSHM_PROC_RECLAIMING))
+        return -EAGAIN;
+    pa_store_relaxed(&p->reclaimer, (int32_t)getpid()); /* relaxed: informational */
     struct timespec t0, t1, c0, c1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
@@ -382,16 +471,22 @@ bool pshm_any_dead(const pshm_seg_t *s)
 
 int pshm_reclaim_dead(pshm_seg_t *s, const pshm_actor_t *actor, pshm_reclaimed_t *out, int max)
 {
+    if (lock_take(s, actor) < 0)
+        return 0;
     int n = 0;
     for (uint32_t i = 0; i < s->max_procs; i++) {
-        if (!slot_dead(s, i))
-            continue;
+        /* Judged under the lock: the slot cannot change holder but by its
+         * own detach (see lock_take()), and RECLAIMING is a dead
+         * reclaimer's unfinished work, whatever its pid says now. */
+        if (pa_load_acquire(&s->procs[i].state) != PSHM_PROC_RECLAIMING && !slot_dead(s, i))
+            continue; /* acquire: as in slot_dead() */
         pshm_reclaimed_t r;
-        if (pshm_proc_reclaim(s, i, actor, &r) == 0) {
+        if (reclaim_locked(s, i, pa_load_relaxed(&s->procs[i].pid), actor, &r) == 0) {
             if (out && n < max)
                 out[n] = r;
             n++;
         }
     }
+    lock_give(s);
     return n;
 }

@@ -11,7 +11,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "pool_test.h"
@@ -131,6 +133,104 @@ static void test_recovery_install_dies_before_its_op(void **state)
     pshm_region_push_raw(s, CLS, ra, rb);
 }
 
+/* A pid that was a process and is gone now. */
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    return pid;
+}
+
+/* A live process of ours that does nothing until killed. */
+static pid_t idle_child(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        for (;;)
+            pause();
+    return pid;
+}
+
+/* The reclaimers' lock word of process pid (see pshm_slots.c). */
+static uint64_t lock_of(pid_t pid)
+{
+    return (uint64_t)(uint32_t)pid | (pshm_os_proc_start_time(pid) & 0xffffffffu) << 32;
+}
+
+/* A slot whose process died, with cached blocks and a range. */
+static uint32_t dead_slot_with_blocks(pshm_seg_t *s, pid_t pid)
+{
+    int slot = pshm_proc_claim(s, pid, 0, 0);
+    assert_true(slot >= 0);
+    dead_t d = {.slot = (uint32_t)slot, .t = pshm_thread_claim(s, (uint32_t)slot, pid)};
+    assert_non_null(d.t);
+    d.tc = &d.t->cls[CLS];
+    carve_to_cache(s, &d, 5);
+    return d.slot;
+}
+
+/* While a live process reclaims, nobody else does (two reclaimers on one
+ * slot drained the same records twice); once it is dead, its lock is
+ * taken over and the slot reclaimed. */
+static void test_recovery_one_reclaimer_at_a_time(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    uint32_t slot = dead_slot_with_blocks(s, dead_pid());
+    pid_t holder = idle_child();
+    pa_store_release(&s->hdr->reclaim_lock, lock_of(holder));
+    /* Its reclaim started: the slot is RECLAIMING, no reclaimer written. */
+    pa_store_release(&s->procs[slot].state, PSHM_PROC_RECLAIMING);
+    pshm_reclaimed_t r;
+    assert_int_equal(pshm_proc_reclaim(s, slot, NULL, &r), -EAGAIN);
+    assert_int_equal(pshm_reclaim_dead(s, NULL, NULL, 0), 0);
+    assert_int_equal(pa_load_acquire(&s->procs[slot].state), PSHM_PROC_RECLAIMING);
+    kill(holder, SIGKILL);
+    assert_int_equal(waitpid(holder, NULL, 0), holder);
+    assert_int_equal(pshm_reclaim_dead(s, NULL, NULL, 0), 1);
+    assert_int_equal(pa_load_acquire(&s->procs[slot].state), PSHM_PROC_FREE);
+    assert_int_equal(pa_load_acquire(&s->hdr->reclaim_lock), 0);
+    pool_test_check(pool);
+}
+
+/* A reclaimer that judged pid P dead must not reclaim the slot once
+ * another process holds it. */
+static void test_recovery_reclaim_checks_the_holder(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    pid_t gone = dead_pid();
+    int slot = pshm_proc_claim(s, getpid(), pshm_os_proc_start_time(getpid()), 0);
+    assert_true(slot >= 0);
+    pshm_reclaimed_t r;
+    assert_int_equal(pshm_proc_reclaim_pid(s, (uint32_t)slot, gone, NULL, &r), -ESRCH);
+    assert_int_equal(pa_load_acquire(&s->procs[slot].state), PSHM_PROC_LIVE);
+    pshm_proc_release(s, (uint32_t)slot);
+    pool_test_check(pool);
+}
+
+/* A reclaimer that died holding the lock: the next one reclaims the dead
+ * holder's own slot too (its records journal its unfinished run). */
+static void test_recovery_dead_reclaimer_is_taken_over(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    pid_t holder = dead_pid();
+    uint32_t holder_slot = dead_slot_with_blocks(s, holder);
+    uint32_t victim = dead_slot_with_blocks(s, dead_pid());
+    pa_store_release(&s->hdr->reclaim_lock, (uint64_t)(uint32_t)holder);
+    pa_store_release(&s->procs[victim].state, PSHM_PROC_RECLAIMING);
+    assert_true(pshm_reclaim_dead(s, NULL, NULL, 0) >= 1);
+    assert_int_equal(pa_load_acquire(&s->procs[holder_slot].state), PSHM_PROC_FREE);
+    assert_int_equal(pa_load_acquire(&s->procs[victim].state), PSHM_PROC_FREE);
+    assert_int_equal(pa_load_acquire(&s->hdr->reclaim_lock), 0);
+    pool_test_check(pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +239,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recovery_range_return_overtaken_by_raw_pop,
                                         pool_test_setup, pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_recovery_install_dies_before_its_op, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_one_reclaimer_at_a_time, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_reclaim_checks_the_holder, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_dead_reclaimer_is_taken_over, pool_test_setup,
                                         pool_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
