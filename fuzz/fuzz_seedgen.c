@@ -10,7 +10,9 @@
  * creator's own reclaim. Each seed is the difference between the base and
  * one of them, in the input format of the fuzzer it is for, so that the
  * fuzzers start from the states a real crash leaves. Plus a few inputs
- * made by hand for every operation of fuzz_reclaim.
+ * made by hand for every operation of fuzz_reclaim, and operation lists
+ * for fuzz_verify: a process that works and dies in each way, in each
+ * class, then is reclaimed.
  */
 #include <sys/stat.h>
 
@@ -156,9 +158,9 @@ int main(int argc, char **argv)
     }
     const char *dir = argv[1];
     char sub[512];
-    const char *subs[] = {"segment", "reclaim", "stats"};
+    const char *subs[] = {"segment", "reclaim", "stats", "verify"};
     mkdir(dir, 0755);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(sub, sizeof(sub), "%s/%s", dir, subs[i]);
         mkdir(sub, 0755);
     }
@@ -214,6 +216,36 @@ int main(int argc, char **argv)
         put(sub, "header", hdr, sizeof(hdr));
         put(sub, "proc", prc, sizeof(prc));
     }
+    /* fuzz_verify: [op a b c] steps (fuzz_verify.c's step()): two
+     * processes start and work (allocate, free, free each other's, hand
+     * off, adopt), one dies in way `how` in class c, the checks run, the
+     * other goes on, the dead one is reclaimed. */
+    snprintf(sub, sizeof(sub), "%s/verify", dir);
+    for (uint32_t how = 0; how < 7; how++)
+        for (uint32_t c = 0; c < 4; c++) {
+            struct out o = {0};
+            const uint8_t work[][4] = {{0, 0, 0, 0},
+                                       {0, 0, 0, 0},
+                                       {1, 0, 0, 0},
+                                       {2, 0, 7, (uint8_t)c},
+                                       {2, 1, 7, (uint8_t)c},
+                                       {2, 0, 5, 1},
+                                       {4, 0, 0, 2},
+                                       {5, 0, 1, 3},
+                                       {6, 1, 0, 0},
+                                       {7, 0, 0, 1},
+                                       {2, 0, 7, (uint8_t)c},
+                                       {9, 1, 0, (uint8_t)c},
+                                       {12, 0, (uint8_t)how, (uint8_t)c},
+                                       {2, 1, 7, (uint8_t)c},
+                                       {4, 1, 0, 7},
+                                       {13, 0, 0, 0},
+                                       {10, 1, 0, 0},
+                                       {13, 0, 0, 0}};
+            emit(&o, work, sizeof(work));
+            put(sub, "death", o.p, o.n);
+            free(o.p);
+        }
     printf("fuzz_seedgen: %d seeds in %s\n", nseed, dir);
     return 0;
 }

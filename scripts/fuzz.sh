@@ -3,7 +3,7 @@
 # scripts/fuzz.sh [SECONDS]: build every libFuzzer harness with clang into
 # build-fuzz (POOL_FUZZ=ON) and run each for SECONDS (default 60): the
 # protocol codec (fuzz_pproto) and the segment (fuzz_segment, fuzz_reclaim,
-# fuzz_stats, seeded by fuzz_seedgen from real segments). Corpora grow in
+# fuzz_stats, fuzz_verify, seeded by fuzz_seedgen). Corpora grow in
 # build-fuzz/corpus/<target>; a crash leaves build-fuzz/crash-* and fails
 # the script. Needs clang (Debian's clang carries libFuzzer).
 set -euo pipefail
@@ -13,7 +13,7 @@ B=${FUZZ_BUILD:-build-fuzz}
 command -v clang >/dev/null || { echo "fuzz.sh: clang not installed (scripts/deps.sh)" >&2; exit 2; }
 CC=clang cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOOL_FUZZ=ON \
     -DPOOL_BUILD_BENCH=OFF -DBUILD_TESTING=OFF >/dev/null
-targets=(fuzz_pproto fuzz_segment fuzz_reclaim fuzz_stats)
+targets=(fuzz_pproto fuzz_segment fuzz_reclaim fuzz_stats fuzz_verify)
 cmake --build "$B" -j2 --target "${targets[@]}" fuzz_seedgen >/dev/null
 C=$B/corpus
 mkdir -p "$C"
@@ -25,6 +25,7 @@ for t in "${targets[@]}"; do
     fuzz_segment) seeds=$C/seeds/segment ;;
     fuzz_reclaim) seeds=$C/seeds/reclaim ;;
     fuzz_stats) seeds=$C/seeds/stats ;;
+    fuzz_verify) seeds=$C/seeds/verify ;;
     esac
     exe=$(find "$B" -type f -name "$t" -perm -u+x | head -n1)
     echo "== $t: ${SECONDS_EACH}s"
