@@ -455,9 +455,18 @@ static void test_sigkill_at_random_instructions(void **state)
     unsigned seed = (unsigned)getpid();
     uint64_t kills = 0, in_use_back = 0;
     for (int round = 0; round < 60; round++) {
+        int ready[2];
+        assert_int_equal(pipe(ready), 0);
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
+            /* Attached (a slot of its own) before the parent starts the
+             * clock: a child killed before it ever touched the pool would
+             * make a round that tests nothing. */
+            close(ready[0]);
+            pool_free(p, pool_malloc(p, 64), 64);
+            if (write(ready[1], "a", 1) != 1)
+                _exit(3);
             pthread_t t[3];
             pthread_create(&t[0], NULL, churn, p);
             pthread_create(&t[1], NULL, churn, p);
@@ -466,12 +475,24 @@ static void test_sigkill_at_random_instructions(void **state)
                 pthread_join(t[2], NULL);
             }
         }
+        close(ready[1]);
+        char ch;
+        assert_int_equal(read(ready[0], &ch, 1), 1);
+        close(ready[0]);
+        assert_true(pshm_proc_find(&p->seg, pid) >= 0);
+        pool_stats_t before;
+        pshm_stats(&p->seg, &before); /* no reclaim: the raw snapshot */
         sleep_us(2000 + (long)(rand_r(&seed) % 30000));
         kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
         kills++;
         pool_stats_t st;
         assert_int_equal(pool_stats(p, &st), 0); /* reclaims it */
+        /* It was reclaimed, by this call, and its slot is gone. */
+        assert_int_equal(st.procs_reclaimed, before.procs_reclaimed + 1);
+        assert_int_equal(pshm_proc_find(&p->seg, pid), -ENOENT);
         in_use_back = st.reclaimed_in_use;
         for (uint32_t c = 0; c < st.nclasses; c++) {
             assert_int_equal(st.cls[c].blocks_in_use, 0);
