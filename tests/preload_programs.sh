@@ -24,6 +24,8 @@ set -euo pipefail
 case_=$1 mode=$2
 # Absolute: the programs run in a temporary directory.
 preload=$(realpath "$3") poold=$(realpath "$4") poolctl=$(realpath "$5")
+# tools/pool_check of the same build: walks the segment at rest.
+pool_check=$(realpath -m "$(dirname "$poold")/../tools/pool_check")
 long=${POOL_PRELOAD_LONG:-0}
 PY=/usr/bin/python3.11
 
@@ -101,6 +103,17 @@ watch_live() {
   fail "poolctl never showed pid $pid with $min allocations"
 }
 
+# books_idle WHAT: the segment's books at rest, by walking its lists, caches
+# and owner bytes (pool_check --idle: pshm_check, then 0 in use, 0 in
+# transit, none attached). poolctl's in-use figure is computed from the same
+# counters a lost block would leave unchanged; the walk is not.
+books_idle() {
+  [ -x "$pool_check" ] || fail "$pool_check is not built"
+  "$pool_check" --idle --wait 10 "$shm" >"$work/check.out" 2>&1 ||
+    { cat "$work/check.out"; fail "books not exact or not idle after $1"; }
+  echo "$1: $(tail -n 1 "$work/check.out")"
+}
+
 in_use_total() {
   "$poolctl" --socket "$sock" stats --json |
     "$PY" -c 'import json,sys; print(sum(c["in_use"] for c in json.load(sys.stdin)["classes"]))'
@@ -171,6 +184,7 @@ run_sqlite() {
     echo "sqlite3: $((after - before)) allocations on poold's pool"
     [ $((after - before)) -ge 100000 ] || fail "only $((after - before)) allocations reached poold's pool"
     [ "$(in_use_total)" -eq 0 ] || fail "blocks left in use after sqlite3 exited"
+    books_idle "sqlite3"
   fi
 }
 
@@ -224,6 +238,7 @@ run_redis() {
   if [ "$mode" = poold ]; then
     sleep 0.3 # poold reclaims at EOF
     [ "$(in_use_total)" -eq 0 ] || fail "blocks left in use after redis-server exited"
+    books_idle "redis-server"
   fi
 }
 
@@ -264,6 +279,7 @@ time.sleep(600)' &
   done
   "$poolctl" --socket "$sock" stats | tail -n 4
   [ "$left" = 0 ] || fail "$left blocks still in use after poold reclaimed pid $pid"
+  books_idle "the reclaim of pid $pid"
   echo "poold reclaimed it: 0 blocks in use"
 }
 
