@@ -12,7 +12,10 @@
 # tools/pool_check holds the segment's counters to a walk of its lists,
 # caches and owner bytes: 0 in use, 0 in transit, books exact.
 #
-# Pass/fail: the books are exact and idle; within the last poold's life the
+# Pass/fail: every worker lane made allocations (a soak whose workers never
+# attached did no work and proves nothing); a worker that could not attach
+# (exit 3) is an error unless a poold restart overlapped its run; the books
+# are exact and idle; within the last poold's life the
 # RSS grew by at most RSS_SLACK_KB (default 2048) from its sample after
 # 10 s, and its descriptors never exceeded the first sample by more than
 # 2*WORKERS+4 (connections and pidfds of live workers); no worker reported
@@ -73,7 +76,8 @@ pids_file=$DIR/pids
 lane() {
     local i=$1 runs=0 kills=0 errs=0
     while [ "$(date +%s)" -lt "$stop_at" ]; do
-        local secs=$((1 + RANDOM % 6)) hold=$((RANDOM % 9))
+        local secs=$((1 + RANDOM % 6)) hold=$((RANDOM % 9)) t_start rc killed=0
+        t_start=$(date +%s)
         "$WORKER" --socket "$SOCK" --seconds "$secs" --rounds 500 --hold "$hold" --no-detach \
             >>"$DIR/worker$i.out" 2>&1 &
         local w=$!
@@ -82,15 +86,20 @@ lane() {
         if [ $((RANDOM % 3)) -eq 0 ]; then
             sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
             sleep $((RANDOM % secs))
-            kill -9 "$w" 2>/dev/null && kills=$((kills + 1))
-            wait "$w" 2>/dev/null
+            kill -9 "$w" 2>/dev/null && killed=1 && kills=$((kills + 1))
+        fi
+        wait "$w" 2>/dev/null
+        rc=$?
+        # The final SIGKILL of every worker is no error; a SIGKILL of ours
+        # neither. 3: could not attach, judged at the end against the
+        # restart windows (poold restarting has no socket for a moment).
+        if [ "$killed" -eq 1 ] || [ -e "$DIR/ending" ] || [ "$rc" -eq 0 ]; then
+            :
+        elif [ "$rc" -eq 3 ]; then
+            echo "$i $runs $t_start $(date +%s)" >>"$DIR/noattach"
         else
-            wait "$w"
-            local rc=$?
-            # 3: could not attach (poold restarting with no segment yet), and
-            # the final SIGKILL of every worker: not errors.
-            [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ] && [ ! -e "$DIR/ending" ] && errs=$((errs + 1)) &&
-                echo "soak: worker lane $i run $runs exit $rc" >>"$DIR/errors"
+            errs=$((errs + 1))
+            echo "soak: worker lane $i run $runs exit $rc" >>"$DIR/errors"
         fi
     done
     echo "$runs $kills $errs" >"$DIR/lane$i"
@@ -132,10 +141,12 @@ while [ "$(date +%s)" -lt "$stop_at" ]; do
     [ -n "$rss" ] && echo "$((now - t0)),$poold_pid,$rss,$fds" >>"$SAMPLES"
     if [ "$now" -ge "$next_restart" ] && [ $((stop_at - now)) -gt 20 ]; then
         touch "$DIR/restarting"
+        restart_t0=$(date +%s)
         if [ $((restarts % 2)) -eq 0 ]; then kill -TERM "$poold_pid"; else kill -KILL "$poold_pid"; fi
         wait "$poold_pid" 2>/dev/null
         start_poold || exit 1
         rm -f "$DIR/restarting"
+        echo "$restart_t0 $(date +%s)" >>"$DIR/restarts"
         restarts=$((restarts + 1))
         next_restart=$((now + RESTART))
     fi
@@ -163,6 +174,22 @@ for i in $(seq "$WORKERS"); do
     runs=$((runs + r)) kills=$((kills + k)) errs=$((errs + e))
 done
 read -r polls_ok polls_bad polls_down <"$DIR/poller"
+# Attach failures no restart explains (a second of slack either side: the
+# clock read here has whole seconds).
+touch "$DIR/noattach" "$DIR/restarts"
+noattach=$(wc -l <"$DIR/noattach")
+noattach_bad=$(awk -v rf="$DIR/restarts" '
+    BEGIN { while ((getline l < rf) > 0) { split(l, x, " "); a[n] = x[1]; b[n] = x[2]; n++ } }
+    { ok = 0; for (k = 0; k < n; k++) if ($3 <= b[k] + 1 && $4 >= a[k] - 1) ok = 1
+      if (!ok) { bad++; print "soak: worker lane " $1 " run " $2 " could not attach" > "/dev/stderr" } }
+    END { print bad + 0 }' "$DIR/noattach")
+# The work done: allocations reported by the runs that finished, per lane.
+allocs=0 idle_lanes=0
+for i in $(seq "$WORKERS"); do
+    a=$(grep -ho ' allocs=[0-9]*' "$DIR/worker$i.out" 2>/dev/null | awk -F= '{ s += $2 } END { print s + 0 }')
+    [ "$a" -gt 0 ] || idle_lanes=$((idle_lanes + 1))
+    allocs=$((allocs + a))
+done
 # The last poold's samples: from 10 s into its life.
 last_pid=$(tail -n1 "$SAMPLES" | cut -d, -f2)
 read -r first_t rss0 fds0 rss_min rss_max fds_max n <<<"$(awk -F, -v p="$last_pid" '
@@ -174,7 +201,7 @@ all=$(awk -F, 'NR > 1 { n++; if ($3 > m) m = $3; if ($4 > f) f = $4 } END { prin
 log_lines=$(wc -l <"$LOG")
 
 echo "soak: $(cat "$DIR/check.out" | tr '\n' ' ')"
-echo "soak: worker runs $runs, SIGKILLed $kills, worker errors $errs; poold restarts $restarts (exit of the last: $poold_rc)"
+echo "soak: worker runs $runs, SIGKILLed $kills, worker errors $errs, could not attach $noattach ($noattach_bad outside a restart), allocations $allocs; poold restarts $restarts (exit of the last: $poold_rc)"
 echo "soak: poolctl stats --json polls ok $polls_ok, failed while up $polls_bad, while restarting $polls_down"
 echo "soak: last poold (pid $last_pid), $n samples from t=${first_t}s: VmRSS ${rss0} kB at start, min ${rss_min}, max ${rss_max}, at end ${rss_end:-?} kB; fds ${fds0} at start, max ${fds_max}, at end ${fds_end}"
 echo "soak: all samples (count, max VmRSS kB, max fds): $all; poold log lines $log_lines"
@@ -183,6 +210,10 @@ cp "$SAMPLES" "$BUILD/soak-samples.csv" 2>/dev/null && echo "soak: samples kept 
 fail=0
 [ "$check_rc" -eq 0 ] || { echo "soak: FAIL: books not exact or not idle" >&2; fail=1; }
 [ "$errs" -eq 0 ] || { echo "soak: FAIL: $errs worker runs reported errors" >&2; fail=1; }
+[ "$noattach_bad" -eq 0 ] ||
+    { echo "soak: FAIL: $noattach_bad worker runs could not attach while poold was up" >&2; fail=1; }
+[ "$idle_lanes" -eq 0 ] && [ "$allocs" -gt 0 ] ||
+    { echo "soak: FAIL: $idle_lanes of $WORKERS worker lanes made no allocation" >&2; fail=1; }
 [ "$polls_bad" -eq 0 ] || { echo "soak: FAIL: poolctl failed $polls_bad times while poold was up" >&2; fail=1; }
 [ "$poold_rc" -eq 0 ] || { echo "soak: FAIL: poold exited $poold_rc on SIGTERM" >&2; fail=1; }
 if [ "$n" -ge 2 ]; then
