@@ -10,9 +10,13 @@
  * class list heads and the link words of blocks; then pshm_proc_reclaim()
  * reclaims both dead slots with poold's slot and record as the actor, and
  * the statistics and the checker run over what is left. Nothing may crash,
- * hang or touch memory outside the mapping; a reclaim must never make a
- * block both cached and owned, which pshm_check() would then report, but
- * scribbled segments are allowed to be reported corrupt.
+ * hang or touch memory outside the mapping. Where the input wrote nothing,
+ * or nothing but journals that name no operation (NONE, or a code past the
+ * last, which the reclaim must ignore), the books must be exact after the
+ * reclaim of the two dead slots: pshm_check() clean and neither slot still
+ * live (a reclaim that drops a block, hands one out twice or acts on an
+ * empty journal fails). Any other scribble, a forged journal of a real
+ * operation included, may leave a segment pshm_check() reports corrupt.
  *
  * Input: a list of operations [u8 op][...]:
  *   0: [u8 rec][u16 off][u8 len][bytes] into one of the dead slot's records
@@ -53,8 +57,10 @@ static uint32_t carved_span(const pshm_seg_t *s, uint32_t n)
     return UINT32_MAX;
 }
 
-static void scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
+/* Scribble what the input says; true when it wrote anything but a journal. */
+static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
 {
+    bool scribbled = false;
     struct pshm_thread *recs[FZ_MAX_THREADS];
     uint32_t nrec = dead_records(s, slot, recs);
     while (in->i < in->n) {
@@ -69,6 +75,7 @@ static void scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
             if (off + len > s->thread_bytes)
                 len = s->thread_bytes - off;
             fz_copy(in, (uint8_t *)t + off, len);
+            scribbled = true;
             break;
         }
         case 1:
@@ -85,11 +92,13 @@ static void scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
                 fz_copy(in, (uint8_t *)pshm_owner(s, c, off), 1);
             else
                 fz_copy(in, s->base + off, 8);
+            scribbled = true;
             break;
         }
         case 2: {
             uint32_t c = fz_u8(in) % s->nclasses, which = fz_u8(in) & 1;
             fz_copy(in, (uint8_t *)(which ? &s->cls[c].regions : &s->cls[c].central), 8);
+            scribbled = true;
             break;
         }
         case 4: {
@@ -97,6 +106,7 @@ static void scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
             if (off + len > sizeof(struct pshm_proc))
                 len = (uint32_t)sizeof(struct pshm_proc) - off;
             fz_copy(in, (uint8_t *)&s->procs[slot] + off, len);
+            scribbled = true;
             break;
         }
         case 5: {
@@ -118,10 +128,16 @@ static void scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
             tc->pend.count = (db >> 8) % (s->cache_cap[c] + 2);
             tc->pend.tag = PSHM_HEAD_TAG(pa_load_relaxed(&s->cls[c].central)) - (n & 1);
             pa_store_relaxed(&tc->pend.op, pop); /* relaxed: single-threaded */
+            /* A journal of a real operation, forged near real blocks, can
+             * name blocks or a span the process never took: the reclaim has
+             * to believe it. One with no operation (NONE, or a code past the
+             * last) must change nothing. */
+            scribbled |= pop != PSHM_PEND_NONE && pop <= PSHM_PEND_LAST;
             break;
         }
         }
     }
+    return scribbled;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -130,7 +146,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pshm_seg_t s;
     fz_view_base(&s);
     pshm_actor_t actor = fz_actor(&s);
-    scribble(&s, &in, fz_seg_base.dead_slot[0]);
+    bool scribbled = scribble(&s, &in, fz_seg_base.dead_slot[0]);
     for (int k = 0; k < 2; k++) {
         pshm_reclaimed_t r;
         (void)pshm_proc_reclaim(&s, fz_seg_base.dead_slot[k], &actor, &r);
@@ -138,7 +154,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pool_stats_t st;
     pshm_stats(&s, &st);
     char err[256];
-    (void)pshm_check(&s, err, sizeof(err));
+    int rc = pshm_check(&s, err, sizeof(err));
+    if (!scribbled) {
+        if (rc != 0) {
+            fprintf(stderr, "fuzz_reclaim: books not exact after a reclaim: %s\n", err);
+            abort();
+        }
+        for (int k = 0; k < 2; k++) /* relaxed: single-threaded */
+            if (pa_load_relaxed(&s.procs[fz_seg_base.dead_slot[k]].state) == PSHM_PROC_LIVE) {
+                fprintf(stderr, "fuzz_reclaim: dead slot %u still live after its reclaim\n",
+                        fz_seg_base.dead_slot[k]);
+                abort();
+            }
+    }
     fz_unmap_image(&fz_seg_map);
     return 0;
 }

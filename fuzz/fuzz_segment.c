@@ -10,8 +10,14 @@
  * sampled, as poold runs it at adoption and on its timer), the reclaim of every slot
  * with poold's own slot and record as the actor (pshm_proc_reclaim), and
  * statistics and the checker once more. Nothing may crash, hang or touch
- * memory outside the mapping (guard pages); the checker may say the
- * segment is corrupt, it may not misbehave finding out.
+ * memory outside the mapping (guard pages); the checker may say a patched
+ * segment is corrupt, it may not misbehave finding out. Where the patches
+ * changed no byte, the image is the real base segment: uncut, it must be
+ * adopted, pshm_check() and pshm_verify() must find it clean before and
+ * pshm_check() after the reclaims (a false alarm, or a reclaim that breaks
+ * the books, fails); cut, it must be refused (a view that maps less than
+ * the header says would read past the end). pshm_proc_stats() writes no
+ * row past those asked for (canaries).
  *
  * Input: byte 0 = pages cut off the end of the mapping (low 2 bits), then
  * patches of [u32 where][u8 len][len bytes]; where's top 2 bits pick the
@@ -21,6 +27,12 @@
 #include "fuzz_seg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fz_fail(const char *what, const char *err)
+{
+    fprintf(stderr, "fuzz_segment: %s%s%s\n", what, err ? ": " : "", err ? err : "");
+    abort();
+}
 
 /* Apply the input's patches to img (len bytes); the cut is applied later. */
 static void apply_patches(struct fz_in *in, uint8_t *img, uint64_t len, uint64_t data_off)
@@ -51,22 +63,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     memcpy(work, fz_seg_base.img, fz_seg_base.bytes);
     apply_patches(&in, work, fz_seg_base.bytes, fz_seg_base.data_off);
+    bool pristine = memcmp(work, fz_seg_base.img, fz_seg_base.bytes) == 0;
     uint8_t *img = fz_map_image(&fz_seg_map, work, bytes);
 
     char err[256];
     pshm_seg_t s;
-    if (pshm_view(&s, img, bytes, err, sizeof(err)) == 0) {
+    int viewed = pshm_view(&s, img, bytes, err, sizeof(err));
+    if (pristine && cut == 0 && viewed != 0)
+        fz_fail("the base segment was refused", err);
+    if (pristine && cut != 0 && viewed == 0)
+        fz_fail("a truncated segment was adopted", NULL);
+    if (viewed == 0) {
         pool_stats_t st;
-        pshm_proc_stats_t ps[PSHM_MAX_PROCS];
+        /* Rows between two canary rows. */
+        static pshm_proc_stats_t ps[PSHM_MAX_PROCS + 2];
+        static uint8_t fill[sizeof(ps[0])];
+        memset(ps, 0xa5, sizeof(ps));
+        memset(fill, 0xa5, sizeof(fill));
         pshm_stats(&s, &st);
-        (void)pshm_proc_stats(&s, ps, (int)PSHM_MAX_PROCS);
-        (void)pshm_check(&s, err, sizeof(err));
+        int n = pshm_proc_stats(&s, ps + 1, (int)PSHM_MAX_PROCS);
+        if (n < 0 || n > (int)s.max_procs || memcmp(&ps[0], fill, sizeof(fill)) != 0 ||
+            memcmp(&ps[PSHM_MAX_PROCS + 1], fill, sizeof(fill)) != 0)
+            fz_fail("pshm_proc_stats: row count out of range or a write outside its rows", NULL);
+        if (pshm_check(&s, err, sizeof(err)) != 0 && pristine)
+            fz_fail("pshm_check reports the base segment corrupt", err);
         pshm_verify_t v;
         pshm_corruption_t f;
         if (pshm_verify_init(&v, &s, UINT64_MAX) == 0) {
-            (void)pshm_verify(&s, &v, true, &f);
-            (void)pshm_verify(&s, &v, false, &f);
+            int full = pshm_verify(&s, &v, true, &f);
+            int sampled = pshm_verify(&s, &v, false, &f);
             pshm_verify_free(&v);
+            if (pristine && (full != 0 || sampled != 0))
+                fz_fail("pshm_verify reports the base segment corrupt", NULL);
+        } else if (pristine) {
+            fz_fail("pshm_verify_init failed on the base segment", NULL);
         }
         pshm_actor_t actor = fz_actor(&s);
         for (uint32_t i = 0; i < s.max_procs; i++) {
@@ -76,7 +106,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void)pshm_proc_reclaim(&s, i, &actor, &r);
         }
         pshm_stats(&s, &st);
-        (void)pshm_check(&s, err, sizeof(err));
+        if (pshm_check(&s, err, sizeof(err)) != 0 && pristine)
+            fz_fail("books not exact after reclaiming the base segment's slots", err);
     }
     fz_unmap_image(&fz_seg_map);
     return 0;
