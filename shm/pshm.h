@@ -344,6 +344,9 @@ static inline uint32_t pshm_rec_id(const pshm_seg_t *s, const struct pshm_thread
 uint32_t pshm_rec_refill(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
 /* Record t pushes the top m entries of slots[] (m <= count) to central. */
 void pshm_rec_flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m);
+/* The same for a reclaimer on a dead record that a peer may write
+ * meanwhile: count bounded by the cache, m by count, entries checked. */
+void pshm_rec_flush_checked(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m);
 /* Record t, whose carving range is empty, takes a new one: an uncarved
  * region, else a fresh span. 0, or -ENOMEM when neither is left. */
 int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);

@@ -117,17 +117,19 @@ static inline void journal_tag(struct pshm_tclass *tc, int list, uint64_t old)
 }
 
 /* Did record `me`'s journaled CAS on list `list` of class c, expecting
- * generation tag, take effect? Valid once the record's thread is dead. */
+ * generation tag (the journal's, read once by the caller), take effect?
+ * Valid once the record's thread is dead. The receipt is read from the
+ * record itself: live threads write it. */
 static bool succeeded(pshm_seg_t *s, uint32_t c, int list, const struct pshm_tclass *tc,
-                      uint32_t me)
+                      uint32_t tag, uint32_t me)
 {
     /* acquire: pairs with the release CAS of whoever moved the head last, so
      * every receipt written before any CAS up to that one is visible. */
     uint64_t h = pa_load_acquire(list_head(s, c, list));
-    uint32_t want = (tc->pend.tag + 1) & PSHM_TAG_MASK;
+    uint32_t want = (tag + 1) & PSHM_TAG_MASK;
     if (PSHM_HEAD_TAG(h) == want && PSHM_HEAD_AUTHOR(h) == me)
         return true;
-    if (PSHM_HEAD_TAG(h) == tc->pend.tag)
+    if (PSHM_HEAD_TAG(h) == (tag & PSHM_TAG_MASK))
         return false;                                           /* the head has not moved since */
     return tag_reached(pa_load_relaxed(&tc->rcpt[list]), want); /* relaxed: after the acquire */
 }
@@ -234,17 +236,32 @@ uint32_t pshm_rec_refill(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     return n;
 }
 
-void pshm_rec_flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m)
+/* Push the top m entries of record t's cache of class c to central. With
+ * `check` (a reclaimer's flush of a dead record, which a peer may write
+ * meanwhile), the count is bounded by the cache and each entry, read once,
+ * must be a block of the class: a bad one is dropped, never followed. */
+static void flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m, bool check)
 {
     struct pshm_tclass *tc = &t->cls[c];
     uint32_t n0 = pa_load_relaxed(&tc->count); /* relaxed: single writer, us */
+    if (check) {
+        n0 = n0 < s->cache_cap[c] ? n0 : s->cache_cap[c];
+        m = m < n0 ? m : n0;
+        if (m == 0)
+            return;
+    }
     pool_assert(m >= 1 && m <= n0);
     /* Chain the top m entries (zeros are entries a reclaimer dropped). */
     uint32_t first = PSHM_IDX_NONE, prev = PSHM_IDX_NONE, k = 0;
+    uint64_t dropped = 0;
     for (uint32_t i = n0 - m + 1; i <= n0; i++) {
-        uint32_t b = tc->slots[i];
+        uint32_t b = ((volatile uint32_t *)tc->slots)[i];
         if (b == PSHM_IDX_NONE)
             continue;
+        if (check && !pshm_idx_is_block(s, b, c)) {
+            dropped++;
+            continue;
+        }
         if (prev == PSHM_IDX_NONE)
             first = b;
         else
@@ -252,6 +269,7 @@ void pshm_rec_flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m
         prev = b;
         k++;
     }
+    count_dropped(s, dropped);
     if (k == 0) {
         pa_store_relaxed(&tc->count, n0 - m); /* relaxed: single writer */
         return;
@@ -275,6 +293,16 @@ void pshm_rec_flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m
     journal_done(tc);
 }
 
+void pshm_rec_flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m)
+{
+    flush(s, t, c, m, false);
+}
+
+void pshm_rec_flush_checked(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m)
+{
+    flush(s, t, c, m, true);
+}
+
 /* Set record t's carving range of class c to [a, b). */
 static void set_range(struct pshm_tclass *tc, uint32_t a, uint32_t b)
 {
@@ -284,22 +312,25 @@ static void set_range(struct pshm_tclass *tc, uint32_t a, uint32_t b)
     pa_store_relaxed(&tc->fresh_w, (w & ~UINT64_C(0xffffffff)) | a);
 }
 
+/* [a, e) is a range of whole blocks of class c inside one span, before
+ * its owner tail: the check of every range read from a record or a list. */
+static bool valid_range(const pshm_seg_t *s, uint32_t c, uint32_t a, uint32_t e)
+{
+    uint32_t stride = s->block_size[c] >> 3;
+    if (e <= a || (e - a) % stride != 0 || !pshm_idx_is_block(s, a, c) ||
+        !pshm_idx_is_block(s, e - stride, c))
+        return false;
+    uint64_t first = (((uint64_t)a << 3) - s->data_off) >> s->span_shift;
+    uint64_t last = (((uint64_t)(e - stride) << 3) - s->data_off) >> s->span_shift;
+    return first == last;
+}
+
 /* The end of region node `node` popped from class c's region stack, or 0
  * when its link word does not describe a region of that span. */
 static uint32_t region_end(const pshm_seg_t *s, uint32_t c, uint32_t node)
 {
     uint32_t e = (uint32_t)(*link_word(s, node) & 0xffffffffu);
-    uint64_t node_off = (uint64_t)node << 3;
-    uint64_t span_end = ((node_off - s->data_off) & ~s->span_mask) + s->data_off + s->span_mask + 1;
-    uint64_t end_off = (uint64_t)e << 3;
-    if (end_off <= node_off || end_off > span_end || (end_off - node_off) % s->block_size[c])
-        return 0;
-    uint64_t last = ((end_off - s->data_off) & s->span_mask);
-    if (last == 0)
-        last = s->span_mask + 1;
-    if (last > (uint64_t)s->blocks_per_span[c] * s->block_size[c])
-        return 0;
-    return e;
+    return valid_range(s, c, node, e) ? e : 0;
 }
 
 int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
@@ -343,6 +374,11 @@ void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     uint32_t a = pshm_tclass_fresh_next(tc), b = tc->fresh_end;
     if (a >= b)
         return;
+    if (!valid_range(s, c, a, b)) { /* a scribbled record: dropped, never followed */
+        count_dropped(s, 1);
+        tc->fresh_end = a;
+        return;
+    }
     *link_word(s, a) = b;
     tc->pend.a = a;
     tc->pend.b = b;
@@ -413,85 +449,105 @@ uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, 
 
 /* ---- recovery of a dead record ---- */
 
+/* The journal of a dead record, each field read once: a peer that writes
+ * the record while we recover it (a corrupt or malicious process can) must
+ * not make a value we checked differ from the one we use. */
+static uint32_t journal_snapshot(const struct pshm_tclass *tc, struct pshm_pending *j)
+{
+    /* acquire: pairs with the release stores of op in the steps above, so
+     * the journal's fields read next are the step's. */
+    uint32_t op = pa_load_acquire(&tc->pend.op);
+    const volatile struct pshm_pending *v = (const volatile struct pshm_pending *)&tc->pend;
+    j->tag = v->tag;
+    j->a = v->a;
+    j->b = v->b;
+    j->n = v->n;
+    j->count = v->count;
+    j->ctr = v->ctr;
+    return op;
+}
+
 uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c)
 {
     struct pshm_tclass *tc = &t->cls[c];
     uint32_t me = pshm_rec_id(s, t);
+    uint32_t stride = s->block_size[c] >> 3;
     uint64_t dropped = 0;
-    /* acquire: pairs with the release stores of op in the steps above, so
-     * the journal's fields are the step's. */
-    uint32_t op = pa_load_acquire(&tc->pend.op);
+    struct pshm_pending j; /* its op is not used: `op` */
+    uint32_t op = journal_snapshot(tc, &j);
     switch (op) {
     case PSHM_PEND_NONE: break;
     case PSHM_PEND_POP:
-        if (succeeded(s, c, LIST_CENTRAL, tc, me)) {
+        if (succeeded(s, c, LIST_CENTRAL, tc, j.tag, me)) {
             uint32_t n = pa_load_relaxed(&tc->count);
-            if (n == 0 && pshm_idx_is_block(s, tc->pend.a, c)) {
-                n = chain_copy(s, c, tc->pend.a, tc->slots + 1, s->cache_cap[c] - 1, &dropped);
+            if (n == 0 && pshm_idx_is_block(s, j.a, c)) {
+                n = chain_copy(s, c, j.a, tc->slots + 1, s->cache_cap[c] - 1, &dropped);
                 pa_store_relaxed(&tc->count, n);
+            } else if (n > s->cache_cap[c]) {
+                n = 0; /* scribbled: the cache check below drops it */
             }
-            pa_store_relaxed(&tc->moved_in, tc->pend.ctr + n);
+            pa_store_relaxed(&tc->moved_in, j.ctr + n);
         } else {
-            pa_store_relaxed(&tc->moved_in, tc->pend.ctr);
+            pa_store_relaxed(&tc->moved_in, j.ctr);
         }
         break;
     case PSHM_PEND_PUSH:
-        if (tc->pend.count > s->cache_cap[c] || tc->pend.n > tc->pend.count) {
+        if (j.count > s->cache_cap[c] || j.n > j.count) {
             dropped++;
-        } else if (succeeded(s, c, LIST_CENTRAL, tc, me)) {
-            pa_store_relaxed(&tc->count, tc->pend.count - tc->pend.n);
-            pa_store_relaxed(&tc->moved_out, tc->pend.ctr + tc->pend.b);
+        } else if (succeeded(s, c, LIST_CENTRAL, tc, j.tag, me)) {
+            pa_store_relaxed(&tc->count, j.count - j.n);
+            pa_store_relaxed(&tc->moved_out, j.ctr + j.b);
         } else {
-            pa_store_relaxed(&tc->count, tc->pend.count);
-            pa_store_relaxed(&tc->moved_out, tc->pend.ctr);
+            pa_store_relaxed(&tc->count, j.count);
+            pa_store_relaxed(&tc->moved_out, j.ctr);
         }
         break;
     case PSHM_PEND_RPOP:
-        if (succeeded(s, c, LIST_REGION, tc, me) && pshm_idx_is_block(s, tc->pend.a, c)) {
-            uint32_t e = region_end(s, c, tc->pend.a);
+        if (succeeded(s, c, LIST_REGION, tc, j.tag, me) && pshm_idx_is_block(s, j.a, c)) {
+            uint32_t e = region_end(s, c, j.a);
             if (e)
-                set_range(tc, tc->pend.a, e);
+                set_range(tc, j.a, e);
             else
                 dropped++;
         }
         break;
     case PSHM_PEND_RPUSH:
-        if (!succeeded(s, c, LIST_REGION, tc, me)) {
-            if (pshm_idx_is_block(s, tc->pend.a, c))
-                set_range(tc, tc->pend.a, tc->pend.b);
+        if (!succeeded(s, c, LIST_REGION, tc, j.tag, me)) {
+            if (valid_range(s, c, j.a, j.b))
+                set_range(tc, j.a, j.b);
             else
                 dropped++;
         }
         break;
     case PSHM_PEND_CARVE:
-        if (tc->pend.n < s->nspans && pa_load_relaxed(&s->carvers[tc->pend.n]) == me) {
+        if (j.n < s->nspans && pa_load_relaxed(&s->carvers[j.n]) == me) {
             uint32_t a, b;
-            pshm_span_publish(s, tc->pend.n, c, &a, &b);
+            pshm_span_publish(s, j.n, c, &a, &b);
             set_range(tc, a, b);
         }
         break;
     case PSHM_PEND_INSTALL:
-        if (pshm_idx_is_block(s, tc->pend.a, c))
-            set_range(tc, tc->pend.a, tc->pend.b);
+        if (valid_range(s, c, j.a, j.b))
+            set_range(tc, j.a, j.b);
         else
             dropped++;
         break;
     case PSHM_PEND_RRUN: {
-        uint32_t stride = s->block_size[c] >> 3, a = tc->pend.a, e = tc->pend.b;
-        if (!pshm_idx_is_block(s, a, c) || e < a || (e - a) % stride ||
-            (e > a && !pshm_idx_is_block(s, e - stride, c))) {
+        uint32_t a = j.a, e = j.b;
+        if (!pshm_idx_is_block(s, a, c) || (e != a && !valid_range(s, c, a, e))) {
             dropped++;
             break;
         }
-        if (tc->pend.count == 0) {
-            /* Taking: the candidate is ours too if its CAS took effect. */
-            if (tc->pend.n == e && pshm_idx_is_block(s, e, c) &&
+        if (j.count == 0) {
+            /* Taking: the candidate is ours too if its CAS took effect
+             * (every RECL byte is the one reclaimer's: pshm_slots.c). */
+            if (j.n == e && valid_range(s, c, a, e + stride) &&
                 pa_load_relaxed(pshm_owner_idx(s, c, e)) == PSHM_OWN_RECL) /* relaxed: ours */
                 e += stride;
             if (e > a)
                 finish_run(s, t, c, a, e, (e - a) / stride);
-        } else if (succeeded(s, c, LIST_REGION, tc, me)) {
-            pa_store_relaxed(&tc->uncarved, tc->pend.ctr + (e - a) / stride);
+        } else if (succeeded(s, c, LIST_REGION, tc, j.tag, me)) {
+            pa_store_relaxed(&tc->uncarved, j.ctr + (e - a) / stride);
         } else {
             finish_run(s, t, c, a, e, (e - a) / stride);
         }
@@ -499,11 +555,11 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
     }
     case PSHM_PEND_HANDOFF:
     case PSHM_PEND_ADOPT: {
-        bool blk = pshm_idx_is_block(s, tc->pend.a, c);
-        uint8_t v = blk ? pa_load_relaxed(pshm_owner_idx(s, c, tc->pend.a)) : 0;
+        bool blk = pshm_idx_is_block(s, j.a, c);
+        uint8_t v = blk ? pa_load_relaxed(pshm_owner_idx(s, c, j.a)) : 0;
         bool done = op == PSHM_PEND_HANDOFF ? v == PSHM_OWN_TRANSIT : v == pshm_own_val(slot);
         pa_store_relaxed(op == PSHM_PEND_HANDOFF ? &tc->handoffs : &tc->adopts,
-                         tc->pend.ctr + (done ? 1 : 0));
+                         j.ctr + (done ? 1 : 0));
         break;
     }
     default: dropped++; break;
@@ -514,7 +570,7 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
      * and owned by this slot is cached (the owner byte is written before the
      * cache word that takes a block out, cleared after the one that puts it
      * in). Anything else that is not a free block of this class is dropped
-     * in place (a zero entry), never pushed. */
+     * in place (a zero entry), never pushed. Each word is read once. */
     uint32_t n = pa_load_relaxed(&tc->count);
     if (n >= s->cache_cap[c] + 1) {
         dropped += n;
@@ -553,10 +609,11 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
                 tc->slots[i] = PSHM_IDX_NONE;
         }
     }
-    /* The range: a torn carving left its first block owned. */
-    uint32_t a = pshm_tclass_fresh_next(tc);
-    if (a < tc->fresh_end) {
-        if (pshm_idx_is_block(s, a, c)) {
+    /* The range: a torn carving left its first block owned; a range that
+     * is not whole blocks of one span is dropped (emptied). */
+    uint32_t a = pshm_tclass_fresh_next(tc), e = tc->fresh_end;
+    if (a < e) {
+        if (valid_range(s, c, a, e)) {
             pa_u8 *o = pshm_owner_idx(s, c, a);
             uint8_t v = mine;
             pa_cas_strong_acq_rel(o, &v, PSHM_OWN_FREE); /* acq_rel: as above */

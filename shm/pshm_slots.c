@@ -134,37 +134,47 @@ static bool tclass_idle(const struct pshm_tclass *tc)
            pa_load_relaxed(&tc->pend.op) == PSHM_PEND_NONE;
 }
 
-/* Give every block of record t's cache of class c to central: how many. */
-static uint64_t drain(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
+/* Give every block of record t's cache of class c to central: how many.
+ * `untrusted` (a dead owner's record, which a peer may still write): every
+ * count is bounded by the cache when read, entries are checked as they are
+ * pushed, and the loop is bounded, whatever the record says meanwhile. */
+static uint64_t drain(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, bool untrusted)
 {
     struct pshm_tclass *tc = &t->cls[c];
+    uint32_t cap = s->cache_cap[c];
+    void (*push)(pshm_seg_t *, struct pshm_thread *, uint32_t, uint32_t) =
+        untrusted ? pshm_rec_flush_checked : pshm_rec_flush;
     uint64_t moved = 0;
     /* relaxed (all): the record is ours, or its owner is dead. */
     uint64_t h = pa_load_relaxed(&tc->hot);
     uint32_t n = pa_load_relaxed(&tc->count);
-    if (pshm_hot_cached(h) && n >= s->cache_cap[c]) {
+    n = n < cap ? n : cap;
+    if (pshm_hot_cached(h) && n >= cap) {
         /* A full cache under a cached hot (a dead owner's record, which
          * recovery lets hold up to cache_cap entries): no room to push hot
          * down into slots[], which ends at PSHM_CACHE_CAP; flush first. */
         uint32_t before = n;
-        pshm_rec_flush(s, t, c, s->batch[c]);
+        push(s, t, c, s->batch[c]);
         n = pa_load_relaxed(&tc->count);
-        moved += before - n;
+        n = n < cap ? n : cap;
+        moved += before > n ? before - n : 0;
     }
-    if (pshm_hot_cached(h)) {
+    uint32_t hi = pshm_hot_idx(h);
+    if (hi != PSHM_IDX_NONE && n < cap) {
         /* Into slots[] first, then out of hot: a death in between leaves
          * hot == slots[count], which recovery reads as one. */
-        tc->slots[n + 1] = (uint32_t)(h >> 3);
+        tc->slots[n + 1] = hi;
         pa_store_relaxed(&tc->count, n + 1);
         n++;
     }
     pa_store_relaxed(&tc->hot, 0);
-    while (n > 0) {
+    for (uint32_t rounds = 0; n > 0 && rounds <= cap; rounds++) {
         uint32_t m = n < s->batch[c] ? n : s->batch[c];
         uint32_t before = n;
-        pshm_rec_flush(s, t, c, m);
+        push(s, t, c, m);
         n = pa_load_relaxed(&tc->count);
-        moved += before - n;
+        n = n < cap ? n : cap;
+        moved += before > n ? before - n : 0;
     }
     return moved;
 }
@@ -180,7 +190,7 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
             goto fold;
         if (untrusted)
             res->entries_dropped += pshm_rec_recover(s, t, slot, c);
-        res->blocks_returned += drain(s, t, c);
+        res->blocks_returned += drain(s, t, c, untrusted);
         pshm_rec_return_range(s, t, c);
     fold:
         /* Per-process figures of the slot (display only: records keep
