@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz_seedgen: writes the seed corpora of the segment fuzzers from real
- * segments. `fuzz_seedgen DIR` makes DIR/segment, DIR/reclaim, DIR/stats.
+ * segments. `fuzz_seedgen DIR` makes DIR/segment, DIR/reclaim, DIR/stats,
+ * DIR/verify.
  *
  * It builds the same base as the fuzzers (fuzz_seg.h), then makes more
  * real segments from it: children SIGKILLed at random moments in the
