@@ -893,7 +893,7 @@ def markdown(run, S, charts, img_prefix):
                  "On a machine with counters, run the command in `bench/results/<date>/perf-stat.txt`.\n")
 
     # point 8
-    L.append("\n### The gaps of issue 11, point 8\n\n")
+    L.append("\n### Targets: the 64 B pair, D1 misses and instructions per FIRST pair\n\n")
     p64 = {a: pr.get(a, {}).get(64, {}).get("cpu_ns") for a in pr}
     bp, ba = best_peer(p64)
     pc = p64.get("poolclient")
@@ -906,7 +906,7 @@ def markdown(run, S, charts, img_prefix):
         L.append(f"- **D1 misses per FIRST pair below glibc's**: libpoolclient {c_pool['D1']:.3f}, "
                  f"glibc {c_glibc['D1']:.3f} ({'closed' if c_pool['D1'] < c_glibc['D1'] else 'open'}).\n")
         L.append(f"- **At most 100 instructions per FIRST pair** (everything, memset and thread "
-                 f"start included, as the issue counts): {c_pool['Ir']:.0f} "
+                 f"start included): {c_pool['Ir']:.0f} "
                  f"({'closed' if c_pool['Ir'] <= 100 else 'open'}); the floor alone is "
                  f"{fl.get('Ir', float('nan')):.0f}, so the allocator's share is "
                  f"{c_pool['Ir'] - fl.get('Ir', 0):.0f}.\n")
@@ -928,7 +928,7 @@ def markdown(run, S, charts, img_prefix):
                        [[f"`{fn}`", f"{v:.2f}"] for fn, v in S["callgrind_pair64"]]))
 
     # done-when checks
-    L.append("\n### Against the issue's \"done when\"\n\n")
+    L.append("\n### Against the targets, workload by workload\n\n")
     checks = []
     for touch, rows_ in (("FIRST", w1), ("SECOND", w2)):
         vals = {a: r["us"] for a, r in rows_.items()}
@@ -1004,9 +1004,9 @@ def update_docs(docs, body):
             text = text.rstrip() + "\n\n## Results\n\n" + block
     else:
         text = ("# poold benchmarks\n\n"
-                "The benchmark report of issue 11: libpoolclient against the allocators a user "
+                "The benchmark report: libpoolclient against the allocators a user "
                 "would pick instead, across threads, processes and handoffs, with the cache "
-                "misses the seed asked about. `bash bench/run.sh` (as root: it installs what it "
+                "misses behind each (docs/design.md says where the workloads come from). `bash bench/run.sh` (as root: it installs what it "
                 "needs) builds, runs everything and rewrites the section between the GENERATED "
                 "markers below and `docs/img/*.png`; the rest of this file is written by hand "
                 "and left alone. How each program works: `bench/README.md`.\n\n"

@@ -4,7 +4,7 @@
  * the HELLO handshake (with a check of poold's credentials), the mapping of
  * the segment poold names, re-registration after a poold restart, and BYE.
  *
- * Allocation never comes here (DESIGN.md invariant 1): these run at attach,
+ * Allocation never comes here (invariant 1, docs/design.md): these run at attach,
  * at detach, in a forked child's first allocation, and at most once a second
  * on a slow path after poold has restarted. Every socket read is bounded in
  * time and size; every reply goes through proto/ before it is believed.

@@ -7,8 +7,8 @@
  * pops the thread's cache (LIFO),
  * else cuts the next block of the thread's own span. pool_free checks the
  * pointer against the span map and pushes it on the cache. Neither takes a
- * lock, makes a system call or does an atomic read-modify-write (DESIGN.md
- * invariants 1 and 2): counters are single-writer, in the thread's record.
+ * lock, makes a system call or does an atomic read-modify-write
+ * (invariants 1 and 2, docs/design.md): counters are single-writer, in the thread's record.
  * Anything else (no record yet, cache empty or full) goes to cache.c.
  */
 #include <errno.h>

@@ -82,8 +82,8 @@ POOL_API void pool_detach(pool_t *pool);
 POOL_API POOL_NODISCARD pool_t *pool_open_embedded(size_t bytes);
 
 /*
- * pool_default: the process-wide pool, made on first use (it mirrors the
- * seed's MemoryPool::GetMemoryPool()). It is poold's pool when poold answers
+ * pool_default: the process-wide pool, made on first use (as a
+ * MemoryPool::GetMemoryPool() singleton would be). It is poold's pool when poold answers
  * at $POOLD_SOCKET or the default socket, else an embedded pool of
  * $POOL_EMBEDDED_BYTES bytes (default POOL_DEFAULT_BYTES). Never detach it.
  * NULL with errno set only when neither can be had.

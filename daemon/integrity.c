@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * integrity.c: poold's watch for a corrupt segment (DESIGN.md invariant 4).
+ * integrity.c: poold's watch for a corrupt segment (invariant 4, docs/design.md).
  *
  * A segment any attached process can scribble on is checked when poold
  * adopts it (every list, record and owner byte) and then on a timer, a

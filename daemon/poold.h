@@ -4,7 +4,7 @@
  * and by tests/test_daemon_cmds.c. Never installed, never included by
  * client/, shm/ or proto/.
  *
- * Conventions (STYLE.md): functions return 0 or a negative errno and never
+ * Conventions (docs/design.md): functions return 0 or a negative errno and never
  * touch errno; setup functions that can fail for a reason a user must read
  * also fill `char *err, size_t errlen`.
  */

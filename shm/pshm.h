@@ -437,7 +437,7 @@ typedef struct pshm_reclaimed {
     uint64_t in_use_returned; /* blocks it had in use, given back */
     uint64_t in_use_kept;     /* blocks it had in use, put in transit (orphans = keep) */
     uint64_t entries_dropped; /* invalid entries (corruption) */
-    int64_t blocks_orphaned;  /* kept, as reported before owners existed */
+    int64_t blocks_orphaned;  /* = in_use_kept, signed (STATS's orphans rows) */
     uint32_t ended;           /* enum pshm_proc_end: how the process said it ends */
     uint64_t usec;            /* how long the reclaim took */
     uint64_t cpu_usec;        /* of which on the CPU (the rest: waiting for one) */

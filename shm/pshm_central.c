@@ -12,7 +12,7 @@
  * - The region stack: uncarved remainders of spans given back by threads.
  * The links live in the first 8 bytes of the free blocks themselves.
  *
- * Crash consistency (DESIGN.md invariant 5). A thread can be killed between
+ * Crash consistency (invariant 5, docs/design.md). A thread can be killed between
  * any two instructions, and the only moment a batch changes hands is the
  * CAS on a head: before it, the batch is the list's; after it, the
  * thread's, though nothing but a register says so yet. So a record writes

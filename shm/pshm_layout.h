@@ -11,7 +11,7 @@
  *   gowner_off          owner slices of the large classes: 64 bytes per span
  *   data_off            data spans, each span_bytes long, aligned to span_bytes
  *
- * Every block has an owner byte, outside the block (DESIGN.md invariant 9):
+ * Every block has an owner byte, outside the block (invariant 9, docs/design.md):
  * PSHM_OWN_FREE (in a list, a cache or never handed out), the process slot
  * that holds it plus one, PSHM_OWN_TRANSIT (handed off, waiting for a
  * receiver) or PSHM_OWN_RECL (taken from a dead process by the reclaimer,

@@ -3,7 +3,7 @@
  * pshm_slots.c: process slots and thread-cache records.
  *
  * A process holds one slot; each of its threads that allocates holds one
- * thread record, owned by the slot (DESIGN.md invariant 6), so that a dead
+ * thread record, owned by the slot (invariant 6, docs/design.md), so that a dead
  * process's cached blocks can be given back by whoever reclaims its slot.
  * Claims are CAS on a state word; releases are release stores. When the
  * owner may have died or scribbled (untrusted), every index read from its

@@ -3,7 +3,7 @@
  * pshm_span.c: carving spans out of the data area.
  *
  * Spans are handed out once and never given back: the segment size is the
- * pool's limit (DESIGN.md invariant 7). A span is claimed by a CAS of its
+ * pool's limit (invariant 7, docs/design.md). A span is claimed by a CAS of its
  * carvers[] word from 0 to the claiming record's number, so that a dead
  * thread's claim is known by its record (pshm_rec_recover); the header's
  * cursor is only a hint of where the unclaimed spans start. The span map

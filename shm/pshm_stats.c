@@ -6,8 +6,8 @@
  * Statistics sum the single-writer counters of every thread record (records
  * keep their counters for good, whoever owns them now) and the class's
  * counters of operations done without a record, with relaxed loads only:
- * readers never write the segment and never slow a worker down (DESIGN.md
- * invariant 8). A snapshot taken while workers run is a little skewed
+ * readers never write the segment and never slow a worker down
+ * (invariant 8, docs/design.md). A snapshot taken while workers run is a little skewed
  * between counters; one taken at rest is exact. The audit counts the same
  * figures a second way, by walking the lists, the caches and the owner
  * bytes, and pshm_check() holds the two to each other.
