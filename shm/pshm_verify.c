@@ -222,6 +222,30 @@ static bool in_one_span(const pshm_seg_t *s, uint32_t a, uint32_t e, uint32_t c)
     return sa == se;
 }
 
+/* The range of tc that ends at e is the one its open journal step is
+ * installing (set_range() in pshm_central.c stores the end first): the
+ * owner's INSTALL of [a, b); or a reclaimer's recovery of a dead owner's
+ * region pop (RPOP: the region at a, its end in a's link word) or span
+ * claim (CARVE: span a's blocks). A reclaimer can die there too, and the
+ * slot then waits, RECLAIMING, for the next one to finish the step. */
+static bool range_in_journal(const pshm_seg_t *s, const struct pshm_tclass *tc, uint32_t e,
+                             uint32_t c)
+{
+    uint32_t op = pa_load_relaxed(&tc->pend.op); /* relaxed: a snapshot */
+    uint32_t a = peek_u32(&tc->pend.a);
+    switch (op) {
+    case PSHM_PEND_INSTALL: return e == peek_u32(&tc->pend.b) && in_one_span(s, a, e, c);
+    case PSHM_PEND_RPOP: return in_one_span(s, a, e, c) && (uint32_t)peek_word(s, a) == e;
+    case PSHM_PEND_CARVE: {
+        if (a >= s->nspans)
+            return false;
+        uint64_t first = s->data_off + ((uint64_t)a << s->span_shift);
+        return e == (uint32_t)((first + (uint64_t)s->blocks_per_span[c] * s->block_size[c]) >> 3);
+    }
+    default: return false;
+    }
+}
+
 /* Record i, class c: its own fields; and, when `central_stable`, whether
  * its cached blocks are also on the central list (bitmap). */
 static void check_record(const pshm_seg_t *s, pshm_verify_t *v, uint32_t i, uint32_t c,
@@ -255,13 +279,11 @@ static void check_record(const pshm_seg_t *s, pshm_verify_t *v, uint32_t i, uint
     uint32_t a = pshm_tclass_fresh_next(tc), e = peek_u32(&tc->fresh_end); /* a snapshot */
     if (a < e) {
         if (!in_one_span(s, a, e, c)) {
-            /* The owner sets a new range's end a moment before its start,
-             * inside an INSTALL step whose journal names the range: a
-             * thread stopped (or killed by an exec) there shows this for
-             * as long as it likes. Otherwise a suspect, until the next
-             * call reads it the same. */
-            if (pa_load_relaxed(&tc->pend.op) == PSHM_PEND_INSTALL && /* relaxed: a snapshot */
-                e == peek_u32(&tc->pend.b) && in_one_span(s, peek_u32(&tc->pend.a), e, c))
+            /* A new range's end is stored a moment before its start, in
+             * a step whose journal names the range: a thread stopped (or
+             * killed) there shows this for as long as it likes. Otherwise
+             * a suspect, until the next call reads it the same. */
+            if (range_in_journal(s, tc, e, c))
                 return;
             uint32_t key = i * PSHM_MAX_CLASSES + c + 1;
             if (v->rec_suspect != key) {
