@@ -222,7 +222,7 @@ int main(int argc, char **argv)
      * off, adopt), one dies in way `how` in class c, the checks run, the
      * other goes on, the dead one is reclaimed. */
     snprintf(sub, sizeof(sub), "%s/verify", dir);
-    for (uint32_t how = 0; how < 7; how++)
+    for (uint32_t how = 0; how < 8; how++)
         for (uint32_t c = 0; c < 4; c++) {
             struct out o = {0};
             const uint8_t work[][4] = {{0, 0, 0, 0},

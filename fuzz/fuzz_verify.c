@@ -135,6 +135,20 @@ static void put(struct world *w, struct pshm_thread *t, struct block b)
     pool_cache_put_(&fz_pool, t, &t->cls[b.cls], b.cls, b.idx, pshm_owner_idx(w->s, b.cls, b.idx));
 }
 
+/* A pid no process has: a child's, reaped. */
+static int32_t dead_pid(void)
+{
+    static pid_t pid;
+    if (pid == 0) {
+        pid = fork();
+        if (pid == 0)
+            _exit(0);
+        if (pid < 0 || waitpid(pid, NULL, 0) != pid)
+            abort();
+    }
+    return (int32_t)pid;
+}
+
 /* p dies: it does nothing more until reclaimed. */
 static void die(struct process *p)
 {
@@ -143,13 +157,15 @@ static void die(struct process *p)
 }
 
 enum death {
-    DEATH_TAKE,    /* between a take's owner byte and its cache word */
-    DEATH_PUT,     /* between a free's cache word and its owner byte */
-    DEATH_INSTALL, /* between the two stores of an install's range */
-    DEATH_REFILL,  /* after a refill's CAS, before its count */
-    DEATH_FLUSH,   /* after a flush's CAS, before its journal is closed */
-    DEATH_HANDOFF, /* after a handoff's owner CAS, before its journal is closed */
-    DEATH_BETWEEN, /* between two operations */
+    DEATH_TAKE,      /* between a take's owner byte and its cache word */
+    DEATH_PUT,       /* between a free's cache word and its owner byte */
+    DEATH_INSTALL,   /* between the two stores of an install's range */
+    DEATH_REFILL,    /* after a refill's CAS, before its count */
+    DEATH_FLUSH,     /* after a flush's CAS, before its journal is closed */
+    DEATH_HANDOFF,   /* after a handoff's owner CAS, before its journal is closed */
+    DEATH_RECLAIMER, /* after an install's pop or claim; its reclaimer dies between the
+                        two stores of the range */
+    DEATH_BETWEEN,   /* between two operations */
     DEATH_KINDS
 };
 
@@ -223,6 +239,28 @@ static void die_in_step(struct world *w, struct process *p, struct pshm_thread *
             break;
         }
         break;
+    case DEATH_RECLAIMER: {
+        /* p died just after the pop (or claim) of an install: the journal
+         * says RPOP (or CARVE), the range is still the old, empty one. A
+         * reclaimer took p's slot and, recovering the step, stored the
+         * new range's end, not yet its start, when it died in turn. */
+        if (pshm_tclass_fresh_next(tc) < tc->fresh_end)
+            break;
+        uint64_t before = pa_load_relaxed(&tc->fresh_w), carved = pa_load_relaxed(&tc->cenmiss);
+        if (pshm_rec_install(s, t, c) < 0)
+            break;
+        if (pa_load_relaxed(&tc->cenmiss) != carved) {
+            tc->pend.a = (uint32_t)((((uint64_t)tc->pend.a << 3) - s->data_off) >> s->span_shift);
+            pa_store_relaxed(&tc->pend.op, PSHM_PEND_CARVE);
+        } else {
+            pa_store_relaxed(&tc->pend.op, PSHM_PEND_RPOP);
+        }
+        uint64_t now = pa_load_relaxed(&tc->fresh_w);
+        pa_store_relaxed(&tc->fresh_w, (now & ~UINT64_C(0xffffffff)) | (uint32_t)before);
+        pa_store_relaxed(&s->procs[p->slot].state, PSHM_PROC_RECLAIMING);
+        pa_store_relaxed(&s->procs[p->slot].reclaimer, dead_pid());
+        break;
+    }
     default: break;
     }
     die(p);
