@@ -15,7 +15,8 @@
  * the record is then left as the documented instruction boundary leaves
  * it (a take or a free between its owner-byte and cache-word stores, an
  * install between the two stores of its range, a refill or flush or
- * handoff after its CAS, before its journal is closed), and the process
+ * handoff after its CAS, before its journal is closed; or its reclaimer
+ * dies in the middle of recovering an install), and the process
  * does nothing more until poold's reclaimer (fz_actor) reclaims it with
  * pshm_proc_reclaim(), sooner or later, or pshm_reclaim_dead() reclaims
  * the base's dead children.
