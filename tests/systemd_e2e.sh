@@ -243,6 +243,10 @@ if as_user "$OUSER" poolctl --socket "$SOCK" ping >"$SDB_DIR/other.out" 2>&1; th
     fail "$OUSER, not in group poold, reached poold"
 fi
 sed 's/^/   | /' "$SDB_DIR/other.out"
+# Refused by the file modes (/run/poold is 0750 poold:poold), not failing
+# for any other reason (no such user, poolctl not found, poold down).
+grep -q "poolctl: cannot reach poold at $SOCK: Permission denied" "$SDB_DIR/other.out" ||
+    fail "$OUSER's poolctl failed, but not with 'Permission denied' on $SOCK"
 
 # ---------------------------------------------------------------- worker --
 # run_worker SECONDS: start pool_worker as $WUSER in the background; sets WPID
