@@ -226,7 +226,7 @@ static bool in_one_span(const pshm_seg_t *s, uint32_t a, uint32_t e, uint32_t c)
  * installing (set_range() in pshm_central.c stores the end first): the
  * owner's INSTALL of [a, b); or a reclaimer's recovery of a dead owner's
  * region pop (RPOP: the region at a, its end in a's link word) or span
- * claim (CARVE: span a's blocks). A reclaimer can die there too, and the
+ * claim (CARVE: span n's blocks). A reclaimer can die there too, and the
  * slot then waits, RECLAIMING, for the next one to finish the step. */
 static bool range_in_journal(const pshm_seg_t *s, const struct pshm_tclass *tc, uint32_t e,
                              uint32_t c)
@@ -236,10 +236,11 @@ static bool range_in_journal(const pshm_seg_t *s, const struct pshm_tclass *tc, 
     switch (op) {
     case PSHM_PEND_INSTALL: return e == peek_u32(&tc->pend.b) && in_one_span(s, a, e, c);
     case PSHM_PEND_RPOP: return in_one_span(s, a, e, c) && (uint32_t)peek_word(s, a) == e;
-    case PSHM_PEND_CARVE: {
-        if (a >= s->nspans)
+    case PSHM_PEND_CARVE: { /* the span is in pend.n (pshm_span_claim()) */
+        uint32_t n = peek_u32(&tc->pend.n);
+        if (n >= s->nspans)
             return false;
-        uint64_t first = s->data_off + ((uint64_t)a << s->span_shift);
+        uint64_t first = s->data_off + ((uint64_t)n << s->span_shift);
         return e == (uint32_t)((first + (uint64_t)s->blocks_per_span[c] * s->block_size[c]) >> 3);
     }
     default: return false;
