@@ -32,7 +32,9 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== memcheck: test_daemon_cmds"
-"${VG[@]}" --log-file="$D/vg-cmds.log" "$B/tests/test_daemon_cmds" >"$D/cmds.out" 2>&1 ||
+# Valgrind has no pidfd_open: the test then leaves the sweep on for that case.
+POOL_TEST_VALGRIND=1 "${VG[@]}" --log-file="$D/vg-cmds.log" "$B/tests/test_daemon_cmds" \
+    >"$D/cmds.out" 2>&1 ||
     { tail -n 40 "$D/vg-cmds.log" "$D/cmds.out"; echo "memcheck: test_daemon_cmds failed" >&2; exit 1; }
 
 echo "== memcheck: poold and poolctl"

@@ -817,17 +817,22 @@ static void test_crash_reclaimed_by_eof_and_pidfd(void **state)
     /* Guards against a pidfd watch that does not work (pidfd_open_ failing
      * with ENOSYS): the backstop sweep is stopped here, so only the pidfd can
      * tell poold of this death, and it must do so at once, well within one
-     * sweep period. */
+     * sweep period. Valgrind does not implement pidfd_open (scripts/
+     * memcheck.sh says so with POOL_TEST_VALGRIND): there the sweep stays
+     * and only the reclaim is checked; every other build checks the pidfd. */
+    bool pidfd_checked = getenv("POOL_TEST_VALGRIND") == NULL;
     assert_non_null(st->srv.sweep_ev);
-    assert_int_equal(event_del(st->srv.sweep_ev), 0);
-    assert_true(p->pidfd >= 0);
+    if (pidfd_checked) {
+        assert_int_equal(event_del(st->srv.sweep_ev), 0);
+        assert_true(p->pidfd >= 0);
+    }
     struct timespec k0, k1;
     clock_gettime(CLOCK_MONOTONIC, &k0);
     kill(w, SIGKILL);
     assert_true(wait_reclaimed(st, 2));
     clock_gettime(CLOCK_MONOTONIC, &k1);
     double took = (double)(k1.tv_sec - k0.tv_sec) + (double)(k1.tv_nsec - k0.tv_nsec) / 1e9;
-    assert_true(took < PD_SWEEP_SECONDS / 2.0);
+    assert_true(!pidfd_checked || took < PD_SWEEP_SECONDS / 2.0);
     assert_int_equal(pshm_proc_find(&st->srv.seg, w), -ENOENT);
     waitpid(w, NULL, 0);
     close(sv[0]);
