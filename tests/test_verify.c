@@ -52,6 +52,26 @@
 #include "pool_test.h"
 #include "poold.h" /* PD_VERIFY_BUDGET, PD_VERIFY_RECORDS, PD_VERIFY_SPANS */
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define __SANITIZE_THREAD__ 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+/* Under TSan: this test's processes share the lists with each other, and
+ * TSan cannot see an ordering made by another process's release (a push in
+ * one process, the pop of that node in another), so it reports races on
+ * the blocks and links that moved through such a list, and halts the
+ * worker. Those reports are suppressed for this test only; test_client_mt,
+ * test_owners and test_storm keep TSan's eye on the list code. */
+/* Default visibility: TSan's runtime looks it up by name. */
+__attribute__((visibility("default"))) const char *__tsan_default_suppressions(void);
+__attribute__((visibility("default"))) const char *__tsan_default_suppressions(void)
+{
+    return "race:pshm_central.c\n";
+}
+#endif
+
 enum {
     SPANS = 20,     /* data spans beyond the one per class */
     MAX_PROCS = 12, /* driver, live workers, dead ones not reclaimed yet */
