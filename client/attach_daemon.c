@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,12 +34,42 @@
 #define HELLO_ATTEMPTS 5 /* when poold closes before its reply (it is stopping) */
 #define REREGISTER_EVERY_NS UINT64_C(1000000000)
 
-static const char *socket_path_of(const char *path)
+static bool path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The socket to try: named, else $POOLD_SOCKET, else the default poold
+ * itself takes for our uid (proto/pproto_socket.c), into buf. */
+static const char *socket_path_of(const char *path, char *buf, size_t cap)
 {
     if (path && *path)
         return path;
     const char *env = getenv("POOLD_SOCKET");
-    return env && *env ? env : POOL_DEFAULT_SOCKET;
+    if (env && *env)
+        return env;
+    if (pproto_socket_to_try(buf, cap, (unsigned)geteuid(), getenv("XDG_RUNTIME_DIR"),
+                             path_exists) < 0)
+        return POOL_DEFAULT_SOCKET;
+    return buf;
+}
+
+/* "cannot reach poold at PATH: <why>; <what to do>" for pool_last_error(). */
+static void connect_error(const char *path, int errnum)
+{
+    struct stat st;
+    pproto_path_info_t info = {0};
+    if (stat(path, &st) == 0)
+        info = (pproto_path_info_t){true,
+                                    S_ISSOCK(st.st_mode),
+                                    S_ISDIR(st.st_mode),
+                                    (unsigned)st.st_uid,
+                                    (unsigned)st.st_gid,
+                                    (unsigned)st.st_mode};
+    char advice[200];
+    (void)pproto_connect_error(advice, sizeof(advice), errnum, &info);
+    pool_set_error_("cannot reach poold at %s: %s; %s", path, strerror(errnum), advice);
 }
 
 /* poold must run as root, as us, as the user "poold", or as $POOLD_UID. */
@@ -148,7 +179,7 @@ static int hello_once(const char *path, int *fd_out, int *slot, char *shm_name, 
     }
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         rc = -errno;
-        pool_set_error_("cannot reach poold at %s: %s; is it running?", path, strerror(-rc));
+        connect_error(path, -rc);
         goto fail;
     }
     struct ucred cred;
@@ -244,7 +275,8 @@ int pool_hello_(pool_t *pool, const char *path, int *fd_out, int *slot, char *sh
 
 POOL_API pool_t *pool_attach(const char *socket_path)
 {
-    const char *path = socket_path_of(socket_path);
+    char def[108];
+    const char *path = socket_path_of(socket_path, def, sizeof(def));
     char err[256] = "";
     void *base = NULL;
     uint64_t mapped = 0, bytes = 0, gen = 0;

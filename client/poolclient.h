@@ -51,7 +51,10 @@ typedef struct pool pool_t;
 
 /*
  * pool_attach: attach to the pool served by poold at socket_path (NULL:
- * $POOLD_SOCKET, else POOL_DEFAULT_SOCKET). The segment is mapped read-write
+ * $POOLD_SOCKET, else poold's default for this uid: POOL_DEFAULT_SOCKET as
+ * root; else $XDG_RUNTIME_DIR/poold/poold.sock or /tmp/poold-UID/poold.sock,
+ * or POOL_DEFAULT_SOCKET when only that one exists; pool_last_error() says
+ * what is wrong when none answers). The segment is mapped read-write
  * and the connection stays open so that poold notices this process's exit.
  * Returns NULL with errno set: ECONNREFUSED or ENOENT when poold does not
  * answer, EPROTO when it speaks another protocol or ABI, EACCES when its

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,7 +56,10 @@ static void usage(FILE *f)
             "\n"
             "Options:\n"
             "  -s, --socket PATH   poold's control socket (default: $POOLD_SOCKET, else\n"
-            "                      %s)\n"
+            "                      poold's own default for your uid: %s as root;\n"
+            "                      else $XDG_RUNTIME_DIR/poold/poold.sock or\n"
+            "                      /tmp/poold-$UID/poold.sock, or %s when only that\n"
+            "                      one exists)\n"
             "  -h, --help          this text\n"
             "  -V, --version       poolctl's version\n"
             "  --json              (stats, procs, classes) one JSON object, a member per\n"
@@ -66,7 +70,7 @@ static void usage(FILE *f)
             "Exit status: 0 done (also when the reader of the output went away), 1 poold\n"
             "replied with an error or the output cannot be written, 2 usage, 3 poold\n"
             "cannot be reached.\n",
-            POOL_DEFAULT_SOCKET);
+            POOL_DEFAULT_SOCKET, POOL_DEFAULT_SOCKET);
 }
 
 /* ---- standard output ----
@@ -154,8 +158,20 @@ static int connect_poold(void)
     strcpy(sa.sun_path, socket_path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        fprintf(stderr, "poolctl: cannot reach poold at %s: %s; is it running?\n", socket_path,
-                strerror(errno));
+        int e = errno;
+        struct stat st;
+        pproto_path_info_t info = {0};
+        if (stat(socket_path, &st) == 0)
+            info = (pproto_path_info_t){true,
+                                        S_ISSOCK(st.st_mode),
+                                        S_ISDIR(st.st_mode),
+                                        (unsigned)st.st_uid,
+                                        (unsigned)st.st_gid,
+                                        (unsigned)st.st_mode};
+        char advice[200];
+        (void)pproto_connect_error(advice, sizeof(advice), e, &info);
+        fprintf(stderr, "poolctl: cannot reach poold at %s: %s; %s\n", socket_path, strerror(e),
+                advice);
         if (fd >= 0)
             close(fd);
         return -1;
@@ -704,6 +720,12 @@ static int out_close(int rc)
     return rc == EXIT_OK ? w : rc;
 }
 
+static bool path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
 static int run(int argc, char **argv)
 {
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
@@ -711,9 +733,15 @@ static int run(int argc, char **argv)
                                          {"version", no_argument, NULL, 'V'},
                                          {NULL, 0, NULL, 0}};
     int c;
+    static char default_socket[108];
     socket_path = getenv("POOLD_SOCKET");
-    if (!socket_path || !*socket_path)
+    if (!socket_path || !*socket_path) {
+        /* poold's own default for our uid (proto/pproto_socket.c). */
         socket_path = POOL_DEFAULT_SOCKET;
+        if (pproto_socket_to_try(default_socket, sizeof(default_socket), (unsigned)geteuid(),
+                                 getenv("XDG_RUNTIME_DIR"), path_exists) == 0)
+            socket_path = default_socket;
+    }
     /* Options before the command only ("+": stop at the first non-option). */
     while ((c = getopt_long(argc, argv, "+s:hV", opts, NULL)) != -1) {
         switch (c) {

@@ -325,18 +325,9 @@ int pd_config_load(pd_config_t *c, const char *path, char *err, size_t errlen)
 
 static int ensure_default_socket(pd_config_t *c, char *err, size_t errlen)
 {
-    int n;
-    if (geteuid() == 0) {
-        n = snprintf(c->socket, sizeof(c->socket), "/run/poold/poold.sock");
-    } else {
-        const char *xdg = getenv("XDG_RUNTIME_DIR");
-        if (xdg && xdg[0] == '/')
-            n = snprintf(c->socket, sizeof(c->socket), "%s/poold/poold.sock", xdg);
-        else
-            n = snprintf(c->socket, sizeof(c->socket), "/tmp/poold-%u/poold.sock",
-                         (unsigned)geteuid());
-    }
-    if (n < 0 || (size_t)n >= sizeof(c->socket)) {
+    /* The same default libpoolclient and poolctl try (proto/). */
+    if (pproto_default_socket(c->socket, sizeof(c->socket), (unsigned)geteuid(),
+                              getenv("XDG_RUNTIME_DIR")) < 0) {
         snprintf(err, errlen, "default socket path is too long; set --socket");
         return -ENAMETOOLONG;
     }

@@ -234,6 +234,37 @@ bool pproto_key_valid(const char *s, size_t len);
 bool pproto_name_valid(const char *s, size_t len);
 
 /* ---------------------------------------------------------------------- */
+/* The control socket (pproto_socket.c)                                    */
+
+/* The socket poold listens on by default for effective uid `uid`:
+ * /run/poold/poold.sock for root, else $XDG_RUNTIME_DIR/poold/poold.sock
+ * (xdg, when absolute) or /tmp/poold-<uid>/poold.sock. 0, or -ENAMETOOLONG
+ * when it does not fit in out[cap]. */
+int pproto_default_socket(char *out, size_t cap, unsigned uid, const char *xdg);
+
+/* The socket a client tries when none is named: the default of its uid
+ * (as poold's, above) if `exists` says it is there; else, for a user other
+ * than root, /run/poold/poold.sock if it is there (a poold of the system
+ * serving the user's group); else the user's default. */
+int pproto_socket_to_try(char *out, size_t cap, unsigned uid, const char *xdg,
+                         bool (*exists)(const char *path));
+
+/* What stat(2) said of a socket path (exists false: it failed). */
+typedef struct pproto_path_info {
+    bool exists;
+    bool is_socket;
+    bool is_dir;
+    unsigned uid, gid, mode;
+} pproto_path_info_t;
+
+/* What to tell a user whose connect(2) to a poold socket failed with
+ * errnum, after "cannot reach poold at PATH: <strerror>; ": what is wrong
+ * (no socket, not a socket, the socket's owner and mode when permission is
+ * denied, nothing listening) and what to do. 0, or -ENAMETOOLONG
+ * (truncated). */
+int pproto_connect_error(char *out, size_t cap, int errnum, const pproto_path_info_t *info);
+
+/* ---------------------------------------------------------------------- */
 /* Reply builder                                                            */
 
 /*

@@ -1566,9 +1566,83 @@ static void test_metric_table_documented(void **state)
     assert_non_null(strstr(doc, "`poold_info`"));
 }
 
+/* ---- the control socket: default path and connect errors ---- */
+
+static bool exists_none(const char *path)
+{
+    (void)path;
+    return false;
+}
+
+static bool exists_system_only(const char *path)
+{
+    return strcmp(path, "/run/poold/poold.sock") == 0;
+}
+
+static bool exists_all(const char *path)
+{
+    (void)path;
+    return true;
+}
+
+static void test_socket_default_per_user(void **state)
+{
+    (void)state;
+    char p[108];
+    assert_int_equal(pproto_default_socket(p, sizeof(p), 0, "/run/user/0"), 0);
+    assert_string_equal(p, "/run/poold/poold.sock");
+    assert_int_equal(pproto_default_socket(p, sizeof(p), 1000, "/run/user/1000"), 0);
+    assert_string_equal(p, "/run/user/1000/poold/poold.sock");
+    assert_int_equal(pproto_default_socket(p, sizeof(p), 1000, NULL), 0);
+    assert_string_equal(p, "/tmp/poold-1000/poold.sock");
+    assert_int_equal(pproto_default_socket(p, sizeof(p), 1000, "relative"), 0);
+    assert_string_equal(p, "/tmp/poold-1000/poold.sock");
+    assert_int_equal(pproto_default_socket(p, 8, 1000, NULL), -ENAMETOOLONG);
+    /* A client tries its uid's default, else the system's when only that
+     * one is there (a poold of the system serving the user's group). */
+    assert_int_equal(pproto_socket_to_try(p, sizeof(p), 1000, NULL, exists_all), 0);
+    assert_string_equal(p, "/tmp/poold-1000/poold.sock");
+    assert_int_equal(pproto_socket_to_try(p, sizeof(p), 1000, NULL, exists_system_only), 0);
+    assert_string_equal(p, "/run/poold/poold.sock");
+    assert_int_equal(pproto_socket_to_try(p, sizeof(p), 1000, NULL, exists_none), 0);
+    assert_string_equal(p, "/tmp/poold-1000/poold.sock");
+    assert_int_equal(pproto_socket_to_try(p, sizeof(p), 0, NULL, exists_none), 0);
+    assert_string_equal(p, "/run/poold/poold.sock");
+}
+
+/* Each failure of connect(2) gets its own words: what is wrong and what
+ * to do. */
+static void test_socket_connect_errors_say_what_to_do(void **state)
+{
+    (void)state;
+    char m[200];
+    pproto_path_info_t none = {0};
+    assert_int_equal(pproto_connect_error(m, sizeof(m), ENOENT, &none), 0);
+    assert_non_null(strstr(m, "no socket there: start poold"));
+    pproto_path_info_t dir = {.exists = true, .is_dir = true};
+    assert_int_equal(pproto_connect_error(m, sizeof(m), ECONNREFUSED, &dir), 0);
+    assert_non_null(strstr(m, "it is a directory, not a socket"));
+    pproto_path_info_t file = {.exists = true};
+    assert_int_equal(pproto_connect_error(m, sizeof(m), ECONNREFUSED, &file), 0);
+    assert_non_null(strstr(m, "it is a file, not a socket"));
+    pproto_path_info_t sock = {
+        .exists = true, .is_socket = true, .uid = 998, .gid = 997, .mode = 0140660};
+    assert_int_equal(pproto_connect_error(m, sizeof(m), EACCES, &sock), 0);
+    assert_non_null(strstr(m, "uid 998, group 997, mode 660"));
+    assert_non_null(strstr(m, "join group 997"));
+    assert_int_equal(pproto_connect_error(m, sizeof(m), ECONNREFUSED, &sock), 0);
+    assert_non_null(strstr(m, "nothing listens there"));
+    assert_int_equal(pproto_connect_error(m, sizeof(m), EACCES, &none), 0);
+    assert_non_null(strstr(m, "a directory on the way to it is closed to you"));
+    assert_int_equal(pproto_connect_error(m, sizeof(m), ETIMEDOUT, &sock), 0);
+    assert_string_equal(m, "is poold running?");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_socket_default_per_user),
+        cmocka_unit_test(test_socket_connect_errors_say_what_to_do),
         cmocka_unit_test(test_parse_request_every_verb),
         cmocka_unit_test(test_parse_request_hello_fields),
         cmocka_unit_test(test_parse_request_case_insensitive),
