@@ -59,14 +59,8 @@ static const char *socket_path_of(const char *path, char *buf, size_t cap)
 static void connect_error(const char *path, int errnum)
 {
     struct stat st;
-    pproto_path_info_t info = {0};
-    if (stat(path, &st) == 0)
-        info = (pproto_path_info_t){true,
-                                    S_ISSOCK(st.st_mode),
-                                    S_ISDIR(st.st_mode),
-                                    (unsigned)st.st_uid,
-                                    (unsigned)st.st_gid,
-                                    (unsigned)st.st_mode};
+    pproto_path_info_t info;
+    pproto_path_info_of(&info, stat(path, &st) == 0 ? &st : NULL);
     char advice[200];
     (void)pproto_connect_error(advice, sizeof(advice), errnum, &info);
     pool_set_error_("cannot reach poold at %s: %s; %s", path, strerror(errnum), advice);

@@ -160,14 +160,8 @@ static int connect_poold(void)
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = errno;
         struct stat st;
-        pproto_path_info_t info = {0};
-        if (stat(socket_path, &st) == 0)
-            info = (pproto_path_info_t){true,
-                                        S_ISSOCK(st.st_mode),
-                                        S_ISDIR(st.st_mode),
-                                        (unsigned)st.st_uid,
-                                        (unsigned)st.st_gid,
-                                        (unsigned)st.st_mode};
+        pproto_path_info_t info;
+        pproto_path_info_of(&info, stat(socket_path, &st) == 0 ? &st : NULL);
         char advice[200];
         (void)pproto_connect_error(advice, sizeof(advice), e, &info);
         fprintf(stderr, "poolctl: cannot reach poold at %s: %s; %s\n", socket_path, strerror(e),

@@ -16,6 +16,7 @@
 #define PPROTO_H
 
 #include <stdbool.h>
+#include <sys/stat.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -256,6 +257,9 @@ typedef struct pproto_path_info {
     bool is_dir;
     unsigned uid, gid, mode;
 } pproto_path_info_t;
+
+/* info from stat(2)'s result: st NULL when stat failed. */
+void pproto_path_info_of(pproto_path_info_t *info, const struct stat *st);
 
 /* What to tell a user whose connect(2) to a poold socket failed with
  * errnum, after "cannot reach poold at PATH: <strerror>; ": what is wrong

@@ -36,6 +36,19 @@ int pproto_socket_to_try(char *out, size_t cap, unsigned uid, const char *xdg,
     return 0;
 }
 
+void pproto_path_info_of(pproto_path_info_t *info, const struct stat *st)
+{
+    *info = (pproto_path_info_t){0};
+    if (!st)
+        return;
+    info->exists = true;
+    info->is_socket = S_ISSOCK(st->st_mode);
+    info->is_dir = S_ISDIR(st->st_mode);
+    info->uid = (unsigned)st->st_uid;
+    info->gid = (unsigned)st->st_gid;
+    info->mode = (unsigned)st->st_mode;
+}
+
 int pproto_connect_error(char *out, size_t cap, int errnum, const pproto_path_info_t *info)
 {
     int n;
