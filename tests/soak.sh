@@ -179,7 +179,7 @@ read -r polls_ok polls_bad polls_down <"$DIR/poller"
 touch "$DIR/noattach" "$DIR/restarts"
 noattach=$(wc -l <"$DIR/noattach")
 noattach_bad=$(awk -v rf="$DIR/restarts" '
-    BEGIN { while ((getline l < rf) > 0) { split(l, x, " "); a[n] = x[1]; b[n] = x[2]; n++ } }
+    BEGIN { n = 0; while ((getline l < rf) > 0) { split(l, x, " "); a[n] = x[1]; b[n] = x[2]; n++ } }
     { ok = 0; for (k = 0; k < n; k++) if ($3 <= b[k] + 1 && $4 >= a[k] - 1) ok = 1
       if (!ok) { bad++; print "soak: worker lane " $1 " run " $2 " could not attach" > "/dev/stderr" } }
     END { print bad + 0 }' "$DIR/noattach")
