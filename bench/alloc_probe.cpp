@@ -15,6 +15,10 @@
 //                 2000 rounds of allocate, memset, free); K=0 runs nothing,
 //                 the baseline that run.sh subtracts
 //      pair       K x 20000 allocate+free pairs of N bytes, one thread
+//      burst      K x 20 rounds of allocating 1024 blocks of N bytes, then
+//                 freeing them all, one thread: every 32 allocations or
+//                 frees move a batch to or from the central list (refill,
+//                 flush), so the central list's cost shows
 //      addresses  one FIRST iteration; distinct addresses per thread
 //      mixed      K x 100000 steps of the mixed workload (bench_common.hpp):
 //                 peak RSS, bytes reserved, and for poolclient the internal
@@ -91,6 +95,20 @@ template <class A> void first(int iterations, bool record)
             t[k] = std::thread(first_thread<A>, k, record);
         for (auto &th : t)
             th.join();
+    }
+}
+
+static void *g_burst[1024];
+
+template <class A> void burst(std::size_t n, long rounds)
+{
+    for (long r = 0; r < rounds; ++r) {
+        for (void *&p : g_burst) {
+            p = A::alloc(n);
+            asm volatile("" : "+r"(p) : : "memory");
+        }
+        for (void *p : g_burst)
+            A::release(p, n);
     }
 }
 
@@ -190,6 +208,15 @@ int run(const std::string &alloc, const std::string &workload, std::size_t size,
         long count = 20000L * iterations;
         pairs<A>(size, count);
         std::printf("\"pairs\": %ld", count);
+    } else if (workload == "burst") {
+        if constexpr (std::is_same_v<A, Vector> || std::is_same_v<A, None>) {
+            std::fprintf(stderr, "alloc_probe: no burst workload for %s\n", alloc.c_str());
+            return 2;
+        } else {
+            long rounds = 20L * iterations;
+            burst<A>(size, rounds);
+            std::printf("\"blocks\": %ld", rounds * static_cast<long>(std::size(g_burst)));
+        }
     } else if (workload == "addresses") {
         first<A>(1, true);
         std::printf("\"distinct\": [");
