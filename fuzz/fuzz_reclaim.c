@@ -97,7 +97,7 @@ static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
         }
         case 2: {
             uint32_t c = fz_u8(in) % s->nclasses, which = fz_u8(in) & 1;
-            fz_copy(in, (uint8_t *)(which ? &s->cls[c].regions : &s->cls[c].central), 8);
+            fz_copy(in, (uint8_t *)(which ? &s->cls[c].regions : &s->cls[c].central), 16);
             scribbled = true;
             break;
         }
@@ -118,7 +118,7 @@ static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
             struct pshm_tclass *tc = &recs[da % nrec]->cls[c];
             /* Near a real block of the class: the head of its central list
              * or its carving cursor, moved by a small step. */
-            uint32_t near = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[c].central));
+            uint32_t near = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[c].central.w));
             if (near == 0)
                 near = pshm_tclass_fresh_next(tc);
             uint32_t stride = s->block_size[c] >> 3;
@@ -126,7 +126,7 @@ static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
             tc->pend.b = near + (db & 0xff) * stride;
             tc->pend.n = n % (s->cache_cap[c] + 2);
             tc->pend.count = (db >> 8) % (s->cache_cap[c] + 2);
-            tc->pend.tag = PSHM_HEAD_TAG(pa_load_relaxed(&s->cls[c].central)) - (n & 1);
+            tc->pend.tag = pa_load_relaxed(&s->cls[c].central.gen) - (n & 1);
             pa_store_relaxed(&tc->pend.op, pop); /* relaxed: single-threaded */
             /* A journal of a real operation, forged near real blocks, can
              * name blocks or a span the process never took: the reclaim has

@@ -48,4 +48,80 @@ typedef _Atomic uint8_t pa_u8;
 
 #define pa_is_lock_free_u64(p) atomic_is_lock_free(p)
 
+/*
+ * 16-byte compare-and-swap, for the stack heads (struct pshm_head): a pair
+ * of 64-bit words moved as one. Built on the __sync builtin, which GCC and
+ * clang turn into `lock cmpxchg16b` with -mcx16 (CMakeLists.txt): lock-free
+ * and address-free, so it works between processes. (The __atomic form of a
+ * 16-byte CAS calls libatomic, which may take a lock private to the process,
+ * useless in shared memory.) The instruction is a full barrier, stronger
+ * than acq_rel: callers comment on what they pair with as for acq_rel. On
+ * failure *expected gets the current value, read atomically by the same
+ * instruction. pshm_cpu_check() refuses a CPU without the instruction.
+ *
+ * There is no 16-byte atomic load: readers load the two words one by one
+ * (a torn pair is never current, so a CAS expecting it fails), or, where
+ * the exact pair matters, use pa_load16_exact(), a CAS that rewrites the
+ * value it finds.
+ */
+__extension__ typedef unsigned __int128 pa_u128;
+
+#if !defined(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_16)
+#error "a 16-byte CAS is needed (x86-64: build with -mcx16)"
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define PA_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PA_TSAN 1
+#endif
+#endif
+
+#if defined(PA_TSAN) && defined(__x86_64__)
+/*
+ * Under TSan the builtin becomes a call into the sanitizer's runtime, which
+ * does a 16-byte CAS under a mutex of its own process: not atomic against
+ * another process, nor against the plain 8-byte loads of the two words. So
+ * the instruction is written out here, and the ordering it makes is told to
+ * TSan: a release on the head's address before, an acquire after (the
+ * acquire loads of head words in pshm_central.c pair with that release).
+ */
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+
+static inline pa_u128 pa_cas16_val_(void *p, pa_u128 expected, pa_u128 desired)
+{
+    uint64_t lo = (uint64_t)expected, hi = (uint64_t)(expected >> 64);
+    __tsan_release(p);
+    __asm__ __volatile__("lock cmpxchg16b %0"
+                         : "+m"(*(volatile pa_u128 *)p), "+a"(lo), "+d"(hi)
+                         : "b"((uint64_t)desired), "c"((uint64_t)(desired >> 64))
+                         : "memory", "cc");
+    __tsan_acquire(p);
+    return ((pa_u128)hi << 64) | lo;
+}
+#else
+static inline pa_u128 pa_cas16_val_(void *p, pa_u128 expected, pa_u128 desired)
+{
+    return __sync_val_compare_and_swap((pa_u128 *)p, expected, desired);
+}
+#endif
+
+static inline _Bool pa_cas16_acq_rel(void *p, pa_u128 *expected, pa_u128 desired)
+{
+    pa_u128 seen = pa_cas16_val_(p, *expected, desired);
+    if (seen == *expected)
+        return 1;
+    *expected = seen;
+    return 0;
+}
+
+/* The exact 16 bytes at p: a CAS of 0 by 0 (a write only when the value is
+ * 0, which it leaves). Slow paths only: it takes the line exclusive. */
+static inline pa_u128 pa_load16_exact(void *p)
+{
+    return pa_cas16_val_(p, (pa_u128)0, (pa_u128)0);
+}
+
 #endif /* PSHM_ATOMIC_H */

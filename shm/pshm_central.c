@@ -3,10 +3,10 @@
  * pshm_central.c: the lock-free central lists of each size class, and the
  * journaled steps that move blocks between them and a thread's record.
  *
- * Two Treiber stacks per class, each with a tagged 64-bit head (generation,
- * author, index of the top node; pshm_layout.h) so that a head that was
- * popped and pushed again between a reader's load and its CAS fails the CAS
- * (ABA).
+ * Two Treiber stacks per class, each with a 16-byte head (a 64-bit
+ * generation, the author, the index of the top node; pshm_layout.h) moved
+ * by one 16-byte CAS, so that a head that was popped and pushed again
+ * between a reader's load and its CAS fails the CAS (ABA).
  * - The batch stack ("central"): each node is the first block of a chain of
  *   free blocks (one refill or flush worth). Moving a batch costs one CAS.
  * - The region stack: uncarved remainders of spans given back by threads.
@@ -32,10 +32,10 @@
  * in the middle of a recovery leaves the next one the same journal.
  *
  * What this costs: one more store or two per batch (the journal, the
- * receipt), none on the fast path. What it assumes: a thread is not stalled
- * between reading a head and its CAS for 2^19 steps of that one list
- * (generations wrap at 2^20), the same kind of bound every tagged-pointer
- * stack lives with. Operations without a record (records full) are not
+ * receipt), none on the fast path. What it assumes: nothing about how long
+ * a thread stalls between reading a head and its CAS, since a generation
+ * never repeats (64 bits: centuries of moves at any speed a list reaches),
+ * so neither ABA nor a stale receipt can come from a wrap. Operations without a record (records full) are not
  * journaled, but they write receipts like every other move of a head:
  * otherwise a record's step that such a move overtook would be judged
  * undone, and its batch would be in two places.
@@ -79,41 +79,79 @@ static inline void set_next_node(const pshm_seg_t *s, uint32_t idx, uint32_t nex
     *w = ((uint64_t)next << 32) | (*w & 0xffffffffu);
 }
 
-static inline pa_u64 *list_head(pshm_seg_t *s, uint32_t c, int list)
+static inline struct pshm_head *list_head(pshm_seg_t *s, uint32_t c, int list)
 {
     return list == LIST_REGION ? &s->cls[c].regions : &s->cls[c].central;
 }
 
-/* Generation a is b or newer, modulo the 20-bit wrap. */
-static inline bool tag_reached(uint32_t a, uint32_t b)
+/* A head's value: the word (author, top node) and the generation. */
+typedef struct head {
+    uint64_t w, gen;
+} head_t;
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "head_pack() puts the word at the lower address");
+
+static inline pa_u128 head_pack(head_t v)
 {
-    return ((a - b) & PSHM_TAG_MASK) < (1u << (PSHM_TAG_BITS - 1));
+    return ((pa_u128)v.gen << 64) | v.w;
+}
+
+static inline head_t head_unpack(pa_u128 x)
+{
+    return (head_t){.w = (uint64_t)x, .gen = (uint64_t)(x >> 64)};
+}
+
+/* A first guess at a head, for a CAS to confirm: the generation, then the
+ * word. acquire (both): pairs with the CAS that wrote them, so the links of
+ * the top node read next are its pusher's. A pair torn by a move between
+ * the two loads is never current (generations do not repeat): the CAS
+ * expecting it fails and returns the true value. */
+static inline head_t head_read(struct pshm_head *h)
+{
+    head_t v;
+    v.gen = pa_load_acquire(&h->gen);
+    v.w = pa_load_acquire(&h->w);
+    return v;
+}
+
+/* Move a head from *old to the next generation with (author, idx) on top.
+ * The 16-byte CAS is a full barrier: release for what the caller wrote
+ * before it (links, journal, receipts), acquire for what it reads after;
+ * each caller says what pairs with it. On failure *old is the current head. */
+static inline bool head_cas(struct pshm_head *h, head_t *old, uint32_t author, uint32_t idx)
+{
+    pa_u128 expected = head_pack(*old);
+    head_t next = {.w = PSHM_HEAD_WORD(author, idx), .gen = old->gen + 1};
+    if (pa_cas16_acq_rel(h, &expected, head_pack(next)))
+        return true;
+    *old = head_unpack(expected);
+    return false;
 }
 
 /* Before a CAS that moves head h on: tell h's author that its CAS took
  * effect. relaxed: the receipt only has to be in place before our CAS on
  * the head, whose release orders it; a reclaimer reads it after acquiring
  * the head (succeeded()). */
-static void receipt_note(pshm_seg_t *s, uint32_t c, int list, uint64_t h, uint32_t me)
+static void receipt_note(pshm_seg_t *s, uint32_t c, int list, head_t h, uint32_t me)
 {
-    uint32_t a = PSHM_HEAD_AUTHOR(h);
+    uint32_t a = PSHM_HEAD_AUTHOR(h.w);
     if (a == 0 || a == me || a > s->max_threads)
         return;
-    pa_u32 *r = &pshm_thread_at(s, a - 1)->cls[c].rcpt[list];
-    uint32_t t = PSHM_HEAD_TAG(h);
-    uint32_t cur = pa_load_relaxed(r);
-    while (cur != t && tag_reached(t, cur))
-        if (pa_cas_weak_relaxed(r, &cur, t))
+    pa_u64 *r = &pshm_thread_at(s, a - 1)->cls[c].rcpt[list];
+    uint64_t cur = pa_load_relaxed(r);
+    while (cur < h.gen)
+        if (pa_cas_weak_relaxed(r, &cur, h.gen))
             break;
 }
 
 /* The journal's step is about to CAS head `old`: record the generation it
  * expects, then refresh our own receipt to it (order matters: a death
  * between the two leaves a receipt older than the journal's generation). */
-static inline void journal_tag(struct pshm_tclass *tc, int list, uint64_t old)
+static inline void journal_tag(struct pshm_tclass *tc, int list, head_t old)
 {
-    tc->pend.tag = PSHM_HEAD_TAG(old);
-    pa_store_relaxed(&tc->rcpt[list], PSHM_HEAD_TAG(old)); /* relaxed: see receipt_note() */
+    tc->pend.tag = old.gen;
+    pa_store_relaxed(&tc->rcpt[list], old.gen); /* relaxed: see receipt_note() */
 }
 
 /* Did record `me`'s journaled CAS on list `list` of class c, expecting
@@ -121,35 +159,37 @@ static inline void journal_tag(struct pshm_tclass *tc, int list, uint64_t old)
  * Valid once the record's thread is dead. The receipt is read from the
  * record itself: live threads write it. */
 static bool succeeded(pshm_seg_t *s, uint32_t c, int list, const struct pshm_tclass *tc,
-                      uint32_t tag, uint32_t me)
+                      uint64_t tag, uint32_t me)
 {
-    /* acquire: pairs with the release CAS of whoever moved the head last, so
-     * every receipt written before any CAS up to that one is visible. */
-    uint64_t h = pa_load_acquire(list_head(s, c, list));
-    uint32_t want = (tag + 1) & PSHM_TAG_MASK;
-    if (PSHM_HEAD_TAG(h) == want && PSHM_HEAD_AUTHOR(h) == me)
+    /* The exact pair (a torn one could show our generation with another's
+     * author), read by a CAS: a full barrier that pairs with the CAS of
+     * whoever moved the head last, so every receipt written before any move
+     * up to that one is visible. */
+    head_t h = head_unpack(pa_load16_exact(list_head(s, c, list)));
+    uint64_t want = tag + 1;
+    if (h.gen == want && PSHM_HEAD_AUTHOR(h.w) == me)
         return true;
-    if (PSHM_HEAD_TAG(h) == (tag & PSHM_TAG_MASK))
-        return false;                                           /* the head has not moved since */
-    return tag_reached(pa_load_relaxed(&tc->rcpt[list]), want); /* relaxed: after the acquire */
+    if (h.gen == tag)
+        return false;                                /* the head has not moved since */
+    return pa_load_relaxed(&tc->rcpt[list]) >= want; /* relaxed: after the barrier */
 }
 
 /* Push `node` (its chain already linked) on a list as record t. The
  * journal (op and fields) is in place; each try records its generation. */
 static void rec_push(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, int list, uint32_t node,
-                     uint64_t old)
+                     head_t old)
 {
     struct pshm_tclass *tc = &t->cls[c];
     uint32_t me = pshm_rec_id(s, t);
-    pa_u64 *head = list_head(s, c, list);
+    struct pshm_head *head = list_head(s, c, list);
     for (;;) {
-        set_next_node(s, node, PSHM_HEAD_IDX(old));
+        set_next_node(s, node, PSHM_HEAD_IDX(old.w));
         receipt_note(s, c, list, old, me);
         journal_tag(tc, list, old);
         /* release: publishes the node's link words (and the chain) and the
-         * receipts above to the acquire CAS or load in rec_pop(); acquire on
-         * failure: `old` is the current head. */
-        if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, me, node)))
+         * receipts above to the loads and CAS in rec_pop(); on failure
+         * `old` is the current head. */
+        if (head_cas(head, &old, me, node))
             return;
     }
 }
@@ -161,12 +201,12 @@ static uint32_t rec_pop(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, int li
 {
     struct pshm_tclass *tc = &t->cls[c];
     uint32_t me = pshm_rec_id(s, t);
-    pa_u64 *head = list_head(s, c, list);
-    /* acquire: pairs with the release CAS in rec_push(), so the node's link
-     * word we read next is the one its pusher wrote. */
-    uint64_t old = pa_load_acquire(head);
+    struct pshm_head *head = list_head(s, c, list);
+    /* head_read: acquire, pairs with the CAS in rec_push(), so the node's
+     * link word we read next is the one its pusher wrote. */
+    head_t old = head_read(head);
     for (;;) {
-        uint32_t node = PSHM_HEAD_IDX(old);
+        uint32_t node = PSHM_HEAD_IDX(old.w);
         if (node == PSHM_IDX_NONE || !pshm_idx_is_block(s, node, c))
             return PSHM_IDX_NONE;
         uint32_t next = peek_next_node(s, node);
@@ -176,9 +216,9 @@ static uint32_t rec_pop(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, int li
         /* release: the journal is written before the CAS can take effect;
          * pairs with the acquire load in pshm_rec_recover(). */
         pa_store_release(&tc->pend.op, op);
-        /* acq_rel: acquire pairs with the pusher's release, release orders
+        /* full barrier: acquire pairs with the pusher's CAS, release orders
          * the journal and receipts before the head moves. */
-        if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, me, next)))
+        if (head_cas(head, &old, me, next))
             return node;
     }
 }
@@ -281,8 +321,7 @@ static void flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m, 
     tc->pend.b = k;
     tc->pend.count = n0;
     tc->pend.ctr = mo;
-    pa_u64 *head = list_head(s, c, LIST_CENTRAL);
-    uint64_t old = pa_load_relaxed(head); /* relaxed: a first guess, the CAS decides */
+    head_t old = head_read(list_head(s, c, LIST_CENTRAL)); /* a first guess, the CAS decides */
     journal_tag(tc, LIST_CENTRAL, old);
     /* release: the journal before the cache shrinks (a death after this
      * store is undone or finished from it). */
@@ -382,8 +421,7 @@ void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     *link_word(s, a) = b;
     tc->pend.a = a;
     tc->pend.b = b;
-    pa_u64 *head = list_head(s, c, LIST_REGION);
-    uint64_t old = pa_load_relaxed(head); /* relaxed: a first guess */
+    head_t old = head_read(list_head(s, c, LIST_REGION)); /* a first guess */
     journal_tag(tc, LIST_REGION, old);
     pa_store_release(&tc->pend.op, PSHM_PEND_RPUSH); /* release: journal first */
     tc->fresh_end = a;                               /* the range is empty */
@@ -402,8 +440,7 @@ static void finish_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_
         /* relaxed: RECL blocks are ours alone; the push below publishes. */
         pa_store_relaxed(pshm_owner_idx(s, c, b), PSHM_OWN_FREE);
     *link_word(s, a) = e;
-    pa_u64 *head = list_head(s, c, LIST_REGION);
-    uint64_t old = pa_load_relaxed(head); /* relaxed: a first guess */
+    head_t old = head_read(list_head(s, c, LIST_REGION)); /* a first guess */
     journal_tag(tc, LIST_REGION, old);
     tc->pend.count = 1;                             /* pushing: the op word below orders it */
     pa_store_release(&tc->pend.op, PSHM_PEND_RRUN); /* release: journal first */
@@ -633,33 +670,31 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
  * it, whoever that thread is. */
 static void raw_push(pshm_seg_t *s, uint32_t c, int list, uint32_t node)
 {
-    pa_u64 *head = list_head(s, c, list);
-    /* relaxed: only a starting guess; the CAS below re-reads with acquire. */
-    uint64_t old = pa_load_relaxed(head);
+    struct pshm_head *head = list_head(s, c, list);
+    head_t old = head_read(head); /* a starting guess; the CAS decides */
     for (;;) {
-        set_next_node(s, node, PSHM_HEAD_IDX(old));
+        set_next_node(s, node, PSHM_HEAD_IDX(old.w));
         receipt_note(s, c, list, old, 0);
-        /* release: publishes the chain (and the receipt) to the acquire in
-         * raw_pop/rec_pop and succeeded(). */
-        if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, 0, node)))
+        /* release: publishes the chain (and the receipt) to the loads and
+         * CAS of raw_pop/rec_pop and to succeeded(). */
+        if (head_cas(head, &old, 0, node))
             return;
     }
 }
 
 static uint32_t raw_pop(pshm_seg_t *s, uint32_t c, int list)
 {
-    pa_u64 *head = list_head(s, c, list);
-    /* acquire: pairs with the release CAS of the pusher. */
-    uint64_t old = pa_load_acquire(head);
+    struct pshm_head *head = list_head(s, c, list);
+    head_t old = head_read(head); /* acquire: pairs with the pusher's CAS */
     for (;;) {
-        uint32_t node = PSHM_HEAD_IDX(old);
+        uint32_t node = PSHM_HEAD_IDX(old.w);
         if (node == PSHM_IDX_NONE || !pshm_idx_is_block(s, node, c))
             return PSHM_IDX_NONE;
         uint32_t next = peek_next_node(s, node);
         receipt_note(s, c, list, old, 0);
-        /* acq_rel: as in rec_pop(); release orders the receipt before the
-         * head moves. */
-        if (pa_cas_weak_acq_rel(head, &old, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(old) + 1, 0, next)))
+        /* full barrier: as in rec_pop(); release orders the receipt before
+         * the head moves. */
+        if (head_cas(head, &old, 0, next))
             return node;
     }
 }

@@ -15,6 +15,28 @@
 
 #include "pshm.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+/* The CPU can run pa_cas16_acq_rel(): checked before a segment is formatted
+ * or used, so that a CPU without it is refused with a sentence rather than
+ * killed by SIGILL at its first refill. */
+static int cpu_check(char *err, size_t errlen)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_CMPXCHG16B)) {
+        snprintf(err, errlen, "this CPU lacks cmpxchg16b, which the pool's lists need");
+        return -ENOTSUP;
+    }
+#else
+    (void)err;
+    (void)errlen;
+#endif
+    return 0;
+}
+
 #define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uint64_t)(a)-1))
 
 static uint32_t log2_u32(uint32_t v)
@@ -189,6 +211,9 @@ int pshm_format(void *base, const pshm_params_t *p, char *err, size_t errlen)
     struct layout l;
     struct pshm_header *h = base;
 
+    int rc = cpu_check(err, errlen);
+    if (rc < 0)
+        return rc;
     if (p->nclasses == 0 || p->nclasses > PSHM_MAX_CLASSES) {
         snprintf(err, errlen, "need 1 to %u size classes, got %u", PSHM_MAX_CLASSES, p->nclasses);
         return -EINVAL;
@@ -271,6 +296,9 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
         snprintf(err, errlen, "64-bit atomics are not lock-free here: cannot share a segment");
         return -ENOTSUP;
     }
+    int rc = cpu_check(err, errlen);
+    if (rc < 0)
+        return rc;
     /* acquire: pairs with the release store of the magic in pshm_format(). */
     uint64_t magic = pa_load_acquire(&h->magic);
     if (magic != PSHM_MAGIC) {

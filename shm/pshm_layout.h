@@ -47,7 +47,7 @@
 
 /* "POOLDSEG" read as a little-endian 64-bit word. */
 #define PSHM_MAGIC UINT64_C(0x474553444c4f4f50)
-#define PSHM_ABI_VERSION 3u
+#define PSHM_ABI_VERSION 4u
 
 #define PSHM_MAX_CLASSES 32u
 #define PSHM_CACHE_CAP 64u   /* most blocks a thread caches per class */
@@ -74,19 +74,22 @@
 #define PSHM_CACHE_BYTES (256u << 10) /* a class's cache holds about this much */
 
 /*
- * Tagged stack heads: a 20-bit generation, the 12-bit author (the thread
- * record that wrote the head, plus one; 0: none) and the 32-bit index of the
- * top node. The generation makes a CAS fail on a head that was popped and
- * pushed again since it was read (ABA); the author lets a reclaimer tell
- * whether a dead thread's CAS took effect (pshm_central.c, "receipts").
+ * Stack heads: 16 bytes, moved by one 16-byte CAS (cmpxchg16b). The low
+ * word holds the 12-bit author (the thread record that wrote the head, plus
+ * one; 0: none) and the 32-bit index of the top node; the high word, a
+ * 64-bit generation that every move of the head increments. The generation
+ * makes a CAS fail on a head that was popped and pushed again since it was
+ * read (ABA), and at 2^64 moves it never wraps (a list moving 10^8 times a
+ * second needs 5,800 years); the author lets a reclaimer tell whether a dead
+ * thread's CAS took effect (pshm_central.c, "receipts").
  */
-#define PSHM_TAG_BITS 20u
-#define PSHM_TAG_MASK ((1u << PSHM_TAG_BITS) - 1)
+struct pshm_head {
+    alignas(16) pa_u64 w; /* author << 32 | index of the top node */
+    pa_u64 gen;           /* moves of the head so far */
+};
 #define PSHM_HEAD_IDX(w) ((uint32_t)((w)&0xffffffffu))
-#define PSHM_HEAD_TAG(w) ((uint32_t)((w) >> 44))
 #define PSHM_HEAD_AUTHOR(w) ((uint32_t)((w) >> 32) & 0xfffu)
-#define PSHM_HEAD_MAKE(tag, author, idx)                                                           \
-    (((uint64_t)((tag)&PSHM_TAG_MASK) << 44) | ((uint64_t)(author) << 32) | (uint64_t)(idx))
+#define PSHM_HEAD_WORD(author, idx) (((uint64_t)(author) << 32) | (uint64_t)(idx))
 
 /*
  * Header. Constant fields are written once by pshm_format() before the magic
@@ -148,11 +151,11 @@ struct pshm_class {
     /* Batch stack: each node is the first block of a chain of up to `batch`
      * free blocks. Node word: high 32 = next node, low 32 = next block in
      * chain. Writers: pshm_central.c (CAS). */
-    alignas(64) pa_u64 central;
+    alignas(64) struct pshm_head central;
 
     /* Region stack: uncarved remainders of spans left by exited threads.
      * Node word: high 32 = next node, low 32 = end index of the region. */
-    alignas(64) pa_u64 regions;
+    alignas(64) struct pshm_head regions;
 
     /* Operations without a thread record (records full: "uncached"), and
      * what reclaimers and refused frees count. Relaxed RMW: statistics with
@@ -246,11 +249,12 @@ struct pshm_proc {
  */
 struct pshm_pending {
     pa_u32 op;      /* enum pshm_pend_op; release-stored after the fields below */
-    uint32_t tag;   /* head generation the CAS expects */
+    uint32_t count; /* `count` before the step */
+    uint64_t tag;   /* head generation the CAS expects */
     uint32_t a, b;  /* node, block, span or region start / end or count */
     uint32_t n;     /* slots in the batch */
-    uint32_t count; /* `count` before the step */
-    uint64_t ctr;   /* moved_in / moved_out / handoffs / adopts before the step */
+    uint32_t reserved;
+    uint64_t ctr; /* moved_in / moved_out / handoffs / adopts before the step */
 };
 
 enum pshm_pend_op {
@@ -298,8 +302,8 @@ struct pshm_tclass {
     struct pshm_pending pend;
     /* Receipts: the newest generation of each list head that this record
      * wrote (max-CAS by any thread that read it; pshm_central.c). */
-    pa_u32 rcpt[2];
-    uint8_t pad[PSHM_TCLASS_BYTES - 48 - 4 * (PSHM_CACHE_CAP + 2) - 88 - 32 - 8];
+    pa_u64 rcpt[2];
+    uint8_t pad[PSHM_TCLASS_BYTES - 48 - 4 * (PSHM_CACHE_CAP + 2) - 88 - 40 - 16];
 };
 
 struct pshm_thread {
@@ -310,9 +314,9 @@ struct pshm_thread {
 };
 
 _Static_assert(sizeof(struct pshm_header) <= PSHM_HEADER_BYTES, "header fits its page");
-/* procs_exited and reclaim_lock live in what was the header's tail padding: the size, and
- * so PSHM_LAYOUT_CHECK, are those of every ABI 3 segment. */
-_Static_assert(sizeof(struct pshm_header) == 256, "header size of ABI 3");
+_Static_assert(sizeof(struct pshm_header) == 256, "header size (PSHM_LAYOUT_CHECK reads it)");
+_Static_assert(sizeof(struct pshm_head) == 16 && alignof(struct pshm_head) == 16,
+               "a head is one 16-byte CAS");
 _Static_assert(sizeof(struct pshm_class) % 64 == 0, "class records are cache-line sized");
 _Static_assert(sizeof(struct pshm_proc) == 64, "one proc slot per cache line");
 _Static_assert(sizeof(struct pshm_thread) == 64, "thread record header is one line");

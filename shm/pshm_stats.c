@@ -170,7 +170,7 @@ int pshm_audit_class(const pshm_seg_t *s, uint32_t c, pshm_audit_t *out, char *e
         }
     }
     /* Uncarved: the region stack and live records' ranges. */
-    uint32_t node = PSHM_HEAD_IDX(pa_load_acquire(&s->cls[c].regions)); /* acquire: at rest */
+    uint32_t node = PSHM_HEAD_IDX(pa_load_acquire(&s->cls[c].regions.w)); /* acquire: at rest */
     uint64_t walked = 0;
     while (node != PSHM_IDX_NONE && walked++ < limit) {
         if (!pshm_idx_is_block(s, node, c)) {
@@ -198,7 +198,7 @@ int pshm_audit_class(const pshm_seg_t *s, uint32_t c, pshm_audit_t *out, char *e
     }
     out->carved -= out->regions;
     /* The batch stack. */
-    node = PSHM_HEAD_IDX(pa_load_acquire(&s->cls[c].central)); /* acquire: at rest */
+    node = PSHM_HEAD_IDX(pa_load_acquire(&s->cls[c].central.w)); /* acquire: at rest */
     walked = 0;
     while (node != PSHM_IDX_NONE && walked < limit) {
         if (!pshm_idx_is_block(s, node, c)) {

@@ -112,11 +112,12 @@ static bool walk_central(const pshm_seg_t *s, pshm_verify_t *v, uint32_t c, uint
                          uint64_t *walked, pshm_corruption_t *out)
 {
     pshm_corruption_t f = {0};
-    /* acquire: pairs with the release CAS of the last push, so the links
-     * below are the pusher's (if the head is still this one after). */
-    uint64_t h = pa_load_acquire(&s->cls[c].central);
+    /* acquire (both): pair with the CAS of the last push, so the links
+     * below are the pusher's (if the generation is still this one after:
+     * every move of the head increments it). */
+    uint64_t h = pa_load_acquire(&s->cls[c].central.gen);
+    uint32_t node = PSHM_HEAD_IDX(pa_load_acquire(&s->cls[c].central.w));
     uint64_t n = 0, limit = v->budget;
-    uint32_t node = PSHM_HEAD_IDX(h);
     while (node != PSHM_IDX_NONE && n < limit && f.kind == PSHM_CORRUPT_NONE) {
         if (!pshm_idx_is_block(s, node, c)) {
             found(&f, PSHM_CORRUPT_INDEX, c, node,
@@ -161,8 +162,8 @@ static bool walk_central(const pshm_seg_t *s, pshm_verify_t *v, uint32_t c, uint
         }
         node = (uint32_t)(w >> 32);
     }
-    /* acquire: as above; the same word means no push or pop in between. */
-    bool stable = pa_load_acquire(&s->cls[c].central) == h;
+    /* acquire: as above; the same generation means no push or pop in between. */
+    bool stable = pa_load_acquire(&s->cls[c].central.gen) == h;
     if (stable && f.kind != PSHM_CORRUPT_NONE)
         found(out, f.kind, f.cls, f.where, "%s", f.what);
     *head = h;
@@ -179,8 +180,8 @@ static bool walk_central(const pshm_seg_t *s, pshm_verify_t *v, uint32_t c, uint
 static void walk_regions(const pshm_seg_t *s, pshm_verify_t *v, uint32_t c, pshm_corruption_t *out)
 {
     pshm_corruption_t f = {0};
-    uint64_t h = pa_load_acquire(&s->cls[c].regions); /* acquire: as in walk_central() */
-    uint32_t node = PSHM_HEAD_IDX(h);
+    uint64_t h = pa_load_acquire(&s->cls[c].regions.gen); /* acquire: as in walk_central() */
+    uint32_t node = PSHM_HEAD_IDX(pa_load_acquire(&s->cls[c].regions.w));
     uint32_t stride = s->block_size[c] >> 3;
     for (uint64_t n = 0; node != PSHM_IDX_NONE && n < v->budget && f.kind == PSHM_CORRUPT_NONE;
          n++) {
@@ -208,7 +209,7 @@ static void walk_regions(const pshm_seg_t *s, pshm_verify_t *v, uint32_t c, pshm
         }
         node = (uint32_t)(w >> 32);
     }
-    if (pa_load_acquire(&s->cls[c].regions) == h && f.kind != PSHM_CORRUPT_NONE) /* acquire */
+    if (pa_load_acquire(&s->cls[c].regions.gen) == h && f.kind != PSHM_CORRUPT_NONE) /* acquire */
         found(out, f.kind, f.cls, f.where, "%s", f.what);
 }
 
@@ -412,7 +413,7 @@ int pshm_verify(const pshm_seg_t *s, pshm_verify_t *v, bool full, pshm_corruptio
             for (uint32_t i = 0; i < s->max_threads; i++)
                 check_record(s, v, i, c, true, &twice);
             if (twice.kind == PSHM_CORRUPT_TWICE &&
-                pa_load_acquire(&s->cls[c].central) == head) /* acquire: as above */
+                pa_load_acquire(&s->cls[c].central.gen) == head) /* acquire: as above */
                 found(out, twice.kind, twice.cls, twice.where, "%s", twice.what);
         }
         clear_marks(v);

@@ -147,7 +147,7 @@ static void test_verify_clean_pool(void **state)
     /* The central list of class 16 has at least two batches (the tests
      * below need them). */
     const pshm_seg_t *s = &f->pool->seg;
-    uint32_t node = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[cls_of(s, 16)].central));
+    uint32_t node = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[cls_of(s, 16)].central.w));
     assert_true(node != 0);
     assert_true((uint32_t)(*link_of(s, node) >> 32) != 0);
 }
@@ -158,7 +158,7 @@ static void test_verify_list_cycle(void **state)
     pshm_seg_t *s = &f->pool->seg;
     char what[256];
     uint32_t c = cls_of(s, 16);
-    uint32_t node = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[c].central));
+    uint32_t node = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[c].central.w));
     /* The second batch's "next node" points back at the first: the stack
      * is a cycle. */
     uint32_t second = (uint32_t)(*link_of(s, node) >> 32);
@@ -182,9 +182,9 @@ static void test_verify_index_out_of_range(void **state)
     pshm_seg_t *s = &f->pool->seg;
     char what[256];
     uint32_t c = cls_of(s, 48);
-    uint64_t h = pa_load_relaxed(&s->cls[c].central);
+    uint64_t h = pa_load_relaxed(&s->cls[c].central.w);
     uint32_t past = (uint32_t)(s->data_end >> 3) + 5;
-    pa_store_relaxed(&s->cls[c].central, PSHM_HEAD_MAKE(PSHM_HEAD_TAG(h), 0, past));
+    pa_store_relaxed(&s->cls[c].central.w, PSHM_HEAD_WORD(0, past));
     assert_int_equal(verify(f, what, sizeof(what)), PSHM_CORRUPT_INDEX);
     print_message("head: %s\n", what);
     assert_non_null(strstr(what, "not a block"));
@@ -203,7 +203,7 @@ static void test_verify_block_on_two_lists(void **state)
     pshm_seg_t *s = &f->pool->seg;
     char what[256];
     uint32_t c = cls_of(s, 16);
-    uint32_t node = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[c].central));
+    uint32_t node = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[c].central.w));
     uint32_t second = (uint32_t)(*link_of(s, node) >> 32);
     /* The first chain's last block links on into the second batch. */
     link_chain_end(s, node, second);
@@ -230,7 +230,7 @@ static void test_verify_wrong_owner(void **state)
     pshm_seg_t *s = &f->pool->seg;
     char what[256];
     uint32_t c = cls_of(s, 16);
-    uint32_t node = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[c].central));
+    uint32_t node = PSHM_HEAD_IDX(pa_load_relaxed(&s->cls[c].central.w));
     /* A free block on the central list, marked owned by a live slot. */
     pa_store_relaxed(pshm_owner_idx(s, c, node), pshm_own_val((uint32_t)f->pool->slot));
     assert_int_equal(verify(f, what, sizeof(what)), PSHM_CORRUPT_OWNER);

@@ -71,6 +71,17 @@ static void reclaim(pool_t *pool, dead_t *d)
     assert_int_equal(r.entries_dropped, 0);
 }
 
+/* A record that flushed a batch to central and died after the CAS, before
+ * journal_done (only the op differs from a finished flush). */
+static dead_t dead_after_flush(pshm_seg_t *s)
+{
+    dead_t d = dead_make(s);
+    carve_to_cache(s, &d, s->batch[CLS] + 4);
+    pshm_rec_flush(s, d.t, CLS, s->batch[CLS]);
+    pa_store_release(&d.tc->pend.op, PSHM_PEND_PUSH);
+    return d;
+}
+
 /* A flush's CAS took effect and the thread died before closing its journal;
  * a thread without a record then popped that batch (and later pushed it
  * back). The raw pop must leave the receipt that says the flush was done,
@@ -79,17 +90,42 @@ static void test_recovery_flush_overtaken_by_raw_pop(void **state)
 {
     pool_t *pool = *state;
     pshm_seg_t *s = &pool->seg;
-    dead_t d = dead_make(s);
-    carve_to_cache(s, &d, s->batch[CLS] + 4);
-    pshm_rec_flush(s, d.t, CLS, s->batch[CLS]);
-    /* Death after the CAS, before journal_done: only op differs. */
-    pa_store_release(&d.tc->pend.op, PSHM_PEND_PUSH);
+    dead_t d = dead_after_flush(s);
 
     uint32_t buf[PSHM_CACHE_CAP];
     uint32_t n = pshm_central_pop_raw(s, CLS, buf, s->batch[CLS]);
     assert_int_equal(n, s->batch[CLS]);
     reclaim(pool, &d);
     pshm_central_push_raw(s, CLS, buf, n); /* the raw popper is done with it */
+    pool_test_check(pool);
+}
+
+/* A flush's CAS took effect (the head went from generation g to g + 1),
+ * the thread died before closing its journal, and the list then moved
+ * 2^20 - 1 more times, so that the head's generation is g + 2^20, which a
+ * 20-bit generation would read as g: "the head has not moved since the
+ * journal", the flush undone, and the batch put back in the cache while it
+ * is also in a raw popper's hands. The generation is 64 bits: no wrap. */
+static void test_recovery_flush_judged_after_a_million_moves(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    dead_t d = dead_after_flush(s);
+    uint64_t g = d.tc->pend.tag;
+    assert_int_equal(pa_load_relaxed(&s->cls[CLS].central.gen), g + 1);
+
+    uint32_t buf[PSHM_CACHE_CAP];
+    uint32_t moves = (1u << 20) - 1, n = 0;
+    for (uint32_t i = 0; i < moves / 2; i++) {
+        n = pshm_central_pop_raw(s, CLS, buf, s->batch[CLS]);
+        assert_int_equal(n, s->batch[CLS]);
+        pshm_central_push_raw(s, CLS, buf, n);
+    }
+    n = pshm_central_pop_raw(s, CLS, buf, s->batch[CLS]); /* the last move: held */
+    assert_int_equal(n, s->batch[CLS]);
+    assert_int_equal(pa_load_relaxed(&s->cls[CLS].central.gen), g + (1u << 20));
+    reclaim(pool, &d);
+    pshm_central_push_raw(s, CLS, buf, n);
     pool_test_check(pool);
 }
 
@@ -314,6 +350,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_recovery_flush_overtaken_by_raw_pop, pool_test_setup,
                                         pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_flush_judged_after_a_million_moves,
+                                        pool_test_setup, pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_recovery_range_return_overtaken_by_raw_pop,
                                         pool_test_setup, pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_recovery_install_dies_before_its_op, pool_test_setup,
