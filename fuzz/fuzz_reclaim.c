@@ -25,7 +25,17 @@
  *   3: [u8 span][u16 i][8 bytes] the link word of block i of a carved span
  *   4: [u8 off][u8 len][bytes]   the dead slot's proc record
  *   5: [u8 c][u8 op][u16 da][u16 db][u8 n] a journal (pend) near real blocks
+ *   6: [u8 rec][u8 c][u32 seed]  during the reclaim, from a second thread,
+ *      pseudo-random bytes into the class-c part of one of the dead slot's
+ *      records (c past the last: the whole record) until the reclaim ends:
+ *      a peer writing a record while poold recovers it. The reclaim reads
+ *      every field once and checks what it read before it uses it, so this
+ *      may corrupt the books but never makes it read or write outside the
+ *      mapping (ASan and the bounds of every index say so).
  */
+#include <pthread.h>
+#include <sched.h>
+
 #include "fuzz_seg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -57,14 +67,40 @@ static uint32_t carved_span(const pshm_seg_t *s, uint32_t n)
     return UINT32_MAX;
 }
 
-/* Scribble what the input says; true when it wrote anything but a journal. */
-static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
+/* Op 6: what the second thread writes, and until when. */
+struct racer {
+    uint8_t *at;
+    uint32_t len;
+    uint64_t x; /* xorshift state */
+    pa_u32 stop;
+    pa_u32 writing; /* set once the thread writes: the reclaim starts then */
+    pthread_t th;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    while (!pa_load_relaxed(&r->stop)) { /* relaxed: a flag; the join orders the rest */
+        r->x ^= r->x << 13;
+        r->x ^= r->x >> 7;
+        r->x ^= r->x << 17;
+        /* volatile: a store the reclaimer must not assume absent; the race
+         * with its reads is the point (a plain harness, not TSan). */
+        ((volatile uint8_t *)r->at)[r->x % r->len] = (uint8_t)(r->x >> 56);
+        pa_store_relaxed(&r->writing, 1); /* relaxed: a flag */
+    }
+    return NULL;
+}
+
+/* Scribble what the input says; true when it wrote anything but a journal.
+ * An op 6 fills *rc (rc->len 0: none). */
+static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot, struct racer *rc)
 {
     bool scribbled = false;
     struct pshm_thread *recs[FZ_MAX_THREADS];
     uint32_t nrec = dead_records(s, slot, recs);
     while (in->i < in->n) {
-        uint32_t op = fz_u8(in) % 6;
+        uint32_t op = fz_u8(in) % 7;
         switch (op) {
         case 0: {
             uint32_t r = fz_u8(in), off = fz_u8(in) | fz_u8(in) << 8, len = fz_u8(in) % 16 + 1;
@@ -135,6 +171,24 @@ static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot)
             scribbled |= pop != PSHM_PEND_NONE && pop <= PSHM_PEND_LAST;
             break;
         }
+        case 6: {
+            uint32_t ri = fz_u8(in), c = fz_u8(in);
+            uint64_t seed =
+                fz_u8(in) | fz_u8(in) << 8 | fz_u8(in) << 16 | (uint64_t)fz_u8(in) << 24;
+            if (nrec == 0)
+                break;
+            struct pshm_thread *t = recs[ri % nrec];
+            if (c < s->nclasses) {
+                rc->at = (uint8_t *)&t->cls[c];
+                rc->len = (uint32_t)sizeof(t->cls[c]);
+            } else {
+                rc->at = (uint8_t *)t;
+                rc->len = s->thread_bytes;
+            }
+            rc->x = seed * 0x9e3779b97f4a7c15u | 1;
+            scribbled = true;
+            break;
+        }
         }
     }
     return scribbled;
@@ -146,10 +200,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pshm_seg_t s;
     fz_view_base(&s);
     pshm_actor_t actor = fz_actor(&s);
-    bool scribbled = scribble(&s, &in, fz_seg_base.dead_slot[0]);
+    struct racer racer = {.len = 0};
+    bool scribbled = scribble(&s, &in, fz_seg_base.dead_slot[0], &racer);
+    pa_store_relaxed(&racer.stop, 0); /* relaxed (both): before the thread exists */
+    pa_store_relaxed(&racer.writing, 0);
+    if (racer.len && pthread_create(&racer.th, NULL, race, &racer) != 0)
+        racer.len = 0;
+    while (racer.len && !pa_load_relaxed(&racer.writing)) /* relaxed: a flag */
+        sched_yield();
     for (int k = 0; k < 2; k++) {
         pshm_reclaimed_t r;
         (void)pshm_proc_reclaim(&s, fz_seg_base.dead_slot[k], &actor, &r);
+    }
+    if (racer.len) {
+        pa_store_relaxed(&racer.stop, 1); /* relaxed: see race() */
+        pthread_join(racer.th, NULL);
     }
     pool_stats_t st;
     pshm_stats(&s, &st);

@@ -202,6 +202,11 @@ int main(int argc, char **argv)
         put(sub, "head", head, sizeof(head));
         put(sub, "link", link, sizeof(link));
         put(sub, "proc", proc, sizeof(proc));
+        /* A peer writing a record during the reclaim: one class, the whole record. */
+        uint8_t race_cls[] = {6, 0, 2, 0x5a, 0xa5, 0x0f, 0xf0};
+        uint8_t race_all[] = {6, 1, 0xff, 1, 2, 3, 4};
+        put(sub, "race-class", race_cls, sizeof(race_cls));
+        put(sub, "race-record", race_all, sizeof(race_all));
     }
     /* fuzz_stats: counters at their limits. */
     snprintf(sub, sizeof(sub), "%s/stats", dir);

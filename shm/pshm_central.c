@@ -627,7 +627,7 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
     }
     uint8_t mine = pshm_own_val(slot);
     for (uint32_t i = 0; i <= n; i++) {
-        uint32_t b = i == 0 ? pshm_hot_idx(h) : tc->slots[i];
+        uint32_t b = i == 0 ? pshm_hot_idx(h) : ((volatile uint32_t *)tc->slots)[i];
         if (b == PSHM_IDX_NONE)
             continue;
         bool ok = pshm_idx_is_block(s, b, c);
