@@ -50,7 +50,7 @@ struct Vector {
 };
 
 struct None {
-    static constexpr const char *name = "none";
+    [[maybe_unused]] static constexpr const char *name = "none";
 };
 // The floor's buffers: one per workload thread, static (a thread_local
 // array would be zeroed at every thread's start, in every allocator's run).

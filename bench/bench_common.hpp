@@ -11,6 +11,15 @@
 #ifndef POOL_BENCH_COMMON_HPP
 #define POOL_BENCH_COMMON_HPP
 
+// A function the caller cannot inline, drop or fold: GCC also needs noipa
+// (no interprocedural reasoning about its body); clang has no such
+// attribute and does not drop a call to a noinline function with effects.
+#if defined(__clang__)
+#define BENCH_OPAQUE __attribute__((noinline))
+#else
+#define BENCH_OPAQUE __attribute__((noinline, noipa))
+#endif
+
 #include <dlfcn.h>
 #include <malloc.h>
 #include <sched.h>
@@ -302,13 +311,13 @@ struct NullAllocator {
 
 // Out of line and noipa, as in pool_bench.cpp, so the caller cannot drop or
 // fold them.
-__attribute__((noinline, noipa)) inline void fill(void *p, std::size_t n, unsigned v)
+BENCH_OPAQUE inline void fill(void *p, std::size_t n, unsigned v)
 {
     std::memset(p, static_cast<int>(v & 0xffu), n);
 }
 
 // Reads every byte, eight at a time (the same loads for every allocator).
-__attribute__((noinline, noipa)) inline std::uint64_t read_all(const void *p, std::size_t n)
+BENCH_OPAQUE inline std::uint64_t read_all(const void *p, std::size_t n)
 {
     const unsigned char *b = static_cast<const unsigned char *>(p);
     std::uint64_t sum = 0, w;

@@ -84,7 +84,7 @@ bool env_true(const char *name)
 // free() nor fold the reads of a block it has just seen zeroed (vector).
 
 // FIRST: write every byte, as the seed did with memset.
-__attribute__((noinline, noipa)) void touch_write(unsigned char *p, std::size_t n,
+BENCH_OPAQUE void touch_write(unsigned char *p, std::size_t n,
                                                   unsigned round)
 {
     std::memset(p, static_cast<int>(round & 0xffu), n);
@@ -95,7 +95,7 @@ __attribute__((noinline, noipa)) void touch_write(unsigned char *p, std::size_t 
 // reads it. Summing the bytes makes each load necessary for the result, which
 // the caller then hands to DoNotOptimize. bench/README.md shows the loop in
 // the disassembly.
-__attribute__((noinline, noipa)) std::uint64_t touch_read(const unsigned char *p,
+BENCH_OPAQUE std::uint64_t touch_read(const unsigned char *p,
                                                           std::size_t n)
 {
     std::uint64_t sum = 0;

@@ -14,8 +14,10 @@ if(TARGET poolclient-preload)
     add_dependencies(test_preload poolclient-preload)
     # It frees twice, frees inside a block and asks for absurd sizes on
     # purpose: the compiler must not reason about malloc and free.
-    target_compile_options(test_preload PRIVATE -fno-builtin -Wno-use-after-free
-                           -Wno-free-nonheap-object -Wno-alloc-size-larger-than)
+    target_compile_options(test_preload PRIVATE -fno-builtin -Wno-free-nonheap-object)
+    if(CMAKE_C_COMPILER_ID STREQUAL "GNU")
+      target_compile_options(test_preload PRIVATE -Wno-use-after-free -Wno-alloc-size-larger-than)
+    endif()
     set_tests_properties(test_preload PROPERTIES ENVIRONMENT
       "LD_PRELOAD=$<TARGET_FILE:poolclient-preload>;POOLD_SOCKET=/nonexistent/poold.sock;POOLD_PRELOAD_FALLBACK=embedded;POOL_EMBEDDED_BYTES=64M")
   endif()
