@@ -185,7 +185,7 @@ POOL_API int pool_stats(pool_t *pool, pool_stats_t *out)
     if (!pool->shared)
         pool_reclaim_dead_(pool);
     else
-        pool_reregister_if_needed_(pool);
+        pool_rehello_if_restarted_(pool);
     pshm_stats(&pool->seg, out);
     return 0;
 }

@@ -152,8 +152,7 @@ static int errno_of(pproto_err_t e)
 /* One HELLO on a new connection. *again is set when poold closed the
  * connection before it replied: it was stopping, and with a socket held by
  * systemd the next connection waits for its successor. */
-static int hello_once(const char *path, int *fd_out, int *slot, char *shm_name, size_t shm_len,
-                      uint64_t *bytes, uint64_t *gen, bool *again)
+static int hello_once(const char *path, pool_hello_reply_t *r, bool *again)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     char line[PPROTO_MAX_LINE + 1];
@@ -234,37 +233,46 @@ static int hello_once(const char *path, int *fd_out, int *slot, char *shm_name, 
     const char *shm = pproto_kv_get(&rep, "shm");
     if (!shm || pproto_kv_get_u64(&rep, "slot", &s) < 0 ||
         pproto_kv_get_u64(&rep, "abi", &abi) < 0 || pproto_kv_get_u64(&rep, "size", &b) < 0 ||
-        abi != PSHM_ABI_VERSION || s > 4096 || strlen(shm) + 1 > shm_len) {
+        abi != PSHM_ABI_VERSION || s > 4096 || strlen(shm) + 1 > sizeof(r->shm)) {
         rc = -EPROTO;
         pool_set_error_("HELLO reply from %s lacks shm/slot/abi/size or has another ABI", path);
         goto fail;
     }
     if (pproto_kv_get_u64(&rep, "gen", &g) < 0)
         g = 0;
-    memcpy(shm_name, shm, strlen(shm) + 1);
-    *slot = (int)s;
-    *bytes = b;
-    *gen = g;
-    *fd_out = fd;
+    memcpy(r->shm, shm, strlen(shm) + 1);
+    r->slot = (int)s;
+    r->bytes = b;
+    r->gen = g;
+    r->fd = fd;
     return 0;
 fail:
     close(fd);
     return rc;
 }
 
-int pool_hello_(pool_t *pool, const char *path, int *fd_out, int *slot, char *shm_name,
-                size_t shm_len, uint64_t *bytes, uint64_t *gen)
+int pool_hello_(const char *path, pool_hello_reply_t *r)
 {
-    (void)pool;
     int rc;
     for (int attempt = 1;; attempt++) {
         bool again = false;
-        rc = hello_once(path, fd_out, slot, shm_name, shm_len, bytes, gen, &again);
+        rc = hello_once(path, r, &again);
         if (rc == 0 || !again || attempt == HELLO_ATTEMPTS)
             return rc;
         struct timespec ts = {0, 20000000L * attempt}; /* 20, 40, ... ms */
         nanosleep(&ts, NULL);
     }
+}
+
+/* The one check of a HELLO reply, against the segment the pool maps: the
+ * same segment, of the size poold says, and a slot poold claimed for this
+ * process. */
+static bool reply_fits(const pool_t *pool, const pool_hello_reply_t *r)
+{
+    /* acquire: pairs with the release store of LIVE by poold's claim. */
+    return strcmp(r->shm, pool->shm_name) == 0 && pool->seg.hdr->segment_bytes == r->bytes &&
+           (uint32_t)r->slot < pool->seg.max_procs &&
+           pa_load_acquire(&pool->seg.procs[r->slot].pid) == (int32_t)getpid();
 }
 
 POOL_API pool_t *pool_attach(const char *socket_path)
@@ -273,18 +281,20 @@ POOL_API pool_t *pool_attach(const char *socket_path)
     const char *path = socket_path_of(socket_path, def, sizeof(def));
     char err[256] = "";
     void *base = NULL;
-    uint64_t mapped = 0, bytes = 0, gen = 0;
-    int fd = -1, slot = -1, rc;
+    uint64_t mapped = 0;
+    pool_hello_reply_t r;
+    int rc;
 
     pool_t *pool = pool_new_();
     if (!pool) {
         errno = ENOMEM;
         return NULL;
     }
-    rc = pool_hello_(pool, path, &fd, &slot, pool->shm_name, sizeof(pool->shm_name), &bytes, &gen);
+    rc = pool_hello_(path, &r);
     if (rc < 0)
         goto fail_quiet;
-    pool->sock = fd;
+    pool->sock = r.fd;
+    memcpy(pool->shm_name, r.shm, sizeof(pool->shm_name));
     rc = pshm_os_open(pool->shm_name, &base, &mapped, err, sizeof(err));
     if (rc < 0)
         goto fail;
@@ -294,19 +304,17 @@ POOL_API pool_t *pool_attach(const char *socket_path)
     if (rc < 0)
         goto fail;
     pool->seg.bytes = mapped; /* unmap what was mapped */
-    if (pool->seg.hdr->segment_bytes != bytes || (uint32_t)slot >= pool->seg.max_procs ||
-        pa_load_acquire(&pool->seg.procs[slot].pid) != (int32_t)getpid()) {
-        /* acquire above: pairs with the release store of LIVE by poold's claim. */
+    if (!reply_fits(pool, &r)) {
         snprintf(err, sizeof(err), "segment %s does not match poold's HELLO reply (slot %d)",
-                 pool->shm_name, slot);
+                 pool->shm_name, r.slot);
         rc = -EPROTO;
         goto fail;
     }
     pool_build_class_table_(pool);
     pool->shared = true;
-    pool->slot = slot;
+    pool->slot = r.slot;
     pool->pid = getpid();
-    pa_store_relaxed(&pool->daemon_gen, gen); /* relaxed: not shared yet */
+    pa_store_relaxed(&pool->daemon_gen, r.gen); /* relaxed: not shared yet */
     size_t pl = strlen(path);
     if (pl < sizeof(pool->socket_path))
         memcpy(pool->socket_path, path, pl + 1);
@@ -325,6 +333,28 @@ fail_quiet:
     return NULL;
 }
 
+int pool_hello_child_(pool_t *pool)
+{
+    /* The inherited connection is the parent's. */
+    if (pool->sock >= 0) {
+        close(pool->sock);
+        pool->sock = -1;
+    }
+    pool_hello_reply_t r;
+    int rc = pool_hello_(pool->socket_path, &r);
+    if (rc < 0)
+        return rc;
+    if (!reply_fits(pool, &r)) {
+        close(r.fd);
+        return -EPROTO;
+    }
+    pool->sock = r.fd;
+    pool->slot = r.slot;
+    pool->pid = getpid();
+    pa_store_relaxed(&pool->daemon_gen, r.gen); /* relaxed: under the process lock */
+    return 0;
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec t;
@@ -332,32 +362,30 @@ static uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-void pool_maybe_reregister_(pool_t *pool)
+void pool_rehello_locked_(pool_t *pool)
 {
     if (!pool->shared || pool->slot < 0)
         return;
     /* relaxed: a hint that poold restarted; the HELLO reply is the truth. */
     uint64_t gen = pa_load_relaxed(&pool->seg.hdr->daemon_gen);
-    if (gen == pa_load_relaxed(&pool->daemon_gen)) /* relaxed: under the registry lock */
+    if (gen == pa_load_relaxed(&pool->daemon_gen)) /* relaxed: under the process lock */
         return;
     uint64_t now = now_ns();
     if (now < pool->next_hello_ns)
         return;
     pool->next_hello_ns = now + REREGISTER_EVERY_NS;
-    char shm[64];
-    int fd, slot;
-    uint64_t bytes, g;
-    if (pool_hello_(pool, pool->socket_path, &fd, &slot, shm, sizeof(shm), &bytes, &g) < 0)
+    pool_hello_reply_t r;
+    if (pool_hello_(pool->socket_path, &r) < 0)
         return;
-    if (slot != pool->slot || strcmp(shm, pool->shm_name) != 0) {
+    if (r.slot != pool->slot || !reply_fits(pool, &r)) {
         /* Not our slot or not our segment: keep what we have. */
-        close(fd);
+        close(r.fd);
         return;
     }
     if (pool->sock >= 0)
         close(pool->sock);
-    pool->sock = fd;
-    pa_store_relaxed(&pool->daemon_gen, g); /* relaxed: under the registry lock */
+    pool->sock = r.fd;
+    pa_store_relaxed(&pool->daemon_gen, r.gen); /* relaxed: under the process lock */
 }
 
 void pool_bye_(pool_t *pool)

@@ -90,7 +90,7 @@ pool_t *pool_default_attached_(void);
  * allocation: the preload library reads its settings before any heap. */
 size_t pool_env_size_(const char *name, size_t dflt);
 
-/* cache.c */
+/* slow.c */
 void *pool_malloc_slow_(pool_t *pool, uint32_t c);
 /* Free block idx, a block of class c (checked by the caller), whatever its
  * owner byte says: the slow path of every free. */
@@ -98,6 +98,11 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c);
 /* Push block idx (owned by this process, not marked free yet) on the
  * record's cache, flushing half to central when full. */
 void pool_cache_full_(pool_t *pool, struct pshm_thread *rec, uint32_t c);
+
+/* records.c */
+/* This process's pid, set when the first pool opens and again in a forked
+ * child (getpid() is a system call in glibc). 0 before any pool opened. */
+extern pid_t pool_pid_;
 int pool_register_(pool_t *pool);    /* take an idx and serial; -EMFILE when full */
 void pool_unregister_(pool_t *pool); /* release every record of this process, slot, idx */
 /* Mark the slot of every pool of this process as ending by exit (the
@@ -105,7 +110,7 @@ void pool_unregister_(pool_t *pool); /* release every record of this process, sl
  * crash). Safe in a signal handler; does nothing in a vfork child. */
 void pool_note_exit_(void);
 /* If poold restarted since we said HELLO, say it again (rate-limited). */
-void pool_reregister_if_needed_(pool_t *pool);
+void pool_rehello_if_restarted_(pool_t *pool);
 /* Reclaim dead processes' slots (embedded pools), with the calling
  * thread's record as the actor when it has one: how many. */
 int pool_reclaim_dead_(pool_t *pool);
@@ -195,14 +200,26 @@ void pool_free_handle_(pool_t *pool);
 /* Record a message for pool_last_error() (printf-like). */
 void pool_set_error_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* attach_daemon.c */
-/* HELLO on a new connection: 0 with *fd and *slot set, or -errno (message
- * recorded). With shm_name non-NULL, the segment name is copied there. */
-int pool_hello_(pool_t *pool, const char *path, int *fd, int *slot, char *shm_name, size_t shm_len,
-                uint64_t *bytes, uint64_t *gen);
+/* attach_daemon.c: the link with poold */
+/* What a HELLO answered. */
+typedef struct pool_hello_reply {
+    int fd;         /* the connection, open */
+    int slot;       /* the slot poold claimed for this process */
+    char shm[64];   /* the segment's name */
+    uint64_t bytes; /* its size */
+    uint64_t gen;   /* poold's generation (daemon_gen) */
+} pool_hello_reply_t;
+/* HELLO on a new connection to path: 0 and *r filled, or -errno (message
+ * recorded). Retried briefly when poold closes before replying (stopping). */
+int pool_hello_(const char *path, pool_hello_reply_t *r);
+/* A forked child of an attached process: its own HELLO on its own
+ * connection (the inherited one is closed), for a slot in the segment the
+ * pool maps: 0 with the pool's sock, slot, pid and daemon_gen set, or
+ * -errno. Call with the process lock held (records.c). */
+int pool_hello_child_(pool_t *pool);
 /* After a poold restart: say HELLO again (rate-limited, never blocks long).
- * Call with the registry lock held (pool_reregister_if_needed_). */
-void pool_maybe_reregister_(pool_t *pool);
+ * Call with the process lock held (pool_rehello_if_restarted_). */
+void pool_rehello_locked_(pool_t *pool);
 /* Tell poold this process leaves (after its slot was given back). */
 void pool_bye_(pool_t *pool);
 

@@ -9,7 +9,7 @@
  * pointer against the span map and pushes it on the cache. Neither takes a
  * lock, makes a system call or does an atomic read-modify-write
  * (invariants 1 and 2, docs/design.md): counters are single-writer, in the thread's record.
- * Anything else (no record yet, cache empty or full) goes to cache.c.
+ * Anything else (no record yet, cache empty or full) goes to slow.c.
  */
 #include <errno.h>
 #include <stdint.h>

@@ -25,7 +25,7 @@ MUTANTS=(
   # A reclaim drops the dead thread's hot cached block.
   "reclaim-drops-hot#shm/pshm_slots.c#    if (pshm_hot_cached(h)) {#    if (pshm_hot_cached(h) && 0) {#test_owners|test_shm|test_client_malloc"
   # A free of a block that is already free is taken (no owner check).
-  "free-skips-owner#client/cache.c#if (v == PSHM_OWN_FREE || (v > s->max_procs && v != PSHM_OWN_TRANSIT))#if (v > s->max_procs && v != PSHM_OWN_TRANSIT)#test_client_malloc|test_owners"
+  "free-skips-owner#client/slow.c#if (v == PSHM_OWN_FREE || (v > s->max_procs && v != PSHM_OWN_TRANSIT))#if (v > s->max_procs && v != PSHM_OWN_TRANSIT)#test_client_malloc|test_owners"
   # Recovery ignores a torn flush's journal (PUSH).
   "journal-push-ignored#shm/pshm_central.c#    case PSHM_PEND_PUSH:#    case PSHM_PEND_PUSH + 100:#test_recovery|test_shm|test_owners"
 )
