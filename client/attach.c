@@ -174,6 +174,50 @@ POOL_API void pool_detach(pool_t *pool)
     pool_free_handle_(pool);
 }
 
+_Static_assert(POOL_MAX_CLASSES == PSHM_MAX_CLASSES, "pool_stats_t holds every class");
+
+/* The segment's figures in the library's public struct, field by field. */
+static void public_stats(const pshm_stats_t *in, pool_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->segment_bytes = in->segment_bytes;
+    out->span_bytes = in->span_bytes;
+    out->spans_total = in->spans_total;
+    out->spans_carved = in->spans_carved;
+    out->bytes_carved = in->bytes_carved;
+    out->bytes_in_use = in->bytes_in_use;
+    out->procs_attached = in->procs_attached;
+    out->procs_reclaimed = in->procs_reclaimed;
+    out->procs_exited = in->procs_exited;
+    out->blocks_reclaimed = in->blocks_reclaimed;
+    out->blocks_orphaned = in->blocks_orphaned;
+    out->blocks_in_transit = in->blocks_in_transit;
+    out->invalid_frees = in->invalid_frees;
+    out->reclaimed_in_use = in->reclaimed_in_use;
+    out->nclasses = in->nclasses;
+    for (uint32_t c = 0; c < in->nclasses && c < POOL_MAX_CLASSES; c++) {
+        const pshm_class_stats_t *i = &in->cls[c];
+        pool_class_stats_t *o = &out->cls[c];
+        o->block_size = i->block_size;
+        o->spans_carved = i->spans_carved;
+        o->blocks_carved = i->blocks_carved;
+        o->blocks_free = i->blocks_free;
+        o->blocks_central = i->blocks_central;
+        o->blocks_cached = i->blocks_cached;
+        o->blocks_in_use = i->blocks_in_use;
+        o->allocations = i->allocations;
+        o->frees = i->frees;
+        o->reuses = i->reuses;
+        o->same_address = i->same_address;
+        o->cache_misses = i->cache_misses;
+        o->central_misses = i->central_misses;
+        o->exhausted = i->exhausted;
+        o->blocks_in_transit = i->blocks_in_transit;
+        o->invalid_frees = i->invalid_frees;
+        o->reclaimed_in_use = i->reclaimed_in_use;
+    }
+}
+
 POOL_API int pool_stats(pool_t *pool, pool_stats_t *out)
 {
     if (!pool || !out) {
@@ -186,6 +230,8 @@ POOL_API int pool_stats(pool_t *pool, pool_stats_t *out)
         pool_reclaim_dead_(pool);
     else
         pool_rehello_if_restarted_(pool);
-    pshm_stats(&pool->seg, out);
+    pshm_stats_t st; /* 4.5 KiB, like *out; no malloc: the preload's malloc is ours */
+    pshm_stats(&pool->seg, &st);
+    public_stats(&st, out);
     return 0;
 }

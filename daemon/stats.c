@@ -17,7 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "poolclient.h"
 #include "poold.h"
 
 static void section_server(pd_server_t *srv, pproto_buf_t *b, time_t now)
@@ -35,12 +34,12 @@ static void section_server(pd_server_t *srv, pproto_buf_t *b, time_t now)
     pproto_buf_add_info_u64(b, "connections", srv->nconns);
 }
 
-static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pool_stats_t *st)
+static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pshm_stats_t *st)
 {
     const struct pshm_header *h = srv->seg.hdr;
     uint64_t allocs = 0, frees = 0, reuses = 0, same = 0, cmiss = 0, cenmiss = 0, exh = 0;
     for (uint32_t c = 0; c < st->nclasses; c++) {
-        const pool_class_stats_t *k = &st->cls[c];
+        const pshm_class_stats_t *k = &st->cls[c];
         allocs += k->allocations;
         frees += k->frees;
         reuses += k->reuses;
@@ -80,12 +79,12 @@ static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pool_stats_t *
     pproto_buf_add_info_u64(b, "integrity_checks_total", srv->verify.checks);
 }
 
-static void section_classes(pproto_buf_t *b, const pool_stats_t *st)
+static void section_classes(pproto_buf_t *b, const pshm_stats_t *st)
 {
     char key[32];
     pproto_buf_add_section(b, "classes");
     for (uint32_t c = 0; c < st->nclasses; c++) {
-        const pool_class_stats_t *k = &st->cls[c];
+        const pshm_class_stats_t *k = &st->cls[c];
         snprintf(key, sizeof(key), "class_%llu", (unsigned long long)k->block_size);
         pproto_buf_begin_row(b, key);
         pproto_buf_add_subkv_u64(b, "size", k->block_size);
@@ -190,7 +189,7 @@ int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len
     size_t lines = 64 + (size_t)srv->seg.nclasses + srv->seg.max_procs + PD_ORPHANS_KEPT;
     size_t cap = lines * PPROTO_MAX_LINE;
     char *text = malloc(cap);
-    pool_stats_t *st = NULL;
+    pshm_stats_t *st = NULL;
     pproto_buf_t b;
     time_t now = time(NULL);
     int rc = 0;
@@ -240,7 +239,7 @@ out:
 
 void pd_stats_summary(pd_server_t *srv, char *out, size_t cap)
 {
-    pool_stats_t *st = malloc(sizeof(*st));
+    pshm_stats_t *st = malloc(sizeof(*st));
     if (!st) {
         snprintf(out, cap, "serving %s", srv->cfg.shm_name);
         return;

@@ -216,7 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pa_store_relaxed(&racer.stop, 1); /* relaxed: see race() */
         pthread_join(racer.th, NULL);
     }
-    pool_stats_t st;
+    pshm_stats_t st;
     pshm_stats(&s, &st);
     char err[256];
     int rc = pshm_check(&s, err, sizeof(err));

@@ -74,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (pristine && cut != 0 && viewed == 0)
         fz_fail("a truncated segment was adopted", NULL);
     if (viewed == 0) {
-        pool_stats_t st;
+        pshm_stats_t st;
         /* Rows between two canary rows. */
         static pshm_proc_stats_t ps[PSHM_MAX_PROCS + 2];
         static uint8_t fill[sizeof(ps[0])];

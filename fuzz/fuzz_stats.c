@@ -34,7 +34,7 @@ static void fz_fail(const char *what, uint32_t c, unsigned long long got, unsign
 /* The class figures recomputed from the raw counters: every record's
  * (owned or not) and the class's counters of work done without a record. A
  * cached count beyond the cache's capacity (+1) is not believed. */
-static void check_class(const pshm_seg_t *s, uint32_t c, const pool_class_stats_t *o)
+static void check_class(const pshm_seg_t *s, uint32_t c, const pshm_class_stats_t *o)
 {
     const struct pshm_class *k = &s->cls[c];
     uint64_t allocs = 0, frees = 0, fresh = 0, uncarved = 0, moved_in = 0, moved_out = 0;
@@ -95,7 +95,7 @@ static void check_class(const pshm_seg_t *s, uint32_t c, const pool_class_stats_
 
 /* The segment-wide figures: the class figures summed, the header's
  * counters, the live worker slots counted. */
-static void check_totals(const pshm_seg_t *s, const pool_stats_t *st)
+static void check_totals(const pshm_seg_t *s, const pshm_stats_t *st)
 {
     uint64_t transit = 0, invalid = 0, bytes_in_use = 0, attached = 0;
     if (st->nclasses != s->nclasses)
@@ -201,7 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct {
         uint64_t before;
-        pool_stats_t st;
+        pshm_stats_t st;
         uint64_t after;
     } out = {FZ_CANARY, {0}, FZ_CANARY};
     pshm_stats(&s, &out.st);

@@ -459,7 +459,50 @@ bool pshm_any_dead(const pshm_seg_t *s);
 int pshm_reclaim_dead(pshm_seg_t *s, const pshm_actor_t *actor, pshm_reclaimed_t *out, int max);
 
 /* ---- statistics and checks (pshm_stats.c) ---- */
-struct pool_stats;
+/* The figures of one class, derived from the segment's counters
+ * (docs/stats.md says what each means). The library's public
+ * pool_class_stats_t is copied from this field by field, so that the
+ * segment's counters are not the library's ABI. */
+typedef struct pshm_class_stats {
+    uint64_t block_size;
+    uint64_t spans_carved;
+    uint64_t blocks_carved;  /* blocks ever cut from spans, less those given back uncarved */
+    uint64_t blocks_free;    /* central + cached */
+    uint64_t blocks_central; /* in the class's central list */
+    uint64_t blocks_cached;  /* in thread caches */
+    int64_t blocks_in_use;   /* allocations - frees - in transit - given back uncarved */
+    uint64_t allocations;
+    uint64_t frees;
+    uint64_t reuses;            /* allocations of a block freed before */
+    uint64_t same_address;      /* the block this thread freed last */
+    uint64_t cache_misses;      /* thread cache empty: went to central */
+    uint64_t central_misses;    /* central empty: a new span was carved */
+    uint64_t exhausted;         /* no span left: NULL returned */
+    uint64_t blocks_in_transit; /* handed off, not adopted yet */
+    uint64_t invalid_frees;     /* frees refused: the block was not in use */
+    uint64_t reclaimed_in_use;  /* blocks dead processes had in use, given back */
+} pshm_class_stats_t;
+
+/* The whole pool's figures (pshm_stats()). */
+typedef struct pshm_stats {
+    uint64_t segment_bytes;
+    uint64_t span_bytes;
+    uint64_t spans_total;
+    uint64_t spans_carved;
+    uint64_t bytes_carved; /* spans carved * span size */
+    uint64_t bytes_in_use; /* sum of blocks in use * block size */
+    uint64_t procs_attached;
+    uint64_t procs_reclaimed;  /* died without detaching or saying they exit */
+    uint64_t procs_exited;     /* detached, exited normally, or replaced by exec */
+    uint64_t blocks_reclaimed; /* cached blocks given back from dead processes */
+    uint64_t blocks_orphaned;  /* in-use blocks of dead processes kept in transit */
+    uint64_t blocks_in_transit;
+    uint64_t invalid_frees;
+    uint64_t reclaimed_in_use; /* in-use blocks of dead processes given back */
+    uint32_t nclasses;
+    pshm_class_stats_t cls[PSHM_MAX_CLASSES];
+} pshm_stats_t;
+
 typedef struct pshm_proc_stats {
     uint32_t slot;
     int32_t pid;
@@ -473,7 +516,7 @@ typedef struct pshm_proc_stats {
     uint64_t threads;
 } pshm_proc_stats_t;
 /* A live snapshot, without stopping anyone. */
-void pshm_stats(const pshm_seg_t *s, struct pool_stats *out);
+void pshm_stats(const pshm_seg_t *s, pshm_stats_t *out);
 /* Per live process: fills up to max, returns the number of live slots. */
 int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max);
 /* Check the invariants; valid only while no thread is inside the pool.

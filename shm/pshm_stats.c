@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "poolclient.h"
 #include "pshm.h"
 
 struct class_sum {
@@ -61,7 +60,7 @@ static void sum_class(const pshm_seg_t *s, uint32_t c, struct class_sum *o)
     o->handoffs += pa_load_relaxed(&k->u_handoffs);
 }
 
-void pshm_stats(const pshm_seg_t *s, struct pool_stats *out)
+void pshm_stats(const pshm_seg_t *s, pshm_stats_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->segment_bytes = s->bytes;
@@ -82,7 +81,7 @@ void pshm_stats(const pshm_seg_t *s, struct pool_stats *out)
     out->nclasses = s->nclasses;
     for (uint32_t c = 0; c < s->nclasses; c++) {
         struct class_sum sum;
-        pool_class_stats_t *o = &out->cls[c];
+        pshm_class_stats_t *o = &out->cls[c];
         sum_class(s, c, &sum);
         o->block_size = s->block_size[c];
         o->spans_carved = pshm_spans_of(s, c);

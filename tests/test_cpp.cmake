@@ -1,4 +1,4 @@
-# The C++ binding (client/poolclient.hpp): a C++17 program on cmocka, on an
+# The C++ binding (include/poolclient.hpp): a C++17 program on cmocka, on an
 # embedded pool and, when poold is built, on a live poold.
 if(CMAKE_CXX_COMPILER)
   pool_add_test(test_cpp SOURCES test_cpp.cpp LABELS "unit;cpp" LIBS poolclient)

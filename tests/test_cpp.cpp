@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 //
-// test_cpp: the C++ binding (client/poolclient.hpp) through the public API
+// test_cpp: the C++ binding (include/poolclient.hpp) through the public API
 // only: std::pmr containers on poold::memory_resource, standard containers
 // on poold::allocator<T>, and poold::pool handles, on an embedded pool and
 // on a live poold started on a temporary socket and segment (stopped by pid,

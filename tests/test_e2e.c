@@ -214,7 +214,7 @@ static void assert_books_idle(const struct e2e *e)
     int rc = pshm_check(&seg, err, sizeof(err));
     if (rc != 0)
         fail_msg("books not exact at rest: %s", err);
-    pool_stats_t st;
+    pshm_stats_t st;
     pshm_stats(&seg, &st);
     for (uint32_t c = 0; c < st.nclasses; c++) {
         assert_int_equal(st.cls[c].blocks_in_use, 0);

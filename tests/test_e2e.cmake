@@ -5,6 +5,4 @@ if(TARGET poold)
     WORKER_BIN="$<TARGET_FILE:pool_worker>")
   add_dependencies(test_e2e poold poolctl pool_worker)
   target_link_libraries(test_e2e PRIVATE pshm)
-  # poolclient.h: pool_stats_t, for the walk of the books at rest.
-  target_include_directories(test_e2e PRIVATE ${PROJECT_SOURCE_DIR}/client)
 endif()

@@ -379,7 +379,7 @@ static void test_reclaim_races_live_free_threads(void **state)
         waitpid(pid, NULL, 0);
         close(fds[0]);
         close(fds[1]);
-        pool_stats_t before;
+        pshm_stats_t before;
         pshm_stats(&p->seg, &before); /* no reclaim: the raw snapshot */
         int slot = pshm_proc_find(&p->seg, pid);
         assert_true(slot >= 0);
@@ -480,7 +480,7 @@ static void test_sigkill_at_random_instructions(void **state)
         assert_int_equal(read(ready[0], &ch, 1), 1);
         close(ready[0]);
         assert_true(pshm_proc_find(&p->seg, pid) >= 0);
-        pool_stats_t before;
+        pshm_stats_t before;
         pshm_stats(&p->seg, &before); /* no reclaim: the raw snapshot */
         sleep_us(2000 + (long)(rand_r(&seed) % 30000));
         kill(pid, SIGKILL);

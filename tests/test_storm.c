@@ -187,7 +187,7 @@ static void check_at_rest(uint64_t *in_use, uint64_t *transit, uint64_t *reclaim
     /* Wait until poold has reclaimed every worker (pidfd, EOF, sweep). */
     double end = now_s() + 15;
     for (;;) {
-        pool_stats_t st;
+        pshm_stats_t st;
         pshm_stats(&seg, &st);
         bool busy = st.procs_attached != 0;
         for (uint32_t i = 0; i < seg.max_procs; i++)
@@ -198,7 +198,7 @@ static void check_at_rest(uint64_t *in_use, uint64_t *transit, uint64_t *reclaim
         sleep_ms(20);
     }
     sleep_ms(100); /* poold's own drain of what it reclaimed */
-    pool_stats_t st;
+    pshm_stats_t st;
     pshm_stats(&seg, &st);
     *in_use = *transit = *carved = 0;
     for (uint32_t c = 0; c < st.nclasses; c++) {

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "poolclient.h"
 #include "pshm.h"
 
 static void usage(FILE *f)
@@ -29,7 +28,7 @@ static void usage(FILE *f)
 
 static bool busy(const pshm_seg_t *s, bool idle)
 {
-    pool_stats_t st;
+    pshm_stats_t st;
     pshm_stats(s, &st);
     if (idle && st.procs_attached != 0)
         return true;
@@ -85,7 +84,7 @@ int main(int argc, char **argv)
         struct timespec ms = {0, 20 * 1000000};
         nanosleep(&ms, NULL);
     }
-    pool_stats_t st;
+    pshm_stats_t st;
     pshm_stats(&seg, &st);
     uint64_t carved = 0, central = 0, cached = 0, transit = 0, allocs = 0;
     int64_t in_use = 0;
