@@ -191,25 +191,19 @@ int pd_cmd_hello(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct
     }
 
     pid_t pid = (pid_t)req->pid;
-    uint64_t start = pshm_os_proc_start_time(pid);
     bool reused;
-    int slot = pd_registry_slot_for(srv, pid, start, req->image, &reused);
-    if (slot < 0) {
-        if (slot == -EBUSY) {
-            snprintf(msg, sizeof(msg), "no free process slot (all %u taken)", srv->seg.max_procs);
-            pd_warn_client("HELLO from pid %d refused: all %u process slots are taken", (int)pid,
-                           srv->seg.max_procs);
-            pd_reply_error(out, PPROTO_ERR_SLOTS_FULL, msg);
-        } else {
-            pd_reply_error(out, PPROTO_ERR_INTERNAL, "cannot claim a process slot");
-        }
+    pd_proc_t *p;
+    int slot = pd_registry_attach(srv, pid, req->image, req->name, &p, &reused);
+    if (slot == -EBUSY) {
+        snprintf(msg, sizeof(msg), "no free process slot (all %u taken)", srv->seg.max_procs);
+        pd_warn_client("HELLO from pid %d refused: all %u process slots are taken", (int)pid,
+                       srv->seg.max_procs);
+        pd_reply_error(out, PPROTO_ERR_SLOTS_FULL, msg);
         return 0;
     }
-    pd_proc_t *p = pd_registry_add(srv, (uint32_t)slot, pid, start, req->name);
-    if (!p) {
-        if (!reused)
-            pshm_proc_release(&srv->seg, (uint32_t)slot);
-        pd_reply_error(out, PPROTO_ERR_INTERNAL, "out of memory");
+    if (slot < 0) {
+        pd_reply_error(out, PPROTO_ERR_INTERNAL,
+                       slot == -ENOMEM ? "out of memory" : "cannot claim a process slot");
         return 0;
     }
     p->nconn++; /* a process may hold several connections (several pools) */
@@ -252,10 +246,7 @@ int pd_cmd_bye(pd_server_t *srv, pd_conn_t *c, const pproto_req_t *req, struct e
          * If the slot is still held by this pid (it did not), keep watching
          * it by pidfd and reclaim it when the process dies; never touch it
          * otherwise. */
-        struct pshm_proc *sp = &srv->seg.procs[p->slot];
-        /* acquire: pairs with the release store of LIVE in pshm_proc_claim(). */
-        bool held =
-            pa_load_acquire(&sp->state) == PSHM_PROC_LIVE && pa_load_relaxed(&sp->pid) == p->pid;
+        bool held = pd_registry_holds(srv, p);
         pd_info_client("pid %d (%s) said BYE%s", (int)p->pid, p->name[0] ? p->name : "unnamed",
                        held ? "; its slot is still held, watching it" : "");
         if (!held)

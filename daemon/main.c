@@ -327,6 +327,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     srv->cfg.idle_timeout = next.idle_timeout;
     srv->cfg.max_connections = next.max_connections;
     srv->cfg.orphans_keep = next.orphans_keep;
+    pd_segment_apply_settings(srv);
     pd_server_apply_runtime(srv);
     if (metrics_changed) {
         pd_metrics_stop(srv);
@@ -348,24 +349,20 @@ static int add_override(app_t *app, const char *name, const char *value)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The flags: every directive is also one (--shm-name for shm_name), plus
+ * -c/--config, -h/--help and -V/--version. Returns -1 to go on, else the
+ * exit status (0 after --help or --version, 2 on a bad command line). */
+static int parse_args(app_t *app, int argc, char **argv)
 {
-    static app_t app;
-    pd_server_t *srv = &app.srv;
-    struct event_base *base = NULL;
-    pd_config_t cfg;
-    char err[512];
-    int status = 1;
     size_t n;
     const pd_directive_info_t *d = pd_config_directives(&n);
-    app.prefault.wake[0] = app.prefault.wake[1] = -1;
-
-    /* Every directive is also a flag: --shm-name for shm_name. */
     struct option *opts = calloc(n + 4, sizeof(*opts));
     char(*flags)[64] = calloc(n, sizeof(*flags));
+    int status = -1;
     if (!opts || !flags) {
         fprintf(stderr, "poold: out of memory\n");
-        return 1;
+        status = 1;
+        goto out;
     }
     for (size_t i = 0; i < n; i++) {
         snprintf(flags[i], sizeof(flags[i]), "%s", d[i].name);
@@ -379,41 +376,154 @@ int main(int argc, char **argv)
     opts[n + 2] = (struct option){"version", no_argument, NULL, 'V'};
 
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+    while (status < 0 && (ch = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         if (ch == 'c') {
-            app.config_path = optarg;
+            app->config_path = optarg;
         } else if (ch == 'h') {
             usage(stdout);
             status = 0;
-            goto out;
         } else if (ch == 'V') {
             printf("poold %s (segment abi %u, protocol %u)\n", PD_VERSION, PSHM_ABI_VERSION,
                    PPROTO_WIRE_VERSION);
             status = 0;
-            goto out;
         } else if (ch >= 1000 && ch < 1000 + (int)n) {
-            if (add_override(&app, d[ch - 1000].name, optarg) < 0) {
+            if (add_override(app, d[ch - 1000].name, optarg) < 0) {
                 fprintf(stderr, "poold: too many flags\n");
                 status = 2;
-                goto out;
             }
         } else {
             usage(stderr);
             status = 2;
-            goto out;
         }
     }
-    if (optind < argc) {
+    if (status < 0 && optind < argc) {
         fprintf(stderr, "poold: unexpected argument '%s' (see --help)\n", argv[optind]);
         status = 2;
-        goto out;
     }
+out:
+    free(opts);
+    free(flags);
+    return status;
+}
 
+/* Signals and the status timer, each an event of the loop. */
+static int add_events(app_t *app)
+{
+    struct event_base *base = app->srv.base;
+    struct timeval every = {STATUS_SECONDS, 0};
+    const struct {
+        struct event **ev;
+        int sig; /* -1: a timer of `every` */
+        event_callback_fn cb;
+    } tab[] = {
+        {&app->ev_term, SIGTERM, on_stop},
+        {&app->ev_int, SIGINT, on_stop},
+        {&app->ev_hup, SIGHUP, on_reload},
+        {&app->ev_status, -1, on_status},
+    };
+    for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
+        bool timer = tab[i].sig < 0;
+        *tab[i].ev = event_new(base, tab[i].sig, timer ? EV_PERSIST : EV_SIGNAL | EV_PERSIST,
+                               tab[i].cb, app);
+        if (!*tab[i].ev || event_add(*tab[i].ev, timer ? &every : NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Under systemd's WatchdogSec=: WATCHDOG=1 at half the period. */
+static int start_watchdog(app_t *app)
+{
+    uint64_t wd_usec = 0;
+    int wd = sd_watchdog_enabled(1, &wd_usec);
+    if (wd < 0)
+        pd_warn("sd_watchdog_enabled: %s; no watchdog pings", strerror(-wd));
+    if (wd <= 0 || wd_usec == 0)
+        return 0;
+    uint64_t half = wd_usec / 2;
+    struct timeval tv = {(time_t)(half / 1000000), (suseconds_t)(half % 1000000)};
+    app->ev_watchdog = event_new(app->srv.base, -1, EV_PERSIST, on_watchdog, app);
+    if (!app->ev_watchdog || event_add(app->ev_watchdog, &tv) < 0) {
+        pd_error("cannot start the watchdog timer");
+        return -1;
+    }
+    pd_info("systemd watchdog: %llu ms, WATCHDOG=1 every %llu ms",
+            (unsigned long long)(wd_usec / 1000), (unsigned long long)(half / 1000));
+    return 0;
+}
+
+/* Everything between a valid configuration and the loop: the server, its
+ * socket, the segment, the timers. Logs what failed; returns the exit
+ * status to stop with, or 0 when poold is ready to serve. */
+static int start(app_t *app, const pd_config_t *cfg, struct event_base *base)
+{
+    pd_server_t *srv = &app->srv;
+    char err[512];
+    if (pd_server_init(srv, cfg, base, err, sizeof(err)) < 0) {
+        pd_error("%s", err);
+        return 2;
+    }
+    /* The socket first: when another poold answers on it, stop before
+     * touching the segment (adopting bumps its generation). Nothing is
+     * accepted before the loop runs, by then the segment is ready: a new
+     * one's reservation (posix_fallocate, about 0.1 s per GiB) is the only
+     * wait that grows with the size; its prefault runs in the background. */
+    if (listen_control(srv, err, sizeof(err)) < 0 || pd_segment_open(srv, err, sizeof(err)) < 0) {
+        pd_error("%s", err);
+        return 1;
+    }
+    int pf = prefault_start(app);
+    if (pf < 0)
+        pd_warn("cannot start the prefault of the segment: %s (reclaims may fault pages in)",
+                strerror(-pf));
+    if (pd_registry_start_sweep(srv) < 0) {
+        pd_error("cannot start the reclaim sweep");
+        return 1;
+    }
+    if (pd_integrity_start(srv) < 0) {
+        pd_error("cannot start the corruption checks");
+        return 1;
+    }
+    if (cfg->metrics[0] && pd_metrics_start(srv, cfg->metrics, err, sizeof(err)) < 0) {
+        pd_error("%s", err);
+        return 1;
+    }
+    if (add_events(app) < 0) {
+        pd_error("cannot install the signal handlers");
+        return 1;
+    }
+    return start_watchdog(app) < 0 ? 1 : 0;
+}
+
+/* After the loop, or a failed start: stop the prefault before the segment
+ * is unmapped, then free what start() made. */
+static void stop(app_t *app, struct event_base *base)
+{
+    prefault_stop(app);
+    pd_server_stop_listening(&app->srv);
+    pd_server_free(&app->srv);
+    struct event *evs[] = {app->ev_term, app->ev_int, app->ev_hup, app->ev_status,
+                           app->ev_watchdog};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    event_base_free(base);
+}
+
+int main(int argc, char **argv)
+{
+    static app_t app;
+    pd_config_t cfg;
+    char err[512];
+    app.prefault.wake[0] = app.prefault.wake[1] = -1;
+
+    int status = parse_args(&app, argc, argv);
+    if (status >= 0)
+        return status;
     pd_log_init();
     if (build_config(&app, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "poold: %s\n", err);
-        status = 2;
-        goto out;
+        return 2;
     }
     pd_log_set_level(cfg.log_level);
     pd_info("poold %s starting (pid %d, uid %u, segment abi %u)", PD_VERSION, (int)getpid(),
@@ -422,101 +532,24 @@ int main(int argc, char **argv)
     pd_config_log(&cfg);
 
     signal(SIGPIPE, SIG_IGN);
-    base = event_base_new();
+    struct event_base *base = event_base_new();
     if (!base) {
         pd_error("cannot create the event loop");
-        goto out;
+        return 1;
     }
-    if (pd_server_init(srv, &cfg, base, err, sizeof(err)) < 0) {
-        pd_error("%s", err);
-        status = 2;
-        goto out;
-    }
-    /* The socket first: when another poold answers on it, stop before
-     * touching the segment (adopting bumps its generation). Nothing is
-     * accepted before the loop runs, by then the segment is ready: a new
-     * one's reservation (posix_fallocate, about 0.1 s per GiB) is the only
-     * wait that grows with the size; its prefault runs in the background. */
-    if (listen_control(srv, err, sizeof(err)) < 0) {
-        pd_error("%s", err);
-        goto out;
-    }
-    if (pd_segment_open(srv, err, sizeof(err)) < 0) {
-        pd_error("%s", err);
-        goto out;
-    }
-    int pf = prefault_start(&app);
-    if (pf < 0)
-        pd_warn("cannot start the prefault of the segment: %s (reclaims may fault pages in)",
-                strerror(-pf));
-    if (pd_registry_start_sweep(srv) < 0) {
-        pd_error("cannot start the reclaim sweep");
-        goto out;
-    }
-    if (pd_integrity_start(srv) < 0) {
-        pd_error("cannot start the corruption checks");
-        goto out;
-    }
-    if (cfg.metrics[0] && pd_metrics_start(srv, cfg.metrics, err, sizeof(err)) < 0) {
-        pd_error("%s", err);
-        goto out;
-    }
-    app.ev_term = evsignal_new(base, SIGTERM, on_stop, &app);
-    app.ev_int = evsignal_new(base, SIGINT, on_stop, &app);
-    app.ev_hup = evsignal_new(base, SIGHUP, on_reload, &app);
-    app.ev_status = event_new(base, -1, EV_PERSIST, on_status, &app);
-    struct timeval every = {STATUS_SECONDS, 0};
-    if (!app.ev_term || !app.ev_int || !app.ev_hup || !app.ev_status ||
-        event_add(app.ev_term, NULL) < 0 || event_add(app.ev_int, NULL) < 0 ||
-        event_add(app.ev_hup, NULL) < 0 || event_add(app.ev_status, &every) < 0) {
-        pd_error("cannot install the signal handlers");
-        goto out;
-    }
-    uint64_t wd_usec = 0;
-    int wd = sd_watchdog_enabled(1, &wd_usec);
-    if (wd < 0)
-        pd_warn("sd_watchdog_enabled: %s; no watchdog pings", strerror(-wd));
-    if (wd > 0 && wd_usec > 0) {
-        uint64_t half = wd_usec / 2;
-        struct timeval tv = {(time_t)(half / 1000000), (suseconds_t)(half % 1000000)};
-        app.ev_watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, &app);
-        if (!app.ev_watchdog || event_add(app.ev_watchdog, &tv) < 0) {
-            pd_error("cannot start the watchdog timer");
-            goto out;
+    status = start(&app, &cfg, base);
+    if (status == 0) {
+        char s[256];
+        pd_stats_summary(&app.srv, s, sizeof(s));
+        sd_notifyf(0, "READY=1\nSTATUS=%s\nMAINPID=%d", s, (int)getpid());
+        pd_info("ready: %s", s);
+        if (event_base_dispatch(base) < 0) {
+            pd_error("the event loop failed");
+            status = 1;
         }
-        pd_info("systemd watchdog: %llu ms, WATCHDOG=1 every %llu ms",
-                (unsigned long long)(wd_usec / 1000), (unsigned long long)(half / 1000));
     }
-
-    char s[256];
-    pd_stats_summary(srv, s, sizeof(s));
-    sd_notifyf(0, "READY=1\nSTATUS=%s\nMAINPID=%d", s, (int)getpid());
-    pd_info("ready: %s", s);
-    if (event_base_dispatch(base) < 0) {
-        pd_error("the event loop failed");
-        goto out;
-    }
-    status = 0;
-out:
-    if (base) {
-        prefault_stop(&app);
-        pd_server_stop_listening(srv);
-        pd_server_free(srv);
-        if (app.ev_term)
-            event_free(app.ev_term);
-        if (app.ev_int)
-            event_free(app.ev_int);
-        if (app.ev_hup)
-            event_free(app.ev_hup);
-        if (app.ev_status)
-            event_free(app.ev_status);
-        if (app.ev_watchdog)
-            event_free(app.ev_watchdog);
-        event_base_free(base);
-        if (status == 0)
-            pd_info("stopped");
-    }
-    free(opts);
-    free(flags);
+    stop(&app, base);
+    if (status == 0)
+        pd_info("stopped");
     return status;
 }

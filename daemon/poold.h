@@ -249,6 +249,9 @@ void pd_integrity_close(pd_server_t *srv);
 
 int pd_segment_open(pd_server_t *srv, char *err, size_t errlen);
 void pd_segment_close(pd_server_t *srv);
+/* Write the settings the segment carries for its reclaimers (orphans) from
+ * srv->cfg: at open and on reload. */
+void pd_segment_apply_settings(pd_server_t *srv);
 
 /* registry.c */
 int pd_registry_init(pd_server_t *srv);
@@ -270,6 +273,15 @@ void pd_registry_reclaim(pd_server_t *srv, pd_proc_t *p, const char *why);
  * earlier process (pid reuse) or an earlier image (exec). A negative errno
  * (-EBUSY: all taken) on failure. */
 int pd_registry_slot_for(pd_server_t *srv, pid_t pid, uint64_t start, uint32_t image, bool *reused);
+/* HELLO of pid: the slot it gets (pd_registry_slot_for) and its entry
+ * (*out, pidfd watch started). A slot claimed here is released again when
+ * the entry cannot be made. The slot, or -EBUSY (all taken), -ENOMEM or
+ * another negative errno. */
+int pd_registry_attach(pd_server_t *srv, pid_t pid, uint32_t image, const char *name,
+                       pd_proc_t **out, bool *reused);
+/* p's slot is LIVE and still held by p's pid (BYE: the library freed it
+ * before saying BYE, unless it could not). */
+bool pd_registry_holds(const pd_server_t *srv, const pd_proc_t *p);
 /* Note a reclaim done elsewhere (sweep) and log it. */
 void pd_registry_note_reclaim(pd_server_t *srv, const pshm_reclaimed_t *r, const char *name,
                               const char *why);

@@ -306,6 +306,28 @@ int pd_registry_slot_for(pd_server_t *srv, pid_t pid, uint64_t start, uint32_t i
     return slot;
 }
 
+int pd_registry_attach(pd_server_t *srv, pid_t pid, uint32_t image, const char *name,
+                       pd_proc_t **out, bool *reused)
+{
+    uint64_t start = pshm_os_proc_start_time(pid);
+    int slot = pd_registry_slot_for(srv, pid, start, image, reused);
+    if (slot < 0)
+        return slot;
+    pd_proc_t *p = pd_registry_add(srv, (uint32_t)slot, pid, start, name);
+    if (!p) {
+        if (!*reused)
+            pshm_proc_release(&srv->seg, (uint32_t)slot);
+        return -ENOMEM;
+    }
+    *out = p;
+    return slot;
+}
+
+bool pd_registry_holds(const pd_server_t *srv, const pd_proc_t *p)
+{
+    return slot_holds(srv, p->slot, p->pid);
+}
+
 /* One pass over the segment's slots: reclaim the dead, watch the unknown
  * live ones, forget entries whose slot was freed. Returns live slots. */
 static int scan(pd_server_t *srv, bool adopting)

@@ -32,6 +32,14 @@ static void stamp_header(pd_server_t *srv)
     pa_store_relaxed(&h->daemon_start_time, pshm_os_proc_start_time(getpid()));
 }
 
+void pd_segment_apply_settings(pd_server_t *srv)
+{
+    /* relaxed: a setting, read by whoever reclaims next; it needs no
+     * ordering with anything else in the segment. */
+    if (srv->seg_base)
+        pa_store_relaxed(&srv->seg.hdr->orphans_keep, srv->cfg.orphans_keep ? 1u : 0u);
+}
+
 static int build_params(pd_server_t *srv, pshm_params_t *p, char *err, size_t errlen)
 {
     char e[256];
@@ -189,8 +197,7 @@ int pd_segment_open(pd_server_t *srv, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return rc;
     }
-    /* relaxed: a setting, read by reclaimers. */
-    pa_store_relaxed(&srv->seg.hdr->orphans_keep, srv->cfg.orphans_keep ? 1u : 0u);
+    pd_segment_apply_settings(srv);
     /* No prefault here: filling the page tables of a large segment takes
      * seconds, so poold's main runs it on a thread of its own while the
      * loop serves (main.c, "Prefault"). */

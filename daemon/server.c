@@ -77,9 +77,6 @@ static void set_idle_timeout(pd_conn_t *c)
 
 void pd_server_apply_runtime(pd_server_t *srv)
 {
-    /* relaxed: a setting read by whoever reclaims next. */
-    if (srv->seg_base)
-        pa_store_relaxed(&srv->seg.hdr->orphans_keep, srv->cfg.orphans_keep ? 1u : 0u);
     for (pd_conn_t *c = srv->conns; c; c = c->next)
         set_idle_timeout(c);
 }
