@@ -71,6 +71,34 @@ struct pool_tls_last {
 };
 extern __thread struct pool_tls_last pool_tls_last_ POOL_TLS_MODEL;
 
+/* Lifetime sampling (slow.c). The free that makes a class's free count a
+ * multiple of PSHM_LIFE_SAMPLE arms the thread: it clears the last-pool
+ * serial, so the next pool_malloc takes the slow path, which times the
+ * block it hands out: its index in the class's `life_idx` (in hot's cache
+ * line), the time in `life_t0`. A sampled block is never left noted in
+ * `hot`, so its free leaves the burn-after-reading path, and the frees
+ * that do compare the index with life_idx (pool_free_sampled_ on a match).
+ * One block per class and thread at a time; a block freed by another
+ * thread or process is not timed, and its place is taken by the next
+ * sample once its owner byte shows it gone. */
+extern __thread uint32_t pool_life_armed_ POOL_TLS_MODEL;
+/* The rest of a free of this thread's block idx (owner byte o), which is
+ * the block tc is timing: its lifetime noted, then the push on tc. */
+bool pool_free_sampled_(pool_t *pool, struct pshm_thread *rec, struct pshm_tclass *tc, uint32_t c,
+                        uint32_t idx, pa_u8 *o);
+/* Arm the sampler (out of line: the free paths reach it by a tail call,
+ * so that arming costs them no register). Returns true, the free's result. */
+bool pool_life_arm_(void);
+/* One free counted in tc: the new count, whose multiples of
+ * PSHM_LIFE_SAMPLE arm the sampler. relaxed: statistic, single writer. */
+static inline uint64_t pool_count_free_(struct pshm_tclass *tc)
+{
+    uint64_t f = pa_load_relaxed(&tc->frees) + 1;
+    pa_store_relaxed(&tc->frees, f);
+    return f;
+}
+#define POOL_LIFE_ARMS(f) pshm_unlikely(((f) & (PSHM_LIFE_SAMPLE - 1)) == 0)
+
 /* The calling thread's record in pool, or NULL (then take the slow path). */
 struct pshm_thread *pool_rec_lookup_(pool_t *pool);
 static inline struct pshm_thread *pool_rec_(pool_t *pool)
@@ -159,8 +187,8 @@ static inline void *pool_cache_take_(pool_t *pool, struct pshm_tclass *tc, uint3
  * and mark it free:
  * into `hot`, pushing the old hot block down into slots[] if it holds one
  * (a full cache flushes half first). The cache words first, the owner byte
- * last (see pool_cache_take_). */
-static inline void pool_cache_put_(pool_t *pool, struct pshm_thread *rec, struct pshm_tclass *tc,
+ * last (see pool_cache_take_). Returns true (a free's result). */
+static inline bool pool_cache_put_(pool_t *pool, struct pshm_thread *rec, struct pshm_tclass *tc,
                                    uint32_t c, uint32_t idx, pa_u8 *o)
 {
     /* relaxed (all): single writer, this thread; statistics read them. */
@@ -178,8 +206,9 @@ static inline void pool_cache_put_(pool_t *pool, struct pshm_thread *rec, struct
     }
     tc->hot_own = (uint64_t)((uint8_t *)o - pool->seg.base);
     pa_store_relaxed(&tc->hot, off);
-    pa_inc_single_writer(&tc->frees, 1);
+    uint64_t f = pool_count_free_(tc);
     pa_store_relaxed(o, PSHM_OWN_FREE);
+    return POOL_LIFE_ARMS(f) ? pool_life_arm_() : true;
 }
 
 /* malloc.c */

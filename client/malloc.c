@@ -18,6 +18,7 @@
 
 __thread struct pool_tls pool_tls_[POOL_MAX_OPEN] POOL_TLS_MODEL;
 __thread struct pool_tls_last pool_tls_last_ POOL_TLS_MODEL;
+__thread uint32_t pool_life_armed_ POOL_TLS_MODEL;
 
 struct pshm_thread *pool_rec_lookup_(pool_t *pool)
 {
@@ -27,7 +28,8 @@ struct pshm_thread *pool_rec_lookup_(pool_t *pool)
     /* All four fields: the fast paths mark and check owner bytes with
      * `own`, which is this pool's slot, not the last pool's. */
     pool_tls_last_.pool = pool;
-    pool_tls_last_.serial = pool->serial;
+    /* An armed sampler keeps the serial cleared until a malloc samples. */
+    pool_tls_last_.serial = pool_life_armed_ ? 0 : pool->serial;
     pool_tls_last_.rec = e->rec;
     pool_tls_last_.own = pshm_own_val((uint32_t)pool->slot);
     return e->rec;
@@ -110,8 +112,11 @@ free_known_class(pool_t *pool, struct pshm_tclass *tc, uint32_t c, void *ptr, si
         pa_u8 *o = pshm_owner(s, c, off);
         /* relaxed: a block we own has no other writer of its byte */
         if (pshm_likely(pa_load_relaxed(o) == (uint8_t)pool_tls_last_.own)) {
-            pool_cache_put_(pool, pool_tls_last_.rec, tc, c, (uint32_t)(off >> 3), o);
-            return true;
+            /* A sampled block: out of line, reached by a tail call, so that
+             * this path keeps no registers across a call. */
+            if (pshm_unlikely(tc->life_idx == (uint32_t)(off >> 3)))
+                return pool_free_sampled_(pool, pool_tls_last_.rec, tc, c, (uint32_t)(off >> 3), o);
+            return pool_cache_put_(pool, pool_tls_last_.rec, tc, c, (uint32_t)(off >> 3), o);
         }
     }
     return free_generic(pool, ptr, size);
@@ -150,9 +155,9 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
              * a free racing ours (a double free in the program) */
             if (pshm_likely(pa_load_relaxed(o) == own)) {
                 pa_store_relaxed(&tc->hot, off);
-                pa_inc_single_writer(&tc->frees, 1); /* relaxed: statistic, single writer */
-                pa_store_relaxed(o, PSHM_OWN_FREE);  /* after the cache word: see take */
-                return true;
+                uint64_t f = pool_count_free_(tc);
+                pa_store_relaxed(o, PSHM_OWN_FREE); /* after the cache word: see take */
+                return POOL_LIFE_ARMS(f) ? pool_life_arm_() : true;
             }
             return free_generic(pool, ptr, size);
         }

@@ -69,6 +69,7 @@ static void atfork_child(void)
 {
     memset(pool_tls_, 0, sizeof(pool_tls_));
     memset(&pool_tls_last_, 0, sizeof(pool_tls_last_));
+    pool_life_armed_ = 0;
     pool_pid_ = getpid();
     pthread_mutex_unlock(&proc.lock);
 }

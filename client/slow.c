@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -93,8 +94,63 @@ static bool reclaim_if_exhausted(pool_t *pool)
     return pool_reclaim_dead_(pool) > 0;
 }
 
+/* ---- lifetime sampling (internal.h, pool_life_armed_) ---- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* the vDSO: no system call */
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+bool pool_life_arm_(void)
+{
+    pool_life_armed_ = 1;
+    pool_tls_last_.serial = 0; /* the next pool_malloc takes the slow path */
+    return true;
+}
+
+/* The malloc an armed thread makes: the block of the ordinary path, timed
+ * unless the class is still timing a block this process owns. */
+static void *malloc_sampled(pool_t *pool, uint32_t c)
+{
+    pool_life_armed_ = 0;
+    void *p = pool_malloc_slow_(pool, c);
+    struct pshm_thread *rec = p ? pool_rec_(pool) : NULL;
+    if (!rec)
+        return p; /* failed, or uncached: nothing to time */
+    pshm_seg_t *s = &pool->seg;
+    uint64_t off = (uint64_t)((uint8_t *)p - s->base);
+    struct pshm_tclass *tc = &rec->cls[c];
+    uint32_t prev = tc->life_idx;
+    /* relaxed: a hint; a timed block still ours keeps its place (it may
+     * live long), one gone elsewhere gives it up untimed. */
+    if (prev != 0 && prev != PSHM_IDX_NONE && pshm_idx_is_block(s, prev, c) &&
+        pa_load_relaxed(pshm_owner_idx(s, c, prev)) == own_of(pool))
+        return p;
+    /* relaxed (hot): single writer, this thread. Drop the note of this
+     * block, so that its free leaves the burn-after-reading path; 0 says
+     * "nothing in hot", as after any note. */
+    if (pa_load_relaxed(&tc->hot) == ~off)
+        pa_store_relaxed(&tc->hot, 0);
+    tc->life_t0 = now_ns();
+    tc->life_idx = (uint32_t)(off >> 3);
+    return p;
+}
+
+bool pool_free_sampled_(pool_t *pool, struct pshm_thread *rec, struct pshm_tclass *tc, uint32_t c,
+                        uint32_t idx, pa_u8 *o)
+{
+    uint64_t t = now_ns();
+    pshm_life_note(&pool->seg, c, t > tc->life_t0 ? t - tc->life_t0 : 0);
+    tc->life_idx = 0;
+    return pool_cache_put_(pool, rec, tc, c, idx, o);
+}
+
 void *pool_malloc_slow_(pool_t *pool, uint32_t c)
 {
+    if (pshm_unlikely(pool_life_armed_))
+        return malloc_sampled(pool, c);
     pshm_seg_t *s = &pool->seg;
     struct pshm_thread *rec = pool_rec_get_(pool);
     if (!rec)
@@ -169,6 +225,7 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
         uncached_free(pool, idx, c);
         return true;
     }
-    pool_cache_put_(pool, rec, &rec->cls[c], c, idx, o);
-    return true;
+    if (pshm_unlikely(rec->cls[c].life_idx == idx))
+        return pool_free_sampled_(pool, rec, &rec->cls[c], c, idx, o);
+    return pool_cache_put_(pool, rec, &rec->cls[c], c, idx, o);
 }

@@ -66,7 +66,7 @@ def talk(data):
     s.close()
 talk(b"\x00\x01garbage\nFOO\n")
 talk(b"A" * 5000 + b"\n")
-talk(b"HELLO abi=4 pid=1 name=forged\n")
+talk(b"HELLO abi=5 pid=1 name=forged\n")
 talk(b"STATS\nPROCS\nCLASSES\n")
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.close()
 PY

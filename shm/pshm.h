@@ -473,14 +473,16 @@ typedef struct pshm_class_stats {
     int64_t blocks_in_use;   /* allocations - frees - in transit - given back uncarved */
     uint64_t allocations;
     uint64_t frees;
-    uint64_t reuses;            /* allocations of a block freed before */
-    uint64_t same_address;      /* the block this thread freed last */
-    uint64_t cache_misses;      /* thread cache empty: went to central */
-    uint64_t central_misses;    /* central empty: a new span was carved */
-    uint64_t exhausted;         /* no span left: NULL returned */
-    uint64_t blocks_in_transit; /* handed off, not adopted yet */
-    uint64_t invalid_frees;     /* frees refused: the block was not in use */
-    uint64_t reclaimed_in_use;  /* blocks dead processes had in use, given back */
+    uint64_t reuses;                  /* allocations of a block freed before */
+    uint64_t same_address;            /* the block this thread freed last */
+    uint64_t cache_misses;            /* thread cache empty: went to central */
+    uint64_t central_misses;          /* central empty: a new span was carved */
+    uint64_t exhausted;               /* no span left: NULL returned */
+    uint64_t blocks_in_transit;       /* handed off, not adopted yet */
+    uint64_t invalid_frees;           /* frees refused: the block was not in use */
+    uint64_t reclaimed_in_use;        /* blocks dead processes had in use, given back */
+    uint64_t life[PSHM_LIFE_BUCKETS]; /* sampled lifetimes per bucket (pshm_life_bound_ns) */
+    uint64_t life_ns;                 /* their sum, nanoseconds */
 } pshm_class_stats_t;
 
 /* The whole pool's figures (pshm_stats()). */
@@ -517,6 +519,11 @@ typedef struct pshm_proc_stats {
 } pshm_proc_stats_t;
 /* A live snapshot, without stopping anyone. */
 void pshm_stats(const pshm_seg_t *s, pshm_stats_t *out);
+/* Lifetime bucket `bucket`'s upper bound (exclusive) in nanoseconds:
+ * 1 us, 10 us, ... 10 s; UINT64_MAX for the last. */
+uint64_t pshm_life_bound_ns(uint32_t bucket);
+/* Count one sampled lifetime of a class-c block (ns from malloc to free). */
+void pshm_life_note(pshm_seg_t *s, uint32_t c, uint64_t ns);
 /* Per live process: fills up to max, returns the number of live slots. */
 int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max);
 /* Check the invariants; valid only while no thread is inside the pool.

@@ -47,7 +47,7 @@
 
 /* "POOLDSEG" read as a little-endian 64-bit word. */
 #define PSHM_MAGIC UINT64_C(0x474553444c4f4f50)
-#define PSHM_ABI_VERSION 4u
+#define PSHM_ABI_VERSION 5u
 
 #define PSHM_MAX_CLASSES 32u
 #define PSHM_CACHE_CAP 64u   /* most blocks a thread caches per class */
@@ -65,7 +65,10 @@
 /* Owner bytes. */
 #define PSHM_OWN_FREE 0u
 #define PSHM_OWN_TRANSIT 0xffu
-#define PSHM_OWN_RECL 0xfeu    /* taken from a dead process by its reclaimer */
+#define PSHM_OWN_RECL 0xfeu /* taken from a dead process by its reclaimer */
+/* Lifetime buckets: upper bounds 1 us, 10 us, ... 10 s, then the rest. */
+#define PSHM_LIFE_BUCKETS 9u
+#define PSHM_LIFE_SAMPLE 4096u /* frees of a class per sampled allocation */
 #define PSHM_MAX_PROCS 250u    /* owner values 1..250 name a slot */
 #define PSHM_MAX_THREADS 4095u /* a record's number fits a head's author field */
 
@@ -170,6 +173,14 @@ struct pshm_class {
     pa_u64 u_handoffs;       /* in-use blocks put in transit by a detach or reclaim */
     pa_u64 invalid_frees;    /* frees refused: not in use (double free) */
     pa_u64 reclaimed_in_use; /* in-use blocks of dead processes given back */
+
+    /* Block lifetimes, sampled: for about one allocation in
+     * PSHM_LIFE_SAMPLE, the time from its malloc to its free by the same
+     * thread, counted in the bucket of PSHM_LIFE_BOUNDS_NS it falls in, and
+     * summed. Relaxed RMW (pshm_life_note): statistics with many writers,
+     * reached once per sample. */
+    alignas(64) pa_u64 life[PSHM_LIFE_BUCKETS];
+    pa_u64 life_ns; /* sum of the sampled lifetimes, nanoseconds */
 };
 
 enum pshm_proc_state {
@@ -284,7 +295,14 @@ struct pshm_tclass {
      * with hot, read by this thread only; a cache of pshm_owner() for the
      * burn-after-reading pair. */
     uint64_t hot_own;
-    uint32_t slots[PSHM_CACHE_CAP + 1]; /* slots[0] unused */
+    union {
+        uint32_t slots[PSHM_CACHE_CAP + 1]; /* the cache: slots[1..count] */
+        /* slots[0]'s place, in hot's cache line: the block of this class
+         * this thread is timing (lifetime sampling, client/slow.c), 0 when
+         * none. Written and read by the owner thread only, reset at claim;
+         * a reclaim or a check never reads it. */
+        uint32_t life_idx;
+    };
     uint32_t reserved2;
     /* Cold: counted on slow paths only. */
     pa_u64 moved_in;  /* blocks refilled from the central list */
@@ -303,7 +321,8 @@ struct pshm_tclass {
     /* Receipts: the newest generation of each list head that this record
      * wrote (max-CAS by any thread that read it; pshm_central.c). */
     pa_u64 rcpt[2];
-    uint8_t pad[PSHM_TCLASS_BYTES - 48 - 4 * (PSHM_CACHE_CAP + 2) - 88 - 40 - 16];
+    uint64_t life_t0; /* CLOCK_MONOTONIC ns at life_idx's malloc; owner thread only */
+    uint8_t pad[PSHM_TCLASS_BYTES - 48 - 4 * (PSHM_CACHE_CAP + 2) - 88 - 40 - 16 - 8];
 };
 
 struct pshm_thread {

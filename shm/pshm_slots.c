@@ -116,6 +116,7 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
             pa_store_relaxed(&tc->base_allocs, pshm_tclass_allocs(tc));
             pa_store_relaxed(&tc->base_frees, pa_load_relaxed(&tc->frees));
             pa_store_relaxed(&tc->base_cmiss, pa_load_relaxed(&tc->cmiss));
+            tc->life_idx = 0; /* the last owner's sample is not ours */
         }
         if (dropped)
             pa_add_relaxed(&s->hdr->entries_dropped, dropped); /* relaxed: statistic */

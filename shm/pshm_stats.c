@@ -100,11 +100,34 @@ void pshm_stats(const pshm_seg_t *s, pshm_stats_t *out)
         o->exhausted = sum.exhausted;
         o->invalid_frees = pa_load_relaxed(&s->cls[c].invalid_frees);
         o->reclaimed_in_use = pa_load_relaxed(&s->cls[c].reclaimed_in_use);
+        for (uint32_t b = 0; b < PSHM_LIFE_BUCKETS; b++)
+            o->life[b] = pa_load_relaxed(&s->cls[c].life[b]);
+        o->life_ns = pa_load_relaxed(&s->cls[c].life_ns);
         if (o->blocks_in_use > 0)
             out->bytes_in_use += (uint64_t)o->blocks_in_use * o->block_size;
         out->blocks_in_transit += o->blocks_in_transit;
         out->invalid_frees += o->invalid_frees;
     }
+}
+
+uint64_t pshm_life_bound_ns(uint32_t bucket)
+{
+    uint64_t ns = 1000; /* 1 us, then each bucket ten times the one before */
+    if (bucket + 1 >= PSHM_LIFE_BUCKETS)
+        return UINT64_MAX;
+    while (bucket--)
+        ns *= 10;
+    return ns;
+}
+
+void pshm_life_note(pshm_seg_t *s, uint32_t c, uint64_t ns)
+{
+    uint32_t b = 0;
+    while (b + 1 < PSHM_LIFE_BUCKETS && ns >= pshm_life_bound_ns(b))
+        b++;
+    /* relaxed: statistics with many writers; nothing is published. */
+    pa_add_relaxed(&s->cls[c].life[b], 1);
+    pa_add_relaxed(&s->cls[c].life_ns, ns);
 }
 
 int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define POOL_TEST_BYTES (16u << 20)
@@ -73,6 +74,73 @@ static void test_malloc_burn_after_reading_same_address(void **state)
     assert_int_equal(c->blocks_carved, 1);
     assert_int_equal(c->blocks_in_use, 0);
     assert_int_equal(c->central_misses, 1);
+}
+
+/* Sampled lifetimes of class c: how many, and how many below bucket
+ * `below` (exclusive). */
+static uint64_t life_samples(pool_t *p, uint32_t c, uint32_t below, uint64_t *under)
+{
+    pshm_stats_t st;
+    pshm_stats(&p->seg, &st);
+    uint64_t n = 0;
+    *under = 0;
+    for (uint32_t b = 0; b < PSHM_LIFE_BUCKETS; b++) {
+        n += st.cls[c].life[b];
+        if (b < below)
+            *under += st.cls[c].life[b];
+    }
+    return n;
+}
+
+/* Burn-after-reading: one allocation per PSHM_LIFE_SAMPLE frees is timed,
+ * and nearly all of them live less than 100 us (the block is freed right
+ * after a memset). Guards against a sampler that never arms, times the
+ * wrong free or loses the entry of a block that left the noted path. */
+static void test_lifetimes_burn_after_reading(void **state)
+{
+    pool_t *p = *state;
+    const int pairs = 200 * (int)PSHM_LIFE_SAMPLE;
+    uint32_t c = pool_class_of_(p, 64);
+    for (int i = 0; i < pairs; i++) {
+        char *b = pool_malloc(p, 64);
+        assert_non_null(b);
+        memset(b, i & 0xff, 64);
+        assert_true(pool_free(p, b, 64));
+    }
+    uint64_t fast;
+    uint64_t n = life_samples(p, c, 3, &fast); /* buckets < 1, 10, 100 us */
+    /* Every PSHM_LIFE_SAMPLE-th free arms one sample, taken by the next
+     * malloc and timed at its free: the last arm may still wait. */
+    assert_true(n + 1 >= (uint64_t)pairs / PSHM_LIFE_SAMPLE);
+    assert_true(n <= (uint64_t)pairs / PSHM_LIFE_SAMPLE);
+    assert_true(fast * 10 >= n * 9);
+}
+
+/* Long-lived blocks: held 30 ms each round, so every timed lifetime is in
+ * a bucket of 10 ms or more (a lifetime cannot be shorter than the hold). */
+static void test_lifetimes_long_lived(void **state)
+{
+    pool_t *p = *state;
+    enum { N = PSHM_LIFE_SAMPLE, ROUNDS = 4 };
+    static void *held[N];
+    uint32_t c = pool_class_of_(p, 256);
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < N; i++)
+            assert_non_null(held[i] = pool_malloc(p, 256));
+        struct timespec ts = {0, 30 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        for (int i = 0; i < N; i++)
+            assert_true(pool_free(p, held[i], 256));
+    }
+    uint64_t short_lived;
+    uint64_t n = life_samples(p, c, 4, &short_lived); /* buckets < 1 ms */
+    /* One arm per round; each but the last is taken by the next round's
+     * first malloc. */
+    assert_true(n >= ROUNDS - 1);
+    uint64_t under_10ms;
+    life_samples(p, c, 5, &under_10ms);
+    assert_int_equal(under_10ms, 0);
+    assert_int_equal(short_lived, 0);
 }
 
 static void test_free_size_zero_looks_up_class(void **state)
@@ -382,6 +450,10 @@ int main(void)
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_malloc_burn_after_reading_same_address,
                                         pool_test_setup, pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_lifetimes_burn_after_reading, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_lifetimes_long_lived, pool_test_setup,
+                                        pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_free_size_zero_looks_up_class, pool_test_setup,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_free_invalid_changes_nothing, pool_test_setup,

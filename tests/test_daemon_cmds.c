@@ -38,8 +38,8 @@
 #include "pshm_layout.h"
 
 /* The ABI version requests name, as text for literal requests. */
-#define TEST_ABI "4"
-_Static_assert(PSHM_ABI_VERSION == 4, "update TEST_ABI to PSHM_ABI_VERSION");
+#define TEST_ABI "5"
+_Static_assert(PSHM_ABI_VERSION == 5, "update TEST_ABI to PSHM_ABI_VERSION");
 
 typedef struct st {
     struct event_base *base;

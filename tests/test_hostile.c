@@ -381,7 +381,7 @@ static void test_hostile_clients_while_workers_allocate(void **state)
     for (int i = 0; i < 500; i++) {
         int h = dial_retry(2000);
         assert_true(h >= 0);
-        int len = snprintf(line, sizeof(line), "HELLO abi=4 pid=%d name=forged\n", 100000 + i);
+        int len = snprintf(line, sizeof(line), "HELLO abi=5 pid=%d name=forged\n", 100000 + i);
         assert_int_equal(write(h, line, (size_t)len), len);
         closed = false;
         read_for(h, buf, sizeof(buf), 2000, &closed);
@@ -505,7 +505,7 @@ static void test_hostile_other_uid_refused(void **state)
         bool closed = false;
         if (fd < 0)
             _exit(3);
-        int len = snprintf(line, sizeof(line), "HELLO abi=4 pid=%d name=intruder\n", (int)getpid());
+        int len = snprintf(line, sizeof(line), "HELLO abi=5 pid=%d name=intruder\n", (int)getpid());
         if (write(fd, line, (size_t)len) != len)
             _exit(4);
         size_t n = read_for(fd, buf, sizeof(buf), 2000, &closed);
