@@ -156,21 +156,39 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     sd_notify(0, "WATCHDOG=1");
 }
 
-/* The control socket: the one systemd hands over (poold.socket), else bind
- * cfg.socket. */
-static int listen_control(pd_server_t *srv, char *err, size_t errlen)
+/* The control socket: the one systemd hands over (poold.socket), else
+ * cfg.socket, bound only once the segment is ready, so that poold answers
+ * from the moment its socket appears. claim_control runs before the
+ * segment is touched, listen_control after. */
+static int control_handed_over(char *err, size_t errlen)
 {
-    int n = sd_listen_fds(1);
+    int n = sd_listen_fds(0);
     if (n < 0) {
         snprintf(err, errlen, "sd_listen_fds: %s", strerror(-n));
         return n;
     }
-    if (n == 0)
-        return pd_server_listen(srv, err, errlen);
     if (n > 1) {
         snprintf(err, errlen, "systemd handed over %d sockets; poold takes exactly one", n);
         return -EINVAL;
     }
+    return n;
+}
+
+static int claim_control(pd_server_t *srv, char *err, size_t errlen)
+{
+    int n = control_handed_over(err, errlen);
+    if (n != 0)
+        return n < 0 ? n : 0;
+    return pd_server_claim_socket(srv, err, errlen);
+}
+
+static int listen_control(pd_server_t *srv, char *err, size_t errlen)
+{
+    int n = control_handed_over(err, errlen);
+    if (n < 0)
+        return n;
+    if (n == 0)
+        return pd_server_listen(srv, err, errlen);
     int fd = SD_LISTEN_FDS_START;
     int r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
     if (r <= 0) {
@@ -180,6 +198,9 @@ static int listen_control(pd_server_t *srv, char *err, size_t errlen)
                  fd, r < 0 ? ": " : "", r < 0 ? strerror(-r) : "");
         return r < 0 ? r : -ENOTSOCK;
     }
+    unsetenv("LISTEN_FDS"); /* what sd_listen_fds(1) did: not for our children */
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDNAMES");
     return pd_server_listen_fd(srv, fd, err, errlen);
 }
 
@@ -463,12 +484,14 @@ static int start(app_t *app, const pd_config_t *cfg, struct event_base *base)
         pd_error("%s", err);
         return 2;
     }
-    /* The socket first: when another poold answers on it, stop before
-     * touching the segment (adopting bumps its generation). Nothing is
-     * accepted before the loop runs, by then the segment is ready: a new
-     * one's reservation (posix_fallocate, about 0.1 s per GiB) is the only
-     * wait that grows with the size; its prefault runs in the background. */
-    if (listen_control(srv, err, sizeof(err)) < 0 || pd_segment_open(srv, err, sizeof(err)) < 0) {
+    /* The socket's path first: when another poold holds it, stop before
+     * touching the segment (adopting bumps its generation). The socket is
+     * bound once the segment is ready (a new one's reservation,
+     * posix_fallocate, takes about 0.1 s per GiB, more on a loaded
+     * machine), so that whoever sees it gets an answer at once; the
+     * prefault runs in the background. */
+    if (claim_control(srv, err, sizeof(err)) < 0 || pd_segment_open(srv, err, sizeof(err)) < 0 ||
+        listen_control(srv, err, sizeof(err)) < 0) {
         pd_error("%s", err);
         return 1;
     }

@@ -181,6 +181,7 @@ struct pd_server {
     bool socket_owned;  /* unlink at shutdown */
     bool socket_handed; /* from systemd (socket activation): never unlink or chmod */
     ino_t socket_ino;   /* the socket we bound, to unlink only that one */
+    int lock_fd;        /* <socket>.lock, flock()ed; -1 without */
     pd_conn_t *conns;
     uint32_t nconns;
     uint64_t next_conn_id;
@@ -211,7 +212,11 @@ const pshm_actor_t *pd_actor(const pd_server_t *srv);
 /* server.c */
 int pd_server_init(pd_server_t *srv, const pd_config_t *cfg, struct event_base *base, char *err,
                    size_t errlen);
-/* Bind the control socket (refuses when another poold answers on it). */
+/* Make cfg.socket ours before the segment is touched: its directory, the
+ * lock beside it (<socket>.lock, held until exit), a stale socket removed;
+ * -EADDRINUSE when another poold holds the lock or answers on the socket. */
+int pd_server_claim_socket(pd_server_t *srv, char *err, size_t errlen);
+/* Bind and listen on the control socket (claimed first if it was not). */
 int pd_server_listen(pd_server_t *srv, char *err, size_t errlen);
 /* Serve a listening AF_UNIX stream socket handed over by systemd (socket
  * activation): no bind, no unlink, no chmod; its path (if any) replaces

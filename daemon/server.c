@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -49,6 +50,7 @@ int pd_server_init(pd_server_t *srv, const pd_config_t *cfg, struct event_base *
     srv->base = base;
     srv->started = time(NULL);
     srv->gid = -1;
+    srv->lock_fd = -1;
     if (cfg->group[0]) {
         struct group *g = getgrnam(cfg->group);
         if (!g) {
@@ -328,13 +330,16 @@ static int ensure_dir(pd_server_t *srv, const char *path, char *err, size_t errl
     return 0;
 }
 
-int pd_server_listen(pd_server_t *srv, char *err, size_t errlen)
+int pd_server_claim_socket(pd_server_t *srv, char *err, size_t errlen)
 {
     const char *path = srv->cfg.socket;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct stat st;
+    char lock[PATH_MAX];
     int rc;
 
+    if (srv->lock_fd >= 0)
+        return 0;
     if (strlen(path) >= sizeof(sa.sun_path)) {
         snprintf(err, errlen, "socket path too long (%zu bytes, at most %zu): %s", strlen(path),
                  sizeof(sa.sun_path) - 1, path);
@@ -344,6 +349,23 @@ int pd_server_listen(pd_server_t *srv, char *err, size_t errlen)
     rc = ensure_dir(srv, path, err, errlen);
     if (rc < 0)
         return rc;
+    /* The lock: of two poolds started at once on one path, the second
+     * stops here, before it touches the segment. Held until exit; the file
+     * stays (removing a lock file races with its next taker). */
+    snprintf(lock, sizeof(lock), "%s.lock", path);
+    srv->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (srv->lock_fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open %s: %s", lock, strerror(-rc));
+        return rc;
+    }
+    if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
+        snprintf(err, errlen, "another poold is running on %s (it holds %s)", path, lock);
+        close(srv->lock_fd);
+        srv->lock_fd = -1;
+        return rc;
+    }
 
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
@@ -369,6 +391,18 @@ int pd_server_listen(pd_server_t *srv, char *err, size_t errlen)
         }
         pd_info("removed stale socket %s (%s)", path, strerror(-rc));
     }
+    return 0;
+}
+
+int pd_server_listen(pd_server_t *srv, char *err, size_t errlen)
+{
+    const char *path = srv->cfg.socket;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stat st;
+    int rc = pd_server_claim_socket(srv, err, errlen);
+    if (rc < 0)
+        return rc;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
 
     /* Bind with a umask that leaves no window where others could connect. */
     mode_t mode = srv->gid >= 0 ? 0660 : 0600;
@@ -491,4 +525,7 @@ void pd_server_free(pd_server_t *srv)
         pd_conn_close(srv->conns);
     pd_registry_free(srv);
     pd_segment_close(srv);
+    if (srv->lock_fd >= 0)
+        close(srv->lock_fd);
+    srv->lock_fd = -1;
 }
