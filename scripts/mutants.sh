@@ -66,7 +66,7 @@ run_tests() {
 build_tree || { tail -30 "$work/build.log" >&2; echo "mutants: the unmutated tree does not build" >&2; exit 1; }
 all_tests=$(for m in "${MUTANTS[@]}"; do
   IFS='#' read -r name _ _ _ tests <<<"$m"
-  selected "$name" && echo "$tests"
+  if selected "$name"; then echo "$tests"; fi
 done | tr '|' '\n' | sort -u | paste -sd'|' -)
 echo "mutants: baseline run of $all_tests"
 failed=$(run_tests "$all_tests")
