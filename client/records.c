@@ -160,9 +160,11 @@ static int ensure_slot_locked(pool_t *pool)
     if (pool->shared && pool_hello_child_(pool) == 0)
         return 0;
     uint64_t start = pshm_os_proc_start_time(me);
-    int slot = pshm_proc_claim(&pool->seg, me, start, pool->shared);
+    int slot =
+        pshm_proc_claim(&pool->seg, me, start, pool->shared ? PSHM_VIA_DAEMON : PSHM_VIA_DIRECT);
     if (slot == -EBUSY && pshm_reclaim_dead(&pool->seg, NULL, NULL, 0) > 0)
-        slot = pshm_proc_claim(&pool->seg, me, start, pool->shared);
+        slot = pshm_proc_claim(&pool->seg, me, start,
+                               pool->shared ? PSHM_VIA_DAEMON : PSHM_VIA_DIRECT);
     if (slot < 0)
         return slot;
     pool->slot = slot;
@@ -231,7 +233,7 @@ int pool_reclaim_dead_(pool_t *pool)
     /* No slot of our own: borrow one for the reclaim (the dead process's
      * in-use blocks need a live owner to pass through), then give it back. */
     pid_t me = getpid();
-    int slot = pshm_proc_claim(s, me, pshm_os_proc_start_time(me), 0);
+    int slot = pshm_proc_claim(s, me, pshm_os_proc_start_time(me), PSHM_VIA_DIRECT);
     if (slot < 0)
         return pshm_reclaim_dead(s, NULL, NULL, 0);
     struct pshm_thread *rec = pshm_thread_claim(s, (uint32_t)slot, (int32_t)gettid());

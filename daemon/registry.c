@@ -296,10 +296,10 @@ int pd_registry_slot_for(pd_server_t *srv, pid_t pid, uint64_t start, uint32_t i
             pshm_proc_note_end(seg, (uint32_t)slot, PSHM_END_EXEC);
         reclaim_slot(srv, (uint32_t)slot, pid, same_process ? "exec" : "pid reused");
     }
-    slot = pshm_proc_claim(seg, pid, start, true);
+    slot = pshm_proc_claim(seg, pid, start, PSHM_VIA_DAEMON);
     if (slot == -EBUSY) {
         pd_registry_sweep(srv); /* reclaims dead slots nobody told us about */
-        slot = pshm_proc_claim(seg, pid, start, true);
+        slot = pshm_proc_claim(seg, pid, start, PSHM_VIA_DAEMON);
     }
     if (slot >= 0)
         pshm_proc_set_image(seg, (uint32_t)slot, image);

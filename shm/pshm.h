@@ -62,9 +62,9 @@ typedef struct pshm_seg {
     uint32_t cache_cap[PSHM_MAX_CLASSES];
     /* Owner bytes (pshm_owner()): base of class c's bytes for span 0, the
      * shift from a span number to its bytes, and ceil(2^32 / block size). */
-    uint8_t *own_base[PSHM_MAX_CLASSES];
-    uint32_t own_sshift[PSHM_MAX_CLASSES];
-    uint64_t own_recip[PSHM_MAX_CLASSES];
+    uint8_t *owner_base[PSHM_MAX_CLASSES];
+    uint32_t owner_span_shift[PSHM_MAX_CLASSES];
+    uint64_t block_recip[PSHM_MAX_CLASSES];
     uint64_t span_mask;
     /* The rest. */
     uint64_t data_end;
@@ -74,7 +74,7 @@ typedef struct pshm_seg {
     struct pshm_proc *procs;
     uint8_t *threads;
     pa_u32 *carvers;
-    uint8_t *gowner;
+    uint8_t *owner_slices;
     uint32_t nspans;
     uint32_t max_procs;
     uint32_t max_threads;
@@ -151,23 +151,23 @@ static inline int pshm_block_class(const pshm_seg_t *s, uint64_t off)
 {
     uint64_t rel = off - s->data_off; /* wraps to huge below the data */
     if (pshm_unlikely(rel >= s->data_bytes))
-        return -22; /* EINVAL */
+        return -EINVAL;
     /* acquire: pairs with the release store in pshm_span_publish(), so the span
      * is known carved before its class is trusted. */
     uint32_t c = pa_load_acquire(&s->spanmap[rel >> s->span_shift]);
     if (pshm_unlikely(c >= s->nclasses))
-        return -22;
+        return -EINVAL;
     uint64_t m = s->block_mask[c];
     if (pshm_likely((rel & m) == 0)) /* spans are aligned to the class size */
         return (int)c;
-    return m == UINT64_MAX ? pshm_block_class_div(s, rel, c) : -22;
+    return m == UINT64_MAX ? pshm_block_class_div(s, rel, c) : -EINVAL;
 }
 
 /* The block of class c at byte offset off (pshm_block_class() said c) is
  * before its span's owner tail: a block lists and caches may hold. */
 static inline bool pshm_before_tail(const pshm_seg_t *s, uint64_t off, uint32_t c)
 {
-    return (((off - s->data_off) & s->span_mask) * s->own_recip[c] >> 32) < s->blocks_per_span[c];
+    return (((off - s->data_off) & s->span_mask) * s->block_recip[c] >> 32) < s->blocks_per_span[c];
 }
 
 /* The class of the block at byte offset off, a block before its span's
@@ -176,7 +176,7 @@ static inline bool pshm_before_tail(const pshm_seg_t *s, uint64_t off, uint32_t 
 static inline int pshm_block_at(const pshm_seg_t *s, uint64_t off)
 {
     int c = pshm_block_class(s, off);
-    return c >= 0 && pshm_before_tail(s, off, (uint32_t)c) ? c : -22; /* EINVAL */
+    return c >= 0 && pshm_before_tail(s, off, (uint32_t)c) ? c : -EINVAL;
 }
 
 /* A block of class c, and before the span's owner tail (what lists and
@@ -191,8 +191,8 @@ static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t
 static inline pa_u8 *pshm_owner(const pshm_seg_t *s, uint32_t c, uint64_t off)
 {
     uint64_t rel = off - s->data_off;
-    return (pa_u8 *)(s->own_base[c] + ((rel >> s->span_shift) << s->own_sshift[c]) +
-                     (((rel & s->span_mask) * s->own_recip[c]) >> 32));
+    return (pa_u8 *)(s->owner_base[c] + ((rel >> s->span_shift) << s->owner_span_shift[c]) +
+                     (((rel & s->span_mask) * s->block_recip[c]) >> 32));
 }
 
 static inline pa_u8 *pshm_owner_idx(const pshm_seg_t *s, uint32_t c, uint32_t idx)
@@ -389,8 +389,8 @@ static inline struct pshm_thread *pshm_thread_at(const pshm_seg_t *s, uint32_t i
     return (struct pshm_thread *)(void *)(s->threads + (uint64_t)i * s->thread_bytes);
 }
 /* Claim a free slot for pid: slot number, or -EBUSY when all are taken. */
-/* via: 0 embedded or direct, 1 through poold, PSHM_VIA_POOLD poold itself. */
-int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, uint32_t via);
+/* via: who claims, enum pshm_via. */
+int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, enum pshm_via via);
 /* The live slot held by pid, or -ENOENT. */
 int pshm_proc_find(const pshm_seg_t *s, pid_t pid);
 /* Give a slot back (its threads' records must be released first). */

@@ -286,7 +286,7 @@ static void test_two_pools_mark_their_own_slots(void **state)
     assert_non_null(a);
     assert_non_null(b);
     pid_t parent = getppid();
-    int held = pshm_proc_claim(&b->seg, parent, pshm_os_proc_start_time(parent), 0);
+    int held = pshm_proc_claim(&b->seg, parent, pshm_os_proc_start_time(parent), PSHM_VIA_DIRECT);
     assert_int_equal(held, 0);
     for (int round = 0; round < 3; round++) {
         /* Twice in each pool in a row: the second comes from the cache the

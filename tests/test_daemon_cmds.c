@@ -362,8 +362,8 @@ static void test_hello_slots_full(void **state)
     st_t *st = mk(3); /* poold holds one */
     /* Two live processes hold the other two. */
     pid_t a = 1, b = getppid();
-    assert_true(pshm_proc_claim(&st->srv.seg, a, pshm_os_proc_start_time(a), false) >= 0);
-    assert_true(pshm_proc_claim(&st->srv.seg, b, pshm_os_proc_start_time(b), false) >= 0);
+    assert_true(pshm_proc_claim(&st->srv.seg, a, pshm_os_proc_start_time(a), PSHM_VIA_DIRECT) >= 0);
+    assert_true(pshm_proc_claim(&st->srv.seg, b, pshm_os_proc_start_time(b), PSHM_VIA_DIRECT) >= 0);
     int fd = client(st);
     char req[64];
     snprintf(req, sizeof(req), "HELLO abi=" TEST_ABI " pid=%d\n", (int)getpid());
@@ -380,8 +380,8 @@ static void test_hello_slots_full_reclaims_dead_first(void **state)
     if (dead == 0)
         _exit(0);
     assert_int_equal(waitpid(dead, NULL, 0), dead);
-    assert_true(pshm_proc_claim(&st->srv.seg, 1, pshm_os_proc_start_time(1), false) >= 0);
-    assert_true(pshm_proc_claim(&st->srv.seg, dead, 0, false) >= 0);
+    assert_true(pshm_proc_claim(&st->srv.seg, 1, pshm_os_proc_start_time(1), PSHM_VIA_DIRECT) >= 0);
+    assert_true(pshm_proc_claim(&st->srv.seg, dead, 0, PSHM_VIA_DIRECT) >= 0);
     int fd = client(st);
     pproto_reply_t rep;
     hello(st, fd, &rep); /* the dead one's slot is reclaimed and given to us */
@@ -908,8 +908,8 @@ static void test_adopt_existing_segment(void **state)
     if (dead == 0)
         _exit(0);
     waitpid(dead, NULL, 0);
-    int ls = pshm_proc_claim(&seg, live, pshm_os_proc_start_time(live), true);
-    int ds = pshm_proc_claim(&seg, dead, 0, true);
+    int ls = pshm_proc_claim(&seg, live, pshm_os_proc_start_time(live), PSHM_VIA_DAEMON);
+    int ds = pshm_proc_claim(&seg, dead, 0, PSHM_VIA_DAEMON);
     assert_true(ls >= 0 && ds >= 0);
     struct pshm_thread *t = pshm_thread_claim(&seg, (uint32_t)ds, dead);
     assert_non_null(t);
