@@ -109,6 +109,26 @@ static void section_classes(pproto_buf_t *b, const pshm_stats_t *st)
     }
 }
 
+_Static_assert(PPROTO_LIFE_BUCKETS == PSHM_LIFE_BUCKETS, "one STATS key per lifetime bucket");
+
+/* Sampled lifetimes: per class, the count in each bucket (not cumulative)
+ * and the sum in nanoseconds. */
+static void section_lifetimes(pproto_buf_t *b, const pshm_stats_t *st)
+{
+    char key[32];
+    pproto_buf_add_section(b, "lifetimes");
+    for (uint32_t c = 0; c < st->nclasses; c++) {
+        const pshm_class_stats_t *k = &st->cls[c];
+        snprintf(key, sizeof(key), "class_%llu", (unsigned long long)k->block_size);
+        pproto_buf_begin_row(b, key);
+        pproto_buf_add_subkv_u64(b, "size", k->block_size);
+        for (uint32_t i = 0; i < PSHM_LIFE_BUCKETS; i++)
+            pproto_buf_add_subkv_u64(b, pproto_life_keys[i], k->life[i]);
+        pproto_buf_add_subkv_u64(b, PPROTO_LIFE_SUM_KEY, k->life_ns);
+        pproto_buf_end_line(b);
+    }
+}
+
 static void section_class_config(pd_server_t *srv, pproto_buf_t *b)
 {
     const pshm_seg_t *s = &srv->seg;
@@ -187,7 +207,7 @@ static void section_orphans(pd_server_t *srv, pproto_buf_t *b)
 int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len)
 {
     /* Upper bound: every line at most PPROTO_MAX_LINE bytes. */
-    size_t lines = 64 + (size_t)srv->seg.nclasses + srv->seg.max_procs + PD_ORPHANS_KEPT;
+    size_t lines = 64 + 2 * (size_t)srv->seg.nclasses + srv->seg.max_procs + PD_ORPHANS_KEPT;
     size_t cap = lines * PPROTO_MAX_LINE;
     char *text = malloc(cap);
     pshm_stats_t *st = NULL;
@@ -210,6 +230,7 @@ int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len
         section_server(srv, &b, now);
         section_pool(srv, &b, st);
         section_classes(&b, st);
+        section_lifetimes(&b, st);
         rc = section_processes(srv, &b, now);
         if (rc < 0)
             goto out;

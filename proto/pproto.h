@@ -361,7 +361,11 @@ typedef enum pproto_metric_kind {
     PPROTO_METRIC_GAUGE,
     PPROTO_METRIC_COUNTER, /* only grows; its name ends in _total */
     PPROTO_METRIC_LABEL,   /* a row's identity: a label on each of the row's samples */
-    PPROTO_METRIC_INFO     /* a string scalar: a label of poold_info */
+    PPROTO_METRIC_INFO,    /* a string scalar: a label of poold_info */
+    /* A bucket (or the sum) of a histogram: the rows of its section are
+     * one histogram each (pproto_life_keys), rendered as Prometheus's
+     * _bucket (cumulative, le=), _sum and _count. */
+    PPROTO_METRIC_HISTOGRAM
 } pproto_metric_kind_t;
 
 typedef struct pproto_metric {
@@ -371,6 +375,15 @@ typedef struct pproto_metric {
     const char *name; /* Prometheus metric name, or label name */
     const char *help; /* # HELP text: one line, no backslash */
 } pproto_metric_t;
+
+/* Block lifetimes (STATS section "lifetimes", a row per class): the keys
+ * of the buckets, shortest first (counts of lifetimes below 1 us, below
+ * 10 us, ... below 10 s, and the rest), their upper bounds in seconds as
+ * Prometheus writes them, and the key of the sum in nanoseconds. */
+#define PPROTO_LIFE_BUCKETS 9
+extern const char *const pproto_life_keys[PPROTO_LIFE_BUCKETS];
+extern const char *const pproto_life_le[PPROTO_LIFE_BUCKETS];
+#define PPROTO_LIFE_SUM_KEY "sum_ns"
 
 /* The table's entry for key[0..key_len) of section, or NULL. */
 const pproto_metric_t *pproto_metric_find(const char *section, const char *key, size_t key_len);

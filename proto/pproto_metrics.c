@@ -19,6 +19,16 @@
 #define C PPROTO_METRIC_COUNTER
 #define L PPROTO_METRIC_LABEL
 #define I PPROTO_METRIC_INFO
+#define H PPROTO_METRIC_HISTOGRAM
+
+const char *const pproto_life_keys[PPROTO_LIFE_BUCKETS] = {
+    "lt_1us", "lt_10us", "lt_100us", "lt_1ms", "lt_10ms", "lt_100ms", "lt_1s", "lt_10s", "more"};
+const char *const pproto_life_le[PPROTO_LIFE_BUCKETS] = {
+    "1e-06", "1e-05", "0.0001", "0.001", "0.01", "0.1", "1", "10", "+Inf"};
+
+#define LIFE_HELP                                                                                  \
+    "Sampled block lifetimes by class (one allocation in 4096 or so), from malloc to free by "     \
+    "the same thread, in seconds"
 
 static const pproto_metric_t metrics[] = {
     /* # server */
@@ -128,6 +138,19 @@ static const pproto_metric_t metrics[] = {
     {"processes", "connected", G, "poold_proc_connected",
      "1 while the process holds a control connection, 0 while poold watches it by pidfd"},
 
+    /* # lifetimes: one histogram per class */
+    {"lifetimes", "size", L, "size", "Block size of the class in bytes"},
+    {"lifetimes", "lt_1us", H, "poold_block_lifetime_seconds", LIFE_HELP},
+    {"lifetimes", "lt_10us", H, "poold_block_lifetime_seconds", LIFE_HELP},
+    {"lifetimes", "lt_100us", H, "poold_block_lifetime_seconds", LIFE_HELP},
+    {"lifetimes", "lt_1ms", H, "poold_block_lifetime_seconds", LIFE_HELP},
+    {"lifetimes", "lt_10ms", H, "poold_block_lifetime_seconds", LIFE_HELP},
+    {"lifetimes", "lt_100ms", H, "poold_block_lifetime_seconds", LIFE_HELP},
+    {"lifetimes", "lt_1s", H, "poold_block_lifetime_seconds", LIFE_HELP},
+    {"lifetimes", "lt_10s", H, "poold_block_lifetime_seconds", LIFE_HELP},
+    {"lifetimes", "more", H, "poold_block_lifetime_seconds", LIFE_HELP},
+    {"lifetimes", "sum_ns", H, "poold_block_lifetime_seconds", LIFE_HELP},
+
     /* # orphans: the last processes reclaimed after a crash */
     {"orphans", "pid", L, "pid", "Process id of the process that died"},
     {"orphans", "slot", G, "poold_orphan_slot", "Process slot the dead process held"},
@@ -152,6 +175,7 @@ static const struct {
     {"classes", "poold_class_"},
     {"processes", "poold_proc_"},
     {"orphans", "poold_orphan_"},
+    {"lifetimes", "poold_block_lifetime_"},
 };
 
 static bool eq(const char *z, const char *s, size_t n)

@@ -11,7 +11,9 @@
  * and tests/test_e2e.c run it).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pproto.h"
@@ -175,6 +177,7 @@ struct family {
     size_t sec_len, key_len;
     bool row;                 /* a field of rows, labelled */
     bool counter;             /* else a gauge */
+    bool hist;                /* a histogram: the row's buckets and sum */
     const pproto_metric_t *m; /* the table's entry, NULL: generic */
     const char *prefix;       /* rows: the section's name prefix */
     char name[PPROTO_MAX_KEY + 48];
@@ -246,6 +249,7 @@ static int prom_add_family(struct prom_ctx *c, const char *key, size_t key_len, 
                        .prefix = prefix};
     if (m) {
         f.counter = m->kind == PPROTO_METRIC_COUNTER;
+        f.hist = m->kind == PPROTO_METRIC_HISTOGRAM;
         snprintf(f.name, sizeof(f.name), "%s", m->name);
     } else {
         /* Generic: a key ending in _total only grows. */
@@ -311,7 +315,10 @@ static int prom_help(pproto_buf_t *b, const struct family *f)
         rc = *p == '\\' ? pproto_buf_add_str(b, "\\\\") : add_n(b, p, 1);
     rc = rc ? rc : pproto_buf_add_str(b, "\n# TYPE ");
     rc = rc ? rc : pproto_buf_add_str(b, f->name);
-    rc = rc ? rc : pproto_buf_add_str(b, f->counter ? " counter\n" : " gauge\n");
+    rc = rc ? rc
+            : pproto_buf_add_str(b, f->hist      ? " histogram\n"
+                                    : f->counter ? " counter\n"
+                                                 : " gauge\n");
     return rc;
 }
 
@@ -361,6 +368,83 @@ static int prom_row_sample(struct prom_ctx *c, const pproto_info_line_t *l)
     return rc ? rc : pproto_buf_add_str(c->b, "\n");
 }
 
+/* The labels of a row ({a="x",b="y"} without the braces), for the lines
+ * of a histogram. */
+static int add_row_labels(struct prom_ctx *c, const pproto_info_line_t *l, bool *first)
+{
+    const char *cur = l->val, *end = l->val + l->val_len;
+    pproto_subkv_t kv;
+    int rc = 0;
+    while (rc == 0 && pproto_subkv_next(&cur, end, &kv) > 0) {
+        const pproto_metric_t *m = prom_label(c, &kv);
+        if (!m)
+            continue;
+        rc = add_label(c->b, m->name, strlen(m->name), kv.val, kv.val_len, *first);
+        *first = false;
+    }
+    return rc;
+}
+
+/* name_suffix{labels of the row[,le="le"]} value */
+static int hist_line(struct prom_ctx *c, const pproto_info_line_t *l, const char *suffix,
+                     const char *le, const char *value)
+{
+    bool first = true;
+    int rc = pproto_buf_add_str(c->b, c->cur->name);
+    rc = rc ? rc : pproto_buf_add_str(c->b, suffix);
+    rc = rc ? rc : pproto_buf_add_str(c->b, "{");
+    rc = rc ? rc : add_row_labels(c, l, &first);
+    if (le)
+        rc = rc ? rc : add_label(c->b, "le", 2, le, strlen(le), first);
+    rc = rc ? rc : pproto_buf_add_str(c->b, "} ");
+    rc = rc ? rc : pproto_buf_add_str(c->b, value);
+    return rc ? rc : pproto_buf_add_str(c->b, "\n");
+}
+
+/* One row as a histogram: the buckets of pproto_life_keys, cumulative,
+ * then _sum (seconds, from the row's nanoseconds) and _count. A row
+ * without every bucket is left out (a histogram cannot be partial). */
+static int prom_hist_sample(struct prom_ctx *c, const pproto_info_line_t *l)
+{
+    uint64_t n[PPROTO_LIFE_BUCKETS], sum_ns = 0;
+    unsigned have = 0;
+    bool have_sum = false;
+    const char *cur = l->val, *end = l->val + l->val_len;
+    pproto_subkv_t kv;
+    while (pproto_subkv_next(&cur, end, &kv) > 0) {
+        char num[24];
+        if (!is_number(kv.val, kv.val_len) || kv.val_len >= sizeof(num) || kv.val[0] == '-')
+            continue;
+        memcpy(num, kv.val, kv.val_len);
+        num[kv.val_len] = '\0';
+        uint64_t v = strtoull(num, NULL, 10);
+        if (same(kv.key, kv.key_len, PPROTO_LIFE_SUM_KEY, strlen(PPROTO_LIFE_SUM_KEY))) {
+            sum_ns = v;
+            have_sum = true;
+        }
+        for (unsigned i = 0; i < PPROTO_LIFE_BUCKETS; i++)
+            if (same(kv.key, kv.key_len, pproto_life_keys[i], strlen(pproto_life_keys[i]))) {
+                n[i] = v;
+                have |= 1u << i;
+            }
+    }
+    if (have != (1u << PPROTO_LIFE_BUCKETS) - 1 || !have_sum)
+        return 0;
+    char v[48];
+    uint64_t cum = 0;
+    int rc = 0;
+    for (unsigned i = 0; rc == 0 && i < PPROTO_LIFE_BUCKETS; i++) {
+        cum += n[i];
+        snprintf(v, sizeof(v), "%llu", (unsigned long long)cum);
+        rc = hist_line(c, l, "_bucket", pproto_life_le[i], v);
+    }
+    snprintf(v, sizeof(v), "%llu.%09llu", (unsigned long long)(sum_ns / 1000000000u),
+             (unsigned long long)(sum_ns % 1000000000u));
+    rc = rc ? rc : hist_line(c, l, "_sum", NULL, v);
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)cum);
+    return rc ? rc : hist_line(c, l, "_count", NULL, v);
+}
+
 /* Pass 2: the samples of family c->cur. */
 static int prom_samples(void *ctx, const pproto_info_line_t *l)
 {
@@ -374,7 +458,7 @@ static int prom_samples(void *ctx, const pproto_info_line_t *l)
         return 0;
     bool list = is_list(l->val, l->val_len);
     if (f->row && list)
-        return prom_row_sample(c, l);
+        return f->hist ? prom_hist_sample(c, l) : prom_row_sample(c, l);
     if (f->row || list || !same(l->key, l->key_len, f->key, f->key_len) ||
         !is_number(l->val, l->val_len) || c->scalar_done)
         return 0;

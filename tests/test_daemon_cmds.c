@@ -569,6 +569,7 @@ static void test_stats_keys(void **state)
     /* Every line parses; the last is END. */
     const char *p = body + 3, *end = body + n;
     int kind = -1;
+    bool lifetimes = false; /* in # lifetimes, else # classes for class_ rows */
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         assert_non_null(nl);
@@ -577,6 +578,8 @@ static void test_stats_keys(void **state)
         kind = pproto_parse_info_line(p, (size_t)(nl - p + 1), &il);
         if (kind < 0)
             fail_msg("line does not parse: %.*s", (int)(nl - p), p);
+        if (kind == PPROTO_INFO_SECTION)
+            lifetimes = il.key_len == 9 && memcmp(il.key, "lifetimes", 9) == 0;
         if (kind == PPROTO_INFO_KV && il.key_len > 6 && memcmp(il.key, "class_", 6) == 0) {
             const char *c = il.val, *e = il.val + il.val_len;
             pproto_subkv_t kv;
@@ -584,7 +587,8 @@ static void test_stats_keys(void **state)
             while ((rc = pproto_subkv_next(&c, e, &kv)) > 0)
                 items++;
             assert_int_equal(rc, 0);
-            assert_int_equal(items, 17);
+            /* size, the buckets and the sum; or the class's 17 figures */
+            assert_int_equal(items, lifetimes ? 2 + PPROTO_LIFE_BUCKETS : 17);
         }
         p = nl + 1;
     }
@@ -661,19 +665,20 @@ static void test_stats_keys(void **state)
  * added to stats.c without one fails here. */
 struct help_walk {
     char section[PPROTO_MAX_KEY + 1];
-    int keys[5]; /* server, pool, classes, processes, orphans */
+    int keys[6]; /* server, pool, classes, processes, orphans, lifetimes */
 };
 
 static int help_walk_line(void *ctx, const pproto_info_line_t *l)
 {
     struct help_walk *w = ctx;
-    static const char *const sections[] = {"server", "pool", "classes", "processes", "orphans"};
+    static const char *const sections[] = {"server",    "pool",    "classes",
+                                           "processes", "orphans", "lifetimes"};
     if (l->kind == PPROTO_INFO_SECTION) {
         snprintf(w->section, sizeof(w->section), "%.*s", (int)l->key_len, l->key);
         return 0;
     }
     int s = -1;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         if (!strcmp(w->section, sections[i]))
             s = i;
     if (s < 0)
@@ -718,7 +723,7 @@ static void test_stats_keys_have_help(void **state)
     assert_true(n > 3);
     struct help_walk w = {0};
     assert_int_equal(pproto_info_foreach(body + 3, (size_t)n - 3, help_walk_line, &w), 0);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         assert_true(w.keys[i] > 0);
     free(body);
     close(fd);

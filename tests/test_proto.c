@@ -1533,6 +1533,11 @@ static void test_metric_table_well_formed(void **state)
         }
         case PPROTO_METRIC_LABEL: assert_non_null(pproto_metric_row_prefix(m->section)); break;
         case PPROTO_METRIC_INFO: assert_null(pproto_metric_row_prefix(m->section)); break;
+        case PPROTO_METRIC_HISTOGRAM:
+            /* One family per section: every bucket key names it. */
+            assert_non_null(pproto_metric_row_prefix(m->section));
+            assert_true(len > 8 && !strcmp(m->name + len - 8, "_seconds"));
+            break;
         }
     }
     assert_true(n >= 50);
