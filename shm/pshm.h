@@ -213,7 +213,9 @@ static inline void pshm_journal_block(struct pshm_tclass *tc, uint32_t op, uint3
                                       uint64_t ctr)
 {
     tc->pend.a = idx;
+    PSHM_CRASH_POINT();
     tc->pend.ctr = ctr;
+    PSHM_CRASH_POINT();
     pa_store_release(&tc->pend.op, op); /* release: pairs with pshm_rec_recover()'s acquire */
 }
 

@@ -113,6 +113,7 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
             /* The counters go on from the last owner's; the bases make the
              * per-process figures start at zero. relaxed: single writer. */
             tc->fresh_end = pshm_tclass_fresh_next(tc);
+            PSHM_CRASH_POINT();
             pa_store_relaxed(&tc->base_allocs, pshm_tclass_allocs(tc));
             pa_store_relaxed(&tc->base_frees, pa_load_relaxed(&tc->frees));
             pa_store_relaxed(&tc->base_cmiss, pa_load_relaxed(&tc->cmiss));
@@ -164,6 +165,7 @@ static uint64_t drain(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, bool unt
         /* Into slots[] first, then out of hot: a death in between leaves
          * hot == slots[count], which recovery reads as one. */
         tc->slots[n + 1] = hi;
+        PSHM_CRASH_POINT();
         pa_store_relaxed(&tc->count, n + 1);
         n++;
     }
