@@ -174,10 +174,19 @@ struct pshm_class {
 
 enum pshm_proc_state {
     PSHM_PROC_FREE = 0,
-    PSHM_PROC_CLAIMING = 1, /* a process is filling it in */
+    PSHM_PROC_CLAIMING = 1, /* a process is filling it in: its pid above (below) */
     PSHM_PROC_LIVE = 2,
     PSHM_PROC_RECLAIMING = 3, /* a reclaimer is emptying it */
 };
+
+/* The state a claim stores by its CAS from FREE: CLAIMING with the
+ * claimer's pid in the bits above the state (pids are below 2^22), so that
+ * a reclaimer can tell a claimer that died before its slot went LIVE and
+ * give the slot back (pshm_slots.c). A CLAIMING word without a pid (0) is
+ * never judged dead. */
+#define PSHM_PROC_CLAIMING_BY(pid) (((uint32_t)(pid) << 2) | (uint32_t)PSHM_PROC_CLAIMING)
+#define PSHM_PROC_IS_CLAIMING(st) (((st)&3u) == (uint32_t)PSHM_PROC_CLAIMING)
+#define PSHM_PROC_CLAIMER(st) ((int32_t)((st) >> 2))
 
 #define PSHM_VIA_POOLD 2u /* via_daemon of poold's own slot (its reclaims) */
 

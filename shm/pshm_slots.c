@@ -24,8 +24,10 @@ int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, uint32_t via)
         struct pshm_proc *p = &s->procs[i];
         uint32_t st = PSHM_PROC_FREE;
         /* acq_rel: acquire pairs with the release store of FREE in
-         * pshm_proc_release(), so the previous owner is wholly gone. */
-        if (!pa_cas_strong_acq_rel(&p->state, &st, PSHM_PROC_CLAIMING))
+         * pshm_proc_release(), so the previous owner is wholly gone. The
+         * word names us: should we die before LIVE, a reclaimer sees that
+         * the claimer is gone and frees the slot (free_dead_claim()). */
+        if (!pa_cas_strong_acq_rel(&p->state, &st, PSHM_PROC_CLAIMING_BY(pid)))
             continue;
         pa_store_relaxed(&p->pid, (int32_t)pid);
         pa_store_relaxed(&p->start_time, start_time);
@@ -395,8 +397,29 @@ int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
     return pshm_proc_reclaim_pid(s, slot, 0, actor, out);
 }
 
+/* Under the lock: a slot left CLAIMING (state st) by a claimer that died
+ * between its claim CAS and the store of LIVE. It holds no record and no
+ * block (both are had only through the slot number, which the claim
+ * returns once the slot is LIVE), so it is only given back. -EAGAIN while
+ * the claimer lives, or when the word names none. */
+static int free_dead_claim(pshm_seg_t *s, uint32_t slot, uint32_t st, pshm_reclaimed_t *out)
+{
+    int32_t pid = PSHM_PROC_CLAIMER(st);
+    if (pid <= 0 || pshm_os_proc_alive(pid, 0))
+        return -EAGAIN;
+    /* acq_rel: only the claimer writes a CLAIMING slot, and it is gone;
+     * release pairs with the acquire CAS in pshm_proc_claim() as
+     * pshm_proc_release()'s store does. */
+    if (!pa_cas_strong_acq_rel(&s->procs[slot].state, &st, PSHM_PROC_FREE))
+        return -EAGAIN;
+    if (out)
+        *out = (pshm_reclaimed_t){.pid = pid, .slot = slot};
+    return 0;
+}
+
 /* Under the lock: reclaim slot, LIVE (held by `expect` unless 0) or left
- * RECLAIMING by a reclaimer that died. */
+ * RECLAIMING by a reclaimer that died, or free it when its claimer died
+ * before it went LIVE. */
 static int reclaim_locked(pshm_seg_t *s, uint32_t slot, pid_t expect, const pshm_actor_t *actor,
                           pshm_reclaimed_t *out)
 {
@@ -404,6 +427,8 @@ static int reclaim_locked(pshm_seg_t *s, uint32_t slot, pid_t expect, const pshm
     /* acquire: pairs with the release store of LIVE in pshm_proc_claim(),
      * so the pid read next is the holder's. */
     uint32_t st = pa_load_acquire(&p->state);
+    if (PSHM_PROC_IS_CLAIMING(st))
+        return free_dead_claim(s, slot, st, out);
     if (st != PSHM_PROC_LIVE && st != PSHM_PROC_RECLAIMING)
         return -EAGAIN;
     if (expect != 0 && pa_load_relaxed(&p->pid) != expect)
@@ -469,6 +494,10 @@ static bool slot_dead(const pshm_seg_t *s, uint32_t i)
     if (st == PSHM_PROC_RECLAIMING) {
         int32_t r = pa_load_relaxed(&p->reclaimer); /* relaxed: a hint */
         return !(r > 0 && pshm_os_proc_alive(r, 0));
+    }
+    if (PSHM_PROC_IS_CLAIMING(st)) {
+        int32_t c = PSHM_PROC_CLAIMER(st);
+        return c > 0 && !pshm_os_proc_alive(c, 0);
     }
     return false;
 }

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -268,6 +269,85 @@ static void test_recovery_dead_reclaimer_is_taken_over(void **state)
     pool_test_check(pool);
 }
 
+/* ---- deaths at one instruction of the real code, in any build ---- */
+
+typedef struct stepped {
+    pshm_seg_t *s;
+    void (*setup)(struct stepped *); /* in the child, run freely */
+    void (*run)(struct stepped *);   /* in the child, one instruction at a time */
+    uint32_t slot;
+    struct pshm_thread *t;
+    uint64_t start;
+} stepped_t;
+
+/* Run x->setup then x->run in a child, the run one instruction at a time
+ * (ptrace), and kill the child (SIGKILL) right after the first instruction
+ * of the run that changes the n bytes at watch, a word of the segment: the
+ * death that instruction would see, deterministic. False when the run
+ * ended without changing them. */
+static bool die_after_store(stepped_t *x, const volatile void *watch, size_t n)
+{
+    uint8_t before[16];
+    assert_true(n <= sizeof(before));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        x->setup(x);
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0)
+            _exit(3);
+        raise(SIGSTOP);
+        x->run(x);
+        _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSTOPPED(st));            /* else the setup or PTRACE_TRACEME failed */
+    memcpy(before, (const void *)watch, n); /* as the setup left them */
+    for (;;) {
+        if (memcmp(before, (const void *)watch, n) != 0) {
+            kill(pid, SIGKILL);
+            assert_int_equal(waitpid(pid, &st, 0), pid);
+            assert_true(WIFSIGNALED(st));
+            return true;
+        }
+        assert_int_equal(ptrace(PTRACE_SINGLESTEP, pid, NULL, NULL), 0);
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        if (WIFEXITED(st))
+            return false;
+        assert_true(WIFSTOPPED(st));
+    }
+}
+
+static void claim_setup(stepped_t *x)
+{
+    x->start = pshm_os_proc_start_time(getpid());
+}
+
+static void claim_run(stepped_t *x)
+{
+    pshm_proc_claim(x->s, getpid(), x->start, 0);
+}
+
+/* A process killed right after the CAS that claims a free slot, before
+ * the slot is LIVE: the slot names its claimer, so the reclaim of dead
+ * processes gives it back (it was left CLAIMING for good: a slot lost to
+ * every later attach). */
+static void test_recovery_claimer_dies_mid_claim(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    uint32_t i = 0;
+    while (pa_load_acquire(&s->procs[i].state) != PSHM_PROC_FREE) /* acquire: as a claim */
+        i++;
+    stepped_t x = {.s = s, .setup = claim_setup, .run = claim_run};
+    assert_true(die_after_store(&x, &s->procs[i].state, sizeof(s->procs[i].state)));
+    assert_true(PSHM_PROC_IS_CLAIMING(pa_load_acquire(&s->procs[i].state)));
+    assert_true(pshm_any_dead(s));
+    assert_int_equal(pshm_reclaim_dead(s, NULL, NULL, 0), 1);
+    assert_int_equal(pa_load_acquire(&s->procs[i].state), PSHM_PROC_FREE);
+    pool_test_check(pool);
+}
+
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define __SANITIZE_THREAD__ 1
@@ -361,6 +441,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recovery_reclaim_checks_the_holder, pool_test_setup,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_recovery_dead_reclaimer_is_taken_over, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_claimer_dies_mid_claim, pool_test_setup,
                                         pool_test_teardown),
 #if !defined(__SANITIZE_THREAD__) /* the peer races the reclaimer on purpose */
         cmocka_unit_test_setup_teardown(test_recovery_record_scribbled_during_reclaim,
