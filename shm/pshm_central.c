@@ -512,6 +512,25 @@ uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, 
     return k;
 }
 
+bool pshm_rec_to_transit(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx, uint8_t v)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint64_t h0 = pa_load_relaxed(&tc->handoffs); /* relaxed: single writer */
+    /* The journal (release: before the CAS) makes a death between the CAS
+     * and the count a HANDOFF step, which pshm_rec_recover() judges by the
+     * owner byte. */
+    pshm_journal_block(tc, PSHM_PEND_HANDOFF, idx, h0);
+    uint8_t cur = v;
+    /* acq_rel: exactly one of this move and a live free of the block (or
+     * a reclaim's CAS) moves it out of slot v's hands; release orders the
+     * owner's writes into the block before a receiver's adopt. */
+    bool moved = pa_cas_strong_acq_rel(pshm_owner_idx(s, c, idx), &cur, PSHM_OWN_TRANSIT);
+    if (moved)
+        pa_store_relaxed(&tc->handoffs, h0 + 1); /* relaxed: single writer */
+    journal_done(tc);
+    return moved;
+}
+
 /* ---- recovery of a dead record ---- */
 
 /* The journal of a dead record, each field read once: a peer that writes

@@ -249,9 +249,13 @@ find_byte(const uint8_t *o, size_t n, uint8_t v)
 /* Everything slot still owns: to the actor (which frees it), or in transit
  * (orphans = keep, or no actor). Each block moves by one CAS, so a live
  * process freeing the same block (it was handed over by offset) and this
- * walk cannot both have it: exactly one wins. */
+ * walk cannot both have it: exactly one wins. A block put in transit is
+ * journaled as a handoff by `hands` (a record of the detaching process or
+ * of the reclaimer) and counted there, so that a walker killed between the
+ * CAS and the count leaves its successor the journal; without a record the
+ * move is counted in the class (u_handoffs), not journaled. */
 static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, bool keep,
-                       pshm_reclaimed_t *out)
+                       struct pshm_thread *hands, pshm_reclaimed_t *out)
 {
     uint8_t v = pshm_own_val(slot);
     bool give = !keep && actor && actor->rec && actor->slot != slot;
@@ -277,6 +281,13 @@ static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, 
                 i += k ? k : 1;
                 continue;
             }
+            if (hands) {
+                uint32_t idx = (uint32_t)(span_off >> 3) + i * (s->block_size[c] >> 3);
+                if (pshm_rec_to_transit(s, hands, c, idx, v))
+                    out->in_use_kept++;
+                i++;
+                continue;
+            }
             uint8_t cur = v;
             /* acq_rel: exactly one of this walk and a live free of the
              * block moves it out of the dead slot's hands. */
@@ -291,17 +302,30 @@ static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, 
 
 void pshm_proc_detach(pshm_seg_t *s, uint32_t slot, bool untrusted, pshm_release_result_t *res)
 {
+    /* One record (the first) is released last: the walk below journals
+     * its moves in it, and a reclaimer of a detach that died recovers them
+     * from it as handoffs. */
+    struct pshm_thread *hands = NULL;
     for (uint32_t i = 0; i < s->max_threads; i++) {
         struct pshm_thread *t = pshm_thread_at(s, i);
         /* acquire: pairs with the claim CAS, so the owner's writes to the
          * record before its death or detach are visible. */
-        if (pa_load_acquire(&t->owner) == slot + 1)
+        if (pa_load_acquire(&t->owner) != slot + 1)
+            continue;
+        if (hands)
             pshm_thread_release(s, t, slot, untrusted, res);
+        else
+            hands = t;
     }
     /* Blocks still in use go in transit: another process may still free
      * them, and the slot's next holder must not be taken for their owner. */
     pshm_reclaimed_t r = {0};
-    owner_walk(s, slot, NULL, true, &r);
+    if (hands && untrusted) /* its own step first: the walk's journal replaces it */
+        for (uint32_t c = 0; c < s->nclasses; c++)
+            res->entries_dropped += pshm_rec_recover(s, hands, slot, c);
+    owner_walk(s, slot, NULL, true, hands, &r);
+    if (hands)
+        pshm_thread_release(s, hands, slot, untrusted, res);
     pshm_proc_release(s, slot);
 }
 
@@ -459,7 +483,7 @@ static int reclaim_locked(pshm_seg_t *s, uint32_t slot, pid_t expect, const pshm
             pshm_thread_release(s, t, slot, true, &res);
     }
     bool keep = pa_load_relaxed(&s->hdr->orphans_keep) != 0; /* relaxed: a setting */
-    owner_walk(s, slot, actor, keep, &r);
+    owner_walk(s, slot, actor, keep, actor ? actor->rec : NULL, &r);
     r.blocks_returned = res.blocks_returned;
     r.entries_dropped = res.entries_dropped;
     r.blocks_orphaned = (int64_t)r.in_use_kept;
