@@ -511,10 +511,14 @@ static bool variant_applies(const step_t *st, enum variant v)
 {
     if (v == V_PLAIN)
         return true;
-    /* The busy thread needs a record of the child's slot; the slot steps
-     * have none yet, and a reclaimer's busy thread is out of scope. */
+    /* The busy thread needs a record of the child's slot: the slot steps
+     * have none yet. A detach gives up the records of all the process's
+     * threads, so none may be running (pool_detach's contract). The reclaim
+     * steps run with a raw mover, not with a busy reclaimer thread. */
     if (st->run == run_slot_claim || st->run == run_slot_release || st->parent_victim)
         return v == V_RAW && st->parent_victim;
+    if (st->run == run_detach)
+        return v != V_BUSY;
     return true;
 }
 
