@@ -22,7 +22,10 @@
  * the head; "busy", a second thread of the child refills, flushes and
  * carves the same class while the step runs, and dies with it anywhere;
  * the reclaim steps are killed at each point of the reclaim itself and the
- * parent, a second reclaimer, takes over.
+ * parent, a second reclaimer, takes over ("twice": a second reclaimer
+ * child dies at the same point of its run first; the parent is the
+ * third). Their dead process either died between two steps or in a flush
+ * right after its CAS on the head, its journal open.
  *
  * POOL_CRASH_STRIDE=k runs every kth point only (the sanitizer build).
  */
@@ -68,12 +71,18 @@ typedef struct step {
     const char *name;
     void (*setup)(world_t *w, me_t *m); /* in the child, before arming */
     void (*run)(world_t *w, me_t *m);   /* in the child, armed */
-    bool parent_victim;                 /* the parent makes a dead victim slot first */
+    int victim;                         /* enum victim: a dead process to reclaim */
     bool keep;                          /* orphans = keep */
 } step_t;
 
-enum variant { V_PLAIN, V_RAW, V_BUSY, V_COUNT };
-static const char *const variant_name[V_COUNT] = {"plain", "raw", "busy"};
+enum variant { V_PLAIN, V_RAW, V_BUSY, V_TWICE, V_COUNT };
+static const char *const variant_name[V_COUNT] = {"plain", "raw", "busy", "twice"};
+
+/* The reclaim steps' dead process: none; one that cached, carved and held
+ * blocks and died between two steps; one that died in a flush right after
+ * its CAS on the head, its journal open (the reclaim finishes the step). */
+enum victim { VICTIM_NONE, VICTIM_DEAD, VICTIM_TORN };
+static long torn_at; /* the point of a flush right after its head CAS */
 
 /* Totals for the summary line. */
 static struct {
@@ -304,20 +313,21 @@ static void run_reclaim(world_t *w, me_t *m)
 }
 
 static const step_t steps[] = {
-    {"refill", setup_refill, run_refill, false, false},
-    {"flush", setup_flush, run_flush, false, false},
-    {"carve", setup_attach, run_install, false, false},
-    {"install-region", setup_install_region, run_install, false, false},
-    {"return-range", setup_return_range, run_return_range, false, false},
-    {"handoff", setup_handoff, run_handoff, false, false},
-    {"adopt", setup_adopt, run_adopt, false, false},
-    {"record-claim", setup_slot_only, run_record_claim, false, false},
-    {"thread-exit", setup_busy_record, run_thread_exit, false, false},
-    {"slot-claim", setup_none, run_slot_claim, false, false},
-    {"slot-release", setup_slot_only, run_slot_release, false, false},
-    {"detach", setup_detach, run_detach, false, false},
-    {"reclaim", setup_attach, run_reclaim, true, false},
-    {"reclaim-keep", setup_attach, run_reclaim, true, true},
+    {"refill", setup_refill, run_refill, VICTIM_NONE, false},
+    {"flush", setup_flush, run_flush, VICTIM_NONE, false},
+    {"carve", setup_attach, run_install, VICTIM_NONE, false},
+    {"install-region", setup_install_region, run_install, VICTIM_NONE, false},
+    {"return-range", setup_return_range, run_return_range, VICTIM_NONE, false},
+    {"handoff", setup_handoff, run_handoff, VICTIM_NONE, false},
+    {"adopt", setup_adopt, run_adopt, VICTIM_NONE, false},
+    {"record-claim", setup_slot_only, run_record_claim, VICTIM_NONE, false},
+    {"thread-exit", setup_busy_record, run_thread_exit, VICTIM_NONE, false},
+    {"slot-claim", setup_none, run_slot_claim, VICTIM_NONE, false},
+    {"slot-release", setup_slot_only, run_slot_release, VICTIM_NONE, false},
+    {"detach", setup_detach, run_detach, VICTIM_NONE, false},
+    {"reclaim", setup_attach, run_reclaim, VICTIM_DEAD, false},
+    {"reclaim-keep", setup_attach, run_reclaim, VICTIM_DEAD, true},
+    {"reclaim-torn", setup_attach, run_reclaim, VICTIM_TORN, false},
 };
 
 /* ---- the world: a fresh segment per child ---- */
@@ -330,6 +340,45 @@ static pid_t dead_pid(void)
         _exit(0);
     assert_int_equal(waitpid(pid, NULL, 0), pid);
     return pid;
+}
+
+static void world_make(world_t *w, const step_t *st);
+
+/* A process that dies in a flush right after its CAS on the head, before
+ * it closes its journal (point torn_at of the flush). */
+static void victim_torn(world_t *w)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        me_t m = {0};
+        attach(w, &m);
+        cache_fill(w, &m, C1, 5);
+        in_use(w, &m, C0, 3);
+        cache_fill(w, &m, C0, w->s.batch[C0] + 4);
+        pshm_crash_arm(torn_at);
+        pshm_rec_flush(&w->s, m.t, C0, w->s.batch[C0]);
+        *shared_count = pshm_crash_points();
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (torn_at == 0) { /* counting: the CAS is the flush's last point but one */
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        torn_at = *shared_count - 1;
+        return;
+    }
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* The journal is open on PUSH and the head names the victim. */
+    struct pshm_tclass *tc = NULL;
+    for (uint32_t i = 0; i < w->s.max_threads && !tc; i++) {
+        struct pshm_thread *t = pshm_thread_at(&w->s, i);
+        if (t != w->rrec && pa_load_relaxed(&t->owner) != PSHM_NO_OWNER) /* relaxed: dead */
+            tc = &t->cls[C0];
+    }
+    assert_non_null(tc);
+    assert_int_equal(pa_load_relaxed(&tc->pend.op), PSHM_PEND_PUSH); /* relaxed: dead */
+    assert_int_equal(pa_load_relaxed(&w->s.cls[C0].central.gen), tc->pend.tag + 1);
 }
 
 static void world_make(world_t *w, const step_t *st)
@@ -353,7 +402,9 @@ static void world_make(world_t *w, const step_t *st)
     assert_non_null(w->rrec);
     /* relaxed: a setting, read by the reclaim after fork. */
     pa_store_relaxed(&w->s.hdr->orphans_keep, st->keep ? 1u : 0u);
-    if (st->parent_victim) {
+    if (st->victim == VICTIM_TORN)
+        victim_torn(w);
+    if (st->victim == VICTIM_DEAD) {
         /* A process that cached, carved and held blocks in two classes,
          * then died: two runs of in-use blocks per class, a gap between. */
         pid_t pid = dead_pid();
@@ -515,8 +566,12 @@ static bool variant_applies(const step_t *st, enum variant v)
      * have none yet. A detach gives up the records of all the process's
      * threads, so none may be running (pool_detach's contract). The reclaim
      * steps run with a raw mover, not with a busy reclaimer thread. */
-    if (st->run == run_slot_claim || st->run == run_slot_release || st->parent_victim)
-        return v == V_RAW && st->parent_victim;
+    if (st->victim != VICTIM_NONE)
+        return v == V_RAW || v == V_TWICE;
+    if (v == V_TWICE)
+        return false;
+    if (st->run == run_slot_claim || st->run == run_slot_release)
+        return false;
     if (st->run == run_detach)
         return v != V_BUSY;
     return true;
@@ -525,6 +580,14 @@ static bool variant_applies(const step_t *st, enum variant v)
 static void run_step(const step_t *st)
 {
     tot.steps++;
+    if (st->victim == VICTIM_TORN && torn_at == 0) {
+        world_t w;
+        static const step_t plain = {"count", setup_none, setup_none, VICTIM_NONE, false};
+        world_make(&w, &plain);
+        victim_torn(&w); /* counts */
+        world_free(&w);
+        assert_true(torn_at > 0);
+    }
     for (int v = 0; v < V_COUNT; v++) {
         if (!variant_applies(st, (enum variant)v))
             continue;
@@ -549,6 +612,15 @@ static void run_step(const step_t *st)
             } else {
                 fail_msg("%s/%s point %ld: the child failed (status %#x)", st->name,
                          variant_name[v], n, (unsigned)status);
+            }
+            if (v == V_TWICE && WIFSIGNALED(status)) {
+                /* A second reclaimer takes over and dies at the same point
+                 * of its own run; the parent is the third. */
+                status = child(st, V_PLAIN, n, &w);
+                tot.children++;
+                if (!WIFSIGNALED(status) && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                    fail_msg("%s/%s point %ld: the second reclaimer failed (status %#x)", st->name,
+                             variant_name[v], n, (unsigned)status);
             }
             held_t h;
             if (v == V_RAW)
