@@ -5,8 +5,10 @@
  * numbered crash point (shm/pshm_atomic.h, shm/pshm_crash.c).
  *
  * For each step (refill, flush, carve, install from a region, range
- * return, handoff, adopt, record claim, thread exit, slot claim, slot
- * release, detach, a reclaim run, a reclaim that puts orphans in transit),
+ * return, handoff of the process's own block and of another's, adopt,
+ * record claim, thread exit, slot claim, slot release, detach, and three
+ * reclaims: of a process that died between two steps, the same under
+ * orphans = keep, of one that died in a flush with its journal open),
  * a child process first counts the points of the step; then, for each
  * point N, a child sets up the same state in a fresh segment, runs the
  * step and dies by SIGKILL right after its Nth shared store. The parent
@@ -58,6 +60,7 @@ typedef struct world {
     uint32_t rslot;           /* the parent's slot: the reclaimer's hands, as poold's */
     struct pshm_thread *rrec; /* and its record */
     uint32_t victim;          /* reclaim steps: the slot of a process that died */
+    uint32_t pblock;          /* a block of class C1 the parent holds in use */
 } world_t;
 
 /* What the child that runs a step holds. */
@@ -73,6 +76,7 @@ typedef struct step {
     void (*run)(world_t *w, me_t *m);   /* in the child, armed */
     int victim;                         /* enum victim: a dead process to reclaim */
     bool keep;                          /* orphans = keep */
+    bool parent_block;                  /* the parent holds a block in use (w->pblock) */
 } step_t;
 
 enum variant { V_PLAIN, V_RAW, V_BUSY, V_TWICE, V_COUNT };
@@ -243,6 +247,14 @@ static void run_handoff(world_t *w, me_t *m)
     pshm_rec_handoff(&w->s, m->t, C1, m->idx, own(m));
 }
 
+/* A block another (live) process holds, handed on by its offset: the
+ * handoff takes it over by CAS. */
+static void setup_handoff_foreign(world_t *w, me_t *m)
+{
+    attach(w, m);
+    m->idx = w->pblock;
+}
+
 static void setup_adopt(world_t *w, me_t *m)
 {
     setup_handoff(w, m);
@@ -317,21 +329,22 @@ static void run_reclaim(world_t *w, me_t *m)
 }
 
 static const step_t steps[] = {
-    {"refill", setup_refill, run_refill, VICTIM_NONE, false},
-    {"flush", setup_flush, run_flush, VICTIM_NONE, false},
-    {"carve", setup_attach, run_install, VICTIM_NONE, false},
-    {"install-region", setup_install_region, run_install, VICTIM_NONE, false},
-    {"return-range", setup_return_range, run_return_range, VICTIM_NONE, false},
-    {"handoff", setup_handoff, run_handoff, VICTIM_NONE, false},
-    {"adopt", setup_adopt, run_adopt, VICTIM_NONE, false},
-    {"record-claim", setup_slot_only, run_record_claim, VICTIM_NONE, false},
-    {"thread-exit", setup_busy_record, run_thread_exit, VICTIM_NONE, false},
-    {"slot-claim", setup_none, run_slot_claim, VICTIM_NONE, false},
-    {"slot-release", setup_slot_only, run_slot_release, VICTIM_NONE, false},
-    {"detach", setup_detach, run_detach, VICTIM_NONE, false},
-    {"reclaim", setup_attach, run_reclaim, VICTIM_DEAD, false},
-    {"reclaim-keep", setup_attach, run_reclaim, VICTIM_DEAD, true},
-    {"reclaim-torn", setup_attach, run_reclaim, VICTIM_TORN, false},
+    {"refill", setup_refill, run_refill, VICTIM_NONE, false, false},
+    {"flush", setup_flush, run_flush, VICTIM_NONE, false, false},
+    {"carve", setup_attach, run_install, VICTIM_NONE, false, false},
+    {"install-region", setup_install_region, run_install, VICTIM_NONE, false, false},
+    {"return-range", setup_return_range, run_return_range, VICTIM_NONE, false, false},
+    {"handoff", setup_handoff, run_handoff, VICTIM_NONE, false, false},
+    {"handoff-foreign", setup_handoff_foreign, run_handoff, VICTIM_NONE, false, true},
+    {"adopt", setup_adopt, run_adopt, VICTIM_NONE, false, false},
+    {"record-claim", setup_slot_only, run_record_claim, VICTIM_NONE, false, false},
+    {"thread-exit", setup_busy_record, run_thread_exit, VICTIM_NONE, false, false},
+    {"slot-claim", setup_none, run_slot_claim, VICTIM_NONE, false, false},
+    {"slot-release", setup_slot_only, run_slot_release, VICTIM_NONE, false, false},
+    {"detach", setup_detach, run_detach, VICTIM_NONE, false, false},
+    {"reclaim", setup_attach, run_reclaim, VICTIM_DEAD, false, false},
+    {"reclaim-keep", setup_attach, run_reclaim, VICTIM_DEAD, true, false},
+    {"reclaim-torn", setup_attach, run_reclaim, VICTIM_TORN, false, false},
 };
 
 /* ---- the world: a fresh segment per child ---- */
@@ -407,6 +420,11 @@ static void world_make(world_t *w, const step_t *st)
     assert_non_null(w->rrec);
     /* relaxed: a setting, read by reclaims in children forked after it. */
     pa_store_relaxed(&w->s.hdr->orphans_keep, st->keep ? 1u : 0u);
+    if (st->parent_block) {
+        me_t pm = {.slot = w->rslot, .t = w->rrec};
+        w->pblock = take(w, &pm, C1);
+        assert_true(w->pblock != PSHM_IDX_NONE);
+    }
     if (st->victim == VICTIM_TORN)
         victim_torn(w);
     if (st->victim == VICTIM_DEAD) {
@@ -588,7 +606,7 @@ static void run_step(const step_t *st)
     tot.steps++;
     if (st->victim == VICTIM_TORN && torn_at == 0) {
         world_t w;
-        static const step_t plain = {"count", setup_none, setup_none, VICTIM_NONE, false};
+        static const step_t plain = {"count", setup_none, setup_none, VICTIM_NONE, false, false};
         world_make(&w, &plain);
         victim_torn(&w); /* counts */
         world_free(&w);
