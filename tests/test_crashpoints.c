@@ -85,8 +85,12 @@ static const char *const variant_name[V_COUNT] = {"plain", "raw", "busy", "twice
 /* The reclaim steps' dead process: none; one that cached, carved and held
  * blocks and died between two steps; one that died in a flush right after
  * its CAS on the head, its journal open (the reclaim finishes the step). */
-enum victim { VICTIM_NONE, VICTIM_DEAD, VICTIM_TORN };
-static long torn_at; /* the point of a flush right after its head CAS */
+enum victim { VICTIM_NONE, VICTIM_DEAD, VICTIM_TORN, VICTIM_ANY };
+static long flush_points; /* points of the victim's flush */
+static long victim_at;    /* the point of it the victim dies at */
+/* VICTIM_ANY: the victim dies at every ANY_STRIDE-th point of its flush
+ * (and the reclaimer at every point of its reclaim, for each). */
+enum { ANY_STRIDE = 4 };
 
 /* Totals for the summary line. */
 static struct {
@@ -345,6 +349,7 @@ static const step_t steps[] = {
     {"reclaim", setup_attach, run_reclaim, VICTIM_DEAD, false, false},
     {"reclaim-keep", setup_attach, run_reclaim, VICTIM_DEAD, true, false},
     {"reclaim-torn", setup_attach, run_reclaim, VICTIM_TORN, false, false},
+    {"reclaim-any", setup_attach, run_reclaim, VICTIM_ANY, false, false},
 };
 
 /* ---- the world: a fresh segment per child ---- */
@@ -361,8 +366,9 @@ static pid_t dead_pid(void)
 
 static void world_make(world_t *w, const step_t *st);
 
-/* A process that dies in a flush right after its CAS on the head, before
- * it closes its journal (point torn_at of the flush). */
+/* A process that dies at point victim_at of a flush (0: it only counts
+ * them, in flush_points): VICTIM_TORN's point is right after its CAS on
+ * the head, before it closes its journal. */
 static void victim_torn(world_t *w)
 {
     pid_t pid = fork();
@@ -373,20 +379,23 @@ static void victim_torn(world_t *w)
         cache_fill(w, &m, C1, 5);
         in_use(w, &m, C0, 3);
         cache_fill(w, &m, C0, w->s.batch[C0] + 4);
-        pshm_crash_arm(torn_at);
+        pshm_crash_arm(victim_at);
         pshm_rec_flush(&w->s, m.t, C0, w->s.batch[C0]);
         *shared_count = pshm_crash_points();
         _exit(0);
     }
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (torn_at == 0) { /* counting: the CAS is the flush's last point but one */
+    if (victim_at == 0) {
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        torn_at = *shared_count - 1;
+        flush_points = *shared_count;
         return;
     }
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    /* The journal is open on PUSH and the head names the victim. */
+    if (victim_at != flush_points - 1)
+        return;
+    /* The CAS is the flush's last point but one (journal_done's store is
+     * the last): the journal is open on PUSH and the head names the victim. */
     struct pshm_tclass *tc = NULL;
     for (uint32_t i = 0; i < w->s.max_threads && !tc; i++) {
         struct pshm_thread *t = pshm_thread_at(&w->s, i);
@@ -425,7 +434,7 @@ static void world_make(world_t *w, const step_t *st)
         w->pblock = take(w, &pm, C1);
         assert_true(w->pblock != PSHM_IDX_NONE);
     }
-    if (st->victim == VICTIM_TORN)
+    if (st->victim == VICTIM_TORN || st->victim == VICTIM_ANY)
         victim_torn(w);
     if (st->victim == VICTIM_DEAD) {
         /* A process that cached, carved and held blocks in two classes,
@@ -590,6 +599,8 @@ static bool variant_applies(const step_t *st, enum variant v)
      * have none yet. A detach gives up the records of all the process's
      * threads, so none may be running (pool_detach's contract). The reclaim
      * steps run with a raw mover, not with a busy reclaimer thread. */
+    if (st->victim == VICTIM_ANY) /* a matrix already: victim point x reclaimer point */
+        return false;
     if (st->victim != VICTIM_NONE)
         return v == V_RAW || v == V_TWICE;
     if (v == V_TWICE)
@@ -601,63 +612,86 @@ static bool variant_applies(const step_t *st, enum variant v)
     return true;
 }
 
+/* Every point of step st in variant v: a child dies at each, then the
+ * reclaim and the books. The step's point count. */
+static long run_points(const step_t *st, enum variant v)
+{
+    world_t w;
+    world_make(&w, st);
+    *shared_count = -1;
+    int status = child(st, v, 0, &w);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || *shared_count < 0)
+        fail_msg("%s/%s: the counting child failed (status %#x)", st->name, variant_name[v],
+                 (unsigned)status);
+    long count = *shared_count;
+    world_free(&w);
+    for (long n = 1; n <= count; n += stride) {
+        world_make(&w, st);
+        status = child(st, v, n, &w);
+        tot.children++;
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+            tot.died++;
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            tot.survived++;
+        } else {
+            fail_msg("%s/%s point %ld: the child failed (status %#x)", st->name, variant_name[v], n,
+                     (unsigned)status);
+        }
+        if (v == V_TWICE && WIFSIGNALED(status)) {
+            /* A second reclaimer takes over and dies at the same point
+             * of its own run; the parent is the third. */
+            status = child(st, V_PLAIN, n, &w);
+            tot.children++;
+            if (!WIFSIGNALED(status) && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                fail_msg("%s/%s point %ld: the second reclaimer failed (status %#x)", st->name,
+                         variant_name[v], n, (unsigned)status);
+        }
+        held_t h;
+        if (v == V_RAW)
+            raw_take(&w, &h);
+        pshm_reclaim_dead(&w.s, &(pshm_actor_t){w.rslot, w.rrec}, NULL, 0);
+        if (v == V_RAW)
+            raw_give(&w, &h);
+        char err[512];
+        books(&w, err, sizeof(err));
+        if (err[0])
+            fail_msg("%s/%s: death at point %ld of %ld (victim at %ld): %s", st->name,
+                     variant_name[v], n, count, victim_at, err);
+        world_free(&w);
+    }
+    return count;
+}
+
 static void run_step(const step_t *st)
 {
     tot.steps++;
-    if (st->victim == VICTIM_TORN && torn_at == 0) {
-        world_t w;
-        static const step_t plain = {"count", setup_none, setup_none, VICTIM_NONE, false, false};
-        world_make(&w, &plain);
-        victim_torn(&w); /* counts */
-        world_free(&w);
-        assert_true(torn_at > 0);
+    if (st->victim == VICTIM_TORN || st->victim == VICTIM_ANY) {
+        if (flush_points == 0) { /* count the victim's flush once */
+            world_t w;
+            static const step_t plain = {"count",     setup_none, setup_none,
+                                         VICTIM_NONE, false,      false};
+            world_make(&w, &plain);
+            victim_at = 0;
+            victim_torn(&w);
+            world_free(&w);
+            assert_true(flush_points > 1);
+        }
+        victim_at = flush_points - 1;
+    }
+    if (st->victim == VICTIM_ANY) {
+        long total = 0, victims = 0;
+        for (victim_at = 1; victim_at <= flush_points; victim_at += ANY_STRIDE * stride) {
+            total += run_points(st, V_PLAIN);
+            victims++;
+        }
+        print_message("%-15s %-5s %3ld victim points, %ld reclaimer points in all\n", st->name,
+                      variant_name[V_PLAIN], victims, total);
+        return;
     }
     for (int v = 0; v < V_COUNT; v++) {
         if (!variant_applies(st, (enum variant)v))
             continue;
-        world_t w;
-        world_make(&w, st);
-        *shared_count = -1;
-        int status = child(st, (enum variant)v, 0, &w);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || *shared_count < 0)
-            fail_msg("%s/%s: the counting child failed (status %#x)", st->name, variant_name[v],
-                     (unsigned)status);
-        long count = *shared_count;
-        world_free(&w);
-        for (long n = 1; n <= count; n += stride) {
-            world_make(&w, st);
-            status = child(st, (enum variant)v, n, &w);
-            tot.children++;
-            if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-                tot.died++;
-            } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-                tot.survived++;
-            } else {
-                fail_msg("%s/%s point %ld: the child failed (status %#x)", st->name,
-                         variant_name[v], n, (unsigned)status);
-            }
-            if (v == V_TWICE && WIFSIGNALED(status)) {
-                /* A second reclaimer takes over and dies at the same point
-                 * of its own run; the parent is the third. */
-                status = child(st, V_PLAIN, n, &w);
-                tot.children++;
-                if (!WIFSIGNALED(status) && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-                    fail_msg("%s/%s point %ld: the second reclaimer failed (status %#x)", st->name,
-                             variant_name[v], n, (unsigned)status);
-            }
-            held_t h;
-            if (v == V_RAW)
-                raw_take(&w, &h);
-            pshm_reclaim_dead(&w.s, &(pshm_actor_t){w.rslot, w.rrec}, NULL, 0);
-            if (v == V_RAW)
-                raw_give(&w, &h);
-            char err[512];
-            books(&w, err, sizeof(err));
-            if (err[0])
-                fail_msg("%s/%s: death at point %ld of %ld: %s", st->name, variant_name[v], n,
-                         count, err);
-            world_free(&w);
-        }
+        long count = run_points(st, (enum variant)v);
         print_message("%-15s %-5s %3ld points\n", st->name, variant_name[v], count);
     }
 }
