@@ -6,9 +6,10 @@
  *
  * For each step (refill, flush, carve, install from a region, range
  * return, handoff of the process's own block and of another's, adopt,
- * record claim, thread exit, slot claim, slot release, detach, and three
+ * record claim, thread exit, slot claim, slot release, detach, and four
  * reclaims: of a process that died between two steps, the same under
- * orphans = keep, of one that died in a flush with its journal open),
+ * orphans = keep, of one that died in a flush with its journal open, of
+ * one that died at every 4th point of a flush),
  * a child process first counts the points of the step; then, for each
  * point N, a child sets up the same state in a fresh segment, runs the
  * step and dies by SIGKILL right after its Nth shared store. The parent
