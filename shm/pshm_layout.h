@@ -174,7 +174,7 @@ struct pshm_class {
 
 enum pshm_proc_state {
     PSHM_PROC_FREE = 0,
-    PSHM_PROC_CLAIMING = 1, /* a process is filling it in: its pid above (below) */
+    PSHM_PROC_CLAIMING = 1, /* a process is filling it in (with its pid: below) */
     PSHM_PROC_LIVE = 2,
     PSHM_PROC_RECLAIMING = 3, /* a reclaimer is emptying it */
 };
