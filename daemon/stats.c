@@ -37,7 +37,8 @@ static void section_server(pd_server_t *srv, pproto_buf_t *b, time_t now)
 static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pshm_stats_t *st)
 {
     const struct pshm_header *h = srv->seg.hdr;
-    uint64_t allocs = 0, frees = 0, reuses = 0, same = 0, cache_misses = 0, central_misses = 0, exh = 0;
+    uint64_t allocs = 0, frees = 0, reuses = 0, same = 0, cache_misses = 0, central_misses = 0,
+             exh = 0;
     for (uint32_t c = 0; c < st->nclasses; c++) {
         const pshm_class_stats_t *k = &st->cls[c];
         allocs += k->allocations;

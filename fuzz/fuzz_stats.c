@@ -38,7 +38,8 @@ static void check_class(const pshm_seg_t *s, uint32_t c, const pshm_class_stats_
 {
     const struct pshm_class *k = &s->cls[c];
     uint64_t allocs = 0, frees = 0, fresh = 0, uncarved = 0, moved_in = 0, moved_out = 0;
-    uint64_t handoffs = 0, adopts = 0, cached = 0, cache_misses = 0, central_misses = 0, exhausted = 0;
+    uint64_t handoffs = 0, adopts = 0, cached = 0, cache_misses = 0, central_misses = 0,
+             exhausted = 0;
     for (uint32_t i = 0; i < s->max_threads; i++) {
         const struct pshm_tclass *tc = &pshm_thread_at(s, i)->cls[c];
         /* relaxed (all): single-threaded. */

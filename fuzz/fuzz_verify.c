@@ -247,7 +247,8 @@ static void die_in_step(struct world *w, struct process *p, struct pshm_thread *
          * new range's end, not yet its start, when it died in turn. */
         if (pshm_tclass_fresh_next(tc) < tc->fresh_end)
             break;
-        uint64_t before = pa_load_relaxed(&tc->fresh_w), carved = pa_load_relaxed(&tc->central_misses);
+        uint64_t before = pa_load_relaxed(&tc->fresh_w),
+                 carved = pa_load_relaxed(&tc->central_misses);
         if (pshm_rec_install(s, t, c) < 0)
             break;
         if (pa_load_relaxed(&tc->central_misses) != carved) {

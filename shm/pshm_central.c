@@ -172,7 +172,7 @@ static bool succeeded(pshm_seg_t *s, uint32_t c, int list, const struct pshm_tcl
     if (h.gen == want && PSHM_HEAD_AUTHOR(h.w) == me)
         return true;
     if (h.gen == tag)
-        return false;                                /* the head has not moved since */
+        return false;                                    /* the head has not moved since */
     return pa_load_relaxed(&tc->receipts[list]) >= want; /* relaxed: after the barrier */
 }
 

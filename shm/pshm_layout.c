@@ -132,7 +132,8 @@ bad:
 
 struct layout {
     uint32_t span_shift;
-    uint64_t classes_off, procs_off, threads_off, spanmap_off, carvers_off, owner_slices_off, data_off;
+    uint64_t classes_off, procs_off, threads_off, spanmap_off, carvers_off, owner_slices_off,
+        data_off;
     uint32_t thread_bytes;
     uint32_t nspans;
 };

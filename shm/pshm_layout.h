@@ -167,7 +167,7 @@ struct pshm_class {
     pa_u64 uncached_pushed; /* blocks pushed on the batch stack uncached */
     pa_u64 uncached_popped;
     pa_u64 uncached_exhausted;
-    pa_u64 put_in_transit;       /* in-use blocks put in transit by a detach or reclaim */
+    pa_u64 put_in_transit;   /* in-use blocks put in transit by a detach or reclaim */
     pa_u64 invalid_frees;    /* frees refused: not in use (double free) */
     pa_u64 reclaimed_in_use; /* in-use blocks of dead processes given back */
 };
@@ -205,9 +205,9 @@ struct pshm_proc {
     pa_i32 pid;
     pa_u64 start_time; /* /proc/<pid>/stat starttime: tells pid reuse */
     pa_u64 attached_unix;
-    pa_u32 via_daemon; /* 1: attached through poold */
-    pa_i32 reclaimer;  /* RECLAIMING: pid of the reclaimer (taken over if it dies) */
-    pa_u64 folded_allocs;   /* counters of the process's exited threads (display) */
+    pa_u32 via_daemon;    /* 1: attached through poold */
+    pa_i32 reclaimer;     /* RECLAIMING: pid of the reclaimer (taken over if it dies) */
+    pa_u64 folded_allocs; /* counters of the process's exited threads (display) */
     pa_u64 folded_frees;
     pa_u64 r_cmiss;
     pa_u32 image; /* writer: poold at HELLO; the holder's process image (a number
@@ -296,10 +296,10 @@ struct pshm_tclass {
     uint32_t slots[PSHM_CACHE_CAP + 1]; /* slots[0] unused */
     uint32_t reserved2;
     /* Cold: counted on slow paths only. */
-    pa_u64 moved_in;  /* blocks refilled from the central list */
-    pa_u64 moved_out; /* blocks flushed to the central list */
-    pa_u64 cache_misses;     /* cache empty, went to central */
-    pa_u64 central_misses;   /* central empty, carved a span */
+    pa_u64 moved_in;       /* blocks refilled from the central list */
+    pa_u64 moved_out;      /* blocks flushed to the central list */
+    pa_u64 cache_misses;   /* cache empty, went to central */
+    pa_u64 central_misses; /* central empty, carved a span */
     pa_u64 exhausted;
     pa_u64 handoffs;    /* blocks this thread put in transit */
     pa_u64 adopts;      /* blocks this thread took from transit */

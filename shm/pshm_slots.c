@@ -202,7 +202,8 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
         if (!untrusted) {
             uint64_t al = pshm_tclass_allocs(tc) - pa_load_relaxed(&tc->base_allocs);
             uint64_t fr = pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->base_frees);
-            uint64_t cm = pa_load_relaxed(&tc->cache_misses) - pa_load_relaxed(&tc->base_cache_misses);
+            uint64_t cm =
+                pa_load_relaxed(&tc->cache_misses) - pa_load_relaxed(&tc->base_cache_misses);
             if (al)
                 pa_add_relaxed(&p->folded_allocs, al);
             if (fr)

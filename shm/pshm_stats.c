@@ -135,8 +135,8 @@ int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max)
                     const struct pshm_tclass *tc = &th->cls[c];
                     o->allocations += pshm_tclass_allocs(tc) - pa_load_relaxed(&tc->base_allocs);
                     o->frees += pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->base_frees);
-                    o->cache_misses +=
-                        pa_load_relaxed(&tc->cache_misses) - pa_load_relaxed(&tc->base_cache_misses);
+                    o->cache_misses += pa_load_relaxed(&tc->cache_misses) -
+                                       pa_load_relaxed(&tc->base_cache_misses);
                     uint32_t k = pshm_tclass_cached(tc);
                     o->blocks_cached += k <= s->cache_cap[c] + 1 ? k : 0;
                 }
