@@ -213,7 +213,9 @@ static inline void pshm_journal_block(struct pshm_tclass *tc, uint32_t op, uint3
                                       uint64_t ctr)
 {
     tc->pend.a = idx;
+    PSHM_CRASH_POINT();
     tc->pend.ctr = ctr;
+    PSHM_CRASH_POINT();
     pa_store_release(&tc->pend.op, op); /* release: pairs with pshm_rec_recover()'s acquire */
 }
 
@@ -359,6 +361,11 @@ void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
  * block only, so that a large reclaim stays fast. */
 uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint64_t span_off,
                               uint32_t i, uint8_t v);
+/* Record t (a detaching process's, or a reclaimer's) puts block idx of
+ * class c, owned by value v (a process slot's), in transit by one CAS,
+ * journaled and counted as one of its handoffs: true when it moved (false:
+ * the byte was no longer v, a live free took the block). */
+bool pshm_rec_to_transit(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx, uint8_t v);
 /* Put a dead record's pending step right (finish or undo it); then its
  * cache, carving range and counters are what they would be had it not died
  * in the middle of a step. Returns entries dropped as invalid. */

@@ -19,25 +19,58 @@ typedef _Atomic uint64_t pa_u64;
 typedef _Atomic int32_t pa_i32;
 typedef _Atomic uint8_t pa_u8;
 
+/*
+ * Crash points (test builds only: CMake option POOL_CRASH_POINTS, never a
+ * release build). With POOL_CRASH_POINTS defined, every store, exchange,
+ * add and compare-and-swap below (pa_cas16_acq_rel included) calls
+ * pshm_crash_point_() right after the operation, and the slow paths call
+ * PSHM_CRASH_POINT() after each plain store to shared memory: a test arms
+ * the calling thread to die (SIGKILL) at its Nth point, so that "death at
+ * point N" leaves the Nth shared store done and the next one not
+ * (shm/pshm_crash.c, tests/test_crashpoints.c). Without the option the
+ * wrappers below are the bare operations and PSHM_CRASH_POINT() is
+ * nothing: the fast path's code is the same.
+ */
+#if defined(POOL_CRASH_POINTS)
+void pshm_crash_point_(void);
+/* n > 0: the calling thread dies at its nth point from now; 0: it counts
+ * its points only; < 0: disarmed (the default). */
+void pshm_crash_arm(long n);
+/* Points the calling thread passed since it was armed. */
+long pshm_crash_points(void);
+#define PSHM_CRASH_POINT() pshm_crash_point_()
+#define PA_CP_(e)                                                                                  \
+    (__extension__({                                                                               \
+        __typeof__(e) pa_cp_r_ = (e);                                                              \
+        pshm_crash_point_();                                                                       \
+        pa_cp_r_;                                                                                  \
+    }))
+#define PA_CPV_(e) ((e), pshm_crash_point_())
+#else
+#define PSHM_CRASH_POINT() ((void)0)
+#define PA_CP_(e) (e)
+#define PA_CPV_(e) (e)
+#endif
+
 #define pa_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
 #define pa_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
-#define pa_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
-#define pa_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define pa_store_relaxed(p, v) PA_CPV_(atomic_store_explicit((p), (v), memory_order_relaxed))
+#define pa_store_release(p, v) PA_CPV_(atomic_store_explicit((p), (v), memory_order_release))
 
-#define pa_add_relaxed(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
-#define pa_sub_relaxed(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
-#define pa_exchange_acq_rel(p, v) atomic_exchange_explicit((p), (v), memory_order_acq_rel)
+#define pa_add_relaxed(p, v) PA_CP_(atomic_fetch_add_explicit((p), (v), memory_order_relaxed))
+#define pa_sub_relaxed(p, v) PA_CP_(atomic_fetch_sub_explicit((p), (v), memory_order_relaxed))
+#define pa_exchange_acq_rel(p, v) PA_CP_(atomic_exchange_explicit((p), (v), memory_order_acq_rel))
 
 /* Compare-and-swap; on failure *expected gets the current value (acquire). */
 #define pa_cas_weak_acq_rel(p, expected, desired)                                                  \
-    atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_acq_rel,        \
-                                          memory_order_acquire)
+    PA_CP_(atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_acq_rel, \
+                                                 memory_order_acquire))
 #define pa_cas_weak_relaxed(p, expected, desired)                                                  \
-    atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_relaxed,        \
-                                          memory_order_relaxed)
+    PA_CP_(atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_relaxed, \
+                                                 memory_order_relaxed))
 #define pa_cas_strong_acq_rel(p, expected, desired)                                                \
-    atomic_compare_exchange_strong_explicit((p), (expected), (desired), memory_order_acq_rel,      \
-                                            memory_order_acquire)
+    PA_CP_(atomic_compare_exchange_strong_explicit((p), (expected), (desired),                     \
+                                                   memory_order_acq_rel, memory_order_acquire))
 
 /*
  * Single-writer counter: a relaxed load and a relaxed store, no read-modify-
@@ -111,6 +144,7 @@ static inline pa_u128 pa_cas16_val_(void *p, pa_u128 expected, pa_u128 desired)
 static inline _Bool pa_cas16_acq_rel(void *p, pa_u128 *expected, pa_u128 desired)
 {
     pa_u128 seen = pa_cas16_val_(p, *expected, desired);
+    PSHM_CRASH_POINT(); /* after the CAS, whether it took effect or not */
     if (seen == *expected)
         return 1;
     *expected = seen;

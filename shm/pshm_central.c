@@ -77,6 +77,7 @@ static inline void set_next_node(const pshm_seg_t *s, uint32_t idx, uint32_t nex
 {
     uint64_t *w = link_word(s, idx);
     *w = ((uint64_t)next << 32) | (*w & 0xffffffffu);
+    PSHM_CRASH_POINT();
 }
 
 static inline struct pshm_head *list_head(pshm_seg_t *s, uint32_t c, int list)
@@ -151,6 +152,7 @@ static void receipt_note(pshm_seg_t *s, uint32_t c, int list, head_t h, uint32_t
 static inline void journal_tag(struct pshm_tclass *tc, int list, head_t old)
 {
     tc->pend.tag = old.gen;
+    PSHM_CRASH_POINT();
     pa_store_relaxed(&tc->receipts[list], old.gen); /* relaxed: see receipt_note() */
 }
 
@@ -212,6 +214,7 @@ static uint32_t rec_pop(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, int li
         uint32_t next = peek_next_node(s, node);
         receipt_note(s, c, list, old, me);
         tc->pend.a = node;
+        PSHM_CRASH_POINT();
         journal_tag(tc, list, old);
         /* release: the journal is written before the CAS can take effect;
          * pairs with the acquire load in pshm_rec_recover(). */
@@ -243,6 +246,7 @@ static uint32_t chain_copy(const pshm_seg_t *s, uint32_t c, uint32_t node, uint3
             break;
         }
         out[n++] = cur;
+        PSHM_CRASH_POINT(); /* out[] is a record's cache in a refill */
         cur = (uint32_t)(*link_word(s, cur) & 0xffffffffu);
     }
     return n;
@@ -260,6 +264,7 @@ uint32_t pshm_rec_refill(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     pool_assert(pa_load_relaxed(&tc->count) == 0);
     uint64_t mi = pa_load_relaxed(&tc->moved_in); /* relaxed: single writer, us */
     tc->pend.ctr = mi;
+    PSHM_CRASH_POINT();
     uint32_t node = rec_pop(s, t, c, LIST_CENTRAL, PSHM_PEND_POP);
     if (node == PSHM_IDX_NONE) {
         journal_done(tc);
@@ -304,8 +309,10 @@ static void flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m, 
         }
         if (prev == PSHM_IDX_NONE)
             first = b;
-        else
+        else {
             *link_word(s, prev) = b;
+            PSHM_CRASH_POINT();
+        }
         prev = b;
         k++;
     }
@@ -315,12 +322,18 @@ static void flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m, 
         return;
     }
     *link_word(s, prev) = PSHM_IDX_NONE;
+    PSHM_CRASH_POINT();
     uint64_t mo = pa_load_relaxed(&tc->moved_out);
     tc->pend.a = first;
+    PSHM_CRASH_POINT();
     tc->pend.n = m;
+    PSHM_CRASH_POINT();
     tc->pend.b = k;
+    PSHM_CRASH_POINT();
     tc->pend.count = n0;
+    PSHM_CRASH_POINT();
     tc->pend.ctr = mo;
+    PSHM_CRASH_POINT();
     head_t old = head_read(list_head(s, c, LIST_CENTRAL)); /* a first guess, the CAS decides */
     journal_tag(tc, LIST_CENTRAL, old);
     /* release: the journal before the cache shrinks (a death after this
@@ -347,6 +360,7 @@ static void set_range(struct pshm_tclass *tc, uint32_t a, uint32_t b)
 {
     /* relaxed (both): single writer; the journal covers a death between. */
     tc->fresh_end = b;
+    PSHM_CRASH_POINT();
     uint64_t w = pa_load_relaxed(&tc->fresh_w);
     pa_store_relaxed(&tc->fresh_w, (w & ~UINT64_C(0xffffffff)) | a);
 }
@@ -399,7 +413,9 @@ int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     pa_inc_single_writer(&tc->central_misses, 1); /* relaxed: statistic, single writer */
 install:
     tc->pend.a = a;
+    PSHM_CRASH_POINT();
     tc->pend.b = b;
+    PSHM_CRASH_POINT();
     /* release: the range is ours before the record says so. */
     pa_store_release(&tc->pend.op, PSHM_PEND_INSTALL);
     set_range(tc, a, b);
@@ -416,15 +432,20 @@ void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     if (!valid_range(s, c, a, b)) { /* a scribbled record: dropped, never followed */
         count_dropped(s, 1);
         tc->fresh_end = a;
+        PSHM_CRASH_POINT();
         return;
     }
     *link_word(s, a) = b;
+    PSHM_CRASH_POINT();
     tc->pend.a = a;
+    PSHM_CRASH_POINT();
     tc->pend.b = b;
+    PSHM_CRASH_POINT();
     head_t old = head_read(list_head(s, c, LIST_REGION)); /* a first guess */
     journal_tag(tc, LIST_REGION, old);
     pa_store_release(&tc->pend.op, PSHM_PEND_RPUSH); /* release: journal first */
     tc->fresh_end = a;                               /* the range is empty */
+    PSHM_CRASH_POINT();
     rec_push(s, t, c, LIST_REGION, a, old);
     journal_done(tc);
 }
@@ -440,9 +461,11 @@ static void finish_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_
         /* relaxed: RECL blocks are ours alone; the push below publishes. */
         pa_store_relaxed(pshm_owner_idx(s, c, b), PSHM_OWN_FREE);
     *link_word(s, a) = e;
+    PSHM_CRASH_POINT();
     head_t old = head_read(list_head(s, c, LIST_REGION)); /* a first guess */
     journal_tag(tc, LIST_REGION, old);
-    tc->pend.count = 1;                             /* pushing: the op word below orders it */
+    tc->pend.count = 1; /* pushing: the op word below orders it */
+    PSHM_CRASH_POINT();
     pa_store_release(&tc->pend.op, PSHM_PEND_RRUN); /* release: journal first */
     rec_push(s, t, c, LIST_REGION, a, old);
     pa_store_relaxed(&tc->uncarved, tc->pend.ctr + k); /* relaxed: single writer */
@@ -458,13 +481,17 @@ uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, 
     uint32_t stride = s->block_size[c] >> 3;
     uint32_t a = (uint32_t)(span_off >> 3) + i * stride;
     tc->pend.a = tc->pend.b = tc->pend.n = a;
+    PSHM_CRASH_POINT();
     tc->pend.count = 0;
+    PSHM_CRASH_POINT();
     tc->pend.ctr = pa_load_relaxed(&tc->uncarved); /* relaxed: single writer */
+    PSHM_CRASH_POINT();
     /* release: the journal names the run before any block of it is ours. */
     pa_store_release(&tc->pend.op, PSHM_PEND_RRUN);
     uint32_t j = i;
     while (j < bps) {
         tc->pend.n = a + (j - i) * stride; /* the candidate, before its CAS */
+        PSHM_CRASH_POINT();
         uint8_t cur = v;
         /* acq_rel: exactly one of this walk and a live free of the block
          * moves it out of the dead slot's hands; RECL, which no free
@@ -474,6 +501,7 @@ uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, 
             break;
         j++;
         tc->pend.b = a + (j - i) * stride;
+        PSHM_CRASH_POINT();
     }
     uint32_t k = j - i;
     if (k == 0) {
@@ -482,6 +510,25 @@ uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, 
     }
     finish_run(s, t, c, a, a + k * stride, k);
     return k;
+}
+
+bool pshm_rec_to_transit(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t idx, uint8_t v)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint64_t h0 = pa_load_relaxed(&tc->handoffs); /* relaxed: single writer */
+    /* The journal (release: before the CAS) makes a death between the CAS
+     * and the count a HANDOFF step, which pshm_rec_recover() judges by the
+     * owner byte. */
+    pshm_journal_block(tc, PSHM_PEND_HANDOFF, idx, h0);
+    uint8_t cur = v;
+    /* acq_rel: exactly one of this move and a live free of the block (or
+     * a reclaim's CAS) moves it out of slot v's hands; release orders the
+     * owner's writes into the block before a receiver's adopt. */
+    bool moved = pa_cas_strong_acq_rel(pshm_owner_idx(s, c, idx), &cur, PSHM_OWN_TRANSIT);
+    if (moved)
+        pa_store_relaxed(&tc->handoffs, h0 + 1); /* relaxed: single writer */
+    journal_done(tc);
+    return moved;
 }
 
 /* ---- recovery of a dead record ---- */
@@ -642,8 +689,10 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
             dropped++;
             if (i == 0)
                 pa_store_relaxed(&tc->hot, 0);
-            else
+            else {
                 tc->slots[i] = PSHM_IDX_NONE;
+                PSHM_CRASH_POINT();
+            }
         }
     }
     /* The range: a torn carving left its first block owned; a range that
@@ -657,6 +706,7 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
         } else {
             dropped++;
             tc->fresh_end = a;
+            PSHM_CRASH_POINT();
         }
     }
     return dropped;
@@ -702,8 +752,10 @@ static uint32_t raw_pop(pshm_seg_t *s, uint32_t c, int list)
 void pshm_central_push_raw(pshm_seg_t *s, uint32_t c, const uint32_t *idx, uint32_t n)
 {
     pool_assert(n >= 1 && n <= s->batch[c]);
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
         *link_word(s, idx[i]) = (uint64_t)(i + 1 < n ? idx[i + 1] : PSHM_IDX_NONE);
+        PSHM_CRASH_POINT();
+    }
     raw_push(s, c, LIST_CENTRAL, idx[0]);
     pa_add_relaxed(&s->cls[c].uncached_pushed, n); /* relaxed: statistic */
 }
@@ -723,6 +775,7 @@ void pshm_region_push_raw(pshm_seg_t *s, uint32_t c, uint32_t start, uint32_t en
 {
     pool_assert(start < end);
     *link_word(s, start) = (uint64_t)end;
+    PSHM_CRASH_POINT();
     raw_push(s, c, LIST_REGION, start);
 }
 

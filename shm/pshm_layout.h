@@ -185,7 +185,7 @@ struct pshm_class {
 
 enum pshm_proc_state {
     PSHM_PROC_FREE = 0,
-    PSHM_PROC_CLAIMING = 1, /* a process is filling it in */
+    PSHM_PROC_CLAIMING = 1, /* a process is filling it in (with its pid: below) */
     PSHM_PROC_LIVE = 2,
     PSHM_PROC_RECLAIMING = 3, /* a reclaimer is emptying it */
 };
@@ -196,6 +196,15 @@ enum pshm_via {
     PSHM_VIA_DAEMON = 1, /* a worker attached through poold */
     PSHM_VIA_POOLD = 2,  /* poold's own slot (its reclaims) */
 };
+
+/* The state a claim stores by its CAS from FREE: CLAIMING with the
+ * claimer's pid in the bits above the state (pids are below 2^22), so that
+ * a reclaimer can tell a claimer that died before its slot went LIVE and
+ * give the slot back (pshm_slots.c). A CLAIMING word without a pid (0) is
+ * never judged dead. */
+#define PSHM_PROC_CLAIMING_BY(pid) (((uint32_t)(pid) << 2) | (uint32_t)PSHM_PROC_CLAIMING)
+#define PSHM_PROC_IS_CLAIMING(st) (((st)&3u) == (uint32_t)PSHM_PROC_CLAIMING)
+#define PSHM_PROC_CLAIMER(st) ((int32_t)((st) >> 2))
 
 /* How the process holding a slot said it ends (struct pshm_proc, `ended`):
  * a reclaim of a slot marked so counts as an exit, not as a crash. */

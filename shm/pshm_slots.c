@@ -24,8 +24,10 @@ int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, enum pshm_via
         struct pshm_proc *p = &s->procs[i];
         uint32_t st = PSHM_PROC_FREE;
         /* acq_rel: acquire pairs with the release store of FREE in
-         * pshm_proc_release(), so the previous owner is wholly gone. */
-        if (!pa_cas_strong_acq_rel(&p->state, &st, PSHM_PROC_CLAIMING))
+         * pshm_proc_release(), so the previous owner is wholly gone. The
+         * word names us: should we die before LIVE, a reclaimer sees that
+         * the claimer is gone and frees the slot (free_dead_claim()). */
+        if (!pa_cas_strong_acq_rel(&p->state, &st, PSHM_PROC_CLAIMING_BY(pid)))
             continue;
         pa_store_relaxed(&p->pid, (int32_t)pid);
         pa_store_relaxed(&p->start_time, start_time);
@@ -113,6 +115,7 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
             /* The counters go on from the last owner's; the bases make the
              * per-process figures start at zero. relaxed: single writer. */
             tc->fresh_end = pshm_tclass_fresh_next(tc);
+            PSHM_CRASH_POINT();
             pa_store_relaxed(&tc->base_allocs, pshm_tclass_allocs(tc));
             pa_store_relaxed(&tc->base_frees, pa_load_relaxed(&tc->frees));
             pa_store_relaxed(&tc->base_cache_misses, pa_load_relaxed(&tc->cache_misses));
@@ -165,6 +168,7 @@ static uint64_t drain(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, bool unt
         /* Into slots[] first, then out of hot: a death in between leaves
          * hot == slots[count], which recovery reads as one. */
         tc->slots[n + 1] = hi;
+        PSHM_CRASH_POINT();
         pa_store_relaxed(&tc->count, n + 1);
         n++;
     }
@@ -247,9 +251,13 @@ find_byte(const uint8_t *o, size_t n, uint8_t v)
 /* Everything slot still owns: to the actor (which frees it), or in transit
  * (orphans = keep, or no actor). Each block moves by one CAS, so a live
  * process freeing the same block (it was handed over by offset) and this
- * walk cannot both have it: exactly one wins. */
+ * walk cannot both have it: exactly one wins. A block put in transit is
+ * journaled as a handoff by `hands` (a record of the detaching process or
+ * of the reclaimer) and counted there, so that a walker killed between the
+ * CAS and the count leaves its successor the journal; without a record the
+ * move is counted in the class (put_in_transit), not journaled. */
 static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, bool keep,
-                       pshm_reclaimed_t *out)
+                       struct pshm_thread *hands, pshm_reclaimed_t *out)
 {
     uint8_t v = pshm_own_val(slot);
     bool give = !keep && actor && actor->rec && actor->slot != slot;
@@ -275,6 +283,13 @@ static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, 
                 i += k ? k : 1;
                 continue;
             }
+            if (hands) {
+                uint32_t idx = (uint32_t)(span_off >> 3) + i * (s->block_size[c] >> 3);
+                if (pshm_rec_to_transit(s, hands, c, idx, v))
+                    out->in_use_kept++;
+                i++;
+                continue;
+            }
             uint8_t cur = v;
             /* acq_rel: exactly one of this walk and a live free of the
              * block moves it out of the dead slot's hands. */
@@ -289,17 +304,30 @@ static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, 
 
 void pshm_proc_detach(pshm_seg_t *s, uint32_t slot, bool untrusted, pshm_release_result_t *res)
 {
+    /* One record (the first) is released last: the walk below journals
+     * its moves in it, and a reclaimer of a detach that died recovers them
+     * from it as handoffs. */
+    struct pshm_thread *hands = NULL;
     for (uint32_t i = 0; i < s->max_threads; i++) {
         struct pshm_thread *t = pshm_thread_at(s, i);
         /* acquire: pairs with the claim CAS, so the owner's writes to the
          * record before its death or detach are visible. */
-        if (pa_load_acquire(&t->owner) == slot + 1)
+        if (pa_load_acquire(&t->owner) != slot + 1)
+            continue;
+        if (hands)
             pshm_thread_release(s, t, slot, untrusted, res);
+        else
+            hands = t;
     }
     /* Blocks still in use go in transit: another process may still free
      * them, and the slot's next holder must not be taken for their owner. */
     pshm_reclaimed_t r = {0};
-    owner_walk(s, slot, NULL, true, &r);
+    if (hands && untrusted) /* its own step first: the walk's journal replaces it */
+        for (uint32_t c = 0; c < s->nclasses; c++)
+            res->entries_dropped += pshm_rec_recover(s, hands, slot, c);
+    owner_walk(s, slot, NULL, true, hands, &r);
+    if (hands)
+        pshm_thread_release(s, hands, slot, untrusted, res);
     pshm_proc_release(s, slot);
 }
 
@@ -395,8 +423,29 @@ int pshm_proc_reclaim(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor,
     return pshm_proc_reclaim_pid(s, slot, 0, actor, out);
 }
 
+/* Under the lock: a slot left CLAIMING (state st) by a claimer that died
+ * between its claim CAS and the store of LIVE. It holds no record and no
+ * block (both are had only through the slot number, which the claim
+ * returns once the slot is LIVE), so it is only given back. -EAGAIN while
+ * the claimer lives, or when the word names none. */
+static int free_dead_claim(pshm_seg_t *s, uint32_t slot, uint32_t st, pshm_reclaimed_t *out)
+{
+    int32_t pid = PSHM_PROC_CLAIMER(st);
+    if (pid <= 0 || pshm_os_proc_alive(pid, 0))
+        return -EAGAIN;
+    /* acq_rel: only the claimer writes a CLAIMING slot, and it is gone;
+     * release pairs with the acquire CAS in pshm_proc_claim() as
+     * pshm_proc_release()'s store does. */
+    if (!pa_cas_strong_acq_rel(&s->procs[slot].state, &st, PSHM_PROC_FREE))
+        return -EAGAIN;
+    if (out)
+        *out = (pshm_reclaimed_t){.pid = pid, .slot = slot};
+    return 0;
+}
+
 /* Under the lock: reclaim slot, LIVE (held by `expect` unless 0) or left
- * RECLAIMING by a reclaimer that died. */
+ * RECLAIMING by a reclaimer that died, or free it when its claimer died
+ * before it went LIVE. */
 static int reclaim_locked(pshm_seg_t *s, uint32_t slot, pid_t expect, const pshm_actor_t *actor,
                           pshm_reclaimed_t *out)
 {
@@ -404,6 +453,8 @@ static int reclaim_locked(pshm_seg_t *s, uint32_t slot, pid_t expect, const pshm
     /* acquire: pairs with the release store of LIVE in pshm_proc_claim(),
      * so the pid read next is the holder's. */
     uint32_t st = pa_load_acquire(&p->state);
+    if (PSHM_PROC_IS_CLAIMING(st))
+        return free_dead_claim(s, slot, st, out);
     if (st != PSHM_PROC_LIVE && st != PSHM_PROC_RECLAIMING)
         return -EAGAIN;
     if (expect != 0 && pa_load_relaxed(&p->pid) != expect)
@@ -434,7 +485,7 @@ static int reclaim_locked(pshm_seg_t *s, uint32_t slot, pid_t expect, const pshm
             pshm_thread_release(s, t, slot, true, &res);
     }
     bool keep = pa_load_relaxed(&s->hdr->orphans_keep) != 0; /* relaxed: a setting */
-    owner_walk(s, slot, actor, keep, &r);
+    owner_walk(s, slot, actor, keep, actor ? actor->rec : NULL, &r);
     r.blocks_returned = res.blocks_returned;
     r.entries_dropped = res.entries_dropped;
     r.blocks_orphaned = (int64_t)r.in_use_kept;
@@ -469,6 +520,10 @@ static bool slot_dead(const pshm_seg_t *s, uint32_t i)
     if (st == PSHM_PROC_RECLAIMING) {
         int32_t r = pa_load_relaxed(&p->reclaimer); /* relaxed: a hint */
         return !(r > 0 && pshm_os_proc_alive(r, 0));
+    }
+    if (PSHM_PROC_IS_CLAIMING(st)) {
+        int32_t c = PSHM_PROC_CLAIMER(st);
+        return c > 0 && !pshm_os_proc_alive(c, 0);
     }
     return false;
 }

@@ -28,6 +28,7 @@ int pshm_span_claim(pshm_seg_t *s, struct pshm_pending *pend, uint32_t rec_id)
             /* n, not a: pshm_rec_install() writes the range into a and b
              * while this op still stands (until it stores INSTALL). */
             pend->n = n;
+            PSHM_CRASH_POINT();
             /* release: the journal names the span before the claim can
              * happen (pairs with the acquire in pshm_rec_recover()). */
             pa_store_release(&pend->op, PSHM_PEND_CARVE);
@@ -57,6 +58,7 @@ void pshm_span_publish(pshm_seg_t *s, uint32_t n, uint32_t c, uint32_t *start, u
     if (s->owner_span_shift[c] == s->span_shift) {
         uint8_t *own = (uint8_t *)pshm_owner(s, c, span_off);
         memset(own, 0, (size_t)((s->base + span_off + s->span_mask + 1) - own));
+        PSHM_CRASH_POINT();
     }
     /* release: pairs with the acquire load in pshm_block_class(); a block of
      * this span is valid for pool_free() only after this store, and its

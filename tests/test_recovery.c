@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -268,6 +269,201 @@ static void test_recovery_dead_reclaimer_is_taken_over(void **state)
     pool_test_check(pool);
 }
 
+/* ---- deaths at one instruction of the real code, in any build ---- */
+
+typedef struct stepped {
+    pshm_seg_t *s;
+    void (*setup)(struct stepped *); /* in the child, run freely */
+    void (*run)(struct stepped *);   /* in the child, one instruction at a time */
+    uint32_t slot;
+    struct pshm_thread *t;
+    uint64_t start;
+} stepped_t;
+
+/* Run x->setup then x->run in a child, the run one instruction at a time
+ * (ptrace), and kill the child (SIGKILL) right after the first instruction
+ * of the run that changes the n bytes at watch, a word of the segment: the
+ * death that instruction would see, deterministic. False when the run
+ * ended without changing them. */
+static bool die_after_store(stepped_t *x, const volatile void *watch, size_t n)
+{
+    uint8_t before[16];
+    assert_true(n <= sizeof(before));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        x->setup(x);
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0)
+            _exit(3);
+        raise(SIGSTOP);
+        x->run(x);
+        _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSTOPPED(st));            /* else the setup or PTRACE_TRACEME failed */
+    memcpy(before, (const void *)watch, n); /* as the setup left them */
+    for (;;) {
+        if (memcmp(before, (const void *)watch, n) != 0) {
+            kill(pid, SIGKILL);
+            assert_int_equal(waitpid(pid, &st, 0), pid);
+            assert_true(WIFSIGNALED(st));
+            return true;
+        }
+        assert_int_equal(ptrace(PTRACE_SINGLESTEP, pid, NULL, NULL), 0);
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        if (WIFEXITED(st))
+            return false;
+        assert_true(WIFSTOPPED(st));
+    }
+}
+
+static void claim_setup(stepped_t *x)
+{
+    x->start = pshm_os_proc_start_time(getpid());
+}
+
+static void claim_run(stepped_t *x)
+{
+    pshm_proc_claim(x->s, getpid(), x->start, 0);
+}
+
+/* A process killed right after the CAS that claims a free slot, before
+ * the slot is LIVE: the slot names its claimer, so the reclaim of dead
+ * processes gives it back (it was left CLAIMING for good: a slot lost to
+ * every later attach). */
+static void test_recovery_claimer_dies_mid_claim(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    uint32_t i = 0;
+    while (pa_load_acquire(&s->procs[i].state) != PSHM_PROC_FREE) /* acquire: as a claim */
+        i++;
+    stepped_t x = {.s = s, .setup = claim_setup, .run = claim_run};
+    assert_true(die_after_store(&x, &s->procs[i].state, sizeof(s->procs[i].state)));
+    /* acquire (both): the claimer is dead; pairs with its CAS, as a reclaim's load. */
+    assert_true(PSHM_PROC_IS_CLAIMING(pa_load_acquire(&s->procs[i].state)));
+    assert_true(pshm_any_dead(s));
+    assert_int_equal(pshm_reclaim_dead(s, NULL, NULL, 0), 1);
+    assert_int_equal(pa_load_acquire(&s->procs[i].state), PSHM_PROC_FREE);
+    pool_test_check(pool);
+}
+
+/* A process with cached blocks and one block in use, and a record: what
+ * a detach finds. The in-use block is the first block of class CLS's
+ * range of x->t. */
+static uint32_t holder_setup_blocks(stepped_t *x)
+{
+    pid_t me = getpid();
+    int slot = pshm_proc_claim(x->s, me, pshm_os_proc_start_time(me), 0);
+    if (slot < 0)
+        _exit(2);
+    x->slot = (uint32_t)slot;
+    x->t = pshm_thread_claim(x->s, x->slot, me);
+    if (!x->t)
+        _exit(2);
+    dead_t d = {.slot = x->slot, .t = x->t, .tc = &x->t->cls[CLS]};
+    carve_to_cache(x->s, &d, 5);
+    uint64_t w = pa_load_relaxed(&d.tc->fresh_w); /* relaxed: one thread */
+    uint32_t idx = (uint32_t)w;
+    /* A malloc. relaxed (both): one thread; the owner byte first. */
+    pa_store_relaxed(pshm_owner_idx(x->s, CLS, idx), pshm_own_val(x->slot));
+    pa_store_relaxed(&d.tc->fresh_w, w + (UINT64_C(1) << 32) + (x->s->block_size[CLS] >> 3));
+    return idx;
+}
+
+static void detach_setup(stepped_t *x)
+{
+    holder_setup_blocks(x);
+}
+
+static void detach_run(stepped_t *x)
+{
+    pshm_release_result_t res = {0};
+    pshm_proc_detach(x->s, x->slot, false, &res);
+}
+
+/* The first block the next carve of a fresh record of class CLS takes:
+ * the start of the next span (the test's pool carved none before). */
+static uint32_t next_carved_block(pshm_seg_t *s)
+{
+    uint32_t n = pa_load_relaxed(&s->hdr->next_span); /* relaxed: nobody carves now */
+    return (uint32_t)((s->data_off + ((uint64_t)n << s->span_shift)) >> 3);
+}
+
+/* A detach killed right after the CAS that puts a block it still had in
+ * use in transit, before that move is counted: the move is journaled as
+ * a handoff of one of the process's records, and the reclaim of the dead
+ * process finishes it (the block was in transit and counted nowhere). */
+static void test_recovery_detach_dies_after_a_transit_cas(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    uint32_t idx = next_carved_block(s) + 5 * (s->block_size[CLS] >> 3);
+    stepped_t x = {.s = s, .setup = detach_setup, .run = detach_run};
+    assert_true(die_after_store(&x, pshm_owner_idx(s, CLS, idx), 1));
+    /* relaxed: the writer is dead; waitpid() ordered its stores before us. */
+    assert_int_equal(pa_load_relaxed(pshm_owner_idx(s, CLS, idx)), PSHM_OWN_TRANSIT);
+    assert_int_equal(pshm_reclaim_dead(s, NULL, NULL, 0), 1);
+    pool_test_check(pool);
+    pshm_stats_t st;
+    pshm_stats(s, &st);
+    assert_int_equal(st.cls[CLS].blocks_in_transit, 1);
+}
+
+static void reclaimer_setup(stepped_t *x)
+{
+    pid_t me = getpid();
+    int slot = pshm_proc_claim(x->s, me, pshm_os_proc_start_time(me), 0);
+    if (slot < 0)
+        _exit(2);
+    x->slot = (uint32_t)slot;
+    x->t = pshm_thread_claim(x->s, x->slot, me);
+    if (!x->t)
+        _exit(2);
+}
+
+static void reclaimer_run(stepped_t *x)
+{
+    pshm_actor_t actor = {x->slot, x->t};
+    pshm_reclaim_dead(x->s, &actor, NULL, 0);
+}
+
+/* orphans = keep: a reclaimer killed right after the CAS that puts a dead
+ * process's in-use block in transit, before the move is counted: the
+ * reclaimer's record journals it as a handoff, and the next reclaimer
+ * (which takes over the dead one's lock) finishes it. */
+static void test_recovery_keep_reclaimer_dies_after_a_transit_cas(void **state)
+{
+    pool_t *pool = *state;
+    pshm_seg_t *s = &pool->seg;
+    pa_store_relaxed(&s->hdr->orphans_keep, 1); /* relaxed: a setting, before the fork */
+    uint32_t idx = next_carved_block(s) + 5 * (s->block_size[CLS] >> 3);
+    /* The victim: a process that died holding blocks, one in use. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        stepped_t v = {.s = s};
+        holder_setup_blocks(&v);
+        _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* relaxed: as below. The victim's block, in use: a slot's value. */
+    uint8_t held = pa_load_relaxed(pshm_owner_idx(s, CLS, idx));
+    assert_true(held >= 1 && held <= s->max_procs);
+    stepped_t x = {.s = s, .setup = reclaimer_setup, .run = reclaimer_run};
+    assert_true(die_after_store(&x, pshm_owner_idx(s, CLS, idx), 1));
+    /* relaxed: the writer is dead; waitpid() ordered its stores before us. */
+    assert_int_equal(pa_load_relaxed(pshm_owner_idx(s, CLS, idx)), PSHM_OWN_TRANSIT);
+    assert_true(pshm_reclaim_dead(s, NULL, NULL, 0) >= 1);
+    pool_test_check(pool);
+    pshm_stats_t sts;
+    pshm_stats(s, &sts);
+    assert_int_equal(sts.cls[CLS].blocks_in_transit, 1);
+}
+
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define __SANITIZE_THREAD__ 1
@@ -362,6 +558,12 @@ int main(void)
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_recovery_dead_reclaimer_is_taken_over, pool_test_setup,
                                         pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_claimer_dies_mid_claim, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_detach_dies_after_a_transit_cas,
+                                        pool_test_setup, pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_keep_reclaimer_dies_after_a_transit_cas,
+                                        pool_test_setup, pool_test_teardown),
 #if !defined(__SANITIZE_THREAD__) /* the peer races the reclaimer on purpose */
         cmocka_unit_test_setup_teardown(test_recovery_record_scribbled_during_reclaim,
                                         pool_test_setup, detach_only),
