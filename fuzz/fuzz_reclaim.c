@@ -158,9 +158,9 @@ static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot, struct race
             if (near == 0)
                 near = pshm_tclass_fresh_next(tc);
             uint32_t stride = s->block_size[c] >> 3;
-            tc->pend.a = near + (uint32_t)(int32_t)(int8_t)(da >> 8) * stride;
-            tc->pend.b = near + (db & 0xff) * stride;
-            tc->pend.n = n % (s->cache_cap[c] + 2);
+            tc->pend.word[0] = near + (uint32_t)(int32_t)(int8_t)(da >> 8) * stride;
+            tc->pend.word[1] = near + (db & 0xff) * stride;
+            tc->pend.word[2] = n % (s->cache_cap[c] + 2);
             tc->pend.count = (db >> 8) % (s->cache_cap[c] + 2);
             tc->pend.tag = pa_load_relaxed(&s->cls[c].central.gen) - (n & 1);
             pa_store_relaxed(&tc->pend.op, pop); /* relaxed: single-threaded */

@@ -252,8 +252,9 @@ static void die_in_step(struct world *w, struct process *p, struct pshm_thread *
         if (pshm_rec_install(s, t, c) < 0)
             break;
         if (pa_load_relaxed(&tc->central_misses) != carved) {
-            /* The claim's journal: its span (pend.n) is still there. */
-            tc->pend.n = (uint32_t)((((uint64_t)tc->pend.a << 3) - s->data_off) >> s->span_shift);
+            /* The claim's journal: its span (range.span) is still there. */
+            tc->pend.range.span =
+                (uint32_t)((((uint64_t)tc->pend.range.start << 3) - s->data_off) >> s->span_shift);
             pa_store_relaxed(&tc->pend.op, PSHM_PEND_CARVE);
         } else {
             pa_store_relaxed(&tc->pend.op, PSHM_PEND_RPOP);

@@ -212,7 +212,7 @@ static inline uint8_t pshm_own_val(uint32_t slot)
 static inline void pshm_journal_block(struct pshm_tclass *tc, uint32_t op, uint32_t idx,
                                       uint64_t ctr)
 {
-    tc->pend.a = idx;
+    tc->pend.block.idx = idx;
     PSHM_CRASH_POINT();
     tc->pend.ctr = ctr;
     PSHM_CRASH_POINT();

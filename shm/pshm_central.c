@@ -213,7 +213,7 @@ static uint32_t rec_pop(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, int li
             return PSHM_IDX_NONE;
         uint32_t next = peek_next_node(s, node);
         receipt_note(s, c, list, old, me);
-        tc->pend.a = node;
+        tc->pend.pop.node = node;
         PSHM_CRASH_POINT();
         journal_tag(tc, list, old);
         /* release: the journal is written before the CAS can take effect;
@@ -324,11 +324,11 @@ static void flush(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, uint32_t m, 
     *link_word(s, prev) = PSHM_IDX_NONE;
     PSHM_CRASH_POINT();
     uint64_t mo = pa_load_relaxed(&tc->moved_out);
-    tc->pend.a = first;
+    tc->pend.push.node = first;
     PSHM_CRASH_POINT();
-    tc->pend.n = m;
+    tc->pend.push.slots = m;
     PSHM_CRASH_POINT();
-    tc->pend.b = k;
+    tc->pend.push.blocks = k;
     PSHM_CRASH_POINT();
     tc->pend.count = n0;
     PSHM_CRASH_POINT();
@@ -412,9 +412,9 @@ int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     pshm_span_publish(s, (uint32_t)n, c, &a, &b);
     pa_inc_single_writer(&tc->central_misses, 1); /* relaxed: statistic, single writer */
 install:
-    tc->pend.a = a;
+    tc->pend.range.start = a;
     PSHM_CRASH_POINT();
-    tc->pend.b = b;
+    tc->pend.range.end = b;
     PSHM_CRASH_POINT();
     /* release: the range is ours before the record says so. */
     pa_store_release(&tc->pend.op, PSHM_PEND_INSTALL);
@@ -437,9 +437,9 @@ void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
     }
     *link_word(s, a) = b;
     PSHM_CRASH_POINT();
-    tc->pend.a = a;
+    tc->pend.range.start = a;
     PSHM_CRASH_POINT();
-    tc->pend.b = b;
+    tc->pend.range.end = b;
     PSHM_CRASH_POINT();
     head_t old = head_read(list_head(s, c, LIST_REGION)); /* a first guess */
     journal_tag(tc, LIST_REGION, old);
@@ -480,7 +480,7 @@ uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, 
     uint32_t bps = s->blocks_per_span[c];
     uint32_t stride = s->block_size[c] >> 3;
     uint32_t a = (uint32_t)(span_off >> 3) + i * stride;
-    tc->pend.a = tc->pend.b = tc->pend.n = a;
+    tc->pend.run.start = tc->pend.run.end = tc->pend.run.candidate = a;
     PSHM_CRASH_POINT();
     tc->pend.count = 0;
     PSHM_CRASH_POINT();
@@ -490,7 +490,7 @@ uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, 
     pa_store_release(&tc->pend.op, PSHM_PEND_RRUN);
     uint32_t j = i;
     while (j < bps) {
-        tc->pend.n = a + (j - i) * stride; /* the candidate, before its CAS */
+        tc->pend.run.candidate = a + (j - i) * stride; /* before its CAS */
         PSHM_CRASH_POINT();
         uint8_t cur = v;
         /* acq_rel: exactly one of this walk and a live free of the block
@@ -500,7 +500,7 @@ uint32_t pshm_rec_reclaim_run(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, 
         if (!pa_cas_strong_acq_rel(&o[j], &cur, PSHM_OWN_RECL))
             break;
         j++;
-        tc->pend.b = a + (j - i) * stride;
+        tc->pend.run.end = a + (j - i) * stride;
         PSHM_CRASH_POINT();
     }
     uint32_t k = j - i;
@@ -543,15 +543,17 @@ static uint32_t journal_snapshot(const struct pshm_tclass *tc, struct pshm_pendi
     uint32_t op = pa_load_acquire(&tc->pend.op);
     const volatile struct pshm_pending *v = (const volatile struct pshm_pending *)&tc->pend;
     j->tag = v->tag;
-    j->a = v->a;
-    j->b = v->b;
-    j->n = v->n;
+    for (int i = 0; i < 3; i++)
+        j->word[i] = v->word[i];
     j->count = v->count;
     j->ctr = v->ctr;
     return op;
 }
 
-uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c)
+/* Recovery, part one: finish or undo the step a dead record's journal
+ * names (its effects on the lists judged by receipts), then close the
+ * journal. Returns the entries dropped as invalid. */
+static uint64_t finish_step(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c)
 {
     struct pshm_tclass *tc = &t->cls[c];
     uint32_t me = pshm_rec_id(s, t);
@@ -564,8 +566,8 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
     case PSHM_PEND_POP:
         if (succeeded(s, c, LIST_CENTRAL, tc, j.tag, me)) {
             uint32_t n = pa_load_relaxed(&tc->count);
-            if (n == 0 && pshm_idx_is_block(s, j.a, c)) {
-                n = chain_copy(s, c, j.a, tc->slots + 1, s->cache_cap[c] - 1, &dropped);
+            if (n == 0 && pshm_idx_is_block(s, j.pop.node, c)) {
+                n = chain_copy(s, c, j.pop.node, tc->slots + 1, s->cache_cap[c] - 1, &dropped);
                 pa_store_relaxed(&tc->count, n);
             } else if (n > s->cache_cap[c]) {
                 n = 0; /* scribbled: the cache check below drops it */
@@ -576,48 +578,48 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
         }
         break;
     case PSHM_PEND_PUSH:
-        if (j.count > s->cache_cap[c] || j.n > j.count) {
+        if (j.count > s->cache_cap[c] || j.push.slots > j.count) {
             dropped++;
         } else if (succeeded(s, c, LIST_CENTRAL, tc, j.tag, me)) {
-            pa_store_relaxed(&tc->count, j.count - j.n);
-            pa_store_relaxed(&tc->moved_out, j.ctr + j.b);
+            pa_store_relaxed(&tc->count, j.count - j.push.slots);
+            pa_store_relaxed(&tc->moved_out, j.ctr + j.push.blocks);
         } else {
             pa_store_relaxed(&tc->count, j.count);
             pa_store_relaxed(&tc->moved_out, j.ctr);
         }
         break;
     case PSHM_PEND_RPOP:
-        if (succeeded(s, c, LIST_REGION, tc, j.tag, me) && pshm_idx_is_block(s, j.a, c)) {
-            uint32_t e = region_end(s, c, j.a);
+        if (succeeded(s, c, LIST_REGION, tc, j.tag, me) && pshm_idx_is_block(s, j.pop.node, c)) {
+            uint32_t e = region_end(s, c, j.pop.node);
             if (e)
-                set_range(tc, j.a, e);
+                set_range(tc, j.pop.node, e);
             else
                 dropped++;
         }
         break;
     case PSHM_PEND_RPUSH:
         if (!succeeded(s, c, LIST_REGION, tc, j.tag, me)) {
-            if (valid_range(s, c, j.a, j.b))
-                set_range(tc, j.a, j.b);
+            if (valid_range(s, c, j.range.start, j.range.end))
+                set_range(tc, j.range.start, j.range.end);
             else
                 dropped++;
         }
         break;
     case PSHM_PEND_CARVE:
-        if (j.n < s->nspans && pa_load_relaxed(&s->carvers[j.n]) == me) {
+        if (j.range.span < s->nspans && pa_load_relaxed(&s->carvers[j.range.span]) == me) {
             uint32_t a, b;
-            pshm_span_publish(s, j.n, c, &a, &b);
+            pshm_span_publish(s, j.range.span, c, &a, &b);
             set_range(tc, a, b);
         }
         break;
     case PSHM_PEND_INSTALL:
-        if (valid_range(s, c, j.a, j.b))
-            set_range(tc, j.a, j.b);
+        if (valid_range(s, c, j.range.start, j.range.end))
+            set_range(tc, j.range.start, j.range.end);
         else
             dropped++;
         break;
     case PSHM_PEND_RRUN: {
-        uint32_t a = j.a, e = j.b;
+        uint32_t a = j.run.start, e = j.run.end;
         if (!pshm_idx_is_block(s, a, c) || (e != a && !valid_range(s, c, a, e))) {
             dropped++;
             break;
@@ -625,7 +627,7 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
         if (j.count == 0) {
             /* Taking: the candidate is ours too if its CAS took effect
              * (every RECL byte is the one reclaimer's: pshm_slots.c). */
-            if (j.n == e && valid_range(s, c, a, e + stride) &&
+            if (j.run.candidate == e && valid_range(s, c, a, e + stride) &&
                 pa_load_relaxed(pshm_owner_idx(s, c, e)) == PSHM_OWN_RECL) /* relaxed: ours */
                 e += stride;
             if (e > a)
@@ -639,8 +641,8 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
     }
     case PSHM_PEND_HANDOFF:
     case PSHM_PEND_ADOPT: {
-        bool blk = pshm_idx_is_block(s, j.a, c);
-        uint8_t v = blk ? pa_load_relaxed(pshm_owner_idx(s, c, j.a)) : 0;
+        bool blk = pshm_idx_is_block(s, j.block.idx, c);
+        uint8_t v = blk ? pa_load_relaxed(pshm_owner_idx(s, c, j.block.idx)) : 0;
         bool done = op == PSHM_PEND_HANDOFF ? v == PSHM_OWN_TRANSIT : v == pshm_own_val(slot);
         pa_store_relaxed(op == PSHM_PEND_HANDOFF ? &tc->handoffs : &tc->adopts,
                          j.ctr + (done ? 1 : 0));
@@ -649,7 +651,15 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
     default: dropped++; break;
     }
     journal_done(tc);
+    return dropped;
+}
 
+/* Recovery, part two: the cache and the carving range of a dead record
+ * whose journal is closed. Returns the entries dropped as invalid. */
+static uint64_t clean_cache(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    uint64_t dropped = 0;
     /* The cache: a block that a torn malloc or free left both in the cache
      * and owned by this slot is cached (the owner byte is written before the
      * cache word that takes a block out, cleared after the one that puts it
@@ -710,6 +720,12 @@ uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, u
         }
     }
     return dropped;
+}
+
+uint64_t pshm_rec_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c)
+{
+    uint64_t dropped = finish_step(s, t, slot, c);
+    return dropped + clean_cache(s, t, slot, c);
 }
 
 /* ---- without a record ---- */

@@ -276,24 +276,48 @@ struct pshm_pending {
     pa_u32 op;      /* enum pshm_pend_op; release-stored after the fields below */
     uint32_t count; /* `count` before the step */
     uint64_t tag;   /* head generation the CAS expects */
-    uint32_t a, b;  /* node, block, span or region start / end or count */
-    uint32_t n;     /* slots in the batch */
+    /* Three words, named by the step that writes them (the same words
+     * under each name: word[i]). */
+    union {
+        struct {
+            uint32_t node; /* POP, RPOP: the node the pop takes */
+        } pop;
+        struct {
+            uint32_t node;   /* PUSH: the first node of the batch pushed */
+            uint32_t blocks; /* blocks in the batch */
+            uint32_t slots;  /* cache entries it came from */
+        } push;
+        struct {
+            uint32_t start, end; /* RPUSH, INSTALL: the range [start, end) */
+            uint32_t span;       /* CARVE: the span claimed; the third word, so
+                                    that the INSTALL that follows, which writes
+                                    the first two before its op replaces CARVE,
+                                    never overwrites it */
+        } range;
+        struct {
+            uint32_t idx; /* HANDOFF, ADOPT: the block */
+        } block;
+        struct {
+            uint32_t start, end; /* RRUN: blocks [start, end) taken so far */
+            uint32_t candidate;  /* the next block, before its CAS */
+        } run;
+        uint32_t word[3];
+    };
     uint32_t reserved;
     uint64_t ctr; /* moved_in / moved_out / handoffs / adopts before the step */
 };
 
 enum pshm_pend_op {
     PSHM_PEND_NONE = 0,
-    PSHM_PEND_POP = 1,     /* refill: pop batch node a from central */
-    PSHM_PEND_PUSH = 2,    /* flush: push batch node a (n slots, b blocks) */
-    PSHM_PEND_RPOP = 3,    /* pop region node a */
-    PSHM_PEND_RPUSH = 4,   /* push region [a, b) */
-    PSHM_PEND_CARVE = 5,   /* claim span n (not a: the install that follows
-                              writes a and b before its op replaces this one) */
-    PSHM_PEND_INSTALL = 6, /* region [a, b) is ours, being installed */
-    PSHM_PEND_HANDOFF = 7, /* block a: owned -> transit */
-    PSHM_PEND_ADOPT = 8,   /* block a: transit -> owned */
-    PSHM_PEND_RRUN = 9,    /* blocks [a, b) (+ candidate n) of a dead slot -> a region;
+    PSHM_PEND_POP = 1,     /* refill: pop batch pop.node from central */
+    PSHM_PEND_PUSH = 2,    /* flush: push the batch at push.node */
+    PSHM_PEND_RPOP = 3,    /* pop region node pop.node */
+    PSHM_PEND_RPUSH = 4,   /* push region range [start, end) */
+    PSHM_PEND_CARVE = 5,   /* claim span range.span */
+    PSHM_PEND_INSTALL = 6, /* range [start, end) is ours, being installed */
+    PSHM_PEND_HANDOFF = 7, /* block.idx: owned -> transit */
+    PSHM_PEND_ADOPT = 8,   /* block.idx: transit -> owned */
+    PSHM_PEND_RRUN = 9,    /* run [start, end) (+ candidate) of a dead slot -> a region;
                               count: 0 taking them, 1 pushing the region */
     PSHM_PEND_LAST = PSHM_PEND_RRUN,
 };

@@ -25,9 +25,10 @@ int pshm_span_claim(pshm_seg_t *s, struct pshm_pending *pend, uint32_t rec_id)
         if (n >= s->nspans)
             return -ENOMEM;
         if (pend) {
-            /* n, not a: pshm_rec_install() writes the range into a and b
-             * while this op still stands (until it stores INSTALL). */
-            pend->n = n;
+            /* range.span, the third word: pshm_rec_install() writes the
+             * range's start and end while this op still stands (until it
+             * stores INSTALL). */
+            pend->range.span = n;
             PSHM_CRASH_POINT();
             /* release: the journal names the span before the claim can
              * happen (pairs with the acquire in pshm_rec_recover()). */

@@ -233,12 +233,12 @@ static bool range_in_journal(const pshm_seg_t *s, const struct pshm_tclass *tc, 
                              uint32_t c)
 {
     uint32_t op = pa_load_relaxed(&tc->pend.op); /* relaxed: a snapshot */
-    uint32_t a = peek_u32(&tc->pend.a);
+    uint32_t a = peek_u32(&tc->pend.word[0]);    /* range.start, or RPOP's pop.node */
     switch (op) {
-    case PSHM_PEND_INSTALL: return e == peek_u32(&tc->pend.b) && in_one_span(s, a, e, c);
+    case PSHM_PEND_INSTALL: return e == peek_u32(&tc->pend.range.end) && in_one_span(s, a, e, c);
     case PSHM_PEND_RPOP: return in_one_span(s, a, e, c) && (uint32_t)peek_word(s, a) == e;
-    case PSHM_PEND_CARVE: { /* the span is in pend.n (pshm_span_claim()) */
-        uint32_t n = peek_u32(&tc->pend.n);
+    case PSHM_PEND_CARVE: { /* the span (pshm_span_claim()) */
+        uint32_t n = peek_u32(&tc->pend.range.span);
         if (n >= s->nspans)
             return false;
         uint64_t first = s->data_off + ((uint64_t)n << s->span_shift);

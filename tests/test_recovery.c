@@ -160,7 +160,7 @@ static void test_recovery_install_dies_before_its_op(void **state)
     assert_true(n >= 0);
     uint32_t a, b;
     pshm_span_publish(s, (uint32_t)n, CLS, &a, &b);
-    d.tc->pend.a = a; /* pshm_rec_install()'s first store; then death */
+    d.tc->pend.range.start = a; /* pshm_rec_install()'s first store; then death */
     reclaim(pool, &d);
     pool_test_check(pool);
     /* The span's blocks are back as a region: all of them can be had. */
@@ -494,7 +494,7 @@ static void *scribble(void *arg)
         case 1: w = (volatile uint32_t *)&tc->slots[(x >> 16) % (PSHM_CACHE_CAP + 1)]; break;
         case 2: w = (volatile uint32_t *)&tc->fresh_end; break;
         case 3: w = (volatile uint32_t *)&tc->fresh_w; break;
-        case 4: w = (volatile uint32_t *)&tc->pend.a + (x >> 20) % 6; break;
+        case 4: w = (volatile uint32_t *)&tc->pend.word[0] + (x >> 20) % 6; break;
         default: w = (volatile uint32_t *)&tc->hot + (x >> 24) % 2; break;
         }
         *w = (x >> 32) % 3 ? (uint32_t)(x >> 32) : (uint32_t)(x >> 40) % 200;
