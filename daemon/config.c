@@ -24,7 +24,7 @@
 
 #include "poold.h"
 
-enum dtype { T_STR, T_SHM, T_SIZE, T_U32, T_LEVEL, T_CLASSES, T_ENDPOINT, T_ORPHANS };
+enum dtype { T_STR, T_SHM, T_SIZE, T_U32, T_LEVEL, T_CLASSES, T_ENDPOINT, T_ORPHANS, T_DUR };
 
 typedef struct directive {
     pd_directive_info_t info;
@@ -77,6 +77,11 @@ static const directive_t table[] = {
      NUM(idle_timeout, T_U32, 0, 86400 * 365)},
     {{"max_connections", "1024", "control connections open at once", true},
      NUM(max_connections, T_U32, 1, 1000000)},
+    {{"leak_window", "10m",
+      "a process whose in-use bytes grow steadily for this long is reported as a leak "
+      "suspect; seconds, or with an s/m/h suffix",
+      true},
+     NUM(leak_window, T_DUR, 10, 7 * 86400)},
     {{"max_line", "1024", "longest request line in bytes, LF included (at most 1024)", false},
      NUM(max_line, T_U32, 16, PPROTO_MAX_LINE)},
 };
@@ -138,6 +143,29 @@ int pd_parse_size(const char *s, uint64_t *out)
     if (shift && v > (UINT64_MAX >> shift))
         return -ERANGE;
     *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* A duration: seconds, or a number with an s, m or h suffix. */
+static int parse_duration(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || v > UINT32_MAX)
+        return -ERANGE;
+    uint64_t mul = 1;
+    if (*end == 's')
+        end++;
+    else if (*end == 'm')
+        mul = 60, end++;
+    else if (*end == 'h')
+        mul = 3600, end++;
+    if (*end)
+        return -EINVAL;
+    *out = v * mul;
     return 0;
 }
 
@@ -227,6 +255,17 @@ int pd_config_set(pd_config_t *c, const char *name, const char *value, char *err
         }
         *(int *)(void *)field = rc;
         return 0;
+    case T_DUR:
+        rc = parse_duration(value, &v);
+        if (rc < 0 || v < d->lo || v > d->hi) {
+            snprintf(err, errlen,
+                     "%s: '%s' is not a duration from %" PRIu64 " s to %" PRIu64
+                     " s (seconds, or an s/m/h suffix)",
+                     name, value, d->lo, d->hi);
+            return -EINVAL;
+        }
+        *(uint32_t *)(void *)field = (uint32_t)v;
+        return 0;
     case T_SIZE:
     case T_U32:
         rc = d->type == T_SIZE ? pd_parse_size(value, &v)
@@ -275,20 +314,21 @@ int pd_config_format(const pd_config_t *c, const char *name, char *out, size_t c
         break;
     case T_SIZE: snprintf(out, cap, "%" PRIu64, *(const uint64_t *)(const void *)field); break;
     case T_U32: snprintf(out, cap, "%" PRIu32, *(const uint32_t *)(const void *)field); break;
+    case T_DUR: snprintf(out, cap, "%" PRIu32 "s", *(const uint32_t *)(const void *)field); break;
     }
     return 0;
 }
 
 struct load_ctx {
     pd_config_t *c;
-    char err[256];
+    char err[PD_STR_MAX * 2 + 64];
     bool failed;
 };
 
 static int ini_cb(void *user, const char *section, const char *name, const char *value)
 {
     struct load_ctx *ctx = user;
-    char e[256];
+    char e[PD_STR_MAX * 2];
     if (ctx->failed) /* keep the first error: ini_parse reports its line */
         return 0;
     if (section && *section && strcmp(section, "poold") != 0) {
@@ -296,7 +336,20 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
         ctx->failed = true;
         return 0;
     }
-    if (pd_config_set(ctx->c, name, value, e, sizeof(e)) < 0) {
+    /* A comment after the value: `size = 8M # the hard limit` (inih itself
+     * only knows ';' after a space). '#' after a space starts it; values
+     * never hold one. */
+    char v[PD_STR_MAX * 2];
+    snprintf(v, sizeof(v), "%s", value);
+    for (char *h = v; (h = strchr(h, '#')) != NULL; h++)
+        if (h > v && (h[-1] == ' ' || h[-1] == '\t')) {
+            *h = '\0';
+            break;
+        }
+    size_t vl = strlen(v);
+    while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+        v[--vl] = '\0';
+    if (pd_config_set(ctx->c, name, v, e, sizeof(e)) < 0) {
         snprintf(ctx->err, sizeof(ctx->err), "%s", e);
         ctx->failed = true;
         return 0;

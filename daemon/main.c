@@ -135,7 +135,7 @@ static int build_config(const app_t *app, pd_config_t *cfg, char *err, size_t er
 
 static void notify_status(pd_server_t *srv)
 {
-    char s[256];
+    char s[768];
     pd_stats_summary(srv, s, sizeof(s));
     sd_notifyf(0, "STATUS=%s", s);
 }
@@ -327,6 +327,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     srv->cfg.idle_timeout = next.idle_timeout;
     srv->cfg.max_connections = next.max_connections;
     srv->cfg.orphans_keep = next.orphans_keep;
+    srv->cfg.leak_window = next.leak_window;
     pd_server_apply_runtime(srv);
     if (metrics_changed) {
         pd_metrics_stop(srv);
@@ -457,6 +458,10 @@ int main(int argc, char **argv)
         pd_error("cannot start the corruption checks");
         goto out;
     }
+    if (pd_observe_start(srv) < 0) {
+        pd_error("cannot start the statistics timer");
+        goto out;
+    }
     if (cfg.metrics[0] && pd_metrics_start(srv, cfg.metrics, err, sizeof(err)) < 0) {
         pd_error("%s", err);
         goto out;
@@ -488,7 +493,7 @@ int main(int argc, char **argv)
                 (unsigned long long)(wd_usec / 1000), (unsigned long long)(half / 1000));
     }
 
-    char s[256];
+    char s[768];
     pd_stats_summary(srv, s, sizeof(s));
     sd_notifyf(0, "READY=1\nSTATUS=%s\nMAINPID=%d", s, (int)getpid());
     pd_info("ready: %s", s);
