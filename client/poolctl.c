@@ -1279,6 +1279,18 @@ static int run_top(double delay, enum top_sort sort, long frames, bool keep_tryi
     return stop && rc == EXIT_UNREACHABLE && (have || keep_trying) ? EXIT_OK : rc;
 }
 
+/* getopt's complaint in poolctl's words (opterr is 0: getopt itself would
+ * name the binary by its path). */
+static int bad_option(char **argv, int c)
+{
+    const char *what = argv[optind - 1];
+    if (c == ':')
+        fprintf(stderr, "poolctl: %s needs a value (see poolctl --help)\n", what);
+    else
+        fprintf(stderr, "poolctl: unknown option '%s' (see poolctl --help)\n", what);
+    return EXIT_USAGE;
+}
+
 /* "--watch 2", "--delay 0.5": seconds, 0 < s <= 86400. */
 static int parse_seconds(const char *opt, const char *arg, double *out)
 {
@@ -1320,7 +1332,7 @@ static int cmd_stats(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "jpw:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":jpw:h", opts, NULL)) != -1) {
         switch (c) {
         case 'j':
         case 'p': {
@@ -1337,7 +1349,7 @@ static int cmd_stats(int argc, char **argv)
                 return EXIT_USAGE;
             break;
         case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return bad_option(argv, c);
         }
     }
     if (optind < argc) {
@@ -1392,7 +1404,7 @@ static int cmd_top(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:o:n:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":d:o:n:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             if (parse_seconds("--delay", optarg, &delay) < 0)
@@ -1412,7 +1424,7 @@ static int cmd_top(int argc, char **argv)
             break;
         }
         case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return bad_option(argv, c);
         }
     }
     if (optind < argc) {
@@ -1432,7 +1444,7 @@ static int cmd_view(const char *verb, const char *table, int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "jo:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":jo:h", opts, NULL)) != -1) {
         switch (c) {
         case 'j': json = true; break;
         case 'o':
@@ -1449,7 +1461,7 @@ static int cmd_view(const char *verb, const char *table, int argc, char **argv)
             }
             break;
         case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return bad_option(argv, c);
         }
     }
     if (optind < argc) {
@@ -1476,10 +1488,10 @@ static int cmd_stats_view(const char *what, int argc, char **argv)
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return bad_option(argv, c);
         }
     }
     if (show) {
@@ -1596,12 +1608,12 @@ static int run(int argc, char **argv)
             socket_path = default_socket;
     }
     /* Options before the command only ("+": stop at the first non-option). */
-    while ((c = getopt_long(argc, argv, "+s:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:s:hV", opts, NULL)) != -1) {
         switch (c) {
         case 's': socket_path = optarg; break;
         case 'h': usage(stdout); return EXIT_OK;
         case 'V': printf("poolctl %s\n", POOL_VERSION_STRING); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return bad_option(argv, c);
         }
     }
     if (optind >= argc) {
@@ -1638,5 +1650,6 @@ int main(int argc, char **argv)
     /* A closed socket to poold, or a reader of stdout gone, is an EPIPE to
      * act on, never a signal (see "standard output" above). */
     signal(SIGPIPE, SIG_IGN);
+    opterr = 0; /* bad_option() speaks */
     return out_close(run(argc, argv));
 }

@@ -270,6 +270,14 @@ int pd_config_set(pd_config_t *c, const char *name, const char *value, char *err
     case T_U32:
         rc = d->type == T_SIZE ? pd_parse_size(value, &v)
                                : pproto_parse_u64(value, strlen(value), &v);
+        if (d->type == T_SIZE && (rc == -ERANGE || (rc == 0 && (v < d->lo || v > d->hi)))) {
+            char lim[32];
+            bool big = rc == -ERANGE || v > d->hi;
+            snprintf(err, errlen, "%s: '%s' is too %s: at %s %s", name, value,
+                     big ? "big" : "small", big ? "most" : "least",
+                     pd_human_bytes(big ? d->hi : d->lo, lim, sizeof(lim)));
+            return -EINVAL;
+        }
         if (rc < 0 || v < d->lo || v > d->hi) {
             snprintf(err, errlen, "%s: '%s' is not a %s from %" PRIu64 " to %" PRIu64, name, value,
                      d->type == T_SIZE ? "size (K/M/G suffix allowed)" : "number", d->lo, d->hi);
@@ -397,6 +405,27 @@ int pd_config_finalize(pd_config_t *c, char *err, size_t errlen)
             snprintf(c->shm_name, sizeof(c->shm_name), "/poold");
         else
             snprintf(c->shm_name, sizeof(c->shm_name), "/poold-%u", (unsigned)geteuid());
+    }
+    /* The segment must hold the classes, slots and thread caches asked for:
+     * say so now rather than when the segment is created. */
+    pshm_params_t p;
+    char e[256], have[32], need[32];
+    pshm_params_default(&p, c->size);
+    if (pshm_params_set_classes(&p, c->classes, e, sizeof(e)) == 0) {
+        p.max_procs = c->max_procs;
+        p.max_threads = c->max_threads;
+        uint64_t min = pshm_params_min_bytes(&p);
+        if (c->size < min) {
+            /* Rounded up to a MiB: a size one can type. */
+            uint64_t mib = (min + (1u << 20) - 1) >> 20;
+            snprintf(err, errlen,
+                     "size: %s is too small for %u classes, %u process slots and %u thread "
+                     "caches: at least %s (size = %lluM)",
+                     pd_human_bytes(c->size, have, sizeof(have)), p.nclasses, p.max_procs,
+                     p.max_threads, pd_human_bytes(min, need, sizeof(need)),
+                     (unsigned long long)mib);
+            return -EINVAL;
+        }
     }
     if (c->group[0] && !getgrnam(c->group)) {
         snprintf(err, errlen, "group: no group named '%s'", c->group);

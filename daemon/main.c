@@ -380,7 +380,8 @@ int main(int argc, char **argv)
     opts[n + 2] = (struct option){"version", no_argument, NULL, 'V'};
 
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+    opterr = 0; /* our messages: "poold: ...", never the path of the binary */
+    while ((ch = getopt_long(argc, argv, ":c:hV", opts, NULL)) != -1) {
         if (ch == 'c') {
             app.config_path = optarg;
         } else if (ch == 'h') {
@@ -399,13 +400,17 @@ int main(int argc, char **argv)
                 goto out;
             }
         } else {
-            usage(stderr);
+            const char *what = argv[optind - 1];
+            if (ch == ':')
+                fprintf(stderr, "poold: %s needs a value (see poold --help)\n", what);
+            else
+                fprintf(stderr, "poold: unknown option '%s' (see poold --help)\n", what);
             status = 2;
             goto out;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "poold: unexpected argument '%s' (see --help)\n", argv[optind]);
+        fprintf(stderr, "poold: unexpected argument '%s' (see poold --help)\n", argv[optind]);
         status = 2;
         goto out;
     }

@@ -49,6 +49,8 @@ const char *pd_human_bytes(uint64_t b, char *buf, size_t cap)
     }
     if (i == 0)
         snprintf(buf, cap, "%" PRIu64 " B", b);
+    else if (v == (double)(uint64_t)v)
+        snprintf(buf, cap, "%.0f %s", v, u[i]); /* a round figure: "32 GiB" */
     else
         snprintf(buf, cap, "%.1f %s", v, u[i]);
     return buf;
@@ -321,14 +323,18 @@ static void warnings(pd_server_t *srv, const pshm_stats_t *st, uint64_t now)
         const pd_warning_t *old = find_warning(o->warn, o->nwarn, &w[i]);
         if (old) {
             w[i].since_unix = old->since_unix;
+            w[i].logged = old->logged;
             continue;
         }
         w[i].since_unix = unix_now;
-        if (may_log(o, &w[i], now))
+        w[i].logged = may_log(o, &w[i], now);
+        if (w[i].logged)
             pd_warn("warning %s %s: %s", w[i].kind, w[i].subject, w[i].message);
     }
+    /* A warning that comes and goes is logged once a PD_WARN_LOG_SECONDS,
+     * with its clearing. */
     for (uint32_t i = 0; i < o->nwarn; i++)
-        if (!find_warning(w, n, &o->warn[i]) && may_log(o, &o->warn[i], now))
+        if (!find_warning(w, n, &o->warn[i]) && o->warn[i].logged)
             pd_info("warning %s %s cleared", o->warn[i].kind, o->warn[i].subject);
     memcpy(o->warn, w, n * sizeof(*w));
     o->nwarn = n;

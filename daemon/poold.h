@@ -325,6 +325,7 @@ typedef struct pd_warning {
     char message[400];
     uint64_t since_unix;
     uint64_t value; /* what is measured: percent, blocks, bytes grown */
+    bool logged;    /* its raising was logged: so will its clearing be */
 } pd_warning_t;
 
 /* One process slot as observe.c sees it. */
