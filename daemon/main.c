@@ -93,11 +93,10 @@ static void usage(FILE *f)
 {
     size_t n;
     const pd_directive_info_t *d = pd_config_directives(&n);
-    fprintf(f, "usage: poold [--config FILE] [--socket PATH] [--shm-name NAME] [--size BYTES]\n"
-               "             [--classes LIST] [--max-procs N] [--metrics HOST:PORT]\n"
-               "             [--log-level LEVEL] [--group NAME] [--help] [--version]\n\n"
+    fprintf(f, "usage: poold [--config FILE] [--SETTING VALUE]... | --help | --version\n\n"
                "poold serves a shared-memory pool allocator to the processes that attach to\n"
-               "it with libpoolclient. It runs in the foreground and logs to stderr.\n\n"
+               "it with libpoolclient. It runs in the foreground and logs to stderr. Every\n"
+               "setting below is also a key of the config file (--max-procs is max_procs).\n\n"
                "  --config FILE        read settings from FILE (key = value); flags win over it\n");
     for (size_t i = 0; i < n; i++) {
         char flag[64];
@@ -108,8 +107,8 @@ static void usage(FILE *f)
         fprintf(f, "  --%-18s %s%s%s%s%s\n", flag, d[i].help, d[i].deflt[0] ? " [default: " : "",
                 d[i].deflt, d[i].deflt[0] ? "]" : "", d[i].runtime ? " (SIGHUP reloads it)" : "");
     }
-    fprintf(f, "  --help               this text\n"
-               "  --version            print the version and exit\n\n"
+    fprintf(f, "  -h, --help           this text\n"
+               "  -V, --version        print the version and exit\n\n"
                "Exit status: 0 clean stop, 1 start-up failure, 2 usage or configuration error.\n");
 }
 

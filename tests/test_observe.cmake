@@ -4,8 +4,12 @@
 # its own. See tests/test_observe.py.
 find_program(PYTHON3 python3)
 if(TARGET poold AND TARGET poolctl AND TARGET pool_worker AND PYTHON3)
+  set(_preload "")
+  if(TARGET poolclient-preload)
+    set(_preload $<TARGET_FILE:poolclient-preload>)
+  endif()
   add_test(NAME test_observe
            COMMAND ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/test_observe.py $<TARGET_FILE:poold>
-                   $<TARGET_FILE:poolctl> $<TARGET_FILE:pool_worker>)
+                   $<TARGET_FILE:poolctl> $<TARGET_FILE:pool_worker> ${_preload})
   set_tests_properties(test_observe PROPERTIES LABELS "integration;client" TIMEOUT 240)
 endif()

@@ -14,7 +14,9 @@ memory, and poold's warnings, against pooldS of its own.
     slots) raised within its bound, shown by `poolctl warnings`, `stats`,
     Prometheus (poold_warning{kind=...}), the log and sd_notify STATUS=
     (a NOTIFY_SOCKET of the test's), then cleared once its cause is gone;
-  - error messages of poolctl and poold.
+  - error messages of poolctl and poold;
+  - the POOLD_ prefix: POOLD_EMBEDDED_BYTES, and its older name
+    POOL_EMBEDDED_BYTES still read (through libpoolclient-preload.so).
 
 Each poold gets its own socket and segment name, is stopped by pid, and its
 segment removed. Every wait is bounded.
@@ -35,6 +37,7 @@ import fcntl
 import struct
 
 POOLD, POOLCTL, WORKER = sys.argv[1:4]
+PRELOAD = sys.argv[4] if len(sys.argv) > 4 else None
 failures = []
 children = []
 
@@ -524,7 +527,35 @@ def ping_version():
         pd.stop()
 
 
+def env_names():
+    if not PRELOAD:
+        print("skip: no libpoolclient-preload.so given: the POOLD_ names are not checked")
+        return
+
+    def preload(**env):
+        e = dict(os.environ, LD_PRELOAD=PRELOAD, POOLD_SOCKET="/nonexistent/poold.sock",
+                 POOLD_PRELOAD_FALLBACK="embedded", POOLD_PRELOAD_VERBOSE="1")
+        e.pop("POOLD_EMBEDDED_BYTES", None)
+        e.pop("POOL_EMBEDDED_BYTES", None)
+        e.update(env)
+        r = subprocess.run(["/bin/sh", "-c", "exec cat /dev/null"], env=e, capture_output=True,
+                           text=True, timeout=10)
+        return "embedded pool" in r.stderr, "glibc" in r.stderr
+    # 1T is above any segment: no embedded pool, glibc.
+    for env, want in (({"POOLD_EMBEDDED_BYTES": "8M"}, (True, False)),
+                      ({"POOLD_EMBEDDED_BYTES": "1T"}, (False, True)),
+                      ({"POOL_EMBEDDED_BYTES": "1T"}, (False, True)),
+                      ({"POOL_EMBEDDED_BYTES": "8M"}, (True, False)),
+                      ({"POOLD_EMBEDDED_BYTES": "8M", "POOL_EMBEDDED_BYTES": "1T"}, (True, False))):
+        got = preload(**env)
+        if got != want:
+            fail("%s: embedded pool %s, glibc %s; want %s" % (env, got[0], got[1], want))
+        else:
+            ok("%s: %s" % (env, "embedded pool" if got[0] else "glibc"))
+
+
 def main():
+    env_names()
     errors()
     ping_version()
     pd = Poold("t", "--size", "16M", "--leak-window", "10s")
