@@ -263,6 +263,21 @@ static void warnings(pd_server_t *srv, const pshm_stats_t *st, uint64_t now)
             pd_human_bytes(st->bytes_carved, c, sizeof(c)),
             pd_human_bytes(st->segment_bytes, d, sizeof(d)), pd_human_bytes(book, bk, sizeof(bk)));
 
+    /* Carved spans are never given back: once nearly all are, a class that
+     * needs one more will be refused, however much the others have free. */
+    if (st->spans_total > 0 && st->spans_carved * 100 >= st->spans_total * PD_WARN_FULL_PCT)
+        add_warning(
+            w, &n, "pool_carved", "pool", st->spans_carved * 100 / st->spans_total,
+            "pool %s: %" PRIu64 " of %" PRIu64 " spans carved (%s of %s); %s of the "
+            "carved blocks are free. Spans are never given back: a class that needs "
+            "another will be refused. Restart poold with a larger size on a new "
+            "segment",
+            srv->cfg.shm_name, st->spans_carved, st->spans_total,
+            pd_human_bytes(st->bytes_carved, a, sizeof(a)), pd_human_bytes(data, b, sizeof(b)),
+            pd_human_bytes(st->bytes_carved > st->bytes_in_use ? st->bytes_carved - st->bytes_in_use
+                                                               : 0,
+                           c, sizeof(c)));
+
     /* Per class: allocations refused, double frees. */
     for (uint32_t k = 0; k < st->nclasses; k++) {
         char subj[40];

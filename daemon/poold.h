@@ -320,7 +320,7 @@ void pd_stats_summary(pd_server_t *srv, char *out, size_t cap);
 #define PD_WARN_LOG_SECONDS 60 /* a warning is logged again at most this often */
 
 typedef struct pd_warning {
-    char kind[24];    /* pool_full, class_exhausted, leak_suspect, double_free, slots */
+    char kind[24]; /* pool_full, pool_carved, class_exhausted, leak_suspect, double_free, slots */
     char subject[40]; /* pool, class_64, pid_1234, procs, threads */
     char message[400];
     uint64_t since_unix;

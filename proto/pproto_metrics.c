@@ -163,7 +163,7 @@ static const pproto_metric_t metrics[] = {
 
     /* # warnings: what poold warns about now */
     {"warnings", "kind", L, "kind",
-     "What is wrong: pool_full, class_exhausted, leak_suspect, double_free, slots"},
+     "What is wrong: pool_full, pool_carved, class_exhausted, leak_suspect, double_free, slots"},
     {"warnings", "subject", L, "subject",
      "What it is about: pool, class_SIZE, pid_PID, procs, threads"},
     {"warnings", "active", G, "poold_warning", "1 while poold raises this warning"},

@@ -448,21 +448,29 @@ def warnings(tmp_leak_window):
 
         def status_warns():
             seen.extend(pd.statuses())
-            return any(s.startswith("WARNING ") and ("full" in s or "refused" in s)
-                       for s in seen)
+            return any(s.startswith("WARNING ") and
+                       ("% full:" in s or "allocations refused in the last" in s) for s in seen)
         if wait_until("WARNING in sd_notify STATUS=", 8, status_warns) is not None:
             ok("sd_notify STATUS=%s" % [s for s in seen if s.startswith("WARNING")][-1][:90])
         check_warning(pd, "class_exhausted", r"class_1024", 6,
                       lambda: w.send_signal(signal.SIGUSR1), 9)
         if wait_until("pool_full cleared", 4, lambda: not warnings_of(pd, "pool_full")):
             ok("pool_full cleared")
+        # Spans are never given back: pool_carved stays, and says how much
+        # of the carved memory is free.
+        carved = warnings_of(pd, "pool_carved")
+        if not carved or "free" not in carved[0]["message"]:
+            fail("pool_carved not raised after the pool was filled: %s" % carved)
+        else:
+            ok("pool_carved stays: %s" % carved[0]["message"])
         seen.clear()
 
         def status_clean():
             seen.extend(pd.statuses())
-            return seen and not seen[-1].startswith("WARNING ")
-        if wait_until("STATUS= without a warning", 8, status_clean) is not None:
-            ok("sd_notify STATUS= clean again: %s" % seen[-1])
+            return seen and "% full:" not in seen[-1] and \
+                "allocations refused in the last" not in seen[-1]
+        if wait_until("STATUS= without pool_full and class_exhausted", 8, status_clean):
+            ok("sd_notify STATUS= without them again: %s" % seen[-1][:100])
         stop_worker(w)
         # slots: 3 of 3 process slots (poold holds the fourth)
         ws = [worker(pd, "--seconds", "30", "--iterations", "1000000", "--rounds", "10")
