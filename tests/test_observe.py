@@ -399,7 +399,7 @@ def check_warning(pd, kind, subject_re, raise_within, calm, clear_within):
         fail("%s: subject %s" % (kind, w["subject"]))
     ok("%s raised in %.1f s: %s" % (kind, t, w["message"]))
     r = pd.ctl("warnings")
-    if kind not in r.stdout or w["message"][:40] not in r.stdout:
+    if ("WARNING %s %s: " % (kind, w["subject"])) not in r.stdout:
         fail("poolctl warnings lacks %s: %s" % (kind, r.stdout))
     r = pd.ctl("stats")
     if not r.stdout.startswith("WARNING "):
