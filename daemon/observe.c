@@ -63,12 +63,25 @@ static void proc_reset(pd_obs_proc_t *p, int32_t pid)
     p->since_mono = mono_seconds();
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 void pd_observe_scan(pd_server_t *srv)
 {
     pd_observe_t *o = srv->obs;
     const pshm_seg_t *s = &srv->seg;
     if (!o || !s->hdr)
         return;
+    /* A byte per carved block: however many clients ask, at most one
+     * scan per PD_OBSERVE_MIN_MS. */
+    uint64_t now_ms = mono_ms();
+    if (o->scanned_ms && now_ms - o->scanned_ms < PD_OBSERVE_MIN_MS)
+        return;
+    o->scanned_ms = now_ms;
     uint32_t max = s->max_procs < o->nprocs ? s->max_procs : o->nprocs;
     pshm_proc_stats_t *ps = calloc(max ? max : 1, sizeof(*ps));
     if (!ps)

@@ -311,6 +311,7 @@ void pd_stats_summary(pd_server_t *srv, char *out, size_t cap);
  * use, their high-water marks and a minute of history, and raises or clears
  * the warnings (docs/stats.md, "Warnings"). */
 #define PD_OBSERVE_SECONDS 1
+#define PD_OBSERVE_MIN_MS 250    /* STATS and PROCS rescan at most this often */
 #define PD_GROWTH_SECONDS 60     /* growth_1m: in-use bytes now less a minute ago */
 #define PD_WARN_RECENT_SECONDS 5 /* exhausted, double frees: counted over this */
 #define PD_WARN_FULL_PCT 90      /* pool, slots and thread records: above this share */
@@ -363,6 +364,7 @@ typedef struct pd_observe {
     } logged[PD_WARN_MAX];
     uint32_t nlogged;
     uint64_t ticks;
+    uint64_t scanned_ms; /* monotonic ms of the last scan, 0: never */
 } pd_observe_t;
 
 int pd_observe_start(pd_server_t *srv);
