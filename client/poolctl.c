@@ -868,10 +868,11 @@ static double class_inuse_bytes(const struct row *r)
 static void top_classes(const struct top_state *t, FILE *f, int budget)
 {
     static const struct tcol c[] = {
-        {"SIZE", 6, 1, false},         {"IN USE", 10, 1, false}, {"BLOCKS", 9, 4, false},
-        {"FREE", 9, 5, false},         {"PEAK", 10, 3, false},   {"ALLOC/s", 8, 1, false},
-        {"FREE/s", 8, 2, false},       {"MISS/s", 7, 2, false},  {"CENTRAL/s", 9, 3, false},
-        {"EXHAUST/s", 9, 2, false},    {"SAME%", 7, 4, false},   {"MISS%", 7, 4, false},
+        /* At 80 columns: priorities 1 to 3 (78 columns). */
+        {"SIZE", 5, 1, false},         {"IN USE", 10, 1, false}, {"FREE", 10, 3, false},
+        {"PEAK", 10, 4, false},        {"BLOCKS", 9, 5, false},  {"ALLOC/s", 7, 1, false},
+        {"FREE/s", 7, 2, false},       {"MISS/s", 6, 2, false},  {"CENT/s", 6, 3, false},
+        {"EXH/s", 6, 2, false},        {"SAME%", 6, 3, false},   {"MISS%", 6, 3, false},
         {"ALLOCS", 12, 6, false},      {"FREES", 12, 6, false},  {"EXHAUSTED", 10, 7, false},
         {"DOUBLE FREES", 12, 7, false}};
     int n = (int)(sizeof(c) / sizeof(c[0]));
@@ -906,9 +907,9 @@ static void top_classes(const struct top_state *t, FILE *f, int budget)
         double size = field_num(r, "size");
         snprintf(cells[0], CELL, "%s", field(r, "size"));
         human_bytes(class_inuse_bytes(r), cells[1], CELL);
-        snprintf(cells[2], CELL, "%s", field(r, "in_use"));
-        snprintf(cells[3], CELL, "%s", field(r, "free"));
-        human_bytes(field_num(r, "peak") * size, cells[4], CELL);
+        human_bytes(field_num(r, "free") * size, cells[2], CELL);
+        human_bytes(field_num(r, "peak") * size, cells[3], CELL);
+        snprintf(cells[4], CELL, "%s", field(r, "in_use"));
         rate_cell(t, r, w, "allocs", cells[5]);
         rate_cell(t, r, w, "frees", cells[6]);
         rate_cell(t, r, w, "cache_misses", cells[7]);

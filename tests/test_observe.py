@@ -185,6 +185,22 @@ def top_pty(pd):
         fail("top: the terminal is not in raw mode while top runs")
     else:
         ok("top: raw mode (no ICANON, no ECHO) while it runs")
+    # p sorts by pid at once, without waiting for the next second.
+    before = len(out)
+    os.write(fd, b"p")
+    t1 = time.time()
+    while time.time() - t1 < 0.5:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            out += os.read(fd, 65536)
+    frame = out[before:].decode(errors="replace").split("\x1b[H")[-1]
+    frame = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frame)
+    pids = [int(l.split()[0]) for l in frame.split("\n")
+            if re.match(r"\s*\d+ pool_worker", l)]
+    if "sort: pid/size" not in frame or len(pids) < 2 or pids != sorted(pids):
+        fail("top: after p, sort %s, pids %s" % ("sort: pid/size" in frame, pids))
+    else:
+        ok("top: p sorts by pid at once: %s" % pids)
     os.write(fd, b"q")
     status = None
     end = time.time() + 5
@@ -238,7 +254,8 @@ def top_pty(pd):
         ok("top: frames of %d lines on 24" % nlines)
     if not re.search(r" up \d+(s|m\d\ds|h\d\dm)", last):
         fail("top: no uptime in human form in the header: %r" % last[:200])
-    for head in ("SIZE", "ALLOC/s", "PID", "IN USE", "GROWTH/1m"):
+    for head in ("SIZE", "IN USE", "FREE", "ALLOC/s", "FREE/s", "MISS/s", "CENT/s", "EXH/s",
+                 "SAME%", "MISS%", "PID", "GROWTH/1m"):
         if head not in last:
             fail("top: no %s column at 80 columns" % head)
     ok("top: header and columns at 80x24")
@@ -279,7 +296,7 @@ def top_plain(pd, wpid, leak_pid):
             if size not in cprev:
                 continue
             for rate, total in (("ALLOC/s", "ALLOCS"), ("FREE/s", "FREES"),
-                                ("EXHAUST/s", "EXHAUSTED")):
+                                ("EXH/s", "EXHAUSTED")):
                 exact = (int(row[total]) - int(cprev[size][total])) / dt
                 shown = parse_count(row[rate])
                 if shown is None or not close_enough(shown, exact):
