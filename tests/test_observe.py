@@ -325,8 +325,8 @@ def top_plain(pd, wpid, leak_pid):
     # Sorted by bytes in use: the leaking worker holds the most.
     procs = list(parsed[-1][2].keys())
     if not procs or procs[0] != str(leak_pid):
-        fail("top: sorted by in use, the first process is %s, not the leaker %d" %
-             (procs[:1], leak_pid))
+        fail("top: sorted by in use, the first process is %s, not the leaker %d:\n%s" %
+             (procs[:1], leak_pid, blocks[-1]))
     else:
         ok("top: sorted by bytes in use (the leaker first)")
     r = pd.ctl("top", "-n", "1", "--sort", "pid", env=env)
@@ -449,7 +449,7 @@ def warnings(tmp_leak_window):
         # leak: steady growth over the window
         w = worker(pd, "--leak", "50", "--size", "64")
         check_warning(pd, "leak_suspect", r"pid_%d" % w.pid, tmp_leak_window + 6,
-                      lambda: w.send_signal(signal.SIGUSR1), 4)
+                      lambda: w.send_signal(signal.SIGUSR1), 8)
         stop_worker(w)
         # full pool and an exhausted class
         pd.statuses()  # what was sent so far: not about these
