@@ -337,6 +337,29 @@ def top_plain(pd, wpid, leak_pid):
         ok("top --sort pid: %s" % pids)
 
 
+def watch(pd):
+    """stats --watch N is top's view every N seconds: a second frame has
+    rates."""
+    p = subprocess.Popen([POOLCTL, "--socket", pd.sock, "stats", "--watch", "0.5"],
+                         stdout=subprocess.PIPE, text=True)
+    children.append(p)
+    rates = None
+    end = time.time() + 10
+    while time.time() < end:
+        r, _, _ = select.select([p.stdout], [], [], 0.5)
+        line = p.stdout.readline() if r else ""
+        m = re.match(r"per second: allocs (\S+) .*\(interval ([0-9.]+) s\)", line)
+        if m and m.group(1) != "-":
+            rates = line.strip()
+            break
+    p.terminate()
+    p.wait(5)
+    if not rates:
+        fail("stats --watch 0.5: no frame with rates within 10 s")
+    else:
+        ok("stats --watch 0.5 is top's view: %s" % rates)
+
+
 def table(text):
     """A table of top's: {first cell: {head: cell}}; heads are split at
     two spaces or more, cells at runs of spaces, with "x.y KiB" joined."""
@@ -588,6 +611,7 @@ def main():
         busy = worker(pd, "--seconds", "60", "--iterations", "1000000", "--rounds", "200")
         leak = worker(pd, "--leak", "200", "--size", "1000", "--seconds", "60")
         holdings(pd, leak, busy)
+        watch(pd)
         top_plain(pd, busy.pid, leak.pid)
         top_pty(pd)
         stop_worker(busy)
