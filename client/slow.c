@@ -52,17 +52,17 @@ static void *uncached_malloc(pool_t *pool, uint32_t c)
         uint32_t next = a + (s->block_size[c] >> 3);
         if (next < b)
             pshm_region_push_raw(s, c, next, b);
-        pa_add_relaxed(&k->u_fresh, 1); /* relaxed: statistic */
+        pa_add_relaxed(&k->uncached_carved, 1); /* relaxed: statistic */
     } else {
-        pa_add_relaxed(&k->u_exhausted, 1); /* relaxed: statistic */
+        pa_add_relaxed(&k->uncached_exhausted, 1); /* relaxed: statistic */
         errno = ENOMEM;
         return NULL;
     }
     pa_store_relaxed(pshm_owner_idx(s, c, a), own); /* relaxed: the block is ours */
     /* relaxed: statistics, many writers, so RMW; this path is rare. */
-    pa_add_relaxed(&k->u_allocs, 1);
+    pa_add_relaxed(&k->uncached_allocs, 1);
     pa_add_relaxed(&s->hdr->uncached_ops, 1);
-    pa_add_relaxed(&s->procs[pool->slot].r_allocs, 1);
+    pa_add_relaxed(&s->procs[pool->slot].folded_allocs, 1);
     return pshm_ptr(s, a);
 }
 
@@ -74,10 +74,10 @@ static void uncached_free(pool_t *pool, uint32_t idx, uint32_t c)
     pa_store_relaxed(pshm_owner_idx(s, c, idx), PSHM_OWN_FREE);
     pshm_central_push_raw(s, c, &idx, 1);
     /* relaxed: statistics. */
-    pa_add_relaxed(&s->cls[c].u_frees, 1);
+    pa_add_relaxed(&s->cls[c].uncached_frees, 1);
     pa_add_relaxed(&s->hdr->uncached_ops, 1);
     if (own_of(pool))
-        pa_add_relaxed(&s->procs[pool->slot].r_frees, 1);
+        pa_add_relaxed(&s->procs[pool->slot].folded_frees, 1);
 }
 
 /* ---- with a thread record ---- */
@@ -110,7 +110,7 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
         if (p)
             return p;
         /* relaxed (counters): single writer, this thread. */
-        pa_inc_single_writer(&tc->cmiss, 1);
+        pa_inc_single_writer(&tc->cache_misses, 1);
         if (pshm_unlikely(pool->shared))
             pool_rehello_if_restarted_(pool);
         if (pshm_rec_refill(s, rec, c) > 0 || pshm_rec_install(s, rec, c) == 0)

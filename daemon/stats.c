@@ -37,15 +37,16 @@ static void section_server(pd_server_t *srv, pproto_buf_t *b, time_t now)
 static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pshm_stats_t *st)
 {
     const struct pshm_header *h = srv->seg.hdr;
-    uint64_t allocs = 0, frees = 0, reuses = 0, same = 0, cmiss = 0, cenmiss = 0, exh = 0;
+    uint64_t allocs = 0, frees = 0, reuses = 0, same = 0, cache_misses = 0, central_misses = 0,
+             exh = 0;
     for (uint32_t c = 0; c < st->nclasses; c++) {
         const pshm_class_stats_t *k = &st->cls[c];
         allocs += k->allocations;
         frees += k->frees;
         reuses += k->reuses;
         same += k->same_address;
-        cmiss += k->cache_misses;
-        cenmiss += k->central_misses;
+        cache_misses += k->cache_misses;
+        central_misses += k->central_misses;
         exh += k->exhausted;
     }
     pproto_buf_add_section(b, "pool");
@@ -68,8 +69,8 @@ static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pshm_stats_t *
     pproto_buf_add_info_u64(b, "frees_total", frees);
     pproto_buf_add_info_u64(b, "reuses_total", reuses);
     pproto_buf_add_info_u64(b, "same_address_total", same);
-    pproto_buf_add_info_u64(b, "cache_misses_total", cmiss);
-    pproto_buf_add_info_u64(b, "central_misses_total", cenmiss);
+    pproto_buf_add_info_u64(b, "cache_misses_total", cache_misses);
+    pproto_buf_add_info_u64(b, "central_misses_total", central_misses);
     pproto_buf_add_info_u64(b, "exhausted_total", exh);
     /* relaxed: statistics with RMW writers in the workers. */
     pproto_buf_add_info_u64(b, "uncached_ops_total", pa_load_relaxed(&h->uncached_ops));

@@ -38,7 +38,8 @@ static void check_class(const pshm_seg_t *s, uint32_t c, const pshm_class_stats_
 {
     const struct pshm_class *k = &s->cls[c];
     uint64_t allocs = 0, frees = 0, fresh = 0, uncarved = 0, moved_in = 0, moved_out = 0;
-    uint64_t handoffs = 0, adopts = 0, cached = 0, cmiss = 0, cenmiss = 0, exhausted = 0;
+    uint64_t handoffs = 0, adopts = 0, cached = 0, cache_misses = 0, central_misses = 0,
+             exhausted = 0;
     for (uint32_t i = 0; i < s->max_threads; i++) {
         const struct pshm_tclass *tc = &pshm_thread_at(s, i)->cls[c];
         /* relaxed (all): single-threaded. */
@@ -52,17 +53,17 @@ static void check_class(const pshm_seg_t *s, uint32_t c, const pshm_class_stats_
         moved_out += pa_load_relaxed(&tc->moved_out);
         handoffs += pa_load_relaxed(&tc->handoffs);
         adopts += pa_load_relaxed(&tc->adopts);
-        cmiss += pa_load_relaxed(&tc->cmiss);
-        cenmiss += pa_load_relaxed(&tc->cenmiss);
+        cache_misses += pa_load_relaxed(&tc->cache_misses);
+        central_misses += pa_load_relaxed(&tc->central_misses);
         exhausted += pa_load_relaxed(&tc->exhausted);
     }
-    allocs += pa_load_relaxed(&k->u_allocs);
-    frees += pa_load_relaxed(&k->u_frees);
-    fresh += pa_load_relaxed(&k->u_fresh);
-    moved_out += pa_load_relaxed(&k->u_pushed);
-    moved_in += pa_load_relaxed(&k->u_popped);
-    exhausted += pa_load_relaxed(&k->u_exhausted);
-    handoffs += pa_load_relaxed(&k->u_handoffs);
+    allocs += pa_load_relaxed(&k->uncached_allocs);
+    frees += pa_load_relaxed(&k->uncached_frees);
+    fresh += pa_load_relaxed(&k->uncached_carved);
+    moved_out += pa_load_relaxed(&k->uncached_pushed);
+    moved_in += pa_load_relaxed(&k->uncached_popped);
+    exhausted += pa_load_relaxed(&k->uncached_exhausted);
+    handoffs += pa_load_relaxed(&k->put_in_transit);
     uint64_t transit = handoffs - adopts;
     if (o->block_size != s->block_size[c])
         fz_fail("block_size", c, o->block_size, s->block_size[c]);
@@ -83,10 +84,10 @@ static void check_class(const pshm_seg_t *s, uint32_t c, const pshm_class_stats_
     if ((uint64_t)o->blocks_in_use != allocs - frees - transit - uncarved)
         fz_fail("blocks_in_use", c, (uint64_t)o->blocks_in_use,
                 allocs - frees - transit - uncarved);
-    if (o->cache_misses != cmiss)
-        fz_fail("cache_misses", c, o->cache_misses, cmiss);
-    if (o->central_misses != cenmiss)
-        fz_fail("central_misses", c, o->central_misses, cenmiss);
+    if (o->cache_misses != cache_misses)
+        fz_fail("cache_misses", c, o->cache_misses, cache_misses);
+    if (o->central_misses != central_misses)
+        fz_fail("central_misses", c, o->central_misses, central_misses);
     if (o->exhausted != exhausted)
         fz_fail("exhausted", c, o->exhausted, exhausted);
     if (o->invalid_frees != pa_load_relaxed(&k->invalid_frees))

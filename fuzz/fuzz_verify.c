@@ -247,10 +247,11 @@ static void die_in_step(struct world *w, struct process *p, struct pshm_thread *
          * new range's end, not yet its start, when it died in turn. */
         if (pshm_tclass_fresh_next(tc) < tc->fresh_end)
             break;
-        uint64_t before = pa_load_relaxed(&tc->fresh_w), carved = pa_load_relaxed(&tc->cenmiss);
+        uint64_t before = pa_load_relaxed(&tc->fresh_w),
+                 carved = pa_load_relaxed(&tc->central_misses);
         if (pshm_rec_install(s, t, c) < 0)
             break;
-        if (pa_load_relaxed(&tc->cenmiss) != carved) {
+        if (pa_load_relaxed(&tc->central_misses) != carved) {
             /* The claim's journal: its span (pend.n) is still there. */
             tc->pend.n = (uint32_t)((((uint64_t)tc->pend.a << 3) - s->data_off) >> s->span_shift);
             pa_store_relaxed(&tc->pend.op, PSHM_PEND_CARVE);

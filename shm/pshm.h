@@ -62,9 +62,9 @@ typedef struct pshm_seg {
     uint32_t cache_cap[PSHM_MAX_CLASSES];
     /* Owner bytes (pshm_owner()): base of class c's bytes for span 0, the
      * shift from a span number to its bytes, and ceil(2^32 / block size). */
-    uint8_t *own_base[PSHM_MAX_CLASSES];
-    uint32_t own_sshift[PSHM_MAX_CLASSES];
-    uint64_t own_recip[PSHM_MAX_CLASSES];
+    uint8_t *owner_base[PSHM_MAX_CLASSES];
+    uint32_t owner_span_shift[PSHM_MAX_CLASSES];
+    uint64_t block_recip[PSHM_MAX_CLASSES];
     uint64_t span_mask;
     /* The rest. */
     uint64_t data_end;
@@ -74,7 +74,7 @@ typedef struct pshm_seg {
     struct pshm_proc *procs;
     uint8_t *threads;
     pa_u32 *carvers;
-    uint8_t *gowner;
+    uint8_t *owner_slices;
     uint32_t nspans;
     uint32_t max_procs;
     uint32_t max_threads;
@@ -167,7 +167,7 @@ static inline int pshm_block_class(const pshm_seg_t *s, uint64_t off)
  * before its span's owner tail: a block lists and caches may hold. */
 static inline bool pshm_before_tail(const pshm_seg_t *s, uint64_t off, uint32_t c)
 {
-    return (((off - s->data_off) & s->span_mask) * s->own_recip[c] >> 32) < s->blocks_per_span[c];
+    return (((off - s->data_off) & s->span_mask) * s->block_recip[c] >> 32) < s->blocks_per_span[c];
 }
 
 /* The class of the block at byte offset off, a block before its span's
@@ -191,8 +191,8 @@ static inline bool pshm_idx_is_block(const pshm_seg_t *s, uint32_t idx, uint32_t
 static inline pa_u8 *pshm_owner(const pshm_seg_t *s, uint32_t c, uint64_t off)
 {
     uint64_t rel = off - s->data_off;
-    return (pa_u8 *)(s->own_base[c] + ((rel >> s->span_shift) << s->own_sshift[c]) +
-                     (((rel & s->span_mask) * s->own_recip[c]) >> 32));
+    return (pa_u8 *)(s->owner_base[c] + ((rel >> s->span_shift) << s->owner_span_shift[c]) +
+                     (((rel & s->span_mask) * s->block_recip[c]) >> 32));
 }
 
 static inline pa_u8 *pshm_owner_idx(const pshm_seg_t *s, uint32_t c, uint32_t idx)

@@ -22,7 +22,7 @@
  * - the head still carries the generation after ours and our author: it did;
  * - else our record's receipt for that list says: every thread about to
  *   CAS a head first writes "your CAS at generation g took effect" into the
- *   head's author's record (a max-CAS on its rcpt word, receipt_note()), so
+ *   head's author's record (a max-CAS on its receipts word, receipt_note()), so
  *   the head cannot move past a generation before its author's receipt
  *   holds it. A record sets its own receipt to the generation it reads
  *   before each of its CASes, so that an old receipt never answers for a new
@@ -138,7 +138,7 @@ static void receipt_note(pshm_seg_t *s, uint32_t c, int list, head_t h, uint32_t
     uint32_t a = PSHM_HEAD_AUTHOR(h.w);
     if (a == 0 || a == me || a > s->max_threads)
         return;
-    pa_u64 *r = &pshm_thread_at(s, a - 1)->cls[c].rcpt[list];
+    pa_u64 *r = &pshm_thread_at(s, a - 1)->cls[c].receipts[list];
     uint64_t cur = pa_load_relaxed(r);
     while (cur < h.gen)
         if (pa_cas_weak_relaxed(r, &cur, h.gen))
@@ -151,7 +151,7 @@ static void receipt_note(pshm_seg_t *s, uint32_t c, int list, head_t h, uint32_t
 static inline void journal_tag(struct pshm_tclass *tc, int list, head_t old)
 {
     tc->pend.tag = old.gen;
-    pa_store_relaxed(&tc->rcpt[list], old.gen); /* relaxed: see receipt_note() */
+    pa_store_relaxed(&tc->receipts[list], old.gen); /* relaxed: see receipt_note() */
 }
 
 /* Did record `me`'s journaled CAS on list `list` of class c, expecting
@@ -170,8 +170,8 @@ static bool succeeded(pshm_seg_t *s, uint32_t c, int list, const struct pshm_tcl
     if (h.gen == want && PSHM_HEAD_AUTHOR(h.w) == me)
         return true;
     if (h.gen == tag)
-        return false;                                /* the head has not moved since */
-    return pa_load_relaxed(&tc->rcpt[list]) >= want; /* relaxed: after the barrier */
+        return false;                                    /* the head has not moved since */
+    return pa_load_relaxed(&tc->receipts[list]) >= want; /* relaxed: after the barrier */
 }
 
 /* Push `node` (its chain already linked) on a list as record t. The
@@ -396,7 +396,7 @@ int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
         return n;
     }
     pshm_span_publish(s, (uint32_t)n, c, &a, &b);
-    pa_inc_single_writer(&tc->cenmiss, 1); /* relaxed: statistic, single writer */
+    pa_inc_single_writer(&tc->central_misses, 1); /* relaxed: statistic, single writer */
 install:
     tc->pend.a = a;
     tc->pend.b = b;
@@ -705,7 +705,7 @@ void pshm_central_push_raw(pshm_seg_t *s, uint32_t c, const uint32_t *idx, uint3
     for (uint32_t i = 0; i < n; i++)
         *link_word(s, idx[i]) = (uint64_t)(i + 1 < n ? idx[i + 1] : PSHM_IDX_NONE);
     raw_push(s, c, LIST_CENTRAL, idx[0]);
-    pa_add_relaxed(&s->cls[c].u_pushed, n); /* relaxed: statistic */
+    pa_add_relaxed(&s->cls[c].uncached_pushed, n); /* relaxed: statistic */
 }
 
 uint32_t pshm_central_pop_raw(pshm_seg_t *s, uint32_t c, uint32_t *out, uint32_t cap)
@@ -715,7 +715,7 @@ uint32_t pshm_central_pop_raw(pshm_seg_t *s, uint32_t c, uint32_t *out, uint32_t
     uint32_t n = node ? chain_copy(s, c, node, out, cap, &dropped) : 0;
     count_dropped(s, dropped);
     if (n)
-        pa_add_relaxed(&s->cls[c].u_popped, n); /* relaxed: statistic */
+        pa_add_relaxed(&s->cls[c].uncached_popped, n); /* relaxed: statistic */
     return n;
 }
 

@@ -132,7 +132,8 @@ bad:
 
 struct layout {
     uint32_t span_shift;
-    uint64_t classes_off, procs_off, threads_off, spanmap_off, carvers_off, gowner_off, data_off;
+    uint64_t classes_off, procs_off, threads_off, spanmap_off, carvers_off, owner_slices_off,
+        data_off;
     uint32_t thread_bytes;
     uint32_t nspans;
 };
@@ -154,8 +155,8 @@ static void compute(const pshm_params_t *p, uint64_t bytes, struct layout *l)
      * classes' owner slices 64; bound them by the whole size. */
     uint64_t max_spans = bytes >> l->span_shift;
     l->carvers_off = ALIGN_UP(l->spanmap_off + max_spans, 64);
-    l->gowner_off = ALIGN_UP(l->carvers_off + 4 * max_spans, 64);
-    l->data_off = ALIGN_UP(l->gowner_off + PSHM_GOWNER_SLICE * max_spans, span);
+    l->owner_slices_off = ALIGN_UP(l->carvers_off + 4 * max_spans, 64);
+    l->data_off = ALIGN_UP(l->owner_slices_off + PSHM_GOWNER_SLICE * max_spans, span);
     l->nspans = bytes > l->data_off ? (uint32_t)((bytes - l->data_off) >> l->span_shift) : 0;
 }
 
@@ -257,7 +258,7 @@ int pshm_format(void *base, const pshm_params_t *p, char *err, size_t errlen)
     h->threads_off = l.threads_off;
     h->spanmap_off = l.spanmap_off;
     h->carvers_off = l.carvers_off;
-    h->gowner_off = l.gowner_off;
+    h->owner_slices_off = l.owner_slices_off;
     h->data_off = l.data_off;
     h->created_unix = (uint64_t)time(NULL);
     h->creator_pid = (int32_t)getpid();
@@ -347,7 +348,7 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
         h->thread_bytes != l.thread_bytes || h->classes_off != l.classes_off ||
         h->procs_off != l.procs_off || h->threads_off != l.threads_off ||
         h->spanmap_off != l.spanmap_off || h->carvers_off != l.carvers_off ||
-        h->gowner_off != l.gowner_off || h->data_off != l.data_off) {
+        h->owner_slices_off != l.owner_slices_off || h->data_off != l.data_off) {
         snprintf(err, errlen, "corrupt header: offsets do not match its own sizes");
         return -EBADMSG;
     }
@@ -368,13 +369,13 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
         s->batch[i] = cls[i].batch;
         uint64_t span = UINT64_C(1) << l.span_shift;
         if (own_in_tail(l.span_shift, bs)) {
-            s->own_base[i] = (uint8_t *)base + l.data_off + span - own_entries(l.span_shift, bs);
-            s->own_sshift[i] = l.span_shift;
+            s->owner_base[i] = (uint8_t *)base + l.data_off + span - own_entries(l.span_shift, bs);
+            s->owner_span_shift[i] = l.span_shift;
         } else {
-            s->own_base[i] = (uint8_t *)base + l.gowner_off;
-            s->own_sshift[i] = 6; /* log2(PSHM_GOWNER_SLICE) */
+            s->owner_base[i] = (uint8_t *)base + l.owner_slices_off;
+            s->owner_span_shift[i] = 6; /* log2(PSHM_GOWNER_SLICE) */
         }
-        s->own_recip[i] = ((UINT64_C(1) << 32) + bs - 1) / bs;
+        s->block_recip[i] = ((UINT64_C(1) << 32) + bs - 1) / bs;
     }
     s->base = base;
     s->bytes = h->segment_bytes;
@@ -384,7 +385,7 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
     s->threads = (uint8_t *)base + l.threads_off;
     s->spanmap = (pa_u8 *)((uint8_t *)base + l.spanmap_off);
     s->carvers = (pa_u32 *)(void *)((uint8_t *)base + l.carvers_off);
-    s->gowner = (uint8_t *)base + l.gowner_off;
+    s->owner_slices = (uint8_t *)base + l.owner_slices_off;
     s->span_mask = (UINT64_C(1) << l.span_shift) - 1;
     s->data_off = l.data_off;
     s->data_end = l.data_off + ((uint64_t)l.nspans << l.span_shift);

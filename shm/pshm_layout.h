@@ -8,7 +8,7 @@
  *   threads_off         thread-cache records: max_threads * thread_bytes
  *   spanmap_off         span map: one byte per span, its class (0xff: not carved)
  *   carvers_off         span carvers: one u32 per span, the record that carved it
- *   gowner_off          owner slices of the large classes: 64 bytes per span
+ *   owner_slices_off          owner slices of the large classes: 64 bytes per span
  *   data_off            data spans, each span_bytes long, aligned to span_bytes
  *
  * Every block has an owner byte, outside the block (invariant 9, docs/design.md):
@@ -17,9 +17,9 @@
  * receiver) or PSHM_OWN_RECL (taken from a dead process by the reclaimer,
  * on its way into the reclaimer's cache: no free accepts it). A class with more than PSHM_GOWNER_SLICE blocks per span keeps
  * its owner bytes at the tail of each span (the span holds fewer blocks); a
- * larger class keeps them in the span's 64-byte slice at gowner_off. Either
+ * larger class keeps them in the span's 64-byte slice at owner_slices_off. Either
  * way the byte of the block at in-span offset `in` of span n is at
- *   own_base[c] + (n << own_sshift[c]) + in / block_size
+ *   owner_base[c] + (n << owner_span_shift[c]) + in / block_size
  * (pshm_owner()), and the entries past the last block stay FREE, so that a
  * pointer into a span's tail is refused as not in use.
  *
@@ -111,7 +111,7 @@ struct pshm_header {
     uint64_t threads_off;
     uint64_t spanmap_off;
     uint64_t carvers_off;
-    uint64_t gowner_off;
+    uint64_t owner_slices_off;
     uint64_t data_off;
     uint64_t created_unix;
     int32_t creator_pid;
@@ -161,13 +161,13 @@ struct pshm_class {
      * what reclaimers and refused frees count. Relaxed RMW: statistics with
      * many writers, slow paths only. Thread records keep their own counters
      * for good (never folded here), so that no crash can count twice. */
-    alignas(64) pa_u64 u_allocs;
-    pa_u64 u_frees;
-    pa_u64 u_fresh;
-    pa_u64 u_pushed; /* blocks pushed on the batch stack uncached */
-    pa_u64 u_popped;
-    pa_u64 u_exhausted;
-    pa_u64 u_handoffs;       /* in-use blocks put in transit by a detach or reclaim */
+    alignas(64) pa_u64 uncached_allocs;
+    pa_u64 uncached_frees;
+    pa_u64 uncached_carved;
+    pa_u64 uncached_pushed; /* blocks pushed on the batch stack uncached */
+    pa_u64 uncached_popped;
+    pa_u64 uncached_exhausted;
+    pa_u64 put_in_transit;   /* in-use blocks put in transit by a detach or reclaim */
     pa_u64 invalid_frees;    /* frees refused: not in use (double free) */
     pa_u64 reclaimed_in_use; /* in-use blocks of dead processes given back */
 };
@@ -196,10 +196,10 @@ struct pshm_proc {
     pa_i32 pid;
     pa_u64 start_time; /* /proc/<pid>/stat starttime: tells pid reuse */
     pa_u64 attached_unix;
-    pa_u32 via_daemon; /* 1: attached through poold */
-    pa_i32 reclaimer;  /* RECLAIMING: pid of the reclaimer (taken over if it dies) */
-    pa_u64 r_allocs;   /* counters of the process's exited threads (display) */
-    pa_u64 r_frees;
+    pa_u32 via_daemon;    /* 1: attached through poold */
+    pa_i32 reclaimer;     /* RECLAIMING: pid of the reclaimer (taken over if it dies) */
+    pa_u64 folded_allocs; /* counters of the process's exited threads (display) */
+    pa_u64 folded_frees;
     pa_u64 r_cmiss;
     pa_u32 image; /* writer: poold at HELLO; the holder's process image (a number
                      drawn anew at each exec), 0: unknown */
@@ -287,10 +287,10 @@ struct pshm_tclass {
     uint32_t slots[PSHM_CACHE_CAP + 1]; /* slots[0] unused */
     uint32_t reserved2;
     /* Cold: counted on slow paths only. */
-    pa_u64 moved_in;  /* blocks refilled from the central list */
-    pa_u64 moved_out; /* blocks flushed to the central list */
-    pa_u64 cmiss;     /* cache empty, went to central */
-    pa_u64 cenmiss;   /* central empty, carved a span */
+    pa_u64 moved_in;       /* blocks refilled from the central list */
+    pa_u64 moved_out;      /* blocks flushed to the central list */
+    pa_u64 cache_misses;   /* cache empty, went to central */
+    pa_u64 central_misses; /* central empty, carved a span */
     pa_u64 exhausted;
     pa_u64 handoffs;    /* blocks this thread put in transit */
     pa_u64 adopts;      /* blocks this thread took from transit */
@@ -298,11 +298,11 @@ struct pshm_tclass {
                         reclaimer's) gave back as uncarved regions */
     pa_u64 base_allocs; /* at claim: for per-process figures */
     pa_u64 base_frees;
-    pa_u64 base_cmiss;
+    pa_u64 base_cache_misses;
     struct pshm_pending pend;
     /* Receipts: the newest generation of each list head that this record
      * wrote (max-CAS by any thread that read it; pshm_central.c). */
-    pa_u64 rcpt[2];
+    pa_u64 receipts[2];
     uint8_t pad[PSHM_TCLASS_BYTES - 48 - 4 * (PSHM_CACHE_CAP + 2) - 88 - 40 - 16];
 };
 

@@ -32,8 +32,8 @@ int pshm_proc_claim(pshm_seg_t *s, pid_t pid, uint64_t start_time, uint32_t via)
         pa_store_relaxed(&p->attached_unix, (uint64_t)time(NULL));
         pa_store_relaxed(&p->via_daemon, via);
         pa_store_relaxed(&p->reclaimer, 0);
-        pa_store_relaxed(&p->r_allocs, 0);
-        pa_store_relaxed(&p->r_frees, 0);
+        pa_store_relaxed(&p->folded_allocs, 0);
+        pa_store_relaxed(&p->folded_frees, 0);
         pa_store_relaxed(&p->r_cmiss, 0);
         pa_store_relaxed(&p->image, 0);
         pa_store_relaxed(&p->ended, PSHM_END_NONE);
@@ -115,7 +115,7 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
             tc->fresh_end = pshm_tclass_fresh_next(tc);
             pa_store_relaxed(&tc->base_allocs, pshm_tclass_allocs(tc));
             pa_store_relaxed(&tc->base_frees, pa_load_relaxed(&tc->frees));
-            pa_store_relaxed(&tc->base_cmiss, pa_load_relaxed(&tc->cmiss));
+            pa_store_relaxed(&tc->base_cache_misses, pa_load_relaxed(&tc->cache_misses));
         }
         if (dropped)
             pa_add_relaxed(&s->hdr->entries_dropped, dropped); /* relaxed: statistic */
@@ -198,11 +198,12 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
         if (!untrusted) {
             uint64_t al = pshm_tclass_allocs(tc) - pa_load_relaxed(&tc->base_allocs);
             uint64_t fr = pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->base_frees);
-            uint64_t cm = pa_load_relaxed(&tc->cmiss) - pa_load_relaxed(&tc->base_cmiss);
+            uint64_t cm =
+                pa_load_relaxed(&tc->cache_misses) - pa_load_relaxed(&tc->base_cache_misses);
             if (al)
-                pa_add_relaxed(&p->r_allocs, al);
+                pa_add_relaxed(&p->folded_allocs, al);
             if (fr)
-                pa_add_relaxed(&p->r_frees, fr);
+                pa_add_relaxed(&p->folded_frees, fr);
             if (cm)
                 pa_add_relaxed(&p->r_cmiss, cm);
         }
@@ -277,7 +278,7 @@ static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, 
             /* acq_rel: exactly one of this walk and a live free of the
              * block moves it out of the dead slot's hands. */
             if (pa_cas_strong_acq_rel(&o[i], &cur, PSHM_OWN_TRANSIT)) {
-                pa_add_relaxed(&s->cls[c].u_handoffs, 1); /* relaxed: statistic */
+                pa_add_relaxed(&s->cls[c].put_in_transit, 1); /* relaxed: statistic */
                 out->in_use_kept++;
             }
             i++;

@@ -54,7 +54,7 @@ void pshm_span_publish(pshm_seg_t *s, uint32_t n, uint32_t c, uint32_t *start, u
     /* The owner bytes of a class kept in the span's tail start FREE; the
      * span is zero in a new segment, but spans are never trusted to be. The
      * large classes' slices were zeroed at format. */
-    if (s->own_sshift[c] == s->span_shift) {
+    if (s->owner_span_shift[c] == s->span_shift) {
         uint8_t *own = (uint8_t *)pshm_owner(s, c, span_off);
         memset(own, 0, (size_t)((s->base + span_off + s->span_mask + 1) - own));
     }

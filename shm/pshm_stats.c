@@ -20,7 +20,7 @@
 #include "pshm.h"
 
 struct class_sum {
-    uint64_t allocs, frees, fresh, same, cmiss, cenmiss, exhausted, cached;
+    uint64_t allocs, frees, fresh, same, cache_misses, central_misses, exhausted, cached;
     uint64_t moved_in, moved_out, handoffs, adopts, uncarved;
 };
 
@@ -45,19 +45,19 @@ static void sum_class(const pshm_seg_t *s, uint32_t c, struct class_sum *o)
         o->uncarved += pa_load_relaxed(&tc->uncarved);
         o->same += pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->displaced) -
                    pshm_hot_cached(pa_load_relaxed(&tc->hot));
-        o->cmiss += pa_load_relaxed(&tc->cmiss);
-        o->cenmiss += pa_load_relaxed(&tc->cenmiss);
+        o->cache_misses += pa_load_relaxed(&tc->cache_misses);
+        o->central_misses += pa_load_relaxed(&tc->central_misses);
         o->exhausted += pa_load_relaxed(&tc->exhausted);
         o->cached += n;
     }
     /* And what was done without a record. relaxed: RMW statistics. */
-    o->allocs += pa_load_relaxed(&k->u_allocs);
-    o->frees += pa_load_relaxed(&k->u_frees);
-    o->fresh += pa_load_relaxed(&k->u_fresh);
-    o->moved_out += pa_load_relaxed(&k->u_pushed);
-    o->moved_in += pa_load_relaxed(&k->u_popped);
-    o->exhausted += pa_load_relaxed(&k->u_exhausted);
-    o->handoffs += pa_load_relaxed(&k->u_handoffs);
+    o->allocs += pa_load_relaxed(&k->uncached_allocs);
+    o->frees += pa_load_relaxed(&k->uncached_frees);
+    o->fresh += pa_load_relaxed(&k->uncached_carved);
+    o->moved_out += pa_load_relaxed(&k->uncached_pushed);
+    o->moved_in += pa_load_relaxed(&k->uncached_popped);
+    o->exhausted += pa_load_relaxed(&k->uncached_exhausted);
+    o->handoffs += pa_load_relaxed(&k->put_in_transit);
 }
 
 void pshm_stats(const pshm_seg_t *s, pshm_stats_t *out)
@@ -95,8 +95,8 @@ void pshm_stats(const pshm_seg_t *s, pshm_stats_t *out)
         o->frees = sum.frees;
         o->reuses = sum.allocs >= sum.fresh ? sum.allocs - sum.fresh : 0;
         o->same_address = sum.same;
-        o->cache_misses = sum.cmiss;
-        o->central_misses = sum.cenmiss;
+        o->cache_misses = sum.cache_misses;
+        o->central_misses = sum.central_misses;
         o->exhausted = sum.exhausted;
         o->invalid_frees = pa_load_relaxed(&s->cls[c].invalid_frees);
         o->reclaimed_in_use = pa_load_relaxed(&s->cls[c].reclaimed_in_use);
@@ -123,8 +123,8 @@ int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max)
             o->pid = pa_load_relaxed(&p->pid);
             o->via_daemon = pa_load_relaxed(&p->via_daemon);
             o->attached_unix = pa_load_relaxed(&p->attached_unix);
-            o->allocations = pa_load_relaxed(&p->r_allocs);
-            o->frees = pa_load_relaxed(&p->r_frees);
+            o->allocations = pa_load_relaxed(&p->folded_allocs);
+            o->frees = pa_load_relaxed(&p->folded_frees);
             o->cache_misses = pa_load_relaxed(&p->r_cmiss);
             for (uint32_t t = 0; t < s->max_threads; t++) {
                 const struct pshm_thread *th = pshm_thread_at(s, t);
@@ -135,8 +135,8 @@ int pshm_proc_stats(const pshm_seg_t *s, pshm_proc_stats_t *out, int max)
                     const struct pshm_tclass *tc = &th->cls[c];
                     o->allocations += pshm_tclass_allocs(tc) - pa_load_relaxed(&tc->base_allocs);
                     o->frees += pa_load_relaxed(&tc->frees) - pa_load_relaxed(&tc->base_frees);
-                    o->cache_misses +=
-                        pa_load_relaxed(&tc->cmiss) - pa_load_relaxed(&tc->base_cmiss);
+                    o->cache_misses += pa_load_relaxed(&tc->cache_misses) -
+                                       pa_load_relaxed(&tc->base_cache_misses);
                     uint32_t k = pshm_tclass_cached(tc);
                     o->blocks_cached += k <= s->cache_cap[c] + 1 ? k : 0;
                 }

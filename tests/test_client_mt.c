@@ -101,8 +101,8 @@ static void test_central_aba_stress(void **state)
         }
     }
     assert_int_equal(got, total);
-    assert_int_equal(pa_load_relaxed(&s->cls[cls].u_pushed),
-                     pa_load_relaxed(&s->cls[cls].u_popped));
+    assert_int_equal(pa_load_relaxed(&s->cls[cls].uncached_pushed),
+                     pa_load_relaxed(&s->cls[cls].uncached_popped));
     free(seen);
     /* The blocks were carved outside the pool's accounting; give the span
      * back to the class as a region so the invariant check holds. */
