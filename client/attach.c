@@ -76,6 +76,14 @@ size_t pool_env_size_(const char *name, size_t dflt)
     return (size_t)(n << shift);
 }
 
+size_t pool_embedded_bytes_(void)
+{
+    /* POOLD_ is the prefix of every variable; the old name is still read. */
+    const char *v = getenv("POOLD_EMBEDDED_BYTES");
+    return pool_env_size_(v && *v ? "POOLD_EMBEDDED_BYTES" : "POOL_EMBEDDED_BYTES",
+                          POOL_DEFAULT_BYTES);
+}
+
 POOL_API pool_t *pool_open_embedded(size_t bytes)
 {
     char err[256] = "";
@@ -147,7 +155,7 @@ static void default_init(void)
     default_pool = pool_default_attached_();
     if (default_pool)
         return;
-    default_pool = pool_open_embedded(pool_env_size_("POOL_EMBEDDED_BYTES", POOL_DEFAULT_BYTES));
+    default_pool = pool_open_embedded(pool_embedded_bytes_());
     default_errno = default_pool ? 0 : errno;
 }
 

@@ -117,6 +117,9 @@ pool_t *pool_default_attached_(void);
  * or G), dflt when unset or not a number, SIZE_MAX when it overflows. No
  * allocation: the preload library reads its settings before any heap. */
 size_t pool_env_size_(const char *name, size_t dflt);
+/* The embedded pool's size: $POOLD_EMBEDDED_BYTES, else the old name
+ * $POOL_EMBEDDED_BYTES, else POOL_DEFAULT_BYTES. */
+size_t pool_embedded_bytes_(void);
 
 /* slow.c */
 void *pool_malloc_slow_(pool_t *pool, uint32_t c);

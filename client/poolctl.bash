@@ -9,7 +9,7 @@
 _poolctl()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="stats procs classes ping version help"
+    local commands="stats top procs show warnings classes ping version help"
     local i cmd="" at=0
     COMPREPLY=()
 
@@ -38,6 +38,20 @@ _poolctl()
         [[ $cmd == stats ]] && COMPREPLY=($(compgen -W "1 2 5 10" -- "$cur"))
         return 0
         ;;
+    -d | --delay)
+        [[ $cmd == top ]] && COMPREPLY=($(compgen -W "0.5 1 2 5" -- "$cur"))
+        return 0
+        ;;
+    -n | --iterations)
+        return 0
+        ;;
+    -o | --sort)
+        case $cmd in
+        top) COMPREPLY=($(compgen -W "inuse growth allocs pid" -- "$cur")) ;;
+        procs) COMPREPLY=($(compgen -W "inuse growth pid" -- "$cur")) ;;
+        esac
+        return 0
+        ;;
     esac
 
     if [[ -z $cmd ]]; then
@@ -52,7 +66,10 @@ _poolctl()
     local opts="" w
     case $cmd in
     stats) opts="--json --prometheus --watch --help" ;;
-    procs | classes) opts="--json --help" ;;
+    top) opts="--delay --sort --iterations --help" ;;
+    procs) opts="--json --sort --help" ;;
+    classes) opts="--json --help" ;;
+    show | warnings) opts="--help" ;;
     esac
     # Options already given are not offered again; --json and --prometheus
     # exclude each other.
@@ -60,6 +77,7 @@ _poolctl()
         w=${COMP_WORDS[i]}
         case $w in
         --json | --prometheus) opts=" $opts "; opts=${opts/ --json / }; opts=${opts/ --prometheus / } ;;
+        --*=*) opts=" $opts "; opts=${opts/ ${w%%=*} / } ;;
         --*) opts=" $opts "; opts=${opts/ $w / } ;;
         esac
     done

@@ -14,7 +14,7 @@
  * it costs a failed connect() at start, no memory, and says so on stderr
  * with POOLD_PRELOAD_VERBOSE=1. The next process tries poold again. With
  * POOLD_PRELOAD_FALLBACK=embedded it takes a private embedded pool instead
- * ($POOL_EMBEDDED_BYTES, reserved in /dev/shm up front). free, realloc and malloc_usable_size
+ * ($POOLD_EMBEDDED_BYTES, reserved in /dev/shm up front). free, realloc and malloc_usable_size
  * tell the two apart by address: a pointer inside the pool's blocks is the
  * pool's, anything else is glibc's. There is no table of our own.
  *
@@ -108,8 +108,7 @@ static pool_t *pl_open_pool(bool first)
     char why[300];
     snprintf(why, sizeof(why), "%s", p ? "" : pool_last_error());
     if (!p && pl_fallback_embedded)
-        p = first ? pool_default()
-                  : pool_open_embedded(pool_env_size_("POOL_EMBEDDED_BYTES", POOL_DEFAULT_BYTES));
+        p = first ? pool_default() : pool_open_embedded(pool_embedded_bytes_());
     if (pl_verbose) {
         char msg[400];
         int len = p && pool_is_shared(p)

@@ -24,7 +24,7 @@
 
 #include "poold.h"
 
-enum dtype { T_STR, T_SHM, T_SIZE, T_U32, T_LEVEL, T_CLASSES, T_ENDPOINT, T_ORPHANS };
+enum dtype { T_STR, T_SHM, T_SIZE, T_U32, T_LEVEL, T_CLASSES, T_ENDPOINT, T_ORPHANS, T_DUR };
 
 typedef struct directive {
     pd_directive_info_t info;
@@ -77,6 +77,11 @@ static const directive_t table[] = {
      NUM(idle_timeout, T_U32, 0, 86400 * 365)},
     {{"max_connections", "1024", "control connections open at once", true},
      NUM(max_connections, T_U32, 1, 1000000)},
+    {{"leak_window", "10m",
+      "a process whose in-use bytes grow steadily for this long is reported as a leak "
+      "suspect; seconds, or with an s/m/h suffix",
+      true},
+     NUM(leak_window, T_DUR, 10, 7 * 86400)},
     {{"max_line", "1024", "longest request line in bytes, LF included (at most 1024)", false},
      NUM(max_line, T_U32, 16, PPROTO_MAX_LINE)},
 };
@@ -138,6 +143,29 @@ int pd_parse_size(const char *s, uint64_t *out)
     if (shift && v > (UINT64_MAX >> shift))
         return -ERANGE;
     *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* A duration: seconds, or a number with an s, m or h suffix. */
+static int parse_duration(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || v > UINT32_MAX)
+        return -ERANGE;
+    uint64_t mul = 1;
+    if (*end == 's')
+        end++;
+    else if (*end == 'm')
+        mul = 60, end++;
+    else if (*end == 'h')
+        mul = 3600, end++;
+    if (*end)
+        return -EINVAL;
+    *out = v * mul;
     return 0;
 }
 
@@ -227,10 +255,29 @@ int pd_config_set(pd_config_t *c, const char *name, const char *value, char *err
         }
         *(int *)(void *)field = rc;
         return 0;
+    case T_DUR:
+        rc = parse_duration(value, &v);
+        if (rc < 0 || v < d->lo || v > d->hi) {
+            snprintf(err, errlen,
+                     "%s: '%s' is not a duration from %" PRIu64 " s to %" PRIu64
+                     " s (seconds, or an s/m/h suffix)",
+                     name, value, d->lo, d->hi);
+            return -EINVAL;
+        }
+        *(uint32_t *)(void *)field = (uint32_t)v;
+        return 0;
     case T_SIZE:
     case T_U32:
         rc = d->type == T_SIZE ? pd_parse_size(value, &v)
                                : pproto_parse_u64(value, strlen(value), &v);
+        if (d->type == T_SIZE && (rc == -ERANGE || (rc == 0 && (v < d->lo || v > d->hi)))) {
+            char lim[32];
+            bool big = rc == -ERANGE || v > d->hi;
+            snprintf(err, errlen, "%s: '%s' is too %s: at %s %s", name, value,
+                     big ? "big" : "small", big ? "most" : "least",
+                     pd_human_bytes(big ? d->hi : d->lo, lim, sizeof(lim)));
+            return -EINVAL;
+        }
         if (rc < 0 || v < d->lo || v > d->hi) {
             snprintf(err, errlen, "%s: '%s' is not a %s from %" PRIu64 " to %" PRIu64, name, value,
                      d->type == T_SIZE ? "size (K/M/G suffix allowed)" : "number", d->lo, d->hi);
@@ -275,20 +322,21 @@ int pd_config_format(const pd_config_t *c, const char *name, char *out, size_t c
         break;
     case T_SIZE: snprintf(out, cap, "%" PRIu64, *(const uint64_t *)(const void *)field); break;
     case T_U32: snprintf(out, cap, "%" PRIu32, *(const uint32_t *)(const void *)field); break;
+    case T_DUR: snprintf(out, cap, "%" PRIu32 "s", *(const uint32_t *)(const void *)field); break;
     }
     return 0;
 }
 
 struct load_ctx {
     pd_config_t *c;
-    char err[256];
+    char err[PD_STR_MAX * 2 + 64];
     bool failed;
 };
 
 static int ini_cb(void *user, const char *section, const char *name, const char *value)
 {
     struct load_ctx *ctx = user;
-    char e[256];
+    char e[PD_STR_MAX * 2];
     if (ctx->failed) /* keep the first error: ini_parse reports its line */
         return 0;
     if (section && *section && strcmp(section, "poold") != 0) {
@@ -296,7 +344,20 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
         ctx->failed = true;
         return 0;
     }
-    if (pd_config_set(ctx->c, name, value, e, sizeof(e)) < 0) {
+    /* A comment after the value: `size = 8M # the hard limit` (inih itself
+     * only knows ';' after a space). '#' after a space starts it; values
+     * never hold one. */
+    char v[PD_STR_MAX * 2];
+    snprintf(v, sizeof(v), "%s", value);
+    for (char *h = v; (h = strchr(h, '#')) != NULL; h++)
+        if (h > v && (h[-1] == ' ' || h[-1] == '\t')) {
+            *h = '\0';
+            break;
+        }
+    size_t vl = strlen(v);
+    while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+        v[--vl] = '\0';
+    if (pd_config_set(ctx->c, name, v, e, sizeof(e)) < 0) {
         snprintf(ctx->err, sizeof(ctx->err), "%s", e);
         ctx->failed = true;
         return 0;
@@ -344,6 +405,27 @@ int pd_config_finalize(pd_config_t *c, char *err, size_t errlen)
             snprintf(c->shm_name, sizeof(c->shm_name), "/poold");
         else
             snprintf(c->shm_name, sizeof(c->shm_name), "/poold-%u", (unsigned)geteuid());
+    }
+    /* The segment must hold the classes, slots and thread caches asked for:
+     * say so now rather than when the segment is created. */
+    pshm_params_t p;
+    char e[256], have[32], need[32];
+    pshm_params_default(&p, c->size);
+    if (pshm_params_set_classes(&p, c->classes, e, sizeof(e)) == 0) {
+        p.max_procs = c->max_procs;
+        p.max_threads = c->max_threads;
+        uint64_t min = pshm_params_min_bytes(&p);
+        if (c->size < min) {
+            /* Rounded up to a MiB: a size one can type. */
+            uint64_t mib = (min + (1u << 20) - 1) >> 20;
+            snprintf(err, errlen,
+                     "size: %s is too small for %u classes, %u process slots and %u thread "
+                     "caches: at least %s (size = %lluM)",
+                     pd_human_bytes(c->size, have, sizeof(have)), p.nclasses, p.max_procs,
+                     p.max_threads, pd_human_bytes(min, need, sizeof(need)),
+                     (unsigned long long)mib);
+            return -EINVAL;
+        }
     }
     if (c->group[0] && !getgrnam(c->group)) {
         snprintf(err, errlen, "group: no group named '%s'", c->group);

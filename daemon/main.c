@@ -93,11 +93,10 @@ static void usage(FILE *f)
 {
     size_t n;
     const pd_directive_info_t *d = pd_config_directives(&n);
-    fprintf(f, "usage: poold [--config FILE] [--socket PATH] [--shm-name NAME] [--size BYTES]\n"
-               "             [--classes LIST] [--max-procs N] [--metrics HOST:PORT]\n"
-               "             [--log-level LEVEL] [--group NAME] [--help] [--version]\n\n"
+    fprintf(f, "usage: poold [--config FILE] [--SETTING VALUE]... | --help | --version\n\n"
                "poold serves a shared-memory pool allocator to the processes that attach to\n"
-               "it with libpoolclient. It runs in the foreground and logs to stderr.\n\n"
+               "it with libpoolclient. It runs in the foreground and logs to stderr. Every\n"
+               "setting below is also a key of the config file (--max-procs is max_procs).\n\n"
                "  --config FILE        read settings from FILE (key = value); flags win over it\n");
     for (size_t i = 0; i < n; i++) {
         char flag[64];
@@ -108,8 +107,8 @@ static void usage(FILE *f)
         fprintf(f, "  --%-18s %s%s%s%s%s\n", flag, d[i].help, d[i].deflt[0] ? " [default: " : "",
                 d[i].deflt, d[i].deflt[0] ? "]" : "", d[i].runtime ? " (SIGHUP reloads it)" : "");
     }
-    fprintf(f, "  --help               this text\n"
-               "  --version            print the version and exit\n\n"
+    fprintf(f, "  -h, --help           this text\n"
+               "  -V, --version        print the version and exit\n\n"
                "Exit status: 0 clean stop, 1 start-up failure, 2 usage or configuration error.\n");
 }
 
@@ -135,7 +134,7 @@ static int build_config(const app_t *app, pd_config_t *cfg, char *err, size_t er
 
 static void notify_status(pd_server_t *srv)
 {
-    char s[256];
+    char s[768];
     pd_stats_summary(srv, s, sizeof(s));
     sd_notifyf(0, "STATUS=%s", s);
 }
@@ -349,6 +348,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     srv->cfg.max_connections = next.max_connections;
     srv->cfg.orphans_keep = next.orphans_keep;
     pd_segment_apply_settings(srv);
+    srv->cfg.leak_window = next.leak_window;
     pd_server_apply_runtime(srv);
     if (metrics_changed) {
         pd_metrics_stop(srv);
@@ -397,7 +397,8 @@ static int parse_args(app_t *app, int argc, char **argv)
     opts[n + 2] = (struct option){"version", no_argument, NULL, 'V'};
 
     int ch;
-    while (status < 0 && (ch = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+    opterr = 0; /* our messages: "poold: ...", never the path of the binary */
+    while (status < 0 && (ch = getopt_long(argc, argv, ":c:hV", opts, NULL)) != -1) {
         if (ch == 'c') {
             app->config_path = optarg;
         } else if (ch == 'h') {
@@ -413,12 +414,16 @@ static int parse_args(app_t *app, int argc, char **argv)
                 status = 2;
             }
         } else {
-            usage(stderr);
+            const char *what = argv[optind - 1];
+            if (ch == ':')
+                fprintf(stderr, "poold: %s needs a value (see poold --help)\n", what);
+            else
+                fprintf(stderr, "poold: unknown option '%s' (see poold --help)\n", what);
             status = 2;
         }
     }
     if (status < 0 && optind < argc) {
-        fprintf(stderr, "poold: unexpected argument '%s' (see --help)\n", argv[optind]);
+        fprintf(stderr, "poold: unexpected argument '%s' (see poold --help)\n", argv[optind]);
         status = 2;
     }
 out:
@@ -507,6 +512,10 @@ static int start(app_t *app, const pd_config_t *cfg, struct event_base *base)
         pd_error("cannot start the corruption checks");
         return 1;
     }
+    if (pd_observe_start(srv) < 0) {
+        pd_error("cannot start the statistics timer");
+        return 1;
+    }
     if (cfg->metrics[0] && pd_metrics_start(srv, cfg->metrics, err, sizeof(err)) < 0) {
         pd_error("%s", err);
         return 1;
@@ -562,7 +571,7 @@ int main(int argc, char **argv)
     }
     status = start(&app, &cfg, base);
     if (status == 0) {
-        char s[256];
+        char s[768];
         pd_stats_summary(&app.srv, s, sizeof(s));
         sd_notifyf(0, "READY=1\nSTATUS=%s\nMAINPID=%d", s, (int)getpid());
         pd_info("ready: %s", s);

@@ -84,6 +84,7 @@ typedef struct pd_config {
     uint32_t max_connections;
     uint32_t max_line;     /* bytes with the LF, <= PPROTO_MAX_LINE */
     uint32_t orphans_keep; /* orphans = keep */
+    uint32_t leak_window;  /* seconds of steady growth that make a leak suspect */
 } pd_config_t;
 
 /* One directive of the table (config.c): for --help and the flag list. */
@@ -201,6 +202,8 @@ struct pd_server {
     char corrupt_what[300];      /* the last finding */
     time_t corrupt_logged;       /* monotonic seconds of the last log line */
     uint64_t corrupt_suppressed; /* findings not logged since */
+    /* Who holds the memory, peaks, growth and warnings (observe.c). */
+    struct pd_observe *obs;
     /* Metrics endpoint. */
     struct evhttp *http;
     char http_bound[PD_STR_MAX];
@@ -319,6 +322,81 @@ bool pd_peer_allowed(const pd_server_t *srv, uid_t uid, gid_t gid);
 int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len);
 /* One-line summary for sd_notify STATUS=. */
 void pd_stats_summary(pd_server_t *srv, char *out, size_t cap);
+
+/* observe.c: a 1 s timer reads the segment's owner bytes (which slot holds
+ * each block) and counters, keeps per class and per process the blocks in
+ * use, their high-water marks and a minute of history, and raises or clears
+ * the warnings (docs/stats.md, "Warnings"). */
+#define PD_OBSERVE_SECONDS 1
+#define PD_OBSERVE_MIN_MS 250    /* STATS and PROCS rescan at most this often */
+#define PD_GROWTH_SECONDS 60     /* growth_1m: in-use bytes now less a minute ago */
+#define PD_WARN_RECENT_SECONDS 5 /* exhausted, double frees: counted over this */
+#define PD_WARN_FULL_PCT 90      /* pool, slots and thread records: above this share */
+#define PD_WARN_INVALID_MIN 10   /* double frees of a class in PD_WARN_RECENT_SECONDS */
+#define PD_LEAK_STEPS 10         /* checkpoints over leak_window */
+#define PD_WARN_MAX 64
+#define PD_WARN_LOG_SECONDS 60 /* a warning is logged again at most this often */
+
+typedef struct pd_warning {
+    char kind[24]; /* pool_full, pool_carved, class_exhausted, leak_suspect, double_free, slots */
+    char subject[40]; /* pool, class_64, pid_1234, procs, threads */
+    char message[400];
+    uint64_t since_unix;
+    uint64_t value; /* what is measured: percent, blocks, bytes grown */
+    bool logged;    /* its raising was logged: so will its clearing be */
+} pd_warning_t;
+
+/* One process slot as observe.c sees it. */
+typedef struct pd_obs_proc {
+    int32_t pid; /* 0: nobody */
+    uint64_t since_mono;
+    uint64_t blocks[PSHM_MAX_CLASSES]; /* in use, by the owner bytes */
+    uint64_t peak_blocks[PSHM_MAX_CLASSES];
+    uint64_t bytes, peak_bytes;
+    uint64_t sec[PD_GROWTH_SECONDS + 1]; /* bytes, one sample a second (ring) */
+    uint32_t nsec, sec_next;
+    uint64_t leak[PD_LEAK_STEPS + 1]; /* bytes at each checkpoint, oldest first */
+    uint32_t nleak;
+    uint64_t leak_last_mono;
+} pd_obs_proc_t;
+
+typedef struct pd_observe {
+    struct event *ev;
+    uint32_t nprocs;
+    pd_obs_proc_t *procs; /* [max_procs], by slot */
+    uint64_t class_blocks[PSHM_MAX_CLASSES];
+    uint64_t class_peak[PSHM_MAX_CLASSES];
+    /* Counters one sample a second, PD_WARN_RECENT_SECONDS + 1 deep. */
+    uint64_t exh[PSHM_MAX_CLASSES][PD_WARN_RECENT_SECONDS + 1];
+    uint64_t inv[PSHM_MAX_CLASSES][PD_WARN_RECENT_SECONDS + 1];
+    uint64_t uncached[PD_WARN_RECENT_SECONDS + 1];
+    uint32_t nhist, hist_next;
+    uint64_t threads; /* thread records held by attached processes */
+    pd_warning_t warn[PD_WARN_MAX];
+    uint32_t nwarn;
+    /* Log rate limit: when each (kind, subject) was last logged. */
+    struct {
+        char kind[24], subject[40];
+        uint64_t mono;
+    } logged[PD_WARN_MAX];
+    uint32_t nlogged;
+    uint64_t ticks;
+    uint64_t scanned_ms; /* monotonic ms of the last scan, 0: never */
+} pd_observe_t;
+
+int pd_observe_start(pd_server_t *srv);
+void pd_observe_stop(pd_server_t *srv);
+/* Refresh the figures of who holds what now (STATS calls it too). */
+void pd_observe_scan(pd_server_t *srv);
+/* One tick: scan, history, warnings (the timer's; tests call it). */
+void pd_observe_tick(pd_server_t *srv);
+/* In-use bytes now less a minute ago (less at attach when younger). */
+int64_t pd_observe_growth(const pd_obs_proc_t *p);
+/* "1.5 MiB": bytes in binary units. */
+const char *pd_human_bytes(uint64_t b, char *buf, size_t cap);
+/* The warning line for sd_notify: the first warning and how many more, or
+ * "" when none. */
+void pd_observe_status(const pd_server_t *srv, char *out, size_t cap);
 
 /* metrics.c */
 int pd_metrics_start(pd_server_t *srv, const char *endpoint, char *err, size_t errlen);

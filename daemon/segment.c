@@ -221,6 +221,7 @@ void pd_segment_close(pd_server_t *srv)
 {
     if (!srv->seg_base)
         return;
+    pd_observe_stop(srv);
     pd_integrity_close(srv);
     /* relaxed: informational; 0 says "no poold now". Only if it is still us:
      * a successor poold may already have adopted the segment. */

@@ -80,8 +80,9 @@ static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pshm_stats_t *
     pproto_buf_add_info_u64(b, "integrity_checks_total", srv->verify.checks);
 }
 
-static void section_classes(pproto_buf_t *b, const pshm_stats_t *st)
+static void section_classes(pd_server_t *srv, pproto_buf_t *b, const pshm_stats_t *st)
 {
+    const pd_observe_t *o = srv->obs;
     char key[32];
     pproto_buf_add_section(b, "classes");
     for (uint32_t c = 0; c < st->nclasses; c++) {
@@ -105,6 +106,12 @@ static void section_classes(pproto_buf_t *b, const pshm_stats_t *st)
         pproto_buf_add_subkv_u64(b, "in_transit", k->blocks_in_transit);
         pproto_buf_add_subkv_u64(b, "invalid_frees", k->invalid_frees);
         pproto_buf_add_subkv_u64(b, "reclaimed_in_use", k->reclaimed_in_use);
+        if (o) {
+            /* The high-water mark of the blocks processes held (owner bytes). */
+            uint64_t peak = o->class_peak[c];
+            pproto_buf_add_subkv_u64(b, "peak", peak);
+            pproto_buf_add_subkv_u64(b, "peak_bytes", peak * k->block_size);
+        }
         pproto_buf_end_line(b);
     }
 }
@@ -146,6 +153,14 @@ static void section_class_config(pd_server_t *srv, pproto_buf_t *b)
     }
 }
 
+static const pd_obs_proc_t *obs_proc(const pd_server_t *srv, uint32_t slot, int32_t pid)
+{
+    const pd_observe_t *o = srv->obs;
+    if (!o || slot >= o->nprocs || o->procs[slot].pid != pid)
+        return NULL;
+    return &o->procs[slot];
+}
+
 static int section_processes(pd_server_t *srv, pproto_buf_t *b, time_t now)
 {
     uint32_t max = srv->seg.max_procs;
@@ -178,10 +193,70 @@ static int section_processes(pd_server_t *srv, pproto_buf_t *b, time_t now)
         pproto_buf_add_subkv_i64(b, "in_use", p->blocks_in_use);
         pproto_buf_add_subkv_u64(b, "threads", p->threads);
         pproto_buf_add_subkv_u64(b, "connected", r && r->nconn > 0 ? 1 : 0);
+        const pd_obs_proc_t *op = obs_proc(srv, p->slot, p->pid);
+        if (op) {
+            pproto_buf_add_subkv_u64(b, "in_use_bytes", op->bytes);
+            pproto_buf_add_subkv_u64(b, "peak_bytes", op->peak_bytes);
+            pproto_buf_add_subkv_i64(b, "growth_1m_bytes", pd_observe_growth(op));
+        }
         pproto_buf_end_line(b);
     }
     free(ps);
     return 0;
+}
+
+/* Per process and class: the blocks it holds now (owner bytes) and their
+ * high-water mark; rows only for what a process holds or held. */
+static void section_holdings(pd_server_t *srv, pproto_buf_t *b)
+{
+    const pd_observe_t *o = srv->obs;
+    const pshm_seg_t *s = &srv->seg;
+    char key[32];
+    pproto_buf_add_section(b, "holdings");
+    if (!o)
+        return;
+    for (uint32_t i = 0; i < o->nprocs && i < s->max_procs; i++) {
+        const pd_obs_proc_t *p = &o->procs[i];
+        if (!p->pid)
+            continue;
+        const pd_proc_t *r = pd_registry_get(srv, i);
+        for (uint32_t c = 0; c < s->nclasses; c++) {
+            if (!p->blocks[c] && !p->peak_blocks[c])
+                continue;
+            snprintf(key, sizeof(key), "hold_%d_%u", (int)p->pid, s->block_size[c]);
+            pproto_buf_begin_row(b, key);
+            pproto_buf_add_subkv_i64(b, "pid", p->pid);
+            pproto_buf_add_subkv_str(b, "name", r && r->pid == p->pid ? r->name : "");
+            pproto_buf_add_subkv_u64(b, "size", s->block_size[c]);
+            pproto_buf_add_subkv_u64(b, "blocks", p->blocks[c]);
+            pproto_buf_add_subkv_u64(b, "bytes", p->blocks[c] * s->block_size[c]);
+            pproto_buf_add_subkv_u64(b, "peak", p->peak_blocks[c]);
+            pproto_buf_end_line(b);
+        }
+    }
+}
+
+/* What poold warns about now (observe.c). */
+static void section_warnings(pd_server_t *srv, pproto_buf_t *b)
+{
+    const pd_observe_t *o = srv->obs;
+    char key[32];
+    pproto_buf_add_section(b, "warnings");
+    if (!o)
+        return;
+    for (uint32_t i = 0; i < o->nwarn; i++) {
+        const pd_warning_t *w = &o->warn[i];
+        /* Keys are short (PPROTO_MAX_KEY): kind and subject are fields. */
+        snprintf(key, sizeof(key), "warning_%u", i + 1);
+        pproto_buf_begin_row(b, key);
+        pproto_buf_add_subkv_str(b, "kind", w->kind);
+        pproto_buf_add_subkv_str(b, "subject", w->subject);
+        pproto_buf_add_subkv_u64(b, "active", 1);
+        pproto_buf_add_subkv_u64(b, "value", w->value);
+        pproto_buf_add_subkv_u64(b, "since_unix", w->since_unix);
+        pproto_buf_add_subkv_str(b, "message", w->message);
+        pproto_buf_end_line(b);
+    }
 }
 
 static void section_orphans(pd_server_t *srv, pproto_buf_t *b)
@@ -207,7 +282,8 @@ static void section_orphans(pd_server_t *srv, pproto_buf_t *b)
 int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len)
 {
     /* Upper bound: every line at most PPROTO_MAX_LINE bytes. */
-    size_t lines = 64 + 2 * (size_t)srv->seg.nclasses + srv->seg.max_procs + PD_ORPHANS_KEPT;
+    size_t lines = 64 + 2 * (size_t)srv->seg.nclasses + srv->seg.max_procs + PD_ORPHANS_KEPT +
+                   (size_t)srv->seg.max_procs * srv->seg.nclasses + PD_WARN_MAX;
     size_t cap = lines * PPROTO_MAX_LINE;
     char *text = malloc(cap);
     pshm_stats_t *st = NULL;
@@ -226,16 +302,20 @@ int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len
             rc = -ENOMEM;
             goto out;
         }
+        pd_observe_scan(srv);
         pshm_stats(&srv->seg, st);
         section_server(srv, &b, now);
         section_pool(srv, &b, st);
-        section_classes(&b, st);
+        section_classes(srv, &b, st);
         section_lifetimes(&b, st);
         rc = section_processes(srv, &b, now);
         if (rc < 0)
             goto out;
         section_orphans(srv, &b);
+        section_holdings(srv, &b);
+        section_warnings(srv, &b);
     } else if (verb == PPROTO_PROCS) {
+        pd_observe_scan(srv);
         rc = section_processes(srv, &b, now);
         if (rc < 0)
             goto out;
@@ -267,9 +347,12 @@ void pd_stats_summary(pd_server_t *srv, char *out, size_t cap)
         return;
     }
     pshm_stats(&srv->seg, st);
-    snprintf(
-        out, cap, "%llu procs attached, %llu of %llu bytes in use, %llu carved, %u connections",
-        (unsigned long long)st->procs_attached, (unsigned long long)st->bytes_in_use,
-        (unsigned long long)st->segment_bytes, (unsigned long long)st->bytes_carved, srv->nconns);
+    char warn[512], a[32], b[32], c[32];
+    pd_observe_status(srv, warn, sizeof(warn));
+    snprintf(out, cap, "%s%s%llu procs attached, %s of %s in use, %s carved, %u connections", warn,
+             warn[0] ? "; " : "", (unsigned long long)st->procs_attached,
+             pd_human_bytes(st->bytes_in_use, a, sizeof(a)),
+             pd_human_bytes(st->segment_bytes, b, sizeof(b)),
+             pd_human_bytes(st->bytes_carved, c, sizeof(c)), srv->nconns);
     free(st);
 }

@@ -88,7 +88,7 @@ POOL_API POOL_NODISCARD pool_t *pool_open_embedded(size_t bytes);
  * pool_default: the process-wide pool, made on first use (as a
  * MemoryPool::GetMemoryPool() singleton would be). It is poold's pool when poold answers
  * at $POOLD_SOCKET or the default socket, else an embedded pool of
- * $POOL_EMBEDDED_BYTES bytes (default POOL_DEFAULT_BYTES). Never detach it.
+ * $POOLD_EMBEDDED_BYTES bytes (or the older name $POOL_EMBEDDED_BYTES) (default POOL_DEFAULT_BYTES). Never detach it.
  * NULL with errno set only when neither can be had.
  */
 POOL_API POOL_NODISCARD pool_t *pool_default(void);

@@ -369,7 +369,8 @@ typedef enum pproto_metric_kind {
 } pproto_metric_kind_t;
 
 typedef struct pproto_metric {
-    const char *section; /* "server", "pool", "classes", "processes", "orphans" */
+    const char *section; /* "server", "pool", "classes", "processes", "orphans", "holdings",
+                            "warnings" */
     const char *key;     /* the STATS key or row sub-key: never renamed */
     pproto_metric_kind_t kind;
     const char *name; /* Prometheus metric name, or label name */

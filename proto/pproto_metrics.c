@@ -118,6 +118,10 @@ static const pproto_metric_t metrics[] = {
      "Frees to the class refused because the block was not in use (double frees)"},
     {"classes", "reclaimed_in_use", C, "poold_class_reclaimed_in_use_total",
      "Blocks of the class dead processes had in use, given back to the pool"},
+    {"classes", "peak", G, "poold_class_peak",
+     "High-water mark of the blocks of the class processes held, since poold started"},
+    {"classes", "peak_bytes", G, "poold_class_peak_bytes",
+     "High-water mark of the bytes of the class processes held, since poold started"},
 
     /* # processes: one row per attached process */
     {"processes", "pid", L, "pid", "Process id"},
@@ -137,6 +141,12 @@ static const pproto_metric_t metrics[] = {
     {"processes", "threads", G, "poold_proc_threads", "Threads of the process with a cache"},
     {"processes", "connected", G, "poold_proc_connected",
      "1 while the process holds a control connection, 0 while poold watches it by pidfd"},
+    {"processes", "in_use_bytes", G, "poold_proc_in_use_bytes",
+     "Bytes of the blocks the process holds now, all classes (owner bytes)"},
+    {"processes", "peak_bytes", G, "poold_proc_peak_bytes",
+     "High-water mark of the bytes the process held since it attached"},
+    {"processes", "growth_1m_bytes", G, "poold_proc_growth_1m_bytes",
+     "In-use bytes of the process now less a minute ago (since it attached when younger)"},
 
     /* # lifetimes: one histogram per class */
     {"lifetimes", "size", L, "size", "Block size of the class in bytes"},
@@ -162,6 +172,28 @@ static const pproto_metric_t metrics[] = {
      "Cached blocks of the dead process given back to the pool"},
     {"orphans", "reclaimed_unix", G, "poold_orphan_reclaimed_timestamp_seconds",
      "When the dead process was reclaimed, in seconds since the Unix epoch"},
+
+    /* # holdings: per attached process and class, what it holds */
+    {"holdings", "pid", L, "pid", "Process id"},
+    {"holdings", "name", L, "name", "Name the process gave at HELLO"},
+    {"holdings", "size", L, "size", "Block size of the class in bytes"},
+    {"holdings", "blocks", G, "poold_proc_class_in_use",
+     "Blocks of the class the process holds now (owner bytes)"},
+    {"holdings", "bytes", G, "poold_proc_class_in_use_bytes",
+     "Bytes of the blocks of the class the process holds now"},
+    {"holdings", "peak", G, "poold_proc_class_peak",
+     "High-water mark of the blocks of the class the process held since it attached"},
+
+    /* # warnings: what poold warns about now */
+    {"warnings", "kind", L, "kind",
+     "What is wrong: pool_full, pool_carved, class_exhausted, leak_suspect, double_free, slots"},
+    {"warnings", "subject", L, "subject",
+     "What it is about: pool, class_SIZE, pid_PID, procs, threads"},
+    {"warnings", "active", G, "poold_warning", "1 while poold raises this warning"},
+    {"warnings", "value", G, "poold_warning_value",
+     "The figure behind the warning: percent full, allocations refused, bytes grown, slots taken"},
+    {"warnings", "since_unix", G, "poold_warning_since_timestamp_seconds",
+     "When the warning was raised, in seconds since the Unix epoch"},
 };
 
 static const pproto_metric_t info = {
@@ -172,10 +204,9 @@ static const pproto_metric_t info = {
 static const struct {
     const char *section, *prefix;
 } row_sections[] = {
-    {"classes", "poold_class_"},
-    {"processes", "poold_proc_"},
-    {"orphans", "poold_orphan_"},
-    {"lifetimes", "poold_block_lifetime_"},
+    {"classes", "poold_class_"},   {"processes", "poold_proc_"},
+    {"orphans", "poold_orphan_"},  {"holdings", "poold_proc_class_"},
+    {"warnings", "poold_warning"}, {"lifetimes", "poold_block_lifetime_"},
 };
 
 static bool eq(const char *z, const char *s, size_t n)

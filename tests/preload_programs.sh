@@ -68,7 +68,7 @@ if [ "$mode" = poold ]; then
   mapped=$shm # /dev/shm<name> in the program's /proc/PID/maps
 else
   export POOLD_SOCKET=$work/no-poold.sock # nothing answers: embedded
-  export POOLD_PRELOAD_FALLBACK=embedded POOL_EMBEDDED_BYTES=128M
+  export POOLD_PRELOAD_FALLBACK=embedded POOLD_EMBEDDED_BYTES=128M
   mapped=memfd:poold-embedded
 fi
 pre=(env LD_PRELOAD="$preload")

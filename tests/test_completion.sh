@@ -38,15 +38,21 @@ expect()
     fi
 }
 
-expect "stats procs classes ping version help" poolctl ""
+expect "stats top procs show warnings classes ping version help" poolctl ""
 expect "stats" poolctl st
 expect "procs ping" poolctl p
+expect "--delay --sort --iterations --help" poolctl top ""
+expect "--json --sort --help" poolctl procs ""
+expect "inuse growth pid" poolctl procs --sort ""
+expect "inuse growth allocs pid" poolctl top --sort ""
+expect "--json --help" poolctl procs --sort growth ""
+expect "--help" poolctl warnings ""
 expect "--socket --help --version" poolctl -
 expect "--json --prometheus --watch --help" poolctl stats ""
 expect "--json --prometheus --watch --help" poolctl stats -
-expect "--json --help" poolctl procs --
+expect "--json --sort --help" poolctl procs --
 expect "--json --help" poolctl --socket /tmp/x.sock classes ""
-expect "--json --help" poolctl -s /tmp/x.sock procs ""
+expect "--json --sort --help" poolctl -s /tmp/x.sock procs ""
 expect "--watch --help" poolctl stats --json ""
 expect "--json --prometheus --help" poolctl stats --watch 2 ""
 expect "1 2 5 10" poolctl stats --watch ""
@@ -72,15 +78,17 @@ fi
 # Every option offered is accepted by poolctl (no poold at this socket:
 # exit 3 once the arguments parsed; 2 would be a usage error). --watch
 # keeps trying an unreachable poold until stopped: killed by timeout (124).
-for cmd in stats procs classes; do
+for cmd in stats top procs classes warnings; do
     for opt in $(comp poolctl "$cmd" -); do
         [[ $opt == --help ]] && continue
         args=("$opt")
         want=3
-        if [[ $opt == --watch ]]; then
-            args=(--watch 1)
-            want=124
-        fi
+        case $opt in
+        --watch) args=(--watch 1) want=124 ;;
+        --delay) args=(--delay 1 --iterations 1) ;;
+        --iterations) args=(--iterations 1) ;;
+        --sort) args=(--sort growth) ;;
+        esac
         POOLD_SOCKET=$dir/none timeout -k 1 2 "$poolctl" "$cmd" "${args[@]}" </dev/null >/dev/null 2>&1
         rc=$?
         if [[ $rc != "$want" ]]; then
@@ -92,6 +100,8 @@ for cmd in stats procs classes; do
 done
 POOLD_SOCKET=$dir/none "$poolctl" procs --prometheus >/dev/null 2>&1
 [[ $? == 2 ]] || { echo "FAIL: poolctl procs --prometheus is not a usage error"; fail=1; }
+POOLD_SOCKET=$dir/none "$poolctl" show 123 >/dev/null 2>&1
+[[ $? == 3 ]] || { echo "FAIL: poolctl show 123 does not parse (poold unreachable: 3)"; fail=1; }
 
 [[ $fail == 0 ]] && echo "all completion checks passed"
 exit $fail

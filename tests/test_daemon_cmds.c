@@ -636,7 +636,7 @@ static void test_stats_keys(void **state)
     assert_non_null(strstr(body, want));
     assert_non_null(strstr(body, ",allocs=0,frees=0,cache_misses=0,cached=0,in_use=0,threads=0,"
                                  "connected=1\n"));
-    assert_non_null(strstr(body, "\n# orphans\nEND\n"));
+    assert_non_null(strstr(body, "\n# orphans\n# holdings\n# warnings\nEND\n"));
     assert_non_null(strstr(body, "\nprocs_attached:1\n"));
     assert_non_null(strstr(body, "\nconnections:1\n"));
 
@@ -665,20 +665,20 @@ static void test_stats_keys(void **state)
  * added to stats.c without one fails here. */
 struct help_walk {
     char section[PPROTO_MAX_KEY + 1];
-    int keys[6]; /* server, pool, classes, processes, orphans, lifetimes */
+    int keys[8]; /* server, pool, classes, processes, orphans, holdings, warnings, lifetimes */
 };
 
 static int help_walk_line(void *ctx, const pproto_info_line_t *l)
 {
     struct help_walk *w = ctx;
-    static const char *const sections[] = {"server",    "pool",    "classes",
-                                           "processes", "orphans", "lifetimes"};
+    static const char *const sections[] = {"server",  "pool",     "classes",  "processes",
+                                           "orphans", "holdings", "warnings", "lifetimes"};
     if (l->kind == PPROTO_INFO_SECTION) {
         snprintf(w->section, sizeof(w->section), "%.*s", (int)l->key_len, l->key);
         return 0;
     }
     int s = -1;
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 8; i++)
         if (!strcmp(w->section, sections[i]))
             s = i;
     if (s < 0)
@@ -695,6 +695,12 @@ static int help_walk_line(void *ctx, const pproto_info_line_t *l)
     pproto_subkv_t kv;
     int rc;
     while ((rc = pproto_subkv_next(&c, e, &kv)) > 0) {
+        int64_t num;
+        /* A text field that is not a label (a warning's message) is for
+         * JSON and poolctl; Prometheus carries numbers and labels only. */
+        if (pproto_parse_i64(kv.val, kv.val_len, &num) < 0 &&
+            !pproto_metric_find(w->section, kv.key, kv.key_len))
+            continue;
         if (!pproto_metric_find(w->section, kv.key, kv.key_len))
             fail_msg("STATS field %.*s of # %s rows has no line in proto/pproto_metrics.c",
                      (int)kv.key_len, kv.key, w->section);
@@ -716,6 +722,21 @@ static void test_stats_keys_have_help(void **state)
         .pid = 77, .slot = 3, .blocks = 2, .reclaimed_blocks = 5, .reclaimed_unix = 1764270050};
     st->srv.norphans = 1;
     st->srv.orphan_next = 1;
+    /* A holdings row (a peak of the attached tester) and a warning row. */
+    assert_int_equal(pd_observe_start(&st->srv), 0);
+    bool found = false;
+    for (uint32_t i = 0; i < st->srv.obs->nprocs; i++)
+        if (st->srv.obs->procs[i].pid == (int32_t)getpid()) {
+            st->srv.obs->procs[i].peak_blocks[0] = 1;
+            found = true;
+        }
+    assert_true(found);
+    st->srv.obs->warn[0] = (pd_warning_t){.kind = "slots",
+                                          .subject = "procs",
+                                          .message = "3 of 3 process slots taken",
+                                          .since_unix = 1764270050,
+                                          .value = 3};
+    st->srv.obs->nwarn = 1;
     char *body = malloc(1 << 20);
     assert_non_null(body);
     send_str(fd, "STATS\n");
@@ -723,7 +744,7 @@ static void test_stats_keys_have_help(void **state)
     assert_true(n > 3);
     struct help_walk w = {0};
     assert_int_equal(pproto_info_foreach(body + 3, (size_t)n - 3, help_walk_line, &w), 0);
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 8; i++)
         assert_true(w.keys[i] > 0);
     free(body);
     close(fd);
@@ -1072,6 +1093,30 @@ static void test_config_table(void **state)
     assert_string_equal(err, want);
     assert_int_equal(c.size, 8u << 20);
     unlink(path);
+
+    /* Comments after a value, with '#' or ';'; leak_window's units. */
+    snprintf(path, sizeof(path), "/tmp/pdtest-conf-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    text = "size = 8M # the hard limit\nlog_level = warn\t# quieter\nmax_procs = 9 ; slots\n"
+           "leak_window = 2m # two minutes\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    pd_config_defaults(&c);
+    assert_int_equal(c.leak_window, 600);
+    assert_int_equal(pd_config_load(&c, path, err, sizeof(err)), 0);
+    assert_int_equal(c.size, 8u << 20);
+    assert_int_equal(c.log_level, PD_LOG_WARN);
+    assert_int_equal(c.max_procs, 9);
+    assert_int_equal(c.leak_window, 120);
+    unlink(path);
+    assert_int_equal(pd_config_set(&c, "leak_window", "1h", err, sizeof(err)), 0);
+    assert_int_equal(c.leak_window, 3600);
+    assert_int_equal(pd_config_set(&c, "leak_window", "45", err, sizeof(err)), 0);
+    assert_int_equal(c.leak_window, 45);
+    assert_int_equal(pd_config_set(&c, "leak_window", "5s", err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "from 10 s"));
+    assert_int_equal(pd_config_set(&c, "leak_window", "3d", err, sizeof(err)), -EINVAL);
 }
 
 /* A client hammering poold with refused requests cannot flood the log: at

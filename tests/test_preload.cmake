@@ -19,7 +19,7 @@ if(TARGET poolclient-preload)
       target_compile_options(test_preload PRIVATE -Wno-use-after-free -Wno-alloc-size-larger-than)
     endif()
     set_tests_properties(test_preload PROPERTIES ENVIRONMENT
-      "LD_PRELOAD=$<TARGET_FILE:poolclient-preload>;POOLD_SOCKET=/nonexistent/poold.sock;POOLD_PRELOAD_FALLBACK=embedded;POOL_EMBEDDED_BYTES=64M")
+      "LD_PRELOAD=$<TARGET_FILE:poolclient-preload>;POOLD_SOCKET=/nonexistent/poold.sock;POOLD_PRELOAD_FALLBACK=embedded;POOLD_EMBEDDED_BYTES=64M")
   endif()
 endif()
 

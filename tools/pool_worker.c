@@ -10,6 +10,11 @@
  * the last K blocks per thread alive to force reuse across threads). At the
  * end it prints one line: `pool_worker pid=.. allocs=.. frees=.. errors=..`
  * and exits 0 only when every allocation succeeded and every tag was intact.
+ *
+ * --leak, --fill and --double-free run no workload: they provoke poold's
+ * warnings (docs/stats.md, "Warnings"), for the tests and for a look at
+ * `poolctl warnings`, until SIGTERM or --seconds. SIGUSR1 ends the
+ * provocation: the worker frees every block it holds, stops, and waits.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,7 +41,7 @@ struct cfg {
 };
 
 static atomic_ullong n_allocs, n_frees, n_errors;
-static atomic_int stop_flag;
+static atomic_int stop_flag, calm_flag;
 
 struct targ {
     const struct cfg *cfg;
@@ -114,6 +119,92 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+static void on_usr1(int sig)
+{
+    (void)sig;
+    atomic_store(&calm_flag, 1);
+}
+
+/* What to provoke: blocks leaked a second, fill the pool, double frees a
+ * second; block size of each. */
+struct provoke {
+    long leak, double_free;
+    int fill;
+    size_t size;
+};
+
+/* The blocks held, to free them all on SIGUSR1. */
+struct held {
+    void **p;
+    size_t n, cap;
+};
+
+static int held_add(struct held *h, void *b)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? 2 * h->cap : 1024;
+        void **np = realloc(h->p, cap * sizeof(*np));
+        if (!np)
+            return -1;
+        h->p = np;
+        h->cap = cap;
+    }
+    h->p[h->n++] = b;
+    return 0;
+}
+
+/* Ten steps a second until SIGTERM or `seconds`: leak, fill, double free;
+ * after SIGUSR1 free what is held and idle. */
+static void provoke(pool_t *pool, const struct provoke *pv, double seconds)
+{
+    struct held h = {0};
+    double t0 = now_s();
+    bool calm = false;
+    while (!atomic_load(&stop_flag) && (seconds <= 0 || now_s() - t0 < seconds)) {
+        if (!calm && atomic_load(&calm_flag)) {
+            for (size_t i = 0; i < h.n; i++)
+                if (pool_free(pool, h.p[i], pv->size))
+                    atomic_fetch_add(&n_frees, 1);
+            h.n = 0;
+            calm = true;
+            printf("pool_worker pid=%d calm\n", (int)getpid());
+            fflush(stdout);
+        }
+        if (!calm) {
+            for (long i = 0; i < (pv->leak + 9) / 10; i++) {
+                void *b = pool_malloc(pool, pv->size);
+                if (b && held_add(&h, b) == 0)
+                    atomic_fetch_add(&n_allocs, 1);
+            }
+            /* Fill: allocate until refused, then keep asking (each refusal
+             * counts as exhausted). */
+            for (int i = 0; pv->fill && i < 100000; i++) {
+                void *b = pool_malloc(pool, pv->size);
+                if (!b || held_add(&h, b) < 0)
+                    break;
+                atomic_fetch_add(&n_allocs, 1);
+            }
+            for (long i = 0; i < (pv->double_free + 9) / 10; i++) {
+                void *b = pool_malloc(pool, pv->size);
+                if (!b)
+                    break;
+                atomic_fetch_add(&n_allocs, 1);
+                if (pool_free(pool, b, pv->size))
+                    atomic_fetch_add(&n_frees, 1);
+                /* The second free is refused and counted by the pool as
+                 * an invalid free: that is the point. */
+                (void)pool_free(pool, b, pv->size);
+            }
+        }
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    for (size_t i = 0; i < h.n; i++)
+        if (pool_free(pool, h.p[i], pv->size))
+            atomic_fetch_add(&n_frees, 1);
+    free(h.p);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -127,18 +218,33 @@ static void usage(FILE *f)
             "  --rounds N      allocations per thread per iteration (default 2000)\n"
             "  --hold K        keep the last K blocks of each thread alive (default 0)\n"
             "  --burst K       each thread first allocates and frees K blocks (default 0)\n"
-            "  --no-detach     exit without pool_detach (as a crashing worker would)\n",
+            "  --no-detach     exit without pool_detach (as a crashing worker would)\n"
+            "Provoking poold's warnings (no workload; until SIGTERM or --seconds; SIGUSR1\n"
+            "frees every block held and stops provoking):\n"
+            "  --leak N        allocate N blocks a second and keep them\n"
+            "  --fill          allocate until the pool refuses, and keep asking\n"
+            "  --double-free N free N blocks a second twice\n"
+            "  --size BYTES    block size of these (default 1000)\n",
             POOL_DEFAULT_SOCKET);
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'},     {"embedded", no_argument, NULL, 'e'},
-        {"iterations", required_argument, NULL, 'i'}, {"seconds", required_argument, NULL, 't'},
-        {"rounds", required_argument, NULL, 'r'},     {"hold", required_argument, NULL, 'k'},
-        {"no-detach", no_argument, NULL, 'n'},        {"help", no_argument, NULL, 'h'},
-        {"burst", required_argument, NULL, 'b'},      {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"embedded", no_argument, NULL, 'e'},
+                                         {"iterations", required_argument, NULL, 'i'},
+                                         {"seconds", required_argument, NULL, 't'},
+                                         {"rounds", required_argument, NULL, 'r'},
+                                         {"hold", required_argument, NULL, 'k'},
+                                         {"no-detach", no_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"burst", required_argument, NULL, 'b'},
+                                         {"leak", required_argument, NULL, 'L'},
+                                         {"fill", no_argument, NULL, 'F'},
+                                         {"double-free", required_argument, NULL, 'D'},
+                                         {"size", required_argument, NULL, 'S'},
+                                         {NULL, 0, NULL, 0}};
+    struct provoke pv = {.size = 1000};
     struct cfg cfg = {.iterations = 50, .rounds = 2000};
     const char *sock = NULL;
     int embedded = 0, detach = 1, c;
@@ -152,12 +258,16 @@ int main(int argc, char **argv)
         case 'k': cfg.hold = atoi(optarg); break;
         case 'n': detach = 0; break;
         case 'b': cfg.burst = atoi(optarg); break;
+        case 'L': pv.leak = atol(optarg); break;
+        case 'F': pv.fill = 1; break;
+        case 'D': pv.double_free = atol(optarg); break;
+        case 'S': pv.size = (size_t)atol(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (cfg.rounds <= 0 || cfg.hold < 0 || cfg.hold > 64 || cfg.iterations < 0 || cfg.burst < 0 ||
-        cfg.burst > 64) {
+        cfg.burst > 64 || pv.leak < 0 || pv.double_free < 0 || pv.size == 0) {
         usage(stderr);
         return 2;
     }
@@ -168,9 +278,15 @@ int main(int argc, char **argv)
     }
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
+    signal(SIGUSR1, on_usr1);
     double t0 = now_s();
     long it = 0;
-    for (;; it++) {
+    if (pv.leak || pv.fill || pv.double_free) {
+        printf("pool_worker pid=%d provoking\n", (int)getpid());
+        fflush(stdout);
+        provoke(cfg.pool, &pv, cfg.seconds);
+    }
+    for (; !(pv.leak || pv.fill || pv.double_free); it++) {
         if (atomic_load(&stop_flag))
             break;
         if (cfg.seconds > 0 ? now_s() - t0 >= cfg.seconds : it >= cfg.iterations)
