@@ -136,7 +136,27 @@ static void section_lifetimes(pproto_buf_t *b, const pshm_stats_t *st)
     }
 }
 
-static void section_class_config(pd_server_t *srv, pproto_buf_t *b)
+/* The bucket that holds quantile q (percent) of a class's sampled
+ * lifetimes, as its bound ("<1us" ... "<10s", "10s+"); "-" without
+ * samples. */
+static const char *life_quantile(const pshm_class_stats_t *k, unsigned q)
+{
+    static const char *const bound[PSHM_LIFE_BUCKETS] = {
+        "<1us", "<10us", "<100us", "<1ms", "<10ms", "<100ms", "<1s", "<10s", "10s+"};
+    uint64_t n = 0, seen = 0;
+    for (uint32_t i = 0; i < PSHM_LIFE_BUCKETS; i++)
+        n += k->life[i];
+    if (n == 0)
+        return "-";
+    for (uint32_t i = 0; i < PSHM_LIFE_BUCKETS; i++) {
+        seen += k->life[i];
+        if (seen * 100 >= n * q)
+            return bound[i];
+    }
+    return bound[PSHM_LIFE_BUCKETS - 1];
+}
+
+static void section_class_config(pd_server_t *srv, pproto_buf_t *b, const pshm_stats_t *st)
 {
     const pshm_seg_t *s = &srv->seg;
     char key[32];
@@ -149,6 +169,13 @@ static void section_class_config(pd_server_t *srv, pproto_buf_t *b)
         pproto_buf_add_subkv_u64(b, "owner_bytes", pshm_owner_bytes_per_block());
         pproto_buf_add_subkv_u64(b, "cache_cap", s->cache_cap[c]);
         pproto_buf_add_subkv_u64(b, "batch", s->batch[c]);
+        /* Sampled lifetimes (STATS # lifetimes has the buckets). */
+        uint64_t n = 0;
+        for (uint32_t i = 0; i < PSHM_LIFE_BUCKETS; i++)
+            n += st->cls[c].life[i];
+        pproto_buf_add_subkv_u64(b, "life_samples", n);
+        pproto_buf_add_subkv_str(b, "life_p50", life_quantile(&st->cls[c], 50));
+        pproto_buf_add_subkv_str(b, "life_p99", life_quantile(&st->cls[c], 99));
         pproto_buf_end_line(b);
     }
 }
@@ -320,7 +347,13 @@ int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len
         if (rc < 0)
             goto out;
     } else if (verb == PPROTO_CLASSES) {
-        section_class_config(srv, &b);
+        st = malloc(sizeof(*st));
+        if (!st) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        pshm_stats(&srv->seg, st);
+        section_class_config(srv, &b, st);
     } else {
         rc = -EINVAL;
         goto out;

@@ -327,7 +327,8 @@ static void test_cmd_classes(void **state)
     assert_non_null(strstr(buf, "OK\n# classes\n"));
     assert_non_null(strstr(buf, "class_8:size=8,blocks_per_span="));
     assert_non_null(
-        strstr(buf, "class_64:size=64,blocks_per_span=1008,owner_bytes=1,cache_cap=64,batch=32\n"));
+        strstr(buf, "class_64:size=64,blocks_per_span=1008,owner_bytes=1,cache_cap=64,batch=32,"
+                    "life_samples=0,life_p50=-,life_p99=-\n"));
     assert_non_null(strstr(buf, "class_65536:"));
     close(fd);
 }

@@ -784,7 +784,8 @@ static void test_e2e_poolctl_procs_and_classes_tables(void **state)
     print_message("%s", t);
     nl = strchr(t, '\n');
     assert_non_null(nl);
-    const char head[] = "SIZE  BLOCKS/SPAN  CACHE CAP  BATCH  OWNER BYTES\n";
+    const char head[] =
+        "SIZE  BLOCKS/SPAN  CACHE CAP  BATCH  OWNER BYTES  LIFE SAMPLES  LIFE P50  LIFE P99\n";
     assert_true(strncmp(t, head, strlen(head)) == 0);
     assert_int_equal(assert_aligned(t), 4);
     char *json = NULL;
