@@ -100,11 +100,15 @@ for name, e in exprs:
     # poold_ is a metric name.
     bare = re.sub(r'\{[^}]*\}|"[^"]*"', "", e)
     for m in re.findall(r"\bpoold_[a-z0-9_]+\b", bare):
+        # A histogram's series: name_bucket, name_sum, name_count.
+        base = re.sub(r"_(bucket|sum|count)$", "", m)
+        if base != m and base in table:
+            m = base
         used.add(m)
         if m not in table:
             fail("panel %s: %s is not a metric of proto/pproto_metrics.c" % (name, m))
     for fn, m in re.findall(r"\b(rate|increase|irate)\((poold_[a-z0-9_]+)", bare):
-        if not m.endswith("_total"):
+        if not m.endswith("_total") and not re.search(r"_(bucket|sum|count)$", m):
             fail("panel %s: %s(%s): not a counter" % (name, fn, m))
     for m in set(re.findall(r"\bpoold_[a-z0-9_]+_total\b", bare)):
         if len(re.findall(r"\b%s\b" % m, bare)) != len(
