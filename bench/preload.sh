@@ -25,7 +25,7 @@ ROWS=${ROWS:-200000} REPS=${REPS:-3} REQUESTS=${REQUESTS:-100000} CLIENTS=${CLIE
 LIBDIR=/usr/lib/x86_64-linux-gnu
 PRELOAD=$(realpath "$BUILD/client/libpoolclient-preload.so")
 POOLD=$(realpath "$BUILD/daemon/poold")
-POOLCTL=$(realpath "$BUILD/client/poolctl")
+POOLCTL=$(realpath "$BUILD/tools/poolctl")
 for f in "$PRELOAD" "$POOLD" "$POOLCTL"; do
   [ -x "$f" ] || [ -f "$f" ] || { echo "preload.sh: $f not found; build first (cmake --build $BUILD -j2)" >&2; exit 1; }
 done

@@ -4,9 +4,10 @@
 # that layer or of a layer below it (docs/design.md, "Layers"):
 #   shm     the segment            includes shm
 #   proto   the control protocol   includes proto
-#   client  libpoolclient, poolctl includes client, shm, proto
+#   client  libpoolclient          includes client, shm, proto
 #   daemon  poold                  includes daemon, shm, proto
-#   tools   pool_worker, pool_check includes client, shm
+#   tools   poolctl, pool_worker,  includes client, shm, proto
+#           pool_check
 # A header is owned by the directory it lives in; include/ holds the
 # client's installed headers. Prints each violation as file:line and exits
 # 1 if there is any.
@@ -17,7 +18,7 @@ declare -A allowed=(
     [proto]="proto"
     [client]="client shm proto"
     [daemon]="daemon shm proto"
-    [tools]="client shm"
+    [tools]="client shm proto"
 )
 declare -A owner=()
 for h in include/*.h include/*.hpp; do

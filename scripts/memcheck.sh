@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
 command -v valgrind >/dev/null || { echo "memcheck.sh: valgrind not installed" >&2; exit 2; }
-for t in daemon/poold client/poolctl tools/pool_worker tests/test_daemon_cmds tools/pool_check; do
+for t in daemon/poold tools/poolctl tools/pool_worker tests/test_daemon_cmds tools/pool_check; do
     [ -x "$B/$t" ] || { echo "memcheck.sh: $B/$t not built" >&2; exit 2; }
 done
 D=$(mktemp -d /tmp/poold-memcheck-XXXXXX)
@@ -41,8 +41,8 @@ echo "== memcheck: poold and poolctl"
 "${VG[@]}" --log-file="$D/vg-poold.log" "$B/daemon/poold" --socket "$SOCK" --shm-name "$SHM" \
     --size 16M --log-level debug >"$D/poold.log" 2>&1 &
 pd=$!
-for _ in $(seq 300); do "$B/client/poolctl" ping >/dev/null 2>&1 && break; sleep 0.1; done
-ctl() { "${VG[@]}" --log-file="$D/vg-poolctl.%p.log" "$B/client/poolctl" "$@" >/dev/null; }
+for _ in $(seq 300); do "$B/tools/poolctl" ping >/dev/null 2>&1 && break; sleep 0.1; done
+ctl() { "${VG[@]}" --log-file="$D/vg-poolctl.%p.log" "$B/tools/poolctl" "$@" >/dev/null; }
 "$B/tools/pool_worker" --seconds 4 --hold 4 >"$D/w1.out" 2>&1 &
 w1=$!
 "$B/tools/pool_worker" --seconds 30 --hold 4 --no-detach >"$D/w2.out" 2>&1 &
@@ -83,10 +83,10 @@ struct.pack_into("<Q", m, classes_off + 64, (1 << 44) | 0xfffffff0)  # class 0 c
 m.close(); os.close(fd)
 PY
 for _ in $(seq 100); do
-    "$B/client/poolctl" stats 2>/dev/null | grep -q CORRUPT && break
+    "$B/tools/poolctl" stats 2>/dev/null | grep -q CORRUPT && break
     sleep 0.2
 done
-"$B/client/poolctl" stats | grep -q CORRUPT || { echo "memcheck: corruption not reported" >&2; exit 1; }
+"$B/tools/poolctl" stats | grep -q CORRUPT || { echo "memcheck: corruption not reported" >&2; exit 1; }
 "$B/tools/pool_worker" --iterations 1 >"$D/w3.out" 2>&1 && { echo "memcheck: corrupt pool served" >&2; exit 1; }
 ctl stats
 kill -TERM "$pd"

@@ -17,7 +17,7 @@ bash scripts/build.sh build
 WORKERS=${WORKERS:-4}
 ITERATIONS=${ITERATIONS:-200}
 POOLD=build/daemon/poold
-POOLCTL=build/client/poolctl
+POOLCTL=build/tools/poolctl
 WORKER=build/tools/pool_worker
 
 args=()

@@ -29,7 +29,7 @@ RESTART=${RESTART:-$((DURATION / 4))}
 RSS_SLACK_KB=${RSS_SLACK_KB:-2048}
 cd "$(dirname "$0")/.."
 POOLD=$BUILD/daemon/poold
-POOLCTL=$BUILD/client/poolctl
+POOLCTL=$BUILD/tools/poolctl
 WORKER=$BUILD/tools/pool_worker
 CHECK=$BUILD/tools/pool_check
 for b in "$POOLD" "$POOLCTL" "$WORKER" "$CHECK"; do

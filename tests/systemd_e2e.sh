@@ -121,7 +121,7 @@ say "can this machine boot systemd in a namespace?"
 sdb_check || skip "cannot boot systemd here: $SDB_WHY"
 info "yes: root, unshare, overlayfs, cgroup2 at $SDB_CG2"
 POOLD=$BUILD/daemon/poold
-POOLCTL=$BUILD/client/poolctl
+POOLCTL=$BUILD/tools/poolctl
 for t in cmake setpriv useradd systemd-sysusers systemd-tmpfiles ldconfig; do
     command -v "$t" >/dev/null || skip "no $t on this machine"
 done

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 #
 # test_completion.sh COMPLETION_FILE POOLCTL: the bash completion of poolctl
-# (client/poolctl.bash) offers what poolctl accepts.
+# (tools/poolctl.bash) offers what poolctl accepts.
 #   - completions at each position (commands, global options, per-command
 #     options, a path after --socket);
 #   - the commands it offers are exactly those `poolctl --help` lists;

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # bash completion for poolctl(1): its commands, their options, and a path
 # after --socket. Installed as <completionsdir>/poolctl, where
-# bash-completion loads it on first use; `source client/poolctl.bash` works
+# bash-completion loads it on first use; `source tools/poolctl.bash` works
 # too, as it needs nothing from the bash-completion package.
 # tests/test_completion.sh checks it against `poolctl --help` and poolctl's
 # own option parser.
