@@ -57,7 +57,7 @@ die() {
 run() {
     local log=$1
     shift
-    printf '%q ' "$@" | sed "s|$BUILD/|\$BUILD/|g; s|$ROOT/||g" >>"$CMDS"
+    printf '%q ' "$@" | sed "s|$BUILD/|\$BUILD/|g; s|${TMP:-//no-tmp-yet}/|\$TMP/|g; s|$ROOT/||g" >>"$CMDS"
     echo >>"$CMDS"
     "$@" >"$log" 2>&1 || {
         say "failed ($?): $* (log: $log)"
@@ -140,8 +140,9 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+echo 'TMP=$(mktemp -d)' >>"$CMDS"
 printf '%q ' "$BUILD/daemon/poold" --socket "$TMP/poold.sock" --shm-name "$SHM" --size 512M \
-    --log-level warning | sed "s|$BUILD/|\$BUILD/|g" >>"$CMDS"
+    --log-level warning | sed "s|$BUILD/|\$BUILD/|g; s|$TMP/|\$TMP/|g" >>"$CMDS"
 echo " &" >>"$CMDS"
 "$BUILD/daemon/poold" --socket "$TMP/poold.sock" --shm-name "$SHM" --size 512M \
     --log-level warning >"$OUT/logs/poold.txt" 2>&1 &
