@@ -291,7 +291,7 @@ static void step(struct world *w, uint32_t op, uint32_t a, uint32_t b, uint32_t 
             struct process *q = &w->proc[k];
             if (q->live || q->dead)
                 continue;
-            int slot = pshm_proc_claim(s, getpid(), 0, 0);
+            int slot = pshm_proc_claim(s, getpid(), 0, PSHM_VIA_DIRECT);
             if (slot >= 0)
                 *q = (struct process){.live = true, .slot = (uint32_t)slot};
             break;

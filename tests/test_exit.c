@@ -103,7 +103,7 @@ static void test_exit_unknown_mark_is_a_crash(void **state)
 {
     pool_t *pool = *state;
     pshm_seg_t *s = &pool->seg;
-    int slot = pshm_proc_claim(s, 1, 1, 0); /* pid 1 never dies: reclaimed by hand */
+    int slot = pshm_proc_claim(s, 1, 1, PSHM_VIA_DIRECT); /* pid 1 never dies: reclaimed by hand */
     assert_true(slot >= 0);
     pshm_proc_note_end(s, (uint32_t)slot, 77);
     pshm_reclaimed_t r;

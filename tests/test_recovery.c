@@ -33,7 +33,7 @@ typedef struct dead {
 static dead_t dead_make(pshm_seg_t *s)
 {
     dead_t d;
-    int slot = pshm_proc_claim(s, 1, 1, 0);
+    int slot = pshm_proc_claim(s, 1, 1, PSHM_VIA_DIRECT);
     assert_true(slot >= 0);
     d.slot = (uint32_t)slot;
     d.t = pshm_thread_claim(s, d.slot, 1);
@@ -202,7 +202,7 @@ static uint64_t lock_of(pid_t pid)
 /* A slot whose process died, with cached blocks and a range. */
 static uint32_t dead_slot_with_blocks(pshm_seg_t *s, pid_t pid)
 {
-    int slot = pshm_proc_claim(s, pid, 0, 0);
+    int slot = pshm_proc_claim(s, pid, 0, PSHM_VIA_DIRECT);
     assert_true(slot >= 0);
     dead_t d = {.slot = (uint32_t)slot, .t = pshm_thread_claim(s, (uint32_t)slot, pid)};
     assert_non_null(d.t);
@@ -242,7 +242,7 @@ static void test_recovery_reclaim_checks_the_holder(void **state)
     pool_t *pool = *state;
     pshm_seg_t *s = &pool->seg;
     pid_t gone = dead_pid();
-    int slot = pshm_proc_claim(s, getpid(), pshm_os_proc_start_time(getpid()), 0);
+    int slot = pshm_proc_claim(s, getpid(), pshm_os_proc_start_time(getpid()), PSHM_VIA_DIRECT);
     assert_true(slot >= 0);
     pshm_reclaimed_t r;
     assert_int_equal(pshm_proc_reclaim_pid(s, (uint32_t)slot, gone, NULL, &r), -ESRCH);
@@ -325,7 +325,7 @@ static void claim_setup(stepped_t *x)
 
 static void claim_run(stepped_t *x)
 {
-    pshm_proc_claim(x->s, getpid(), x->start, 0);
+    pshm_proc_claim(x->s, getpid(), x->start, PSHM_VIA_DIRECT);
 }
 
 /* A process killed right after the CAS that claims a free slot, before
@@ -349,19 +349,25 @@ static void test_recovery_claimer_dies_mid_claim(void **state)
     pool_test_check(pool);
 }
 
-/* A process with cached blocks and one block in use, and a record: what
- * a detach finds. The in-use block is the first block of class CLS's
- * range of x->t. */
-static uint32_t holder_setup_blocks(stepped_t *x)
+/* The child's slot and record (a process that reclaims, or holds blocks). */
+static void reclaimer_setup(stepped_t *x)
 {
     pid_t me = getpid();
-    int slot = pshm_proc_claim(x->s, me, pshm_os_proc_start_time(me), 0);
+    int slot = pshm_proc_claim(x->s, me, pshm_os_proc_start_time(me), PSHM_VIA_DIRECT);
     if (slot < 0)
         _exit(2);
     x->slot = (uint32_t)slot;
     x->t = pshm_thread_claim(x->s, x->slot, me);
     if (!x->t)
         _exit(2);
+}
+
+/* A process with cached blocks and one block in use, and a record: what
+ * a detach finds. The in-use block is the first block of class CLS's
+ * range of x->t. */
+static uint32_t holder_setup_blocks(stepped_t *x)
+{
+    reclaimer_setup(x);
     dead_t d = {.slot = x->slot, .t = x->t, .tc = &x->t->cls[CLS]};
     carve_to_cache(x->s, &d, 5);
     uint64_t w = pa_load_relaxed(&d.tc->fresh_w); /* relaxed: one thread */
@@ -409,18 +415,6 @@ static void test_recovery_detach_dies_after_a_transit_cas(void **state)
     pshm_stats_t st;
     pshm_stats(s, &st);
     assert_int_equal(st.cls[CLS].blocks_in_transit, 1);
-}
-
-static void reclaimer_setup(stepped_t *x)
-{
-    pid_t me = getpid();
-    int slot = pshm_proc_claim(x->s, me, pshm_os_proc_start_time(me), 0);
-    if (slot < 0)
-        _exit(2);
-    x->slot = (uint32_t)slot;
-    x->t = pshm_thread_claim(x->s, x->slot, me);
-    if (!x->t)
-        _exit(2);
 }
 
 static void reclaimer_run(stepped_t *x)

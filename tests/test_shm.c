@@ -269,7 +269,7 @@ static void dead_seg_make(struct dead_seg *d)
     d->bytes = pshm_params_min_bytes(&p) + (UINT64_C(8) << 16);
     d->base = make(&p, d->bytes);
     assert_int_equal(pshm_view(&d->s, d->base, d->bytes, err, sizeof(err)), 0);
-    d->dead = pshm_proc_claim(&d->s, 999999999, 0, 0);
+    d->dead = pshm_proc_claim(&d->s, 999999999, 0, PSHM_VIA_DIRECT);
     assert_true(d->dead >= 0);
     d->dt = pshm_thread_claim(&d->s, (uint32_t)d->dead, 1);
     assert_non_null(d->dt);

@@ -1526,13 +1526,18 @@ static int cmd_stats_view(const char *what, int argc, char **argv)
     return rc;
 }
 
+/* A command that takes no argument was given one. */
+static int refuse_argument(const char *cmd)
+{
+    fprintf(stderr, "poolctl: %s takes no argument\n", cmd);
+    return EXIT_USAGE;
+}
+
 /* ping: poold answers, and how long the round trip took. */
 static int cmd_ping(int argc, char **argv)
 {
-    if (argc > 1) {
-        fprintf(stderr, "poolctl: %s takes no argument\n", argv[0]);
-        return EXIT_USAGE;
-    }
+    if (argc > 1)
+        return refuse_argument(argv[0]);
     struct reply r;
     double t0 = mono_now();
     int rc = request("PING", false, &r);
@@ -1551,10 +1556,8 @@ static int cmd_ping(int argc, char **argv)
 /* version: poold's, in words, with poolctl's own. */
 static int cmd_version(int argc, char **argv)
 {
-    if (argc > 1) {
-        fprintf(stderr, "poolctl: %s takes no argument\n", argv[0]);
-        return EXIT_USAGE;
-    }
+    if (argc > 1)
+        return refuse_argument(argv[0]);
     struct reply r;
     int rc = request("VERSION", false, &r);
     if (rc == EXIT_OK) {
