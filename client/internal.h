@@ -73,14 +73,17 @@ extern __thread struct pool_tls_last pool_tls_last_ POOL_TLS_MODEL;
 
 /* Lifetime sampling (slow.c). The free that makes a class's free count a
  * multiple of PSHM_LIFE_SAMPLE arms the thread: it clears the last-pool
- * serial, so the next pool_malloc takes the slow path, which times the
- * block it hands out: its index in the class's `life_idx` (in hot's cache
- * line), the time in `life_t0`. A sampled block is never left noted in
- * `hot`, so its free leaves the burn-after-reading path, and the frees
- * that do compare the index with life_idx (pool_free_sampled_ on a match).
- * One block per class and thread at a time; a block freed by another
- * thread or process is not timed, and its place is taken by the next
- * sample once its owner byte shows it gone. */
+ * serial, so that the thread's next call takes the slow path. A malloc
+ * there times the block it hands out; a free there restores the serial (a
+ * thread that only frees must not stay off the fast path), and the next
+ * malloc that reaches the slow path takes the sample. The timed block's
+ * index goes in its class's `life_idx` (in hot's cache line), the time in
+ * `life_t0`. A sampled block is never left noted in `hot`, so its free
+ * leaves the burn-after-reading path, and the frees that do compare the
+ * index with life_idx (pool_free_sampled_ on a match). One block per class
+ * and thread at a time; a block freed by another thread or process is not
+ * timed, and its place is taken by the next sample once its owner byte
+ * shows it gone. */
 extern __thread uint32_t pool_life_armed_ POOL_TLS_MODEL;
 /* The rest of a free of this thread's block idx (owner byte o), which is
  * the block tc is timing: its lifetime noted, then the push on tc. */

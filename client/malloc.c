@@ -28,8 +28,7 @@ struct pshm_thread *pool_rec_lookup_(pool_t *pool)
     /* All four fields: the fast paths mark and check owner bytes with
      * `own`, which is this pool's slot, not the last pool's. */
     pool_tls_last_.pool = pool;
-    /* An armed sampler keeps the serial cleared until a malloc samples. */
-    pool_tls_last_.serial = pool_life_armed_ ? 0 : pool->serial;
+    pool_tls_last_.serial = pool->serial;
     pool_tls_last_.rec = e->rec;
     pool_tls_last_.own = pshm_own_val((uint32_t)pool->slot);
     return e->rec;

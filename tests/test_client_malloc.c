@@ -143,6 +143,27 @@ static void test_lifetimes_long_lived(void **state)
     assert_int_equal(short_lived, 0);
 }
 
+/* A thread that only frees (a consumer) is armed by its frees but must
+ * not stay off the fast path: the free after the arming one restores the
+ * last-pool entry. Guards against a sampler that waits for a malloc with
+ * every free of the thread going the slow way. */
+static void test_lifetimes_freeing_thread_stays_fast(void **state)
+{
+    pool_t *p = *state;
+    enum { N = PSHM_LIFE_SAMPLE + 2 };
+    static void *held[N];
+    for (int i = 0; i < N; i++)
+        assert_non_null(held[i] = pool_malloc(p, 64));
+    for (int i = 0; i < (int)PSHM_LIFE_SAMPLE; i++)
+        assert_true(pool_free(p, held[i], 64));
+    assert_int_equal(pool_life_armed_, 1); /* the 4096th free armed it */
+    assert_true(pool_tls_last_.serial != p->serial);
+    assert_true(pool_free(p, held[PSHM_LIFE_SAMPLE], 64));
+    assert_true(pool_tls_last_.serial == p->serial); /* back on the fast path */
+    assert_int_equal(pool_life_armed_, 1);           /* the next slow malloc samples */
+    assert_true(pool_free(p, held[PSHM_LIFE_SAMPLE + 1], 64));
+}
+
 static void test_free_size_zero_looks_up_class(void **state)
 {
     pool_t *p = *state;
@@ -453,6 +474,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lifetimes_burn_after_reading, pool_test_setup,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_lifetimes_long_lived, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_lifetimes_freeing_thread_stays_fast, pool_test_setup,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_free_size_zero_looks_up_class, pool_test_setup,
                                         pool_test_teardown),
