@@ -121,7 +121,11 @@ void pd_observe_scan(pd_server_t *srv)
         /* Eight bytes at a time: a run of free blocks, or of one process's,
          * is one compare, and the scan's cost grows with the carved blocks.
          * A plain load: a statistic of bytes that workers in other
-         * processes write; each byte counted is one the load saw. */
+         * processes write; each byte counted is one the load saw. Under
+         * TSan, byte by byte: a test that runs workers as threads of this
+         * process would have it report the plain load against their atomic
+         * stores. */
+#if !defined(PA_TSAN)
         for (; b + 8 <= bps; b += 8) {
             uint64_t w;
             memcpy(&w, (const uint8_t *)&own[b], sizeof(w));
@@ -137,6 +141,7 @@ void pd_observe_scan(pd_server_t *srv)
                     o->procs[x - 1].blocks[c]++;
             }
         }
+#endif
         for (; b < bps; b++) {
             uint8_t v = pa_load_relaxed(&own[b]);
             if (v == PSHM_OWN_FREE || v > max)
