@@ -473,6 +473,7 @@ static const char *const sort_names[] = {"in use", "growth", "allocs/s", "pid/si
 
 struct sort_item {
     const struct row *r;
+    const struct row *prev; /* the same row in the frame before, or NULL */
     double key;
 };
 
@@ -506,7 +507,7 @@ static void print_procs(const struct view *v, FILE *f, enum top_sort sort)
         double key = sort == SORT_GROWTH ? field_num(r, "growth_1m_bytes")
                      : sort == SORT_PID  ? -field_num(r, "pid")
                                          : field_num(r, "in_use_bytes");
-        items[i] = (struct sort_item){r, key};
+        items[i] = (struct sort_item){r, NULL, key};
     }
     qsort(items, (size_t)v->nproc, sizeof(items[0]), by_key_desc);
     for (int i = 0; i < v->nproc; i++) {
@@ -893,7 +894,7 @@ static void top_classes(const struct top_state *t, FILE *f, int budget)
         case SORT_ALLOCS: key = delta(r, w, "allocs"); break;
         case SORT_PID: key = -field_num(r, "size"); break;
         }
-        items[m++] = (struct sort_item){r, key};
+        items[m++] = (struct sort_item){r, w, key};
     }
     qsort(items, (size_t)m, sizeof(items[0]), by_key_desc);
     for (int i = 0; i < m; i++) {
@@ -901,8 +902,7 @@ static void top_classes(const struct top_state *t, FILE *f, int budget)
             fprintf(f, "  ... %d more classes\n", m - i);
             break;
         }
-        const struct row *r = items[i].r;
-        const struct row *w = t->prev ? find_row(t->prev->cls, t->prev->nclass, r->key) : NULL;
+        const struct row *r = items[i].r, *w = items[i].prev;
         char cells[TMAX_COLS][CELL];
         double size = field_num(r, "size");
         snprintf(cells[0], CELL, "%s", field(r, "size"));
@@ -950,7 +950,7 @@ static void top_procs(const struct top_state *t, FILE *f, int budget)
         case SORT_ALLOCS: key = delta(r, w, "allocs"); break;
         case SORT_PID: key = -field_num(r, "pid"); break;
         }
-        items[m++] = (struct sort_item){r, key};
+        items[m++] = (struct sort_item){r, w, key};
     }
     qsort(items, (size_t)m, sizeof(items[0]), by_key_desc);
     for (int i = 0; i < m; i++) {
@@ -958,8 +958,7 @@ static void top_procs(const struct top_state *t, FILE *f, int budget)
             fprintf(f, "  ... %d more processes\n", m - i);
             break;
         }
-        const struct row *r = items[i].r;
-        const struct row *w = t->prev ? find_row(t->prev->proc, t->prev->nproc, r->key) : NULL;
+        const struct row *r = items[i].r, *w = items[i].prev;
         char cells[TMAX_COLS][CELL];
         snprintf(cells[0], CELL, "%s", field(r, "pid"));
         snprintf(cells[1], CELL, "%s", field(r, "name"));
