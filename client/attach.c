@@ -94,6 +94,12 @@ POOL_API pool_t *pool_open_embedded(size_t bytes)
     if (bytes == 0)
         bytes = POOL_DEFAULT_BYTES;
     pshm_params_default(&params, bytes);
+    /* A small pool gets fewer thread records rather than no pool: a record
+     * costs 512 bytes per class (23 KiB with the 45 default classes), so
+     * the default 256 of them need 5.8 MiB. Halved until the tables fit,
+     * down to 8; threads beyond the records still allocate, uncached. */
+    while (bytes < pshm_params_min_bytes(&params) && params.max_threads > 8)
+        params.max_threads /= 2;
     if (bytes > PSHM_MAX_SEGMENT || bytes < pshm_params_min_bytes(&params)) {
         pool_set_error_("embedded pool of %zu bytes: size must be %llu to %llu bytes", bytes,
                         (unsigned long long)pshm_params_min_bytes(&params),
@@ -106,7 +112,9 @@ POOL_API pool_t *pool_open_embedded(size_t bytes)
         errno = ENOMEM;
         return NULL;
     }
-    rc = pshm_os_create(NULL, bytes, 0600, -1, true, &base, err, sizeof(err));
+    /* The tables now, the spans as they are carved. */
+    rc = pshm_os_create(NULL, bytes, pshm_params_tables_bytes(&params), 0600, -1, true, &base, err,
+                        sizeof(err));
     if (rc < 0)
         goto fail;
     pool->seg.base = base;

@@ -217,6 +217,10 @@ static inline bool pool_cache_put_(pool_t *pool, struct pshm_thread *rec, struct
     return POOL_LIFE_ARMS(f) ? pool_life_arm_() : true;
 }
 
+/* slow.c: large blocks, above the largest class up to max_block. */
+void *pool_malloc_large_(pool_t *pool, size_t size);
+bool pool_free_large_(pool_t *pool, uint32_t head);
+
 /* malloc.c */
 void pool_build_class_table_(pool_t *pool);
 static inline uint32_t pool_class_of_(const pool_t *pool, size_t size)

@@ -58,10 +58,12 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
     if (pshm_likely(pool != NULL && size <= pool->small_limit)) {
         c = pool->small_class[(size + 7) >> 3];
     } else {
-        if (pool == NULL || size > pool->max_size) {
+        if (pool == NULL) {
             errno = EINVAL;
             return NULL;
         }
+        if (size > pool->max_size)
+            return pool_malloc_large_(pool, size);
         c = pool_class_of_(pool, size);
     }
     /* This thread used this pool last (then its record is set): take from
@@ -76,9 +78,9 @@ POOL_API void *pool_malloc(pool_t *pool, size_t size)
 }
 
 /* Everything pool_free() does not do inline: no size or a size beyond the
- * table, no record for this pool in the last-pool entry, a class whose size
- * is not a power of two (beyond a span's first block), a block this process
- * does not own. Checks everything again. */
+ * table, no record for this pool in the last-pool entry, a block this
+ * process does not own, a pointer that is not a block. Checks everything
+ * again. */
 static bool __attribute__((noinline)) free_generic(pool_t *pool, void *ptr, size_t size)
 {
     if (pool == NULL)
@@ -87,28 +89,56 @@ static bool __attribute__((noinline)) free_generic(pool_t *pool, void *ptr, size
      * included) wraps to a huge offset, which pshm_block_class() refuses. */
     uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)pool->seg.base);
     int k = pshm_block_class(&pool->seg, off);
-    if (k < 0)
-        return false;
+    if (k < 0) {
+        /* A large block, with no size or a size of its length. */
+        int n = pshm_large_at(&pool->seg, off);
+        if (n < 0 ||
+            (size != 0 && (size <= pool->max_size || pshm_large_spans_for(&pool->seg, size) !=
+                                                         pshm_large_len(&pool->seg, (uint32_t)n))))
+            return false;
+        return pool_free_large_(pool, (uint32_t)n);
+    }
     /* A size of another class: (size - 1 - lo) wraps when size <= lo. */
     if (size != 0 && (uint64_t)(size - 1 - pool->size_lo[k]) >= pool->size_span[k])
         return false;
-    return pool_free_slow_(pool, (uint32_t)(off >> 3), (uint32_t)k);
+    uint32_t idx = (uint32_t)(off >> 3);
+    /* A free without a size (or past the size table) of this process's
+     * block, by a thread that used this pool last: the class came from the
+     * span map, the rest is free_known_class()'s push. */
+    if (pshm_likely(pool_tls_last_.serial == pool->serial)) {
+        struct pshm_tclass *tc = &pool_tls_last_.rec->cls[k];
+        pa_u8 *o = pshm_owner(&pool->seg, (uint32_t)k, off);
+        /* relaxed: a block we own has no other writer of its byte */
+        if (pshm_likely(pa_load_relaxed(o) == (uint8_t)pool_tls_last_.own)) {
+            if (pshm_unlikely(tc->life_idx == idx))
+                return pool_free_sampled_(pool, pool_tls_last_.rec, tc, (uint32_t)k, idx, o);
+            return pool_cache_put_(pool, pool_tls_last_.rec, tc, (uint32_t)k, idx, o);
+        }
+    }
+    return pool_free_slow_(pool, idx, (uint32_t)k);
 }
 
 /* pool_free() with a size and this thread's record, past the noted block:
  * check the pointer against the span map and its owner byte, and push it.
  * Out of line, so that the burn-after-reading path of pool_free() saves no
- * registers: it is reached by a tail call. */
+ * registers: it is reached by a tail call. The arguments are in the order
+ * pool_free() holds them in registers at that call (size, then the offset
+ * it computed), which spares the inline path a move. */
 static bool __attribute__((noinline))
-free_known_class(pool_t *pool, struct pshm_tclass *tc, uint32_t c, void *ptr, size_t size)
+free_known_class(pool_t *pool, struct pshm_tclass *tc, size_t size, uint64_t off, uint32_t c,
+                 void *ptr)
 {
     const pshm_seg_t *s = &pool->seg;
-    uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base);
     uint64_t rel = off - s->data_off; /* wraps to huge below the data */
+    if (pshm_unlikely(rel >= s->data_bytes))
+        return free_generic(pool, ptr, size);
+    /* One multiply says whether ptr is a block start by the size, and
+     * which block of its span it is (for its owner byte). */
+    pshm_divided_t d = pshm_divide(s, rel, c);
     /* acquire: pairs with the release store in pshm_span_publish(). */
-    if (pshm_likely(rel < s->data_bytes && (rel & s->block_mask[c]) == 0 &&
+    if (pshm_likely(d.lo < s->block_magic[c] &&
                     pa_load_acquire(&s->spanmap[rel >> s->span_shift]) == c)) {
-        pa_u8 *o = pshm_owner(s, c, off);
+        pa_u8 *o = pshm_owner_nth(s, c, rel, d.q);
         /* relaxed: a block we own has no other writer of its byte */
         if (pshm_likely(pa_load_relaxed(o) == (uint8_t)pool_tls_last_.own)) {
             /* A sampled block: out of line, reached by a tail call, so that
@@ -146,9 +176,12 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
          * that it is still ours (not freed since by another thread or
          * process: a double free). */
         uint64_t h = pa_load_relaxed(&tc->hot); /* relaxed: single writer */
-        /* Exact: a note is negative and only malloc writes one, as ~offset
-         * of a block; an empty or cached `hot` is not negative. */
-        if (pshm_likely(h == ~off && (int64_t)h < 0)) {
+        /* h == ~off, written h + off + 1 == 0 (the same in unsigned
+         * arithmetic) so that it is one lea and a compare that leave h for
+         * the sign test. Exact: a note is negative and only malloc writes
+         * one, as ~offset of a block; an empty or cached `hot` is not
+         * negative. */
+        if (pshm_likely(h + off + 1 == 0 && (int64_t)h < 0)) {
             pa_u8 *o = (pa_u8 *)(s->base + tc->hot_own); /* the noted block's */
             /* relaxed: we own the block, so no one else writes its byte but
              * a free racing ours (a double free in the program) */
@@ -160,7 +193,7 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
             }
             return free_generic(pool, ptr, size);
         }
-        return free_known_class(pool, tc, c, ptr, size);
+        return free_known_class(pool, tc, size, off, c, ptr);
     }
     return free_generic(pool, ptr, size);
 }
@@ -186,15 +219,17 @@ POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr)
     pshm_seg_t *s = &pool->seg;
     uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)s->base);
     int k = pshm_block_at(s, off);
-    if (pshm_unlikely(k < 0)) {
+    int n = k < 0 ? pshm_large_at(s, off) : -1;
+    if (pshm_unlikely(k < 0 && n < 0)) {
         errno = EINVAL;
         return UINT64_MAX;
     }
     /* The journal and counters live in a record: none, no handoff. */
     struct pshm_thread *rec = rec_or_claim(pool);
-    int rc = rec ? pshm_rec_handoff(s, rec, (uint32_t)k, (uint32_t)(off >> 3),
-                                    (uint8_t)pool_tls_last_.own)
-                 : -EAGAIN;
+    int rc = !rec     ? -EAGAIN
+             : k >= 0 ? pshm_rec_handoff(s, rec, (uint32_t)k, (uint32_t)(off >> 3),
+                                         (uint8_t)pool_tls_last_.own)
+                      : pshm_large_handoff(s, rec, (uint32_t)n, (uint8_t)pool_tls_last_.own);
     if (pshm_unlikely(rc < 0)) {
         errno = -rc;
         return UINT64_MAX;
@@ -210,14 +245,16 @@ POOL_API void *pool_adopt(pool_t *pool, uint64_t offset)
     }
     pshm_seg_t *s = &pool->seg;
     int k = pshm_block_at(s, offset);
-    if (pshm_unlikely(k < 0)) {
+    int n = k < 0 ? pshm_large_at(s, offset) : -1;
+    if (pshm_unlikely(k < 0 && n < 0)) {
         errno = EINVAL;
         return NULL;
     }
     struct pshm_thread *rec = rec_or_claim(pool);
-    int rc =
-        rec ? pshm_rec_adopt(s, rec, (uint32_t)pool->slot, (uint32_t)k, (uint32_t)(offset >> 3))
-            : -EAGAIN;
+    int rc = !rec     ? -EAGAIN
+             : k >= 0 ? pshm_rec_adopt(s, rec, (uint32_t)pool->slot, (uint32_t)k,
+                                       (uint32_t)(offset >> 3))
+                      : pshm_large_adopt(s, rec, (uint32_t)pool->slot, (uint32_t)n);
     if (pshm_unlikely(rc < 0)) {
         errno = -rc;
         return NULL;
@@ -246,7 +283,11 @@ POOL_API void *pool_at(pool_t *pool, uint64_t offset)
 
 POOL_API size_t pool_max_size(const pool_t *pool)
 {
-    return pool ? (size_t)pool->max_size : 0;
+    if (!pool)
+        return 0;
+    /* relaxed: a setting (poold may change it at a reload). */
+    uint64_t m = pa_load_relaxed(&pool->seg.hdr->max_block);
+    return (size_t)(m > pool->max_size ? m : pool->max_size);
 }
 
 POOL_API size_t pool_block_size(pool_t *pool, const void *ptr)
@@ -255,5 +296,8 @@ POOL_API size_t pool_block_size(pool_t *pool, const void *ptr)
         return 0;
     uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)pool->seg.base);
     int c = pshm_block_at(&pool->seg, off);
-    return c < 0 ? 0 : pool->seg.block_size[c];
+    if (c >= 0)
+        return pool->seg.block_size[c];
+    int n = pshm_large_at(&pool->seg, off);
+    return n < 0 ? 0 : (size_t)pshm_large_len(&pool->seg, (uint32_t)n) << pool->seg.span_shift;
 }

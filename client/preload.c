@@ -26,7 +26,7 @@
  *
  * fork: a forked child must not share its heap with its parent, and a
  * pool's mapping is shared. So the child gets a private copy of the mapping
- * at the same address, taken just before the fork (pshm_os_snapshot and
+ * at the same address, taken just before the fork (pshm_span_snapshot and
  * pshm_os_place): the blocks it inherited stay valid and its own, but are
  * never given back to a pool (free ignores them); its first allocation
  * attaches to poold as a process of its own (else glibc, or an embedded
@@ -344,11 +344,15 @@ PL_EXPORT void *reallocarray(void *ptr, size_t n, size_t size)
     return realloc(ptr, total);
 }
 
-/* align: a power of two. A block of the class of max(size, align) is
- * aligned to align when align <= PL_MAX_ALIGN (pl_alloc checks it). */
+/* align: a power of two. A block of the class of size rounded up to a
+ * multiple of align (align for 0) is aligned to align when
+ * align <= PL_MAX_ALIGN, with the default classes and with powers of two
+ * (pl_alloc checks it). */
 static void *pl_aligned(size_t align, size_t size)
 {
-    size_t need = size > align ? size : align;
+    size_t need = size <= align                   ? align
+                  : size > SIZE_MAX - (align - 1) ? size
+                                                  : (size + align - 1) & ~(align - 1);
     if (align <= PL_MAX_ALIGN) {
         struct pl_heap *h = pl_heap_for(need);
         if (h) {
@@ -465,8 +469,8 @@ static void pl_fork_prepare(void)
     uint64_t spans = (uint64_t)pa_load_relaxed(&s->hdr->next_span) + 1;
     if (spans > s->nspans)
         spans = s->nspans;
-    pl_fork_err =
-        pshm_os_snapshot(s->base, s->bytes, s->data_off + (spans << s->span_shift), &pl_fork_copy);
+    /* The committed spans only: the others hold no block. */
+    pl_fork_err = pshm_span_snapshot(s, (uint32_t)spans, &pl_fork_copy);
 }
 
 static void pl_fork_parent(void)

@@ -29,6 +29,12 @@ static bool carve_raw(pshm_seg_t *s, uint32_t c, uint32_t *a, uint32_t *b)
     int n = pshm_span_claim(s, NULL, 0);
     if (n < 0)
         return false;
+    if (pshm_span_commit(s, (uint32_t)n, 1) < 0) {
+        /* No memory for it (a full /dev/shm): back to the pool, ENOMEM.
+         * relaxed: the span is ours. */
+        pshm_span_release(s, (uint32_t)n, pa_load_relaxed(&s->carvers[n]));
+        return false;
+    }
     pshm_span_publish(s, (uint32_t)n, c, a, b);
     return true;
 }
@@ -92,6 +98,39 @@ static bool reclaim_if_exhausted(pool_t *pool)
     if (pa_load_relaxed(&s->hdr->next_span) < s->nspans)
         return false;
     return pool_reclaim_dead_(pool) > 0;
+}
+
+/* The sum of the generations of every class's list heads: it moves with
+ * every batch or region pushed or popped. */
+static uint64_t lists_moved(const pshm_seg_t *s)
+{
+    uint64_t g = 0;
+    for (uint32_t c = 0; c < s->nclasses; c++)
+        /* relaxed (both): a hint of whether anything changed. */
+        g += pa_load_relaxed(&s->cls[c].central.gen) + pa_load_relaxed(&s->cls[c].regions.gen);
+    return g;
+}
+
+/* Before a pool reports exhaustion, give the empty spans of every class
+ * back to the free spans (pshm_sweep.c), with this thread's record as the
+ * sweeper: true when some came back. After a sweep that found none, not
+ * again until some list moved (a free reached a list), so that a pool that
+ * is really full fails fast. */
+static bool sweep_if_exhausted(pool_t *pool, struct pshm_thread *rec)
+{
+    static pa_u64 fruitless; /* lists_moved() after the last sweep that found nothing, + 1 */
+    pshm_seg_t *s = &pool->seg;
+    if (pa_load_relaxed(&fruitless) == lists_moved(s) + 1) /* relaxed: a hint */
+        return false;
+    pshm_actor_t actor = {(uint32_t)pool->slot, rec};
+    uint32_t spans = 0;
+    for (uint32_t c = 0; c < s->nclasses; c++) {
+        pshm_swept_t w;
+        if (pshm_sweep_class(s, &actor, c, &w) == 0)
+            spans += w.spans;
+    }
+    pa_store_relaxed(&fruitless, spans > 0 ? 0 : lists_moved(s) + 1); /* relaxed: a hint */
+    return spans > 0;
 }
 
 /* ---- lifetime sampling (internal.h, pool_life_armed_) ---- */
@@ -173,6 +212,8 @@ void *pool_malloc_slow_(pool_t *pool, uint32_t c)
             continue; /* not empty now */
         if (tries == 0 && reclaim_if_exhausted(pool))
             continue;
+        if (tries <= 1 && sweep_if_exhausted(pool, rec))
+            continue;
         pa_inc_single_writer(&tc->exhausted, 1);
         errno = ENOMEM;
         return NULL;
@@ -228,4 +269,53 @@ bool pool_free_slow_(pool_t *pool, uint32_t idx, uint32_t c)
     if (pshm_unlikely(rec->cls[c].life_idx == idx))
         return pool_free_sampled_(pool, rec, &rec->cls[c], c, idx, o);
     return pool_cache_put_(pool, rec, &rec->cls[c], c, idx, o);
+}
+
+/* ---- large blocks (pshm_large.c) ---- */
+
+void *pool_malloc_large_(pool_t *pool, size_t size)
+{
+    pshm_seg_t *s = &pool->seg;
+    /* relaxed: a setting. */
+    if (size > pa_load_relaxed(&s->hdr->max_block) || size > s->data_bytes) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* Large blocks are journaled in a record: without one (every record
+     * taken), none is served. */
+    struct pshm_thread *rec = pool_rec_get_(pool);
+    if (!rec) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (pshm_unlikely(pool->shared))
+        pool_rehello_if_restarted_(pool);
+    for (int tries = 0;; tries++) {
+        int64_t off = pshm_large_alloc(s, rec, own_of(pool), size);
+        if (off >= 0)
+            return s->base + off;
+        if (tries == 0 && pool_reclaim_dead_(pool) > 0)
+            continue;
+        if (tries <= 1 && sweep_if_exhausted(pool, rec))
+            continue;
+        errno = ENOMEM;
+        return NULL;
+    }
+}
+
+bool pool_free_large_(pool_t *pool, uint32_t n)
+{
+    pshm_seg_t *s = &pool->seg;
+    struct pshm_thread *rec = pool_rec_get_(pool);
+    uint8_t own = own_of(pool);
+    if (own == 0 || !rec)
+        return false; /* no slot, or no record to journal the free in */
+    /* In transit: adopt it first, as for a small block. relaxed: the
+     * adopt's CAS decides. */
+    if (pa_load_relaxed(pshm_large_owner(s, n)) == PSHM_OWN_TRANSIT &&
+        pshm_large_adopt(s, rec, (uint32_t)pool->slot, n) < 0) {
+        pa_add_relaxed(&s->hdr->large_invalid_frees, 1); /* relaxed: statistic */
+        return false;
+    }
+    return pshm_large_free(s, rec, n, own) == 0;
 }

@@ -18,13 +18,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <ini.h>
 
 #include "poold.h"
 
-enum dtype { T_STR, T_SHM, T_SIZE, T_U32, T_LEVEL, T_CLASSES, T_ENDPOINT, T_ORPHANS, T_DUR };
+enum dtype {
+    T_STR,
+    T_SHM,
+    T_SIZE,
+    T_U32,
+    T_LEVEL,
+    T_CLASSES,
+    T_ENDPOINT,
+    T_ORPHANS,
+    T_DUR,
+    T_PREFAULT
+};
 
 typedef struct directive {
     pd_directive_info_t info;
@@ -48,11 +60,35 @@ static const directive_t table[] = {
       "/poold-$UID)",
       false},
      STR(shm_name, T_SHM)},
-    {{"size", "64M", "segment size in bytes, K/M/G suffixes allowed", false},
+    {{"size", "",
+      "segment size in bytes, K/M/G suffixes allowed: a ceiling, memory is committed as it is "
+      "carved (default: half of /dev/shm, from 64M to 8G)",
+      false},
      NUM(size, T_SIZE, 1u << 20, PSHM_MAX_SEGMENT)},
-    {{"classes", "8-65536", "size classes: a list '8,16,64' or a power-of-two range '8-65536'",
+    {{"prefault", "none",
+      "'none' commits a span's memory when it is carved and gives back what stays free; 'all' "
+      "commits and prefaults the whole segment at start",
+      false},
+     NUM(prefault_all, T_PREFAULT, 0, 1)},
+    {{"purge_delay", "10s",
+      "free spans are given back to the system after this long free (prefault none); seconds, "
+      "or with an s/m/h suffix",
+      true},
+     NUM(purge_delay, T_DUR, 0, 86400)},
+    {{"retain", "4M",
+      "bytes of free spans kept committed for reuse, never given back (prefault none)", true},
+     NUM(retain, T_SIZE, 0, PSHM_MAX_SEGMENT)},
+    {{"classes", "fine",
+      "size classes: 'fine' (8, 16, 32, 48, 64, then four per doubling to 65536: 45 classes), "
+      "'pow2' (powers of two 8..65536: 14), a list '8,16,64' or a power-of-two range "
+      "'8-65536'",
       false},
      STR(classes, T_CLASSES)},
+    {{"max_block", "0",
+      "largest block pool_malloc serves (sizes above the largest class are runs of whole "
+      "spans), K/M/G suffixes; 0: a quarter of the segment",
+      true},
+     NUM(max_block, T_SIZE, 0, PSHM_MAX_SEGMENT)},
     {{"max_procs", "64", "process slots in the segment (poold takes one)", false},
      NUM(max_procs, T_U32, 2, PSHM_MAX_PROCS)},
     {{"max_threads", "256", "thread-cache records in the segment (poold takes one)", false},
@@ -240,6 +276,13 @@ int pd_config_set(pd_config_t *c, const char *name, const char *value, char *err
         }
         memcpy(field, value, strlen(value) + 1);
         return 0;
+    case T_PREFAULT:
+        if (strcmp(value, "none") != 0 && strcmp(value, "all") != 0) {
+            snprintf(err, errlen, "%s: '%s' is not none or all", name, value);
+            return -EINVAL;
+        }
+        *(uint32_t *)(void *)field = strcmp(value, "all") == 0;
+        return 0;
     case T_ORPHANS:
         if (strcmp(value, "reclaim") != 0 && strcmp(value, "keep") != 0) {
             snprintf(err, errlen, "%s: '%s' is not reclaim or keep", name, value);
@@ -268,6 +311,10 @@ int pd_config_set(pd_config_t *c, const char *name, const char *value, char *err
         return 0;
     case T_SIZE:
     case T_U32:
+        if (d->type == T_SIZE && !*value && d->info.deflt[0] == '\0') {
+            *(uint64_t *)(void *)field = 0; /* computed (pd_config_finalize) */
+            return 0;
+        }
         rc = d->type == T_SIZE ? pd_parse_size(value, &v)
                                : pproto_parse_u64(value, strlen(value), &v);
         if (d->type == T_SIZE && (rc == -ERANGE || (rc == 0 && (v < d->lo || v > d->hi)))) {
@@ -319,6 +366,9 @@ int pd_config_format(const pd_config_t *c, const char *name, char *out, size_t c
         break;
     case T_ORPHANS:
         snprintf(out, cap, "%s", *(const uint32_t *)(const void *)field ? "keep" : "reclaim");
+        break;
+    case T_PREFAULT:
+        snprintf(out, cap, "%s", *(const uint32_t *)(const void *)field ? "all" : "none");
         break;
     case T_SIZE: snprintf(out, cap, "%" PRIu64, *(const uint64_t *)(const void *)field); break;
     case T_U32: snprintf(out, cap, "%" PRIu32, *(const uint32_t *)(const void *)field); break;
@@ -395,9 +445,25 @@ static int ensure_default_socket(pd_config_t *c, char *err, size_t errlen)
     return 0;
 }
 
+uint64_t pd_default_size(void)
+{
+    /* Half of /dev/shm: the ceiling of a pool that commits what it carves,
+     * so generous costs nothing until used; the rest of /dev/shm stays for
+     * others. Bounded: 64 MiB at least (the old fixed default), 8 GiB at
+     * most (the tables, committed at creation, are about 0.13% of it). */
+    struct statvfs v;
+    uint64_t half = statvfs("/dev/shm", &v) == 0 ? (uint64_t)v.f_blocks * v.f_frsize / 2 : 0;
+    half &= ~((UINT64_C(1) << 20) - 1);
+    if (half < PD_DEFAULT_SIZE_MIN)
+        half = PD_DEFAULT_SIZE_MIN;
+    return half > PD_DEFAULT_SIZE_MAX ? PD_DEFAULT_SIZE_MAX : half;
+}
+
 int pd_config_finalize(pd_config_t *c, char *err, size_t errlen)
 {
     int rc;
+    if (c->size == 0)
+        c->size = pd_default_size();
     if (!c->socket[0] && (rc = ensure_default_socket(c, err, errlen)) < 0)
         return rc;
     if (!c->shm_name[0]) {

@@ -47,10 +47,14 @@ typedef struct override {
 
 /*
  * Prefault. pshm_os_prefault (MADV_POPULATE_WRITE) fills poold's page
- * tables for the whole segment, so that a reclaim, which walks owner bytes
- * and touches the first block of each run, never stops on a page fault; on
- * a segment just created it also has tmpfs clear each page once, here
- * rather than in a worker's first touch. It costs about 2 s per GiB on a
+ * tables for the header and tables (prefault = none: the spans' memory is
+ * committed as they are carved, so poold must not touch the rest), or for
+ * the whole segment (prefault = all), so that a reclaim, which walks owner
+ * bytes and touches the first block of each run, never stops on a page
+ * fault; on a segment just created it also has tmpfs clear each page once,
+ * here rather than in a worker's first touch. With prefault = all, once the
+ * whole segment is done every span is noted committed (an adopted segment
+ * may have had spans given back by a purge). It costs about 2 s per GiB on a
  * segment just created (4 GiB: 7.5 s on a 2-core VM, much less on one
  * adopted), and done in line it held the loop while the socket already
  * listened: clients got no answer for that long. So it runs on a thread of
@@ -254,14 +258,18 @@ static void on_prefault_done(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     app_t *app = arg;
-    prefault_join(&app->prefault, app->srv.cfg.shm_name);
+    prefault_t *pf = &app->prefault;
+    prefault_join(pf, app->srv.cfg.shm_name);
+    /* prefault = all: every page of the segment is in /dev/shm now. */
+    if (app->srv.cfg.prefault_all && pf->rc == 0 && pf->done == pf->bytes)
+        pshm_span_note_committed(&app->srv.seg, 0, app->srv.seg.nspans);
 }
 
 static int prefault_start(app_t *app)
 {
     prefault_t *pf = &app->prefault;
     pf->base = app->srv.seg_base;
-    pf->bytes = app->srv.seg_bytes;
+    pf->bytes = app->srv.cfg.prefault_all ? app->srv.seg_bytes : app->srv.seg.data_off;
     if (pipe2(pf->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
         pf->wake[0] = pf->wake[1] = -1;
         return -errno;
@@ -347,6 +355,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     srv->cfg.idle_timeout = next.idle_timeout;
     srv->cfg.max_connections = next.max_connections;
     srv->cfg.orphans_keep = next.orphans_keep;
+    srv->cfg.max_block = next.max_block;
+    srv->cfg.purge_delay = next.purge_delay;
+    srv->cfg.retain = next.retain;
     pd_segment_apply_settings(srv);
     srv->cfg.leak_window = next.leak_window;
     pd_server_apply_runtime(srv);
@@ -506,6 +517,10 @@ static int start(app_t *app, const pd_config_t *cfg, struct event_base *base)
                 strerror(-pf));
     if (pd_registry_start_sweep(srv) < 0) {
         pd_error("cannot start the reclaim sweep");
+        return 1;
+    }
+    if (pd_segment_purge_start(srv) < 0) {
+        pd_error("cannot start the purge timer");
         return 1;
     }
     if (pd_integrity_start(srv) < 0) {

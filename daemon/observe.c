@@ -301,14 +301,16 @@ static void warnings(pd_server_t *srv, const pshm_stats_t *st, uint64_t now)
             pd_human_bytes(st->bytes_carved, c, sizeof(c)),
             pd_human_bytes(st->segment_bytes, d, sizeof(d)), pd_human_bytes(book, bk, sizeof(bk)));
 
-    /* Carved spans are never given back: once nearly all are, a class that
-     * needs one more will be refused, however much the others have free. */
+    /* Nearly every span in use: a class that needs one more, or a large
+     * block, is served only from what the sweep gives back (the empty spans
+     * of idle classes); blocks free in caches and half-used spans are not. */
     if (st->spans_total > 0 && st->spans_carved * 100 >= st->spans_total * PD_WARN_FULL_PCT)
         add_warning(
             w, &n, "pool_carved", "pool", st->spans_carved * 100 / st->spans_total,
-            "pool %s: %" PRIu64 " of %" PRIu64 " spans carved (%s of %s); %s of the "
-            "carved blocks are free. Spans are never given back: a class that needs "
-            "another will be refused. Restart poold with a larger size on a new "
+            "pool %s: %" PRIu64 " of %" PRIu64 " spans in use (%s of %s); %s of their "
+            "blocks are free but spread over spans still in use, which poold cannot "
+            "give back. A class or large block that needs another span may be "
+            "refused. Free memory, or restart poold with a larger size on a new "
             "segment",
             srv->cfg.shm_name, st->spans_carved, st->spans_total,
             pd_human_bytes(st->bytes_carved, a, sizeof(a)), pd_human_bytes(data, b, sizeof(b)),
@@ -394,6 +396,48 @@ static void warnings(pd_server_t *srv, const pshm_stats_t *st, uint64_t now)
     free(w);
 }
 
+/*
+ * The sweep: give the empty spans of a class back to the free spans
+ * (pshm_sweep.c), so that memory freed in one class serves the others and
+ * large blocks. A sweep takes every free block of the class off its lists
+ * for a moment, so it runs on a class with at least two spans' worth of
+ * free blocks on its lists that has been idle for a tick, or whose lists
+ * hold half of its blocks or more (a burst that has gone: the class's
+ * steady users keep working meanwhile), or on any such class when fewer
+ * than an eighth of the spans are free; and again on the same class only
+ * 5 s later, unless its last sweep found spans.
+ */
+static void sweep_classes(pd_server_t *srv, const pshm_stats_t *st, uint64_t now)
+{
+    pd_observe_t *o = srv->obs;
+    const pshm_actor_t *actor = pd_actor(srv);
+    if (!actor)
+        return;
+    bool pressed = st->spans_free * 8 < st->spans_total;
+    for (uint32_t k = 0; k < st->nclasses; k++) {
+        const pshm_class_stats_t *c = &st->cls[k];
+        uint64_t ops = c->allocations + c->frees;
+        bool idle = ops == o->sweep_ops[k];
+        o->sweep_ops[k] = ops;
+        bool drained = c->blocks_central * 2 >= c->blocks_carved;
+        if (c->blocks_central < 2 * (uint64_t)srv->seg.blocks_per_span[k] ||
+            (!idle && !drained && !pressed) || now < o->sweep_at[k])
+            continue;
+        pshm_swept_t w;
+        if (pshm_sweep_class(&srv->seg, actor, k, &w) < 0)
+            continue; /* a reclaim holds the lock: next tick */
+        o->sweeps++;
+        o->spans_swept += w.spans;
+        o->sweep_at[k] = w.spans ? now : now + 5;
+        if (w.spans) {
+            char b[32];
+            pd_info("sweep: class %llu B gave %u spans (%s) back to the free spans",
+                    (unsigned long long)c->block_size, w.spans,
+                    pd_human_bytes((uint64_t)w.spans * st->span_bytes, b, sizeof(b)));
+        }
+    }
+}
+
 void pd_observe_tick(pd_server_t *srv)
 {
     pd_observe_t *o = srv->obs;
@@ -417,6 +461,7 @@ void pd_observe_tick(pd_server_t *srv)
     if (o->nhist < depth)
         o->nhist++;
     warnings(srv, st, now);
+    sweep_classes(srv, st, now);
     o->ticks++;
     free(st);
 }

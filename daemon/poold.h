@@ -84,8 +84,17 @@ typedef struct pd_config {
     uint32_t max_connections;
     uint32_t max_line;     /* bytes with the LF, <= PPROTO_MAX_LINE */
     uint32_t orphans_keep; /* orphans = keep */
+    uint64_t max_block;    /* largest block served; 0: a quarter of the segment */
     uint32_t leak_window;  /* seconds of steady growth that make a leak suspect */
+    uint32_t prefault_all; /* prefault = all: the whole segment committed at start */
+    uint32_t purge_delay;  /* seconds a span stays free before its memory is given back */
+    uint64_t retain;       /* bytes of free spans kept committed */
 } pd_config_t;
+
+/* The default size: half of /dev/shm, from PD_DEFAULT_SIZE_MIN to _MAX. */
+#define PD_DEFAULT_SIZE_MIN (UINT64_C(64) << 20)
+#define PD_DEFAULT_SIZE_MAX (UINT64_C(8) << 30)
+uint64_t pd_default_size(void);
 
 /* One directive of the table (config.c): for --help and the flag list. */
 typedef struct pd_directive_info {
@@ -197,6 +206,8 @@ struct pd_server {
     pshm_verify_t verify;
     bool verify_on;
     struct event *verify_ev;
+    struct event *purge_ev;      /* the purge timer (segment.c); NULL with prefault = all */
+    struct event *purge_more_ev; /* the purge's next slice, at once (segment.c) */
     bool corrupt;                /* sticky: refuse HELLO until restarted */
     uint64_t corruptions_total;  /* checks that found corruption */
     char corrupt_what[300];      /* the last finding */
@@ -257,6 +268,11 @@ void pd_integrity_close(pd_server_t *srv);
 
 int pd_segment_open(pd_server_t *srv, char *err, size_t errlen);
 void pd_segment_close(pd_server_t *srv);
+#define PD_PURGE_SECONDS 1                       /* the purge timer's period */
+#define PD_PURGE_MAX_BYTES (UINT64_C(256) << 20) /* given back per tick at most */
+/* The purge timer (prefault = none), and one purge (the timer's, tests'). */
+int pd_segment_purge_start(pd_server_t *srv);
+void pd_segment_purge(pd_server_t *srv);
 /* Write the settings the segment carries for its reclaimers (orphans) from
  * srv->cfg: at open and on reload. */
 void pd_segment_apply_settings(pd_server_t *srv);
@@ -382,6 +398,11 @@ typedef struct pd_observe {
     uint32_t nlogged;
     uint64_t ticks;
     uint64_t scanned_ms; /* monotonic ms of the last scan, 0: never */
+    /* The sweep (sweep_classes()): each class's allocations + frees at the
+     * last tick, when it was last swept, and the totals. */
+    uint64_t sweep_ops[PSHM_MAX_CLASSES];
+    uint64_t sweep_at[PSHM_MAX_CLASSES];
+    uint64_t sweeps, spans_swept;
 } pd_observe_t;
 
 int pd_observe_start(pd_server_t *srv);

@@ -56,6 +56,19 @@ static void section_pool(pd_server_t *srv, pproto_buf_t *b, const pshm_stats_t *
     pproto_buf_add_info_u64(b, "spans_carved", st->spans_carved);
     pproto_buf_add_info_u64(b, "bytes_carved", st->bytes_carved);
     pproto_buf_add_info_u64(b, "bytes_in_use", st->bytes_in_use);
+    pproto_buf_add_info_u64(b, "bytes_committed", st->bytes_committed);
+    pproto_buf_add_info_u64(b, "bytes_retained", st->bytes_retained);
+    pproto_buf_add_info_u64(b, "bytes_purged_total", st->bytes_purged);
+    pproto_buf_add_info_u64(b, "spans_free", st->spans_free);
+    pproto_buf_add_info_u64(b, "large_blocks_in_use", st->large.in_use);
+    pproto_buf_add_info_u64(b, "large_bytes_in_use", st->large.bytes_in_use);
+    pproto_buf_add_info_u64(b, "large_bytes_asked", st->large.bytes_asked);
+    pproto_buf_add_info_u64(b, "large_blocks_in_transit", st->large.in_transit);
+    pproto_buf_add_info_u64(b, "large_allocations_total", st->large.allocs);
+    pproto_buf_add_info_u64(b, "large_frees_total", st->large.frees);
+    pproto_buf_add_info_u64(b, "large_reclaimed_total", st->large.reclaimed);
+    pproto_buf_add_info_u64(b, "large_exhausted_total", st->large.exhausted);
+    pproto_buf_add_info_u64(b, "spans_swept_total", srv->obs ? srv->obs->spans_swept : 0);
     pproto_buf_add_info_u64(b, "procs_attached", st->procs_attached);
     pproto_buf_add_info_u64(b, "procs_max", srv->seg.max_procs);
     pproto_buf_add_info_u64(b, "procs_reclaimed_total", st->procs_reclaimed);
@@ -382,10 +395,13 @@ void pd_stats_summary(pd_server_t *srv, char *out, size_t cap)
     pshm_stats(&srv->seg, st);
     char warn[512], a[32], b[32], c[32];
     pd_observe_status(srv, warn, sizeof(warn));
-    snprintf(out, cap, "%s%s%llu procs attached, %s of %s in use, %s carved, %u connections", warn,
-             warn[0] ? "; " : "", (unsigned long long)st->procs_attached,
+    char d[32];
+    snprintf(out, cap,
+             "%s%s%llu procs attached, %s of %s in use, %s carved, %s committed, %u connections",
+             warn, warn[0] ? "; " : "", (unsigned long long)st->procs_attached,
              pd_human_bytes(st->bytes_in_use, a, sizeof(a)),
              pd_human_bytes(st->segment_bytes, b, sizeof(b)),
-             pd_human_bytes(st->bytes_carved, c, sizeof(c)), srv->nconns);
+             pd_human_bytes(st->bytes_carved, c, sizeof(c)),
+             pd_human_bytes(st->bytes_committed, d, sizeof(d)), srv->nconns);
     free(st);
 }

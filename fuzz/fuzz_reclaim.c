@@ -32,6 +32,11 @@
  *      every field once and checks what it read before it uses it, so this
  *      may corrupt the books but never makes it read or write outside the
  *      mapping (ASan and the bounds of every index say so).
+ *   7: [u8 span][u8 which][8 bytes] a span's claim word (which odd), or a
+ *      word of its owner slice (a large block keeps its owner byte, length
+ *      and size asked there)
+ *   8: [u8 rec][u8 op][u8 head][u8 k] the large-block journal of one of the
+ *      dead slot's records, naming a span near real ones
  */
 #include <pthread.h>
 #include <sched.h>
@@ -100,7 +105,7 @@ static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot, struct race
     struct pshm_thread *recs[FZ_MAX_THREADS];
     uint32_t nrec = dead_records(s, slot, recs);
     while (in->i < in->n) {
-        uint32_t op = fz_u8(in) % 7;
+        uint32_t op = fz_u8(in) % 9;
         switch (op) {
         case 0: {
             uint32_t r = fz_u8(in), off = fz_u8(in) | fz_u8(in) << 8, len = fz_u8(in) % 16 + 1;
@@ -146,7 +151,7 @@ static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot, struct race
             break;
         }
         case 5: {
-            uint32_t c = fz_u8(in) % s->nclasses, pop = fz_u8(in) % 11;
+            uint32_t c = fz_u8(in) % s->nclasses, pop = fz_u8(in) % (PSHM_PEND_LAST + 2);
             uint32_t da = fz_u8(in) | fz_u8(in) << 8, db = fz_u8(in) | fz_u8(in) << 8;
             uint32_t n = fz_u8(in);
             if (nrec == 0)
@@ -169,6 +174,29 @@ static bool scribble(pshm_seg_t *s, struct fz_in *in, uint32_t slot, struct race
              * to believe it. One with no operation (NONE, or a code past the
              * last) must change nothing. */
             scribbled |= pop != PSHM_PEND_NONE && pop <= PSHM_PEND_LAST;
+            break;
+        }
+        case 7: {
+            uint32_t sp = fz_u8(in) % s->nspans, which = fz_u8(in);
+            if (which & 1)
+                fz_copy(in, (uint8_t *)&s->carvers[sp], 8);
+            else
+                fz_copy(in, (uint8_t *)pshm_large_owner(s, sp) + (which >> 1) % 8 * 8, 8);
+            scribbled = true;
+            break;
+        }
+        case 8: {
+            uint32_t r = fz_u8(in), lop = fz_u8(in) % (PSHM_PEND_LAST + 2);
+            uint32_t head = fz_u8(in) % s->nspans, k = fz_u8(in) % 4 + 1;
+            if (nrec == 0)
+                break;
+            struct pshm_tlarge *tl = pshm_tlarge_of(s, recs[r % nrec]);
+            tl->pend.large.head = head;
+            tl->pend.large.spans = k;
+            tl->pend.tag = pa_load_relaxed(&s->carvers[head]); /* relaxed: single-threaded */
+            tl->pend.ctr = pa_load_relaxed(&tl->allocs);
+            pa_store_relaxed(&tl->pend.op, lop); /* relaxed: single-threaded */
+            scribbled |= lop != PSHM_PEND_NONE && lop <= PSHM_PEND_LAST;
             break;
         }
         case 6: {

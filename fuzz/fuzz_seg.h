@@ -40,7 +40,7 @@
 #define FZ_CLASSES "16,48,256,8192"
 #define FZ_MAX_PROCS 6u
 #define FZ_MAX_THREADS 8u
-#define FZ_SPANS 10u
+#define FZ_SPANS 12u
 
 struct fz_base {
     uint8_t *img; /* a private copy of the segment after the workload */
@@ -67,7 +67,7 @@ static inline pool_t *fz_open_pool(void)
     pool_t *pool = pool_new_();
     if (!pool)
         return NULL;
-    if (pshm_os_create(NULL, p.bytes, 0600, -1, true, &base, err, sizeof(err)) < 0)
+    if (pshm_os_create(NULL, p.bytes, p.bytes, 0600, -1, true, &base, err, sizeof(err)) < 0)
         goto fail;
     pool->seg.base = base;
     pool->seg.bytes = p.bytes;
@@ -90,12 +90,13 @@ fail:
  * some off. Blocks left allocated stay owned. */
 static inline void fz_workload(pool_t *pool, unsigned seed, int n)
 {
-    static const size_t sizes[] = {9, 16, 40, 48, 100, 256, 3000, 8192};
+    /* Every class, and a large block of two spans. */
+    static const size_t sizes[] = {9, 16, 40, 48, 100, 256, 3000, 8192, 70000};
     void *held[256] = {0};
     size_t held_size[256] = {0};
     for (int i = 0; i < n; i++) {
         seed = seed * 1103515245u + 12345u;
-        unsigned k = (seed >> 8) % 256, z = (seed >> 20) % 8;
+        unsigned k = (seed >> 8) % 256, z = (seed >> 20) % 9;
         if (held[k]) {
             if ((seed >> 4) % 7 == 0)
                 (void)pool_handoff(pool, held[k]);

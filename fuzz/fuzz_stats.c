@@ -98,7 +98,14 @@ static void check_class(const pshm_seg_t *s, uint32_t c, const pshm_class_stats_
  * counters, the live worker slots counted. */
 static void check_totals(const pshm_seg_t *s, const pshm_stats_t *st)
 {
-    uint64_t transit = 0, invalid = 0, bytes_in_use = 0, attached = 0;
+    /* The large blocks' part, recounted from the span map and the owner
+     * slices (the large stats are what pshm_large_totals() says). */
+    pshm_large_stats_t L;
+    pshm_large_totals(s, &L);
+    if (memcmp(&L, &st->large, sizeof(L)) != 0)
+        fz_fail("large", 0, st->large.in_use, L.in_use);
+    uint64_t transit = L.in_transit, invalid = L.invalid_frees, bytes_in_use = L.bytes_in_use,
+             attached = 0;
     if (st->nclasses != s->nclasses)
         fz_fail("nclasses", 0, st->nclasses, s->nclasses);
     for (uint32_t c = 0; c < s->nclasses; c++) {

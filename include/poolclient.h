@@ -45,7 +45,7 @@ extern "C" {
 /* Default size of a pool made by pool_open_embedded(0): 64 MiB. */
 #define POOL_DEFAULT_BYTES ((size_t)64 << 20)
 /* Most size classes a pool can have. */
-#define POOL_MAX_CLASSES 32
+#define POOL_MAX_CLASSES 64
 
 typedef struct pool pool_t;
 
@@ -79,8 +79,12 @@ POOL_API void pool_detach(pool_t *pool);
 /*
  * pool_open_embedded: a pool of `bytes` bytes (0: POOL_DEFAULT_BYTES) with
  * no daemon. It is shared with the children this process forks afterwards.
- * The memory is reserved at once: if it cannot be, NULL with errno ENOMEM or
- * ENOSPC. Too small a size (under one span per class) fails with EINVAL.
+ * `bytes` is a ceiling: the pool's tables are reserved at once (if they
+ * cannot be, NULL with errno ENOMEM or ENOSPC), a span's memory when it is
+ * carved (an allocation that finds none left fails with ENOMEM). Too small
+ * a size (under one span per class) fails with EINVAL. It has 256 thread
+ * caches (23 KiB each with the 45 default classes), or fewer in a pool too
+ * small for them (halved until they fit, down to 8).
  */
 POOL_API POOL_NODISCARD pool_t *pool_open_embedded(size_t bytes);
 
@@ -104,9 +108,13 @@ POOL_API bool pool_is_shared(const pool_t *pool);
  * pool_malloc: a block of at least `size` bytes, from the smallest class
  * that fits. Blocks are aligned to 8 bytes, and to their class size when it
  * is a power of two, up to 4 KiB. size 0 gives a block of the smallest
- * class. NULL with errno EINVAL when size exceeds the largest class
- * (pool_max_size()), ENOMEM when the pool is exhausted (every span carved and
- * the class's lists empty); blocks freed later are served again at once.
+ * class. Above the largest class, up to pool_max_size() (the pool's
+ * max_block), a large block: a run of whole spans (64 KiB each by
+ * default), aligned to its span, taken from the same free spans as the
+ * classes and given back to them when freed. NULL with errno EINVAL when
+ * size exceeds pool_max_size(), ENOMEM when the pool is exhausted (no span
+ * left, or no run of free spans long enough); blocks freed later are
+ * served again at once.
  * The fast path takes no lock and makes no system call; a thread's first
  * allocation in a pool takes a process-local lock to claim its cache.
  */
@@ -158,7 +166,8 @@ POOL_API uint64_t pool_offset(pool_t *pool, const void *ptr);
  * NULL with errno EINVAL when the offset is outside the pool's blocks. */
 POOL_API void *pool_at(pool_t *pool, uint64_t offset);
 
-/* pool_max_size: the largest size pool_malloc() serves. */
+/* pool_max_size: the largest size pool_malloc() serves (max_block, set by
+ * poold; a quarter of the segment by default). */
 POOL_API size_t pool_max_size(const pool_t *pool);
 
 /* pool_block_size: the size of the block that holds ptr, 0 if none. */

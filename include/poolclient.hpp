@@ -16,13 +16,15 @@
 // spans are aligned to at least 64 KiB inside the segment, and the segment is
 // mapped on a page boundary; so a block is aligned to the largest power of
 // two dividing C, at most 4 KiB (poold::max_alignment). Every class is a
-// multiple of 8. A request for `bytes` at alignment A asks the pool for
-// max(bytes, A) bytes: with power-of-two classes (the default) the class
-// serving it is then a multiple of A, for any A up to 4 KiB. With a class
-// list that is not all powers of two (poold --classes 8,24,48), the class
-// serving the request may guarantee less than A; then the request is refused
-// with std::bad_alloc, deterministically (whatever the address of the block
-// happened to be). Alignments above 4 KiB are always refused.
+// multiple of 8. A request for `bytes` at alignment A above 8 asks the pool
+// for `bytes` rounded up to a multiple of A (A for 0): with the default
+// classes (8, 16, 32, 48, 64, then four per doubling) and with powers of two,
+// the class serving it is then a multiple of A, for any A up to 4 KiB. With
+// a class list where that fails (poold --classes 8,24,48: 16 bytes at 16 go
+// to 24), the class serving the request may guarantee less than A; then the
+// request is refused with std::bad_alloc, deterministically (whatever the
+// address of the block happened to be). Alignments above 4 KiB are always
+// refused.
 //
 // This header owns no state of its own beyond the pool pointer it is given:
 // it must never bypass the C API nor include the library's internals.
@@ -61,12 +63,17 @@ inline constexpr std::size_t min_alignment = 8;
 namespace detail
 {
 
-// The size asked of the pool for `bytes` at alignment `align`; the same
+// The size asked of the pool for `bytes` at alignment `align` (a power of
+// two): bytes rounded up to a multiple of align, at least align; the same
 // computation on both sides, so that pool_free() gets a size of the class
-// that pool_malloc() served.
+// that pool_malloc() served. A size that would wrap stays above every class.
 constexpr std::size_t request_size(std::size_t bytes, std::size_t align) noexcept
 {
-    return bytes < align ? align : bytes;
+    if (bytes <= align)
+        return align;
+    if (align <= min_alignment || bytes > SIZE_MAX - (align - 1))
+        return bytes;
+    return (bytes + align - 1) & ~(align - 1);
 }
 
 // The alignment every block of class size `block` has: the largest power of
@@ -84,7 +91,7 @@ constexpr bool valid_alignment(std::size_t align) noexcept
 
 // Allocate `bytes` at `align`. check_class: verify that the serving class
 // guarantees `align` (needed only above min_alignment, and only when the
-// pool's classes are not all powers of two).
+// pool's class list does not guarantee it: memory_resource::need_class_check).
 inline void *allocate(pool_t *pool, std::size_t bytes, std::size_t align, bool check_class)
 {
     if (!valid_alignment(align))
@@ -141,10 +148,13 @@ class memory_resource : public std::pmr::memory_resource
     }
 
   private:
-    enum : int { classes_unknown = 0, classes_pow2 = 1, classes_other = 2 };
+    enum : int { classes_unknown = 0, classes_aligned = 1, classes_other = 2 };
 
-    // Whether some class of the pool is not a power of two: then an
-    // over-aligned request must check the class that served it. Asked of
+    // Whether some over-aligned request may be served by a class that does
+    // not guarantee its alignment: some class C whose sizes, (previous
+    // class, C], hold a multiple of an alignment A (16 to 4 KiB) that C is
+    // not a multiple of. Then an over-aligned request must check the class
+    // that served it. Powers of two and the default list pass. Asked of
     // pool_stats() once, on the first over-aligned request; the classes of
     // a mapped pool never change.
     bool need_class_check() const noexcept
@@ -156,11 +166,14 @@ class memory_resource : public std::pmr::memory_resource
             pool_stats_t st;
             c = classes_other; // if the classes cannot be read, check every time
             if (pool_stats(pool_, &st) == 0) {
-                c = classes_pow2;
+                c = classes_aligned;
+                std::uint64_t prev = 0;
                 for (std::uint32_t i = 0; i < st.nclasses; i++) {
                     std::uint64_t b = st.cls[i].block_size;
-                    if ((b & (b - 1)) != 0)
-                        c = classes_other;
+                    for (std::uint64_t a = 2 * min_alignment; a <= max_alignment; a *= 2)
+                        if ((prev / a + 1) * a <= b && b % a != 0)
+                            c = classes_other;
+                    prev = b;
                 }
             }
             classes_.store(c, std::memory_order_relaxed);

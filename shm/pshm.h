@@ -56,9 +56,10 @@ typedef struct pshm_seg {
     uint64_t data_bytes; /* their length */
     uint32_t span_shift;
     uint32_t nclasses;
-    /* size - 1 when a power of two; else all ones, which only offset 0 of a
-     * span passes (always a block start): pshm_block_class() then divides. */
-    uint64_t block_mask[PSHM_MAX_CLASSES];
+    /* UINT64_MAX / size + 1, for pshm_on_block_start(): an in-span offset n
+     * (below 2^32) is a multiple of the size iff n * block_magic mod 2^64 is
+     * below block_magic. One multiply, for every size. */
+    uint64_t block_magic[PSHM_MAX_CLASSES];
     uint32_t cache_cap[PSHM_MAX_CLASSES];
     /* Owner bytes (pshm_owner()): base of class c's bytes for span 0, the
      * shift from a span number to its bytes, and ceil(2^32 / block size). */
@@ -73,15 +74,15 @@ typedef struct pshm_seg {
     struct pshm_class *cls;
     struct pshm_proc *procs;
     uint8_t *threads;
-    pa_u32 *carvers;
+    pa_u64 *carvers;
     uint8_t *owner_slices;
+    pa_u64 *span_state; /* PSHM_STATE_COMMITTED | last release's millisecond */
     uint32_t nspans;
     uint32_t max_procs;
     uint32_t max_threads;
     uint32_t thread_bytes;
     /* Local copies of the class constants (validated at view time). */
     uint32_t block_size[PSHM_MAX_CLASSES];
-    uint32_t block_shift[PSHM_MAX_CLASSES]; /* log2 when a power of two, else 0 */
     uint32_t blocks_per_span[PSHM_MAX_CLASSES];
     uint32_t batch[PSHM_MAX_CLASSES];
 } pshm_seg_t;
@@ -96,9 +97,14 @@ typedef struct pshm_params {
 
 /* ---- layout (pshm_layout.c) ---- */
 void pshm_params_default(pshm_params_t *p, uint64_t bytes);
-/* "8,16,32" or "8-65536" (powers of two in the range); sorted, unique, >= 8,
+/* "fine" (the default list: 8, 16, 32, 48, 64, then four classes per
+ * doubling up to 65536), "pow2" (powers of two from 8 to 65536), "8,16,32"
+ * or "8-65536" (powers of two in the range); sorted, unique, >= 8,
  * multiples of 8. */
 int pshm_params_set_classes(pshm_params_t *p, const char *list, char *err, size_t errlen);
+/* The bytes below the data spans (header and tables): what a segment
+ * commits at creation. */
+uint64_t pshm_params_tables_bytes(const pshm_params_t *p);
 /* Memory the owner table costs per block, in bytes. */
 uint32_t pshm_owner_bytes_per_block(void);
 /* Smallest segment these parameters can make. */
@@ -111,10 +117,20 @@ int pshm_view(pshm_seg_t *seg, void *base, uint64_t bytes, char *err, size_t err
 
 /* ---- OS (pshm_os.c): the only caller of shm_open/mmap/munmap ---- */
 /* name NULL: an anonymous segment (memfd), shared only with forked children.
- * The memory is reserved with posix_fallocate so a full /dev/shm fails here,
- * never later with SIGBUS. With `exclusive`, an existing name is -EEXIST. */
-int pshm_os_create(const char *name, uint64_t bytes, unsigned mode, int gid, bool exclusive,
-                   void **base, char *err, size_t errlen);
+ * The file is `bytes` long; its first `commit` bytes (the header and
+ * tables, pshm_params_tables_bytes(), or all of it) are reserved with
+ * posix_fallocate, so that a /dev/shm too small for them fails here. The
+ * rest is committed span by span as spans are claimed (pshm_span_commit()).
+ * With `exclusive`, an existing name is -EEXIST. */
+int pshm_os_create(const char *name, uint64_t bytes, uint64_t commit, unsigned mode, int gid,
+                   bool exclusive, void **base, char *err, size_t errlen);
+/* Commit the memory of [addr, addr + len) of a shared mapping: 0, -ENOMEM
+ * (no memory left for the file: /dev/shm full), or -ENOTSUP (a kernel
+ * without MADV_POPULATE_WRITE: the pages come at first touch). */
+int pshm_os_commit(void *addr, uint64_t len);
+/* Give the memory of [addr, addr + len) back to the system (a hole in the
+ * file; reads see zeros, a write commits again): 0 or -errno. */
+int pshm_os_decommit(void *addr, uint64_t len);
 int pshm_os_open(const char *name, void **base, uint64_t *bytes, char *err, size_t errlen);
 void pshm_os_unmap(void *base, uint64_t bytes);
 /* Map every page of a mapping now (poold: reclaims then never fault).
@@ -140,9 +156,39 @@ static inline void *pshm_ptr(const pshm_seg_t *s, uint32_t idx)
     return s->base + ((uint64_t)idx << 3);
 }
 
-/* pshm_block_class() for a class whose size is not a power of two: a
- * division, kept out of line so that the common case stays small. */
-int pshm_block_class_div(const pshm_seg_t *s, uint64_t rel, uint32_t c);
+/* Class c's size d divides the in-span offset n of rel (the byte offset
+ * from the start of the data spans) when lo < block_magic[c]; q is n / d
+ * when it does. Lemire's test and quotient ("Faster remainder by direct
+ * computation", 2019): with M = floor((2^64 - 1) / d) + 1, for n and d
+ * below 2^32, n * M mod 2^64 < M iff d divides n, and the high word of
+ * the 128-bit n * M is n / d. In-span offsets are below the span size, at
+ * most 2^30. One multiply, exact for every size, power of two or not. */
+typedef struct pshm_divided {
+    uint64_t lo; /* n * M mod 2^64 */
+    uint64_t q;  /* n / d, when d divides n */
+} pshm_divided_t;
+
+static inline pshm_divided_t pshm_divide(const pshm_seg_t *s, uint64_t rel, uint32_t c)
+{
+    uint64_t n = rel & s->span_mask;
+    pshm_divided_t d;
+#if defined(__SIZEOF_INT128__)
+    __extension__ unsigned __int128 p = (unsigned __int128)n * s->block_magic[c];
+    d.lo = (uint64_t)p;
+    d.q = (uint64_t)(p >> 64);
+#else
+    d.lo = n * s->block_magic[c];
+    d.q = (n * s->block_recip[c]) >> 32;
+#endif
+    return d;
+}
+
+/* rel is a multiple of class c's size inside its span: a block start, if
+ * the span is one of class c. */
+static inline bool pshm_on_block_start(const pshm_seg_t *s, uint64_t rel, uint32_t c)
+{
+    return pshm_divide(s, rel, c).lo < s->block_magic[c];
+}
 
 /* The class of the block that starts at byte offset `off`, or -EINVAL when
  * no block starts there (outside the data spans, span not carved, not on a
@@ -157,10 +203,7 @@ static inline int pshm_block_class(const pshm_seg_t *s, uint64_t off)
     uint32_t c = pa_load_acquire(&s->spanmap[rel >> s->span_shift]);
     if (pshm_unlikely(c >= s->nclasses))
         return -EINVAL;
-    uint64_t m = s->block_mask[c];
-    if (pshm_likely((rel & m) == 0)) /* spans are aligned to the class size */
-        return (int)c;
-    return m == UINT64_MAX ? pshm_block_class_div(s, rel, c) : -EINVAL;
+    return pshm_likely(pshm_on_block_start(s, rel, c)) ? (int)c : -EINVAL;
 }
 
 /* The block of class c at byte offset off (pshm_block_class() said c) is
@@ -193,6 +236,13 @@ static inline pa_u8 *pshm_owner(const pshm_seg_t *s, uint32_t c, uint64_t off)
     uint64_t rel = off - s->data_off;
     return (pa_u8 *)(s->owner_base[c] + ((rel >> s->span_shift) << s->owner_span_shift[c]) +
                      (((rel & s->span_mask) * s->block_recip[c]) >> 32));
+}
+
+/* The same, for the block at rel (from the start of the data spans) whose
+ * number in its span, q, pshm_divide() gave. */
+static inline pa_u8 *pshm_owner_nth(const pshm_seg_t *s, uint32_t c, uint64_t rel, uint64_t q)
+{
+    return (pa_u8 *)(s->owner_base[c] + ((rel >> s->span_shift) << s->owner_span_shift[c]) + q);
 }
 
 static inline pa_u8 *pshm_owner_idx(const pshm_seg_t *s, uint32_t c, uint32_t idx)
@@ -352,6 +402,9 @@ void pshm_rec_flush_checked(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, ui
 /* Record t, whose carving range is empty, takes a new one: an uncarved
  * region, else a fresh span. 0, or -ENOMEM when neither is left. */
 int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
+/* pshm_rec_install() without the fresh span: only an uncarved region
+ * (fresh = false; the sweep's way), else -ENOMEM. */
+int pshm_rec_install_from(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, bool fresh);
 /* Record t gives its carving range back to the region stack. */
 void pshm_rec_return_range(pshm_seg_t *s, struct pshm_thread *t, uint32_t c);
 /* Record t, a reclaimer, takes the blocks owned by value v from in-span
@@ -389,6 +442,124 @@ void pshm_span_publish(pshm_seg_t *s, uint32_t n, uint32_t c, uint32_t *start, u
 /* Spans carved for class c, and in all (from the span map). */
 uint32_t pshm_spans_of(const pshm_seg_t *s, uint32_t c);
 uint32_t pshm_spans_carved(const pshm_seg_t *s);
+
+/* The high water of the claims (no span at or above was ever claimed),
+ * bounded by nspans. */
+uint32_t pshm_span_high(const pshm_seg_t *s);
+/* Give span n, held with claim word `word`, back to the pool of free
+ * spans: its map byte FREE, then its word (g + 1, 0). false when the span
+ * no longer holds `word` (given back already). */
+bool pshm_span_release(pshm_seg_t *s, uint32_t n, uint64_t word);
+/* The same for one span of a run given back at once: the release time is
+ * the caller's (one clock read per run), and the free-span hints are left
+ * to pshm_span_released(), called once after the run with its lowest span
+ * given back and how many were. */
+bool pshm_span_release_at(pshm_seg_t *s, uint32_t n, uint64_t word, uint64_t now_ms);
+void pshm_span_released(pshm_seg_t *s, uint32_t lowest, uint32_t count);
+/* Commit the memory of the k spans from `first`, which the caller holds
+ * (claimed, not yet published): the spans already committed cost nothing.
+ * 0, or -ENOMEM when the system has no memory left for them (a full
+ * /dev/shm): the caller gives the spans back and fails with ENOMEM. Call it
+ * after every claim, before anything is written into the spans. */
+int pshm_span_commit(pshm_seg_t *s, uint32_t first, uint32_t k);
+/* Note that the memory of the k spans from `first` is committed (the
+ * caller committed the whole range: fallocate, a prefault): sets their
+ * COMMITTED bit, held or free. Never while a purge may run. */
+void pshm_span_note_committed(pshm_seg_t *s, uint32_t first, uint32_t k);
+/* The span states (relaxed: a snapshot). A span in the pool whose memory
+ * is not committed is neither: address space only. */
+typedef struct pshm_span_counts {
+    uint64_t committed; /* spans whose memory is committed (in /dev/shm) */
+    uint64_t free;      /* of those, free: in the pool, ready to claim */
+} pshm_span_counts_t;
+void pshm_span_count(const pshm_seg_t *s, pshm_span_counts_t *out);
+/* poold's purge: gives the memory of free committed spans that have been
+ * free since before now_ms - delay_ms back to the system, highest spans
+ * first, until at most `retain` bytes of free committed spans remain, `max`
+ * spans at most (a bound on one call's time). Each
+ * span is taken out of the pool by a CAS of its claim word to
+ * PSHM_MARK_PURGE, punched out, marked uncommitted, then released. Only
+ * one purger per segment (poold). Returns the spans purged, or -errno when
+ * the punch failed (the span went back committed). */
+int pshm_span_purge(pshm_seg_t *s, uint64_t now_ms, uint64_t delay_ms, uint64_t retain,
+                    uint32_t max);
+/* At poold's start: every span a purger left holding PSHM_MARK_PURGE (it
+ * died mid-purge) is punched out, marked uncommitted and released.
+ * Returns how many. */
+uint32_t pshm_span_purge_recover(pshm_seg_t *s);
+/* A private copy of the segment for a forked child (pshm_os_snapshot()):
+ * the header and tables, and the committed spans among the first `spans`;
+ * the rest reads as zeros. 0, or -errno. */
+int pshm_span_snapshot(const pshm_seg_t *s, uint32_t spans, void **out);
+/* CLOCK_MONOTONIC in milliseconds: the clock of the span states. */
+uint64_t pshm_now_ms(void);
+/* Claim the k spans from `first` with claim word `word` (every one free,
+ * of a generation not above word's): 0, or -EAGAIN after giving back the
+ * ones taken when one was lost to another claimer. */
+int pshm_span_claim_run(pshm_seg_t *s, uint32_t first, uint32_t k, uint64_t word);
+/* The first span of a free run of k spans, best fit (the shortest run that
+ * holds k, else a run at the high water grown into fresh spans, else fresh
+ * spans), and the highest generation in it; `all`: look from span 0, not
+ * from the hint. -ENOMEM when none. A candidate: claim it to own it. */
+int pshm_span_find_run(const pshm_seg_t *s, uint32_t k, bool all, uint32_t *gen);
+/* `first` when the k spans from it are all free (and in the segment) and
+ * the span before it is not (first is the left end of a free run), with
+ * the highest generation among them; else -ENOMEM. A candidate, as above. */
+int pshm_span_run_at(const pshm_seg_t *s, uint32_t first, uint32_t k, uint32_t *gen);
+
+/* ---- large blocks (pshm_large.c) ---- */
+#define PSHM_LARGE_BUCKETS 6u /* up to 256 KiB, 1, 4, 16, 64 MiB, more */
+
+static inline struct pshm_tlarge *pshm_tlarge_of(const pshm_seg_t *s, struct pshm_thread *t)
+{
+    return (struct pshm_tlarge *)(void *)&t->cls[s->nclasses];
+}
+/* A large block's head span n keeps in its owner slice: the owner byte,
+ * the run's length in spans (a continuation: its head) and the bytes asked. */
+static inline pa_u8 *pshm_large_owner(const pshm_seg_t *s, uint32_t n)
+{
+    return (pa_u8 *)(s->owner_slices + ((uint64_t)n << 6));
+}
+static inline pa_u32 *pshm_large_info(const pshm_seg_t *s, uint32_t n)
+{
+    return (pa_u32 *)(void *)(s->owner_slices + ((uint64_t)n << 6) + 8);
+}
+static inline pa_u64 *pshm_large_asked(const pshm_seg_t *s, uint32_t n)
+{
+    return (pa_u64 *)(void *)(s->owner_slices + ((uint64_t)n << 6) + 16);
+}
+/* The default max_block: a quarter of the data spans, whole spans. */
+uint64_t pshm_max_block_default(uint64_t data_bytes, uint32_t span_shift);
+uint32_t pshm_large_spans_for(const pshm_seg_t *s, uint64_t bytes);
+/* The head span of the large block that starts at byte offset off, or
+ * -EINVAL: the check of a pointer or offset. */
+int pshm_large_at(const pshm_seg_t *s, uint64_t off);
+/* The length in spans of the large block at head n (1 if its slice lies). */
+uint32_t pshm_large_len(const pshm_seg_t *s, uint32_t n);
+/* A large block of `bytes` for the process whose owner byte is `own`, by
+ * record t: its byte offset, or -ENOMEM (no free run long enough). */
+int64_t pshm_large_alloc(pshm_seg_t *s, struct pshm_thread *t, uint8_t own, uint64_t bytes);
+/* Free, hand off, adopt the large block at head n: 0, or -EINVAL (not in
+ * use by a process / not in transit). */
+int pshm_large_free(pshm_seg_t *s, struct pshm_thread *t, uint32_t n, uint8_t own);
+int pshm_large_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t n, uint8_t own);
+int pshm_large_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t n);
+/* A reclaimer (record t) gives back the block at head n held by owner
+ * value v of a dead process; or puts it in transit (t NULL: not journaled,
+ * counted in the header). 0 / true when it moved. */
+int pshm_large_reclaim(pshm_seg_t *s, struct pshm_thread *t, uint32_t n, uint8_t v);
+bool pshm_large_to_transit(pshm_seg_t *s, struct pshm_thread *t, uint32_t n, uint8_t v);
+/* Finish or undo a dead record's large step: entries dropped as invalid. */
+uint64_t pshm_large_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot);
+
+typedef struct pshm_large_stats {
+    uint64_t allocs, frees, handoffs, adopts, reclaimed, exhausted; /* records' sums */
+    uint64_t put_in_transit, invalid_frees;                         /* header */
+    uint64_t in_use, in_transit;         /* from the span map and owner bytes */
+    uint64_t bytes_in_use, bytes_asked;  /* spans' bytes, and asked, of those in use */
+    uint64_t bucket[PSHM_LARGE_BUCKETS]; /* blocks by size: up to 256 KiB, 1, 4, 16, 64 MiB, more */
+} pshm_large_stats_t;
+void pshm_large_totals(const pshm_seg_t *s, pshm_large_stats_t *out);
 
 /* ---- process slots and thread records (pshm_slots.c) ---- */
 static inline struct pshm_thread *pshm_thread_at(const pshm_seg_t *s, uint32_t i)
@@ -436,6 +607,27 @@ typedef struct pshm_actor {
     uint32_t slot;
     struct pshm_thread *rec;
 } pshm_actor_t;
+
+/* The one reclaimer's lock (pshm_slots.c), which a sweep holds too: 0, or
+ * -EAGAIN when a live process holds it. Taking it over from a dead holder
+ * first finishes that holder's work (its slots, its sweep). */
+int pshm_lock_take(pshm_seg_t *s, const pshm_actor_t *actor);
+void pshm_lock_give(pshm_seg_t *s);
+
+/* ---- the sweep (pshm_sweep.c) ---- */
+typedef struct pshm_swept {
+    uint64_t blocks;       /* free blocks taken out of the lists and regions */
+    uint32_t spans;        /* spans given back to the free spans */
+    uint64_t blocks_freed; /* blocks of those spans */
+} pshm_swept_t;
+/* Under the reclaim lock, record t (the actor's) takes every free block of
+ * class c off the central list and the region stack, gives the spans all
+ * of whose blocks it then holds back to the pool of free spans, and frees
+ * the rest again. 0, or -EAGAIN (the lock is busy). */
+int pshm_sweep_class(pshm_seg_t *s, const pshm_actor_t *actor, uint32_t c, pshm_swept_t *out);
+/* Free blocks a dead sweeper still held (SWEPT owner bytes) go back as
+ * uncarved regions, counted by record t. Under the lock. */
+void pshm_sweep_recover(pshm_seg_t *s, struct pshm_thread *t);
 
 typedef struct pshm_reclaimed {
     int32_t pid;
@@ -499,7 +691,13 @@ typedef struct pshm_stats {
     uint64_t spans_total;
     uint64_t spans_carved;
     uint64_t bytes_carved; /* spans carved * span size */
-    uint64_t bytes_in_use; /* sum of blocks in use * block size */
+    uint64_t bytes_in_use; /* sum of blocks in use * block size, large blocks' spans included */
+    /* Memory (pshm_span.c): spans whose memory is in /dev/shm now, the free
+     * ones among them (in the pool, ready to claim without a commit), and
+     * the bytes poold's purge gave back since the segment was made. */
+    uint64_t bytes_committed;
+    uint64_t bytes_retained;
+    uint64_t bytes_purged;
     uint64_t procs_attached;
     uint64_t procs_reclaimed;  /* died without detaching or saying they exit */
     uint64_t procs_exited;     /* detached, exited normally, or replaced by exec */
@@ -508,6 +706,8 @@ typedef struct pshm_stats {
     uint64_t blocks_in_transit;
     uint64_t invalid_frees;
     uint64_t reclaimed_in_use; /* in-use blocks of dead processes given back */
+    uint64_t spans_free;       /* spans in no use now: never claimed, or given back */
+    pshm_large_stats_t large;  /* large blocks (pshm_large_totals) */
     uint32_t nclasses;
     pshm_class_stats_t cls[PSHM_MAX_CLASSES];
 } pshm_stats_t;

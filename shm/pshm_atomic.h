@@ -52,25 +52,61 @@ long pshm_crash_points(void);
 #define PA_CPV_(e) (e)
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define PA_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PA_TSAN 1
+#endif
+#endif
+
+#if defined(PA_TSAN)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+/*
+ * Under TSan only: an ordering another process makes is invisible to TSan.
+ * Most of it does not matter (a block stays in its class, and the owner
+ * bytes and list heads carry their own acquire and release), but a span
+ * goes from one use to another (a class, a large block, its tail of owner
+ * bytes) through a release that is often another process's: this thread's
+ * sweep reads a span's owner bytes, another process frees the span, a
+ * third thread of ours claims it as a large block and writes there. The
+ * chain is real (our release, their acquire and release, our acquire),
+ * but TSan sees only its two ends, and reports a race. So every release
+ * below also releases one token of the process, and a span claim
+ * (pshm_span.c) acquires it: a span claimed from the free pool is ordered
+ * after everything this process released into the segment before.
+ */
+extern char pa_tsan_segment_token_;
+#define PA_TSAN_REL_() __tsan_release(&pa_tsan_segment_token_)
+#define pa_tsan_span_claimed() __tsan_acquire(&pa_tsan_segment_token_)
+#else
+#define PA_TSAN_REL_() ((void)0)
+#define pa_tsan_span_claimed() ((void)0)
+#endif
+
 #define pa_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
 #define pa_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
 #define pa_store_relaxed(p, v) PA_CPV_(atomic_store_explicit((p), (v), memory_order_relaxed))
-#define pa_store_release(p, v) PA_CPV_(atomic_store_explicit((p), (v), memory_order_release))
+#define pa_store_release(p, v)                                                                     \
+    (PA_TSAN_REL_(), PA_CPV_(atomic_store_explicit((p), (v), memory_order_release)))
 
 #define pa_add_relaxed(p, v) PA_CP_(atomic_fetch_add_explicit((p), (v), memory_order_relaxed))
 #define pa_sub_relaxed(p, v) PA_CP_(atomic_fetch_sub_explicit((p), (v), memory_order_relaxed))
-#define pa_exchange_acq_rel(p, v) PA_CP_(atomic_exchange_explicit((p), (v), memory_order_acq_rel))
+#define pa_or_relaxed(p, v) PA_CP_(atomic_fetch_or_explicit((p), (v), memory_order_relaxed))
+#define pa_exchange_acq_rel(p, v)                                                                  \
+    (PA_TSAN_REL_(), PA_CP_(atomic_exchange_explicit((p), (v), memory_order_acq_rel)))
 
 /* Compare-and-swap; on failure *expected gets the current value (acquire). */
 #define pa_cas_weak_acq_rel(p, expected, desired)                                                  \
-    PA_CP_(atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_acq_rel, \
-                                                 memory_order_acquire))
+    (PA_TSAN_REL_(), PA_CP_(atomic_compare_exchange_weak_explicit(                                 \
+                         (p), (expected), (desired), memory_order_acq_rel, memory_order_acquire)))
 #define pa_cas_weak_relaxed(p, expected, desired)                                                  \
     PA_CP_(atomic_compare_exchange_weak_explicit((p), (expected), (desired), memory_order_relaxed, \
                                                  memory_order_relaxed))
 #define pa_cas_strong_acq_rel(p, expected, desired)                                                \
-    PA_CP_(atomic_compare_exchange_strong_explicit((p), (expected), (desired),                     \
-                                                   memory_order_acq_rel, memory_order_acquire))
+    (PA_TSAN_REL_(), PA_CP_(atomic_compare_exchange_strong_explicit(                               \
+                         (p), (expected), (desired), memory_order_acq_rel, memory_order_acquire)))
 
 /*
  * Single-writer counter: a relaxed load and a relaxed store, no read-modify-
@@ -103,14 +139,6 @@ __extension__ typedef unsigned __int128 pa_u128;
 #error "a 16-byte CAS is needed (x86-64: build with -mcx16)"
 #endif
 
-#if defined(__SANITIZE_THREAD__)
-#define PA_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PA_TSAN 1
-#endif
-#endif
-
 #if defined(PA_TSAN) && defined(__x86_64__)
 /*
  * Under TSan the builtin becomes a call into the sanitizer's runtime, which
@@ -120,13 +148,11 @@ __extension__ typedef unsigned __int128 pa_u128;
  * TSan: a release on the head's address before, an acquire after (the
  * acquire loads of head words in pshm_central.c pair with that release).
  */
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-
 static inline pa_u128 pa_cas16_val_(void *p, pa_u128 expected, pa_u128 desired)
 {
     uint64_t lo = (uint64_t)expected, hi = (uint64_t)(expected >> 64);
     __tsan_release(p);
+    PA_TSAN_REL_();
     __asm__ __volatile__("lock cmpxchg16b %0"
                          : "+m"(*(volatile pa_u128 *)p), "+a"(lo), "+d"(hi)
                          : "b"((uint64_t)desired), "c"((uint64_t)(desired >> 64))

@@ -388,6 +388,11 @@ static uint32_t region_end(const pshm_seg_t *s, uint32_t c, uint32_t node)
 
 int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
 {
+    return pshm_rec_install_from(s, t, c, true);
+}
+
+int pshm_rec_install_from(pshm_seg_t *s, struct pshm_thread *t, uint32_t c, bool fresh)
+{
     struct pshm_tclass *tc = &t->cls[c];
     uint32_t a, b;
     for (;;) {
@@ -404,7 +409,19 @@ int pshm_rec_install(pshm_seg_t *s, struct pshm_thread *t, uint32_t c)
         b = e;
         goto install;
     }
+    if (!fresh) {
+        journal_done(tc);
+        return -ENOMEM;
+    }
     int n = pshm_span_claim(s, &tc->pend, pshm_rec_id(s, t));
+    if (n >= 0 && pshm_span_commit(s, (uint32_t)n, 1) < 0) {
+        /* No memory for the span (a full /dev/shm): it goes back to the
+         * pool before the journal closes (the CARVE step names it until
+         * then; its reclaimer finds it no longer ours). relaxed: we hold
+         * it. */
+        pshm_span_release(s, (uint32_t)n, pa_load_relaxed(&s->carvers[n]));
+        n = -ENOMEM;
+    }
     if (n < 0) {
         journal_done(tc);
         return n;
@@ -606,8 +623,16 @@ static uint64_t finish_step(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot,
         }
         break;
     case PSHM_PEND_CARVE:
-        if (j.range.span < s->nspans && pa_load_relaxed(&s->carvers[j.range.span]) == me) {
+        if (j.range.span < s->nspans &&
+            PSHM_CLAIM_MARK(pa_load_relaxed(&s->carvers[j.range.span])) == me) {
+            /* The dead claimer may have died before its commit: commit
+             * (again: harmless), or give the span back. */
             uint32_t a, b;
+            if (pshm_span_commit(s, j.range.span, 1) < 0) {
+                /* relaxed: the dead record's claim, ours to finish now. */
+                pshm_span_release(s, j.range.span, pa_load_relaxed(&s->carvers[j.range.span]));
+                break;
+            }
             pshm_span_publish(s, j.range.span, c, &a, &b);
             set_range(tc, a, b);
         }
@@ -639,6 +664,17 @@ static uint64_t finish_step(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot,
         }
         break;
     }
+    case PSHM_PEND_SRELEASE:
+        /* Decided when journaled: every block of the span was ours, SWEPT,
+         * which no free accepts; finish it. */
+        if (j.range.span < s->nspans) {
+            if (pa_load_relaxed(&s->carvers[j.range.span]) == j.tag) /* relaxed: ours */
+                pshm_span_release(s, j.range.span, j.tag);
+            pa_store_relaxed(&tc->uncarved, j.ctr + s->blocks_per_span[c]);
+        } else {
+            dropped++;
+        }
+        break;
     case PSHM_PEND_HANDOFF:
     case PSHM_PEND_ADOPT: {
         bool blk = pshm_idx_is_block(s, j.block.idx, c);
@@ -693,7 +729,8 @@ static uint64_t clean_cache(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot,
             uint8_t v = pa_load_relaxed(o); /* relaxed: the CAS decides */
             /* acq_rel: against a live process's cross-free of the same
              * block (it cannot have one: the block was never handed out). */
-            ok = v == PSHM_OWN_FREE || (v == mine && pa_cas_strong_acq_rel(o, &v, PSHM_OWN_FREE));
+            ok = v == PSHM_OWN_FREE || ((v == mine || v == PSHM_OWN_SWEPT) &&
+                                        pa_cas_strong_acq_rel(o, &v, PSHM_OWN_FREE));
         }
         if (!ok) {
             dropped++;
@@ -712,7 +749,9 @@ static uint64_t clean_cache(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot,
         if (valid_range(s, c, a, e)) {
             pa_u8 *o = pshm_owner_idx(s, c, a);
             uint8_t v = mine;
-            pa_cas_strong_acq_rel(o, &v, PSHM_OWN_FREE); /* acq_rel: as above */
+            /* acq_rel: as above; a sweeper carves with SWEPT. */
+            if (!pa_cas_strong_acq_rel(o, &v, PSHM_OWN_FREE) && v == PSHM_OWN_SWEPT)
+                pa_cas_strong_acq_rel(o, &v, PSHM_OWN_FREE);
         } else {
             dropped++;
             tc->fresh_end = a;

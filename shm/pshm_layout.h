@@ -6,10 +6,19 @@
  *   classes_off         class table: one struct pshm_class per size class
  *   procs_off           process slots: struct pshm_proc[max_procs]
  *   threads_off         thread-cache records: max_threads * thread_bytes
- *   spanmap_off         span map: one byte per span, its class (0xff: not carved)
- *   carvers_off         span carvers: one u32 per span, the record that carved it
- *   owner_slices_off          owner slices of the large classes: 64 bytes per span
+ *   spanmap_off         span map: one byte per span: its class, a large block's
+ *                       head or continuation, or 0xff (not carved, or free)
+ *   carvers_off         span claims: one u64 per span, generation << 32 | the
+ *                       record that holds it (0: free, in the pool of free spans)
+ *   owner_slices_off    owner slices of the large classes: 64 bytes per span
+ *   span_state_off      span states: one u64 per span, whether its memory is
+ *                       committed and when it was last released (below)
  *   data_off            data spans, each span_bytes long, aligned to span_bytes
+ *
+ * Only the header and the tables (everything below data_off) are committed
+ * when the segment is made; a span's memory is committed when it is claimed,
+ * before anything is written into it (pshm_span_commit()), and poold gives
+ * the memory of spans that stay free back to the system (pshm_span_purge()).
  *
  * Every block has an owner byte, outside the block (invariant 9, docs/design.md):
  * PSHM_OWN_FREE (in a list, a cache or never handed out), the process slot
@@ -47,9 +56,11 @@
 
 /* "POOLDSEG" read as a little-endian 64-bit word. */
 #define PSHM_MAGIC UINT64_C(0x474553444c4f4f50)
-#define PSHM_ABI_VERSION 5u
+#define PSHM_ABI_VERSION 6u
 
-#define PSHM_MAX_CLASSES 32u
+/* Class numbers are below PSHM_MAX_CLASSES, itself below 0xf0: span-map
+ * bytes 0xf0..0xff are kept for span states (PSHM_SPAN_FREE). */
+#define PSHM_MAX_CLASSES 64u
 #define PSHM_CACHE_CAP 64u   /* most blocks a thread caches per class */
 #define PSHM_TCLASS_SHIFT 9u /* a thread record's per-class part: 512 bytes */
 #define PSHM_TCLASS_BYTES (1u << PSHM_TCLASS_SHIFT)
@@ -57,7 +68,26 @@
 #define PSHM_SPAN_SHIFT_MIN 16u /* spans are at least 64 KiB */
 #define PSHM_MAX_SEGMENT (UINT64_C(32) << 30)
 #define PSHM_HEADER_BYTES 4096u
-#define PSHM_SPAN_FREE 0xffu /* span map: span not carved yet */
+#define PSHM_SPAN_FREE 0xffu  /* span map: span not carved, or free again */
+#define PSHM_SPAN_LARGE 0xfeu /* span map: first span of a large block */
+#define PSHM_SPAN_LCONT 0xfdu /* span map: a later span of a large block */
+/* A span's claim word (carvers[]): the generation, bumped by each release,
+ * and the mark of the record that holds it (0: free; PSHM_MARK_RAW: a
+ * claim without a record). */
+#define PSHM_CLAIM_MARK(w) ((uint32_t)(w))
+#define PSHM_CLAIM_GEN(w) ((uint32_t)((w) >> 32))
+#define PSHM_CLAIM_WORD(gen, mark) (((uint64_t)(gen) << 32) | (uint32_t)(mark))
+#define PSHM_MARK_RAW UINT32_MAX
+/* The mark of poold's purge (pshm_span_purge()): the span is free, taken out
+ * of the pool while its memory is given back. */
+#define PSHM_MARK_PURGE (UINT32_MAX - 1)
+/* A span's state word (span_state[]): whether its memory is committed (in
+ * /dev/shm now, so that touching it cannot fault for want of memory), and
+ * the CLOCK_MONOTONIC millisecond of its last release. Written only by the
+ * holder of the span's claim word (the claimer commits, the releaser stamps,
+ * poold's purge clears): the claim word's acq_rel CASes order the writers. */
+#define PSHM_STATE_COMMITTED (UINT64_C(1) << 63)
+#define PSHM_STATE_FREED_MS(w) ((w) & ~PSHM_STATE_COMMITTED)
 #define PSHM_NO_OWNER 0u
 #define PSHM_IDX_NONE 0u
 #define PSHM_GOWNER_SLICE 64u /* owner bytes per span for the large classes */
@@ -65,7 +95,8 @@
 /* Owner bytes. */
 #define PSHM_OWN_FREE 0u
 #define PSHM_OWN_TRANSIT 0xffu
-#define PSHM_OWN_RECL 0xfeu /* taken from a dead process by its reclaimer */
+#define PSHM_OWN_RECL 0xfeu  /* taken from a dead process by its reclaimer */
+#define PSHM_OWN_SWEPT 0xfdu /* free, held by the sweeper (the reclaim lock's holder) */
 /* Lifetime buckets: upper bounds 1 us, 10 us, ... 10 s, then the rest. */
 #define PSHM_LIFE_BUCKETS 9u
 #define PSHM_LIFE_SAMPLE 4096u /* frees of a class per sampled allocation */
@@ -74,7 +105,7 @@
 
 #define PSHM_DEFAULT_MAX_PROCS 64u
 #define PSHM_DEFAULT_MAX_THREADS 256u
-#define PSHM_CACHE_BYTES (256u << 10) /* a class's cache holds about this much */
+#define PSHM_CACHE_BYTES (128u << 10) /* a class's cache holds about this much */
 
 /*
  * Stack heads: 16 bytes, moved by one 16-byte CAS (cmpxchg16b). The low
@@ -115,14 +146,16 @@ struct pshm_header {
     uint64_t spanmap_off;
     uint64_t carvers_off;
     uint64_t owner_slices_off;
+    uint64_t span_state_off;
     uint64_t data_off;
     uint64_t created_unix;
     int32_t creator_pid;
     uint32_t layout_check; /* sizeof of the records, to catch ABI drift */
 
     /* Mutable. */
-    alignas(64) pa_u32 next_span; /* carving cursor, a hint: spans are claimed
-                                     in their carvers[] word (pshm_span.c) */
+    alignas(64) pa_u32 next_span; /* high water: no span at or above it was ever
+                                     claimed (spans are claimed in their
+                                     carvers[] word, pshm_span.c) */
     pa_i32 daemon_pid;            /* writer: poold; 0 = none (embedded) */
     pa_u64 daemon_gen;            /* bumped by each poold that adopts */
     pa_u64 daemon_started_unix;   /* writer: poold */
@@ -134,11 +167,20 @@ struct pshm_header {
     pa_u64 uncached_ops;          /* ops done without a thread record (records full) */
     pa_u64 reclaimed_in_use;      /* in-use blocks of dead processes given back */
     pa_u32 orphans_keep;          /* writer: poold (config); 1: put them in transit */
-    pa_u32 reserved_m;
-    pa_u64 procs_exited; /* slots given up by a clean end: a detach, or a reclaim
+    pa_u32 free_hint;             /* a hint: no span below it is free (pshm_span.c) */
+    pa_u64 procs_exited;          /* slots given up by a clean end: a detach, or a reclaim
                             of a slot marked at exit or exec (struct pshm_proc) */
-    pa_u64 reclaim_lock; /* the one reclaimer at work: its pid | low 32 bits of its
+    pa_u64 reclaim_lock;          /* the one reclaimer at work: its pid | low 32 bits of its
                             start time << 32; 0: none (pshm_slots.c) */
+    pa_u64 spans_free;            /* a hint: spans released below next_span and not
+                            claimed again (pshm_span.c) */
+    pa_u64 large_put_in_transit;  /* in-use large blocks put in transit without a
+                                    record (a walk with no hands) */
+    pa_u64 large_invalid_frees;   /* frees of large blocks refused */
+    pa_u64 max_block;             /* the largest block served, in bytes; writer: format,
+                         then poold (config max_block) */
+    pa_u64 spans_purged;          /* spans whose memory poold's purge gave back, ever;
+                                     writer: poold (one per segment) */
 };
 
 /* One size class. Constant part first, then the two hot stack heads on
@@ -301,6 +343,10 @@ struct pshm_pending {
             uint32_t start, end; /* RRUN: blocks [start, end) taken so far */
             uint32_t candidate;  /* the next block, before its CAS */
         } run;
+        struct {
+            uint32_t head;  /* LCLAIM, LFREE: the block's first span */
+            uint32_t spans; /* its length in spans */
+        } large;
         uint32_t word[3];
     };
     uint32_t reserved;
@@ -309,17 +355,24 @@ struct pshm_pending {
 
 enum pshm_pend_op {
     PSHM_PEND_NONE = 0,
-    PSHM_PEND_POP = 1,     /* refill: pop batch pop.node from central */
-    PSHM_PEND_PUSH = 2,    /* flush: push the batch at push.node */
-    PSHM_PEND_RPOP = 3,    /* pop region node pop.node */
-    PSHM_PEND_RPUSH = 4,   /* push region range [start, end) */
-    PSHM_PEND_CARVE = 5,   /* claim span range.span */
-    PSHM_PEND_INSTALL = 6, /* range [start, end) is ours, being installed */
-    PSHM_PEND_HANDOFF = 7, /* block.idx: owned -> transit */
-    PSHM_PEND_ADOPT = 8,   /* block.idx: transit -> owned */
-    PSHM_PEND_RRUN = 9,    /* run [start, end) (+ candidate) of a dead slot -> a region;
+    PSHM_PEND_POP = 1,       /* refill: pop batch pop.node from central */
+    PSHM_PEND_PUSH = 2,      /* flush: push the batch at push.node */
+    PSHM_PEND_RPOP = 3,      /* pop region node pop.node */
+    PSHM_PEND_RPUSH = 4,     /* push region range [start, end) */
+    PSHM_PEND_CARVE = 5,     /* claim span range.span */
+    PSHM_PEND_INSTALL = 6,   /* range [start, end) is ours, being installed */
+    PSHM_PEND_HANDOFF = 7,   /* block.idx: owned -> transit */
+    PSHM_PEND_ADOPT = 8,     /* block.idx: transit -> owned */
+    PSHM_PEND_RRUN = 9,      /* run [start, end) (+ candidate) of a dead slot -> a region;
                               count: 0 taking them, 1 pushing the region */
-    PSHM_PEND_LAST = PSHM_PEND_RRUN,
+    PSHM_PEND_LCLAIM = 10,   /* large: claim the run [large.head, + large.spans) with
+                              claim word `tag` (struct pshm_tlarge) */
+    PSHM_PEND_LFREE = 11,    /* large: give back the block at large.head, whose
+                              spans hold claim word `tag` */
+    PSHM_PEND_SRELEASE = 12, /* sweep: give span range.span (claim word `tag`), all
+                                of whose blocks the record holds SWEPT, back to
+                                the free spans; ctr: uncarved before */
+    PSHM_PEND_LAST = PSHM_PEND_SRELEASE,
 };
 
 struct pshm_tclass {
@@ -370,8 +423,32 @@ struct pshm_thread {
     struct pshm_tclass cls[]; /* nclasses of them */
 };
 
+/*
+ * A thread record's part for large blocks (runs of whole spans), after its
+ * nclasses struct pshm_tclass and as long as one. Single writer like a
+ * tclass, and journaled in `pend` like one (pshm_large.c): a reclaimer
+ * finishes or undoes a dead record's step from it.
+ */
+struct pshm_tlarge {
+    pa_u64 allocs;                  /* large blocks this record allocated */
+    pa_u64 frees;                   /* large blocks this record freed */
+    pa_u64 handoffs;                /* large blocks this record put in transit */
+    pa_u64 adopts;                  /* large blocks this record took from transit */
+    pa_u64 reclaimed;               /* in-use large blocks of dead processes it gave back */
+    pa_u64 exhausted;               /* requests refused: no run of free spans long enough */
+    pa_u64 base_allocs, base_frees; /* at claim: for per-process figures */
+    struct pshm_pending pend;
+    /* The first span of the run this record gave back last, plus one (0:
+     * none): its next large block tries that run first, before the
+     * best-fit scan, if the run still starts a free run there. A hint,
+     * written by the record's thread only. */
+    pa_u64 last_run;
+    uint8_t pad[PSHM_TCLASS_BYTES - 64 - sizeof(struct pshm_pending) - 8];
+};
+
+_Static_assert(sizeof(struct pshm_tlarge) == PSHM_TCLASS_BYTES, "large part: one tclass stride");
 _Static_assert(sizeof(struct pshm_header) <= PSHM_HEADER_BYTES, "header fits its page");
-_Static_assert(sizeof(struct pshm_header) == 256, "header size (PSHM_LAYOUT_CHECK reads it)");
+_Static_assert(sizeof(struct pshm_header) == 320, "header size (PSHM_LAYOUT_CHECK reads it)");
 _Static_assert(sizeof(struct pshm_head) == 16 && alignof(struct pshm_head) == 16,
                "a head is one 16-byte CAS");
 _Static_assert(sizeof(struct pshm_class) % 64 == 0, "class records are cache-line sized");
@@ -379,10 +456,15 @@ _Static_assert(sizeof(struct pshm_proc) == 64, "one proc slot per cache line");
 _Static_assert(sizeof(struct pshm_thread) == 64, "thread record header is one line");
 _Static_assert(sizeof(struct pshm_tclass) == PSHM_TCLASS_BYTES, "tclass stride is a power of two");
 _Static_assert(offsetof(struct pshm_header, magic) == 0, "magic first");
+_Static_assert(PSHM_MAX_CLASSES < 0xf0u, "a class number fits a span-map byte below its states");
 
+/* Sizes and offsets that change with the layout: the span states (the
+ * header's span_state_off and spans_purged, sizeof unchanged) enter by the
+ * offset of spans_purged. */
 #define PSHM_LAYOUT_CHECK                                                                          \
     ((uint32_t)(sizeof(struct pshm_class) ^ (sizeof(struct pshm_tclass) << 8) ^                    \
                 (sizeof(struct pshm_proc) << 16) ^ (sizeof(struct pshm_header) << 20) ^            \
-                (offsetof(struct pshm_tclass, pend) << 4)))
+                (offsetof(struct pshm_tclass, pend) << 4) ^                                        \
+                (offsetof(struct pshm_header, spans_purged) << 12)))
 
 #endif /* PSHM_LAYOUT_H */

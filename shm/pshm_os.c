@@ -3,10 +3,14 @@
  * pshm_os.c: the only caller of shm_open, memfd_create, mmap, mremap, munmap
  * and shm_unlink in poold (as mimalloc keeps its OS calls in prim/).
  *
- * Creating a segment reserves all of its memory at once with
- * posix_fallocate: a /dev/shm too small for the pool is an error here, at
- * creation, never a SIGBUS in a worker later. Never formats or validates a
- * segment (pshm_layout.c does).
+ * Creating a segment sizes the file to the whole segment (ftruncate: an
+ * address range, no memory yet) and commits only its first `commit` bytes
+ * with posix_fallocate, the header and tables (or all of it, when asked):
+ * a /dev/shm too small for those is an error here, at creation. The data
+ * spans are committed as they are claimed (pshm_os_commit(), by madvise
+ * MADV_POPULATE_WRITE, which returns an error where a touch would raise
+ * SIGBUS) and given back by poold's purge (pshm_os_decommit(), MADV_REMOVE).
+ * Never formats or validates a segment (pshm_layout.c does).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,8 +37,8 @@ static int map_fd(int fd, uint64_t bytes, void **base, char *err, size_t errlen,
     return 0;
 }
 
-int pshm_os_create(const char *name, uint64_t bytes, unsigned mode, int gid, bool exclusive,
-                   void **base, char *err, size_t errlen)
+int pshm_os_create(const char *name, uint64_t bytes, uint64_t commit, unsigned mode, int gid,
+                   bool exclusive, void **base, char *err, size_t errlen)
 {
     int fd, rc;
     const char *what = name ? name : "anonymous segment";
@@ -64,12 +68,14 @@ int pshm_os_create(const char *name, uint64_t bytes, unsigned mode, int gid, boo
                  strerror(-rc));
         goto fail;
     }
-    rc = posix_fallocate(fd, 0, (off_t)bytes);
+    if (commit > bytes)
+        commit = bytes;
+    rc = commit ? posix_fallocate(fd, 0, (off_t)commit) : 0;
     if (rc != 0) {
         snprintf(err, errlen,
                  "cannot reserve %llu bytes for %s: %s (is /dev/shm big enough? see `df -h "
                  "/dev/shm`)",
-                 (unsigned long long)bytes, what, strerror(rc));
+                 (unsigned long long)commit, what, strerror(rc));
         rc = -rc;
         goto fail;
     }
@@ -125,6 +131,35 @@ int pshm_os_prefault(void *base, uint64_t bytes)
     (void)bytes;
     return -ENOTSUP;
 #endif
+}
+
+int pshm_os_commit(void *addr, uint64_t len)
+{
+#ifdef MADV_POPULATE_WRITE
+    /* Allocates every page of the range in the file (tmpfs) and maps it
+     * here. Where a write would raise SIGBUS (tmpfs full) it returns EFAULT,
+     * or ENOMEM; EINTR (a signal) is retried: the pages it made stay. */
+    for (;;) {
+        if (madvise(addr, (size_t)len, MADV_POPULATE_WRITE) == 0)
+            return 0;
+        if (errno == EINTR || errno == EAGAIN)
+            continue;
+        if (errno == EINVAL)
+            return -ENOTSUP; /* a kernel before 5.14: pages come on first touch */
+        return -ENOMEM;
+    }
+#else
+    (void)addr;
+    (void)len;
+    return -ENOTSUP;
+#endif
+}
+
+int pshm_os_decommit(void *addr, uint64_t len)
+{
+    /* Punches the range out of the file: its pages go back to the system
+     * and read as zero after; every process's mapping of them is dropped. */
+    return madvise(addr, (size_t)len, MADV_REMOVE) == 0 ? 0 : -errno;
 }
 
 void pshm_os_unmap(void *base, uint64_t bytes)

@@ -121,6 +121,14 @@ struct pshm_thread *pshm_thread_claim(pshm_seg_t *s, uint32_t slot, int32_t tid)
             pa_store_relaxed(&tc->base_cache_misses, pa_load_relaxed(&tc->cache_misses));
             tc->life_idx = 0; /* the last owner's sample is not ours */
         }
+        struct pshm_tlarge *tl = pshm_tlarge_of(s, t);
+        /* relaxed (all): the record is ours now; as above. */
+        if (pshm_unlikely(pa_load_relaxed(&tl->pend.op) != PSHM_PEND_NONE)) {
+            dropped++;
+            pa_store_relaxed(&tl->pend.op, PSHM_PEND_NONE);
+        }
+        pa_store_relaxed(&tl->base_allocs, pa_load_relaxed(&tl->allocs));
+        pa_store_relaxed(&tl->base_frees, pa_load_relaxed(&tl->frees));
         if (dropped)
             pa_add_relaxed(&s->hdr->entries_dropped, dropped); /* relaxed: statistic */
         return t;
@@ -213,6 +221,20 @@ void pshm_thread_release(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, bo
                 pa_add_relaxed(&p->r_cmiss, cm);
         }
     }
+    /* The large part: its journal (its blocks stay in the owner bytes,
+     * which the owner walk reads). */
+    struct pshm_tlarge *tl = pshm_tlarge_of(s, t);
+    if (untrusted) {
+        res->entries_dropped += pshm_large_recover(s, t, slot);
+    } else {
+        /* relaxed: statistics of the slot (display only). */
+        uint64_t al = pa_load_relaxed(&tl->allocs) - pa_load_relaxed(&tl->base_allocs);
+        uint64_t fr = pa_load_relaxed(&tl->frees) - pa_load_relaxed(&tl->base_frees);
+        if (al)
+            pa_add_relaxed(&p->folded_allocs, al);
+        if (fr)
+            pa_add_relaxed(&p->folded_frees, fr);
+    }
     res->threads++;
     /* release: pairs with the acquire CAS in pshm_thread_claim(); the next
      * owner sees the record empty. */
@@ -263,6 +285,18 @@ static void owner_walk(pshm_seg_t *s, uint32_t slot, const pshm_actor_t *actor, 
     bool give = !keep && actor && actor->rec && actor->slot != slot;
     for (uint32_t n = 0; n < s->nspans; n++) {
         uint32_t c = pa_load_acquire(&s->spanmap[n]); /* acquire: as in pshm_block_class() */
+        if (c == PSHM_SPAN_LARGE) {
+            /* relaxed: the CAS in the step decides. */
+            if (pa_load_relaxed(pshm_large_owner(s, n)) != v)
+                continue;
+            if (give) {
+                if (pshm_large_reclaim(s, actor->rec, n, v) == 0)
+                    out->in_use_returned++;
+            } else if (pshm_large_to_transit(s, hands, n, v)) {
+                out->in_use_kept++;
+            }
+            continue;
+        }
         if (c >= s->nclasses)
             continue;
         uint64_t span_off = s->data_off + ((uint64_t)n << s->span_shift);
@@ -391,6 +425,9 @@ static int lock_take(pshm_seg_t *s, const pshm_actor_t *actor)
                     pa_load_relaxed(&p->pid) == d)
                     reclaim_locked(s, i, d, actor, NULL);
             }
+            /* Then the free blocks it held as a sweeper. */
+            if (actor && actor->rec)
+                pshm_sweep_recover(s, actor->rec);
         }
         return 0;
     }
@@ -556,4 +593,14 @@ int pshm_reclaim_dead(pshm_seg_t *s, const pshm_actor_t *actor, pshm_reclaimed_t
     }
     lock_give(s);
     return n;
+}
+
+int pshm_lock_take(pshm_seg_t *s, const pshm_actor_t *actor)
+{
+    return lock_take(s, actor);
+}
+
+void pshm_lock_give(pshm_seg_t *s)
+{
+    lock_give(s);
 }

@@ -68,6 +68,16 @@ void pshm_stats(const pshm_seg_t *s, pshm_stats_t *out)
     out->spans_total = s->nspans;
     out->spans_carved = pshm_spans_carved(s);
     out->bytes_carved = out->spans_carved << s->span_shift;
+    out->spans_free = s->nspans - out->spans_carved;
+    pshm_large_totals(s, &out->large);
+    out->bytes_in_use = out->large.bytes_in_use;
+    out->blocks_in_transit = out->large.in_transit;
+    pshm_span_counts_t k;
+    pshm_span_count(s, &k);
+    out->bytes_committed = k.committed << s->span_shift;
+    out->bytes_retained = k.free << s->span_shift;
+    /* relaxed: statistic, one writer (poold). */
+    out->bytes_purged = pa_load_relaxed(&s->hdr->spans_purged) << s->span_shift;
     /* relaxed (all): statistics. */
     out->procs_reclaimed = pa_load_relaxed(&s->hdr->procs_reclaimed);
     out->procs_exited = pa_load_relaxed(&s->hdr->procs_exited);
@@ -108,6 +118,7 @@ void pshm_stats(const pshm_seg_t *s, pshm_stats_t *out)
         out->blocks_in_transit += o->blocks_in_transit;
         out->invalid_frees += o->invalid_frees;
     }
+    out->invalid_frees += out->large.invalid_frees;
 }
 
 uint64_t pshm_life_bound_ns(uint32_t bucket)
@@ -248,8 +259,89 @@ int pshm_audit_class(const pshm_seg_t *s, uint32_t c, pshm_audit_t *out, char *e
     return 0;
 }
 
+/* The spans and the large blocks: every span's map byte agrees with its
+ * claim word; one in use (a class's, a large block's) is held by a claim
+ * (not free, not a purge's) and committed; one a purge holds
+ * (PSHM_MARK_PURGE: its purger died; the next poold puts it back) is free
+ * in the span map; every large block's run is whole, and the large books
+ * hold:
+ *   allocs + adopts - frees - handoffs - reclaimed - put in transit == in use
+ *   handoffs + put in transit - adopts                               == in transit
+ * summed over the records, against the owner bytes of the heads. */
+static int check_spans(const pshm_seg_t *s, char *err, size_t errlen)
+{
+    uint64_t in_use = 0, transit = 0;
+    uint32_t cont_until = 0, head = 0;
+    uint64_t head_word = 0;
+    /* relaxed (all): no thread is inside the pool. */
+    for (uint32_t n = 0; n < s->nspans; n++) {
+        uint64_t w = pa_load_relaxed(&s->carvers[n]);
+        uint32_t m = pa_load_relaxed(&s->spanmap[n]);
+        uint32_t mark = PSHM_CLAIM_MARK(w);
+        bool used = m < s->nclasses || m == PSHM_SPAN_LARGE || m == PSHM_SPAN_LCONT;
+        bool held = mark != 0 && mark != PSHM_MARK_PURGE;
+        bool committed = (pa_load_relaxed(&s->span_state[n]) & PSHM_STATE_COMMITTED) != 0;
+        const char *bad = NULL;
+        if (used && !held)
+            bad = "in use but not claimed";
+        else if (used && !committed)
+            bad = "in use but not committed";
+        else if (mark == PSHM_MARK_PURGE && m != PSHM_SPAN_FREE)
+            bad = "taken by a purge but in use";
+        else if (m == PSHM_SPAN_LCONT) {
+            if (n >= cont_until || pa_load_relaxed(pshm_large_info(s, n)) != head || w != head_word)
+                bad = "a large block's span outside its block";
+            if (!bad)
+                continue;
+        } else if (n < cont_until) {
+            bad = "a large block's run is cut short";
+        } else if (m == PSHM_SPAN_LARGE) {
+            uint32_t k = pa_load_relaxed(pshm_large_info(s, n));
+            uint8_t v = pa_load_relaxed(pshm_large_owner(s, n));
+            if (k == 0 || k > s->nspans - n)
+                bad = "a large block with a bad length";
+            else if (v == PSHM_OWN_TRANSIT)
+                transit++;
+            else if (v >= 1 && v <= s->max_procs)
+                in_use++;
+            else
+                bad = "a large block with no owner";
+            head = n, head_word = w, cont_until = n + k;
+        } else if (m == PSHM_SPAN_FREE) {
+            /* A claim without a record is not journaled: a crash can leave
+             * it claimed and unused (docs/internals.md); a purge's is put
+             * back by the next poold. */
+            if (mark != 0 && mark != PSHM_MARK_RAW && mark != PSHM_MARK_PURGE)
+                bad = "a claimed span nobody uses";
+        } else if (m >= s->nclasses) {
+            bad = "a span map byte of no meaning";
+        }
+        if (bad) {
+            snprintf(err, errlen, "span %u (map 0x%02x, claim %#llx): %s", n, m,
+                     (unsigned long long)w, bad);
+            return -EUCLEAN;
+        }
+    }
+    pshm_large_stats_t L;
+    pshm_large_totals(s, &L);
+    uint64_t c_use = L.allocs + L.adopts - L.frees - L.handoffs - L.reclaimed - L.put_in_transit;
+    uint64_t c_transit = L.handoffs + L.put_in_transit - L.adopts;
+    if (c_use != in_use || c_transit != transit) {
+        snprintf(err, errlen,
+                 "large blocks: counted in use %lld, in transit %lld; found in use %llu, in "
+                 "transit %llu",
+                 (long long)c_use, (long long)c_transit, (unsigned long long)in_use,
+                 (unsigned long long)transit);
+        return -EUCLEAN;
+    }
+    return 0;
+}
+
 int pshm_check(const pshm_seg_t *s, char *err, size_t errlen)
 {
+    int src = check_spans(s, err, errlen);
+    if (src < 0)
+        return src;
     for (uint32_t c = 0; c < s->nclasses; c++) {
         struct class_sum sum;
         pshm_audit_t a;

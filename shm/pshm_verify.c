@@ -328,8 +328,16 @@ static void check_record(const pshm_seg_t *s, pshm_verify_t *v, uint32_t i, uint
 static void check_owners(const pshm_seg_t *s, pshm_verify_t *v, uint32_t n, pshm_corruption_t *out)
 {
     uint32_t c = pa_load_acquire(&s->spanmap[n]); /* acquire: as in pshm_block_class() */
-    if (c == PSHM_SPAN_FREE)
+    if (c == PSHM_SPAN_FREE || c == PSHM_SPAN_LCONT)
         return;
+    if (c == PSHM_SPAN_LARGE) {
+        /* A large block's one owner byte (FREE: a free in flight). */
+        uint8_t b = pa_load_relaxed(pshm_large_owner(s, n)); /* relaxed: a snapshot */
+        if (b > s->max_procs && b != PSHM_OWN_TRANSIT && b != PSHM_OWN_RECL)
+            found(out, PSHM_CORRUPT_OWNER, 0, n,
+                  "large block at span %u has owner byte %u: no such slot", n, b);
+        return;
+    }
     if (c >= s->nclasses) {
         found(out, PSHM_CORRUPT_INDEX, 0, n, "span %u has class %u of %u in the span map", n, c,
               s->nclasses);
@@ -339,7 +347,8 @@ static void check_owners(const pshm_seg_t *s, pshm_verify_t *v, uint32_t n, pshm
     const pa_u8 *o = pshm_owner(s, c, span_off);
     for (uint32_t i = 0; i < s->blocks_per_span[c]; i++) {
         uint8_t b = pa_load_relaxed(&o[i]); /* relaxed: a snapshot */
-        if (b == PSHM_OWN_FREE || b == PSHM_OWN_TRANSIT || b == PSHM_OWN_RECL)
+        if (b == PSHM_OWN_FREE || b == PSHM_OWN_TRANSIT || b == PSHM_OWN_RECL ||
+            b == PSHM_OWN_SWEPT)
             continue;
         uint32_t idx = (uint32_t)((span_off + (uint64_t)i * s->block_size[c]) >> 3);
         if (b > s->max_procs) {

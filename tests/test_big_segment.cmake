@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-# test_big_segment: poold answers within 1 s with a 2 GiB segment (its
-# prefault runs in the background) and stops at once while it runs. Needs
+# test_big_segment: poold answers within 1 s with a 2 GiB segment and
+# --prefault all (its prefault runs in the background) and stops at once
+# while it runs. Needs
 # 2 GiB free in /dev/shm, else fails. A sanitizer runtime adds its own work
 # per mapping at start (TSan: about 0.7 s for 2 GiB), so those builds allow
 # 2.5 s, still well under the prefault's 3.5 s. See tests/test_big_segment.sh.

@@ -16,23 +16,75 @@
 #define POOL_TEST_BYTES (16u << 20)
 #include "pool_test.h"
 
-static void test_class_mapping_powers_of_two(void **state)
+/* The default classes ("fine"): 8, 16, 32, 48, 64, then four per
+ * doubling: a size above 64 between b and 2b (b a power of two) gets the
+ * next multiple of b / 4. */
+static size_t fine_class(size_t size)
+{
+    if (size <= 8)
+        return 8;
+    if (size <= 64)
+        return (size + 15) / 16 * 16;
+    size_t b = 64;
+    while (b * 2 < size)
+        b *= 2;
+    return (size + b / 4 - 1) / (b / 4) * (b / 4);
+}
+
+static void test_class_mapping_default(void **state)
 {
     pool_t *p = *state;
-    size_t sizes[] = {0,   1,   7,    8,    9,    16,   17,   50,   64,    65,
-                      100, 500, 1000, 1024, 1025, 2000, 4096, 4097, 65535, 65536};
-    assert_int_equal(pool_max_size(p), 65536);
+    size_t sizes[] = {0,    1,    7,    8,    9,    16,   17,   24,    33,    48,
+                      49,   50,   64,   65,   80,   81,   100,  128,   129,   500,
+                      1000, 1024, 1025, 2000, 4096, 4097, 5121, 40961, 65535, 65536};
+    /* Above the largest class (65536) come large blocks, up to max_block. */
+    assert_int_equal(pool_max_size(p), pa_load_relaxed(&p->seg.hdr->max_block));
+    assert_true(pool_max_size(p) > 65536);
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-        size_t want = 8;
-        while (want < sizes[i])
-            want <<= 1;
+        size_t want = fine_class(sizes[i]);
         void *b = pool_malloc(p, sizes[i]);
         assert_non_null(b);
         assert_int_equal(pool_block_size(p, b), want);
-        /* aligned to the block size up to a page */
-        assert_int_equal((uintptr_t)b % (want < 4096 ? want : 4096), 0);
+        /* aligned to the largest power of two dividing the block size, up
+         * to a page; to 16 from 16 bytes on (malloc's alignment) */
+        size_t align = want & (~want + 1);
+        assert_int_equal((uintptr_t)b % (align < 4096 ? align : 4096), 0);
+        if (want >= 16)
+            assert_int_equal((uintptr_t)b % 16, 0);
         memset(b, 0xab, sizes[i]);
         assert_true(pool_free(p, b, sizes[i]));
+    }
+}
+
+/* Blocks of classes that are not powers of two, freed with their size
+ * beyond a span's first block: accepted by the inline check; a pointer
+ * inside a block (8, 16, 24 ... bytes past its start) refused, with its
+ * size or without, and nothing changed. */
+static void test_free_non_power_of_two_classes(void **state)
+{
+    pool_t *p = *state;
+    static const size_t sizes[] = {48, 80, 112, 320, 1792, 40960};
+    enum { N = 100 };
+    static char *held[N];
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t sz = sizes[i];
+        for (int k = 0; k < N; k++) {
+            assert_non_null(held[k] = pool_malloc(p, sz));
+            assert_int_equal(pool_block_size(p, held[k]), sz);
+            memset(held[k], k, sz);
+        }
+        for (int k = 0; k < N; k++)
+            for (size_t in = 8; in < sz && in <= 256; in += 8) {
+                assert_false(pool_free(p, held[k] + in, sz));
+                assert_false(pool_free(p, held[k] + in, 0));
+                assert_false(pool_free(p, held[k] + in - 4, sz));
+            }
+        for (int k = 0; k < N; k++) {
+            assert_int_equal((unsigned char)held[k][sz - 1], (unsigned char)k);
+            assert_true(pool_free(p, held[k], sz));
+        }
+        for (int k = 0; k < N; k++)
+            assert_false(pool_free(p, held[k], sz)); /* double free */
     }
 }
 
@@ -40,7 +92,7 @@ static void test_class_mapping_too_big(void **state)
 {
     pool_t *p = *state;
     errno = 0;
-    assert_null(pool_malloc(p, 65537));
+    assert_null(pool_malloc(p, pool_max_size(p) + 1));
     assert_int_equal(errno, EINVAL);
     errno = 0;
     assert_null(pool_malloc(p, SIZE_MAX));
@@ -169,10 +221,11 @@ static void test_free_size_zero_looks_up_class(void **state)
     pool_t *p = *state;
     void *b = pool_malloc(p, 300);
     assert_non_null(b);
-    assert_int_equal(pool_block_size(p, b), 512);
+    size_t bs = pool_block_size(p, b);
+    assert_int_equal(bs, 320);
     assert_true(pool_free(p, b, 0));
-    assert_ptr_equal(pool_malloc(p, 257), b);
-    assert_true(pool_free(p, b, 512));
+    assert_ptr_equal(pool_malloc(p, bs), b); /* the same class */
+    assert_true(pool_free(p, b, bs));
 }
 
 static void test_free_invalid_changes_nothing(void **state)
@@ -349,6 +402,27 @@ static void test_open_embedded_bad_sizes(void **state)
     assert_int_equal(errno, EINVAL);
 }
 
+/* A pool too small for the default 256 thread records (23 KiB each with
+ * the default classes) gets fewer, and still serves every class. */
+static void test_open_embedded_small_pool_fewer_records(void **state)
+{
+    (void)state;
+    pool_t *p = pool_open_embedded(4u << 20);
+    assert_non_null(p);
+    assert_true(p->seg.max_threads >= 8 && p->seg.max_threads < PSHM_DEFAULT_MAX_THREADS);
+    for (size_t size = 8; size <= pool_max_size(p); size *= 2) {
+        void *b = pool_malloc(p, size + 1 <= pool_max_size(p) ? size + 1 : size);
+        assert_non_null(b);
+        assert_true(pool_free(p, b, 0));
+    }
+    pool_test_check(p);
+    pool_detach(p);
+    p = pool_open_embedded(POOL_DEFAULT_BYTES);
+    assert_non_null(p);
+    assert_int_equal(p->seg.max_threads, PSHM_DEFAULT_MAX_THREADS);
+    pool_detach(p);
+}
+
 struct churn_arg {
     pool_t *pool;
     int n;
@@ -419,7 +493,8 @@ static void test_detach_returns_cached_blocks(void **state)
 }
 
 /* A pool with configured, non-power-of-two classes (as poold --classes
- * makes): sizes above the largest class fail, frees of the wrong size fail. */
+ * makes): sizes above the largest class are large blocks, frees of the
+ * wrong size fail. */
 static pool_t *custom_pool(const char *classes)
 {
     char err[256];
@@ -433,18 +508,19 @@ static void test_custom_classes_bounds(void **state)
 {
     (void)state;
     pool_t *p = custom_pool("8,24,1000");
-    assert_int_equal(pool_max_size(p), 1000);
-    errno = 0;
-    assert_null(pool_malloc(p, 1001));
-    assert_int_equal(errno, EINVAL);
-    assert_null(pool_malloc(p, 2000));
+    assert_int_equal(pool_max_size(p), pa_load_relaxed(&p->seg.hdr->max_block));
+    char *l = pool_malloc(p, 1001); /* a large block: one whole span */
+    assert_non_null(l);
+    assert_int_equal(pool_block_size(p, l), p->seg.span_mask + 1);
+    assert_false(pool_free(p, l, 1000)); /* a size of a class */
+    assert_true(pool_free(p, l, 2000));
     char *a = pool_malloc(p, 1000);
     char *b = pool_malloc(p, 1000);
     assert_non_null(a);
     assert_non_null(b);
     assert_int_equal(pool_block_size(p, a), 1000);
     assert_int_equal((size_t)(b > a ? b - a : a - b), 1000);
-    assert_false(pool_free(p, a, 2000)); /* bigger than any class */
+    assert_false(pool_free(p, a, 2000)); /* a large size */
     assert_false(pool_free(p, a, 1001));
     assert_false(pool_free(p, a, 24));       /* another class */
     assert_false(pool_free(p, a + 8, 1000)); /* not a block start */
@@ -465,7 +541,9 @@ static void test_custom_classes_bounds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_class_mapping_powers_of_two, pool_test_setup,
+        cmocka_unit_test_setup_teardown(test_class_mapping_default, pool_test_setup,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_free_non_power_of_two_classes, pool_test_setup,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_class_mapping_too_big, pool_test_setup,
                                         pool_test_teardown),
@@ -487,6 +565,7 @@ int main(void)
                                         pool_test_teardown),
         cmocka_unit_test(test_exhaustion_returns_enomem_then_recovers),
         cmocka_unit_test(test_open_embedded_bad_sizes),
+        cmocka_unit_test(test_open_embedded_small_pool_fewer_records),
         cmocka_unit_test(test_custom_classes_bounds),
         cmocka_unit_test(test_two_pools_mark_their_own_slots),
         cmocka_unit_test_setup_teardown(test_thread_exit_returns_cached_blocks, pool_test_setup,

@@ -276,13 +276,14 @@ void exercise_limits(pool_t *p)
 }
 
 // Every power-of-two alignment up to poold::max_alignment, at sizes around
-// it, is honoured by a pool whose classes are powers of two: blocks held
-// together (so not one LIFO block) are each aligned.
+// it, is honoured by a pool with the default classes (or powers of two):
+// blocks held together (so not one LIFO block) are each aligned.
 void exercise_alignment(pool_t *p)
 {
     pool_stats_t before = snap(p);
     poold::memory_resource res(p);
-    const std::size_t max = pool_max_size(p);
+    // The largest class (above it, large blocks: whole spans, up to pool_max_size()).
+    const std::size_t max = before.cls[before.nclasses - 1].block_size;
     for (std::size_t align = 1; align <= poold::max_alignment; align *= 2) {
         const std::size_t sizes[] = {0, 1, align / 2, align, align + 1, 3 * align, 5000};
         for (std::size_t bytes : sizes) {
@@ -300,7 +301,11 @@ void exercise_alignment(pool_t *p)
                 res.deallocate(h, bytes, align);
         }
     }
-    // The largest class at the largest alignment, several at once.
+    // The largest class at the largest alignment, several at once; then a
+    // large block, which is aligned to its span.
+    void *big = res.allocate(4 * max + 1, poold::max_alignment);
+    assert_int_equal(reinterpret_cast<std::uintptr_t>(big) % poold::max_alignment, 0);
+    res.deallocate(big, 4 * max + 1, poold::max_alignment);
     void *held[4];
     for (void *&h : held) {
         h = res.allocate(max, poold::max_alignment);
@@ -398,7 +403,8 @@ void test_cpp_pool_handle(void **)
     assert_true(a.owns());
     assert_true(static_cast<bool>(a));
     assert_false(a.is_shared());
-    assert_int_equal(a.max_size(), 65536);
+    assert_int_equal(a.max_size(), pool_max_size(a.get()));
+    assert_true(a.max_size() > 65536); // large blocks above the largest class
     pool_t *raw = a.get();
     poold::memory_resource *r = a.resource();
     assert_true(r != nullptr && r->pool() == raw);
@@ -618,7 +624,7 @@ void test_cpp_live_odd_classes_alignment(void **state)
     poold::memory_resource res(p);
     for (int i = 0; i < 10; i++) {
         assert_true(throws_bad_alloc([&] { (void)res.allocate(16, 16); })); // class 24
-        assert_true(throws_bad_alloc([&] { (void)res.allocate(40, 32); })); // class 48: 16
+        assert_true(throws_bad_alloc([&] { (void)res.allocate(20, 32); })); // 32: class 48
     }
     void *held[10];
     for (void *&h : held) {

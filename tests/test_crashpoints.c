@@ -327,6 +327,62 @@ static void run_detach(world_t *w, me_t *m)
     pshm_proc_detach(&w->s, m->slot, false, &res);
 }
 
+/* Large blocks: a run of three spans (claim, free, handoff, adopt). */
+#define LARGE_BYTES(w) (2 * ((w)->s.span_mask + 1) + 1)
+static uint32_t large_head(world_t *w, int64_t off)
+{
+    if (off < 0)
+        _exit(2);
+    return (uint32_t)(((uint64_t)off - w->s.data_off) >> w->s.span_shift);
+}
+static void run_large_alloc(world_t *w, me_t *m)
+{
+    pshm_large_alloc(&w->s, m->t, own(m), LARGE_BYTES(w));
+}
+static void setup_large(world_t *w, me_t *m)
+{
+    attach(w, m);
+    m->idx = large_head(w, pshm_large_alloc(&w->s, m->t, own(m), LARGE_BYTES(w)));
+}
+static void run_large_free(world_t *w, me_t *m)
+{
+    pshm_large_free(&w->s, m->t, m->idx, own(m));
+}
+static void run_large_handoff(world_t *w, me_t *m)
+{
+    pshm_large_handoff(&w->s, m->t, m->idx, own(m));
+}
+static void setup_large_adopt(world_t *w, me_t *m)
+{
+    setup_large(w, m);
+    if (pshm_large_handoff(&w->s, m->t, m->idx, own(m)) < 0)
+        _exit(2);
+}
+static void run_large_adopt(world_t *w, me_t *m)
+{
+    pshm_large_adopt(&w->s, m->t, m->slot, m->idx);
+}
+
+/* A sweep of C1: two spans all free (in central and the cache), a third
+ * with blocks in use and part of it still a carving range. */
+static void setup_sweep(world_t *w, me_t *m)
+{
+    attach(w, m);
+    enum { N = 140 };
+    uint32_t b[N];
+    for (uint32_t i = 0; i < N; i++)
+        if ((b[i] = take(w, m, C1)) == PSHM_IDX_NONE)
+            _exit(2);
+    for (uint32_t i = 0; i < N - 3; i++)
+        put(w, m, C1, b[i]);
+}
+static void run_sweep(world_t *w, me_t *m)
+{
+    pshm_actor_t actor = {m->slot, m->t};
+    pshm_swept_t out;
+    pshm_sweep_class(&w->s, &actor, C1, &out);
+}
+
 static void run_reclaim(world_t *w, me_t *m)
 {
     pshm_actor_t actor = {m->slot, m->t};
@@ -347,6 +403,11 @@ static const step_t steps[] = {
     {"slot-claim", setup_none, run_slot_claim, VICTIM_NONE, false, false},
     {"slot-release", setup_slot_only, run_slot_release, VICTIM_NONE, false, false},
     {"detach", setup_detach, run_detach, VICTIM_NONE, false, false},
+    {"large-alloc", setup_attach, run_large_alloc, VICTIM_NONE, false, false},
+    {"large-free", setup_large, run_large_free, VICTIM_NONE, false, false},
+    {"large-handoff", setup_large, run_large_handoff, VICTIM_NONE, false, false},
+    {"large-adopt", setup_large_adopt, run_large_adopt, VICTIM_NONE, false, false},
+    {"sweep", setup_sweep, run_sweep, VICTIM_NONE, false, false},
     {"reclaim", setup_attach, run_reclaim, VICTIM_DEAD, false, false},
     {"reclaim-keep", setup_attach, run_reclaim, VICTIM_DEAD, true, false},
     {"reclaim-torn", setup_attach, run_reclaim, VICTIM_TORN, false, false},
@@ -419,7 +480,8 @@ static void world_make(world_t *w, const step_t *st)
     p.max_threads = 8;
     memset(w, 0, sizeof(*w));
     w->bytes = p.bytes;
-    assert_int_equal(pshm_os_create(NULL, p.bytes, 0600, -1, true, &w->base, err, sizeof(err)), 0);
+    assert_int_equal(
+        pshm_os_create(NULL, p.bytes, p.bytes, 0600, -1, true, &w->base, err, sizeof(err)), 0);
     assert_int_equal(pshm_format(w->base, &p, err, sizeof(err)), 0);
     assert_int_equal(pshm_view(&w->s, w->base, p.bytes, err, sizeof(err)), 0);
     pid_t me = getpid();
@@ -453,6 +515,10 @@ static void world_make(world_t *w, const step_t *st)
             cache_fill(w, &v, c, 4);
             put(w, &v, c, gap);
         }
+        /* And two large blocks, of one span and of three. */
+        uint8_t vo = pshm_own_val(v.slot);
+        assert_true(pshm_large_alloc(&w->s, v.t, vo, 100000 - 65536) >= 0);
+        assert_true(pshm_large_alloc(&w->s, v.t, vo, LARGE_BYTES(w)) >= 0);
     }
 }
 

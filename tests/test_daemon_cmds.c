@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -38,8 +39,8 @@
 #include "pshm_layout.h"
 
 /* The ABI version requests name, as text for literal requests. */
-#define TEST_ABI "5"
-_Static_assert(PSHM_ABI_VERSION == 5, "update TEST_ABI to PSHM_ABI_VERSION");
+#define TEST_ABI "6"
+_Static_assert(PSHM_ABI_VERSION == 6, "update TEST_ABI to PSHM_ABI_VERSION");
 
 typedef struct st {
     struct event_base *base;
@@ -603,6 +604,19 @@ static void test_stats_keys(void **state)
                                        "spans_carved",
                                        "bytes_carved",
                                        "bytes_in_use",
+                                       "bytes_committed",
+                                       "bytes_retained",
+                                       "bytes_purged_total",
+                                       "spans_free",
+                                       "large_blocks_in_use",
+                                       "large_bytes_in_use",
+                                       "large_bytes_asked",
+                                       "large_blocks_in_transit",
+                                       "large_allocations_total",
+                                       "large_frees_total",
+                                       "large_reclaimed_total",
+                                       "large_exhausted_total",
+                                       "spans_swept_total",
                                        "procs_attached",
                                        "procs_max",
                                        "procs_reclaimed_total",
@@ -755,9 +769,13 @@ static void test_stats_keys_have_help(void **state)
 
 static pid_t child_attach(const char *path, int ctl)
 {
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid != 0)
         return pid;
+    /* Dies with the test, should an assert end it before it says 'x'. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+        _exit(8);
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
@@ -920,14 +938,20 @@ static void test_adopt_existing_segment(void **state)
     prm.max_procs = 8;
     prm.max_threads = 8;
     void *base = NULL;
-    assert_int_equal(pshm_os_create(name, prm.bytes, 0600, -1, true, &base, err, sizeof(err)), 0);
+    assert_int_equal(
+        pshm_os_create(name, prm.bytes, prm.bytes, 0600, -1, true, &base, err, sizeof(err)), 0);
     assert_int_equal(pshm_format(base, &prm, err, sizeof(err)), 0);
     pshm_seg_t seg;
     assert_int_equal(pshm_view(&seg, base, prm.bytes, err, sizeof(err)), 0);
 
     /* A live worker (a sleeping child) and a dead one with 5 blocks in use. */
+    pid_t parent = getpid();
     pid_t live = fork();
     if (live == 0) {
+        /* Killed below; and with this test, should an assert end it
+         * first, so that no sleeping child outlives it. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(1);
         pause();
         _exit(0);
     }
@@ -1073,9 +1097,27 @@ static void test_config_table(void **state)
 
     pd_config_t c;
     pd_config_defaults(&c);
-    assert_int_equal(c.size, 64u << 20);
+    assert_int_equal(c.size, 0); /* computed: half of /dev/shm, bounded */
+    uint64_t dflt = pd_default_size();
+    assert_true(dflt >= PD_DEFAULT_SIZE_MIN && dflt <= PD_DEFAULT_SIZE_MAX);
+    assert_int_equal(dflt & ((1u << 20) - 1), 0);
+    assert_int_equal(c.prefault_all, 0);
+    assert_int_equal(c.purge_delay, 10);
+    assert_int_equal(c.retain, 4u << 20);
+    assert_int_equal(pd_config_set(&c, "prefault", "some", err, sizeof(err)), -EINVAL);
+    assert_int_equal(pd_config_set(&c, "prefault", "all", err, sizeof(err)), 0);
+    assert_int_equal(c.prefault_all, 1);
+    assert_int_equal(pd_config_set(&c, "purge_delay", "0", err, sizeof(err)), 0);
+    assert_int_equal(c.purge_delay, 0);
+    assert_int_equal(pd_config_set(&c, "retain", "0", err, sizeof(err)), 0);
+    assert_int_equal(c.retain, 0);
+    pd_config_defaults(&c);
     assert_int_equal(c.max_procs, 64);
-    assert_string_equal(c.classes, "8-65536");
+    assert_string_equal(c.classes, "fine");
+    assert_int_equal(pd_config_set(&c, "classes", "pow2", err, sizeof(err)), 0);
+    assert_int_equal(pd_config_set(&c, "classes", "8-65536", err, sizeof(err)), 0);
+    assert_int_equal(pd_config_set(&c, "classes", "fine", err, sizeof(err)), 0);
+    assert_int_equal(pd_config_set(&c, "classes", "finer", err, sizeof(err)), -EINVAL);
     assert_int_equal(pd_config_set(&c, "shm_name", "no-slash", err, sizeof(err)), -EINVAL);
     assert_int_equal(pd_config_set(&c, "metrics", "127.0.0.1", err, sizeof(err)), -EINVAL);
     assert_int_equal(pd_config_set(&c, "classes", "8,12", err, sizeof(err)), -EINVAL);

@@ -41,6 +41,8 @@
 
 #include <cmocka.h>
 
+#include "pshm_layout.h"
+
 extern char **environ;
 
 static char dir[64], sock[100], shm[64], logpath[160];
@@ -388,7 +390,8 @@ static void test_hostile_clients_while_workers_allocate(void **state)
     for (int i = 0; i < 500; i++) {
         int h = dial_retry(2000);
         assert_true(h >= 0);
-        int len = snprintf(line, sizeof(line), "HELLO abi=5 pid=%d name=forged\n", 100000 + i);
+        int len = snprintf(line, sizeof(line), "HELLO abi=%u pid=%d name=forged\n",
+                           PSHM_ABI_VERSION, 100000 + i);
         assert_int_equal(write(h, line, (size_t)len), len);
         closed = false;
         read_for(h, buf, sizeof(buf), 2000, &closed);
@@ -512,7 +515,8 @@ static void test_hostile_other_uid_refused(void **state)
         bool closed = false;
         if (fd < 0)
             _exit(3);
-        int len = snprintf(line, sizeof(line), "HELLO abi=5 pid=%d name=intruder\n", (int)getpid());
+        int len = snprintf(line, sizeof(line), "HELLO abi=%u pid=%d name=intruder\n",
+                           PSHM_ABI_VERSION, (int)getpid());
         if (write(fd, line, (size_t)len) != len)
             _exit(4);
         size_t n = read_for(fd, buf, sizeof(buf), 2000, &closed);

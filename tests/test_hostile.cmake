@@ -3,5 +3,7 @@ if(TARGET poold)
   target_compile_definitions(test_hostile PRIVATE
     POOLD_BIN="$<TARGET_FILE:poold>" POOLCTL_BIN="$<TARGET_FILE:poolctl>"
     WORKER_BIN="$<TARGET_FILE:pool_worker>")
+  # PSHM_ABI_VERSION, for the HELLOs it forges.
+  target_include_directories(test_hostile PRIVATE ${PROJECT_SOURCE_DIR}/shm)
   add_dependencies(test_hostile poold poolctl pool_worker)
 endif()

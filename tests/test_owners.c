@@ -30,29 +30,6 @@ static void sleep_us(long us)
     nanosleep(&ts, NULL);
 }
 
-static void full_write(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k <= 0)
-            _exit(3);
-        p += k;
-        n -= (size_t)k;
-    }
-}
-
-static void full_read(int fd, void *buf, size_t n)
-{
-    char *p = buf;
-    while (n) {
-        ssize_t k = read(fd, p, n);
-        assert_true(k > 0);
-        p += k;
-        n -= (size_t)k;
-    }
-}
-
 static uint64_t invalid(pool_t *p)
 {
     pool_stats_t st;
@@ -413,10 +390,19 @@ static void test_reclaim_races_live_free_threads(void **state)
 
 /* A child churning through refills, flushes, carves and thread exits of
  * small-batch classes, killed at a random moment; then the books must be
- * exact. */
+ * exact. Each churn thread notes, in a page shared with the parent, the
+ * offset of the block it is handing off and adopting back: a kill between
+ * the two leaves that block in transit (a dead sender's blocks wait for a
+ * receiver), and the parent is that receiver. */
+struct churn_arg {
+    pool_t *pool;
+    _Atomic uint64_t *passing; /* shared with the parent; 0: none */
+};
+
 static void *churn(void *arg)
 {
-    pool_t *p = arg;
+    struct churn_arg *a = arg;
+    pool_t *p = a->pool;
     static const size_t sizes[] = {24, 64, 600, 4000, 20000, 32768};
     void *held[200] = {0};
     unsigned seed = (unsigned)(uintptr_t)&held;
@@ -431,7 +417,11 @@ static void *churn(void *arg)
         }
         if (r % 5000 == 4999) { /* sometimes hand one off and take it back */
             void *b = pool_malloc(p, 128);
+            /* seq_cst: noted before the handoff, cleared after the adopt;
+             * the parent reads it after this process is dead. */
+            atomic_store(a->passing, (uint64_t)((char *)b - (char *)p->seg.base));
             void *c = pool_adopt(p, pool_handoff(p, b));
+            atomic_store(a->passing, 0);
             pool_free(p, c, 128);
         }
     }
@@ -453,8 +443,13 @@ static void test_sigkill_at_random_instructions(void **state)
 {
     pool_t *p = *state;
     unsigned seed = (unsigned)getpid();
-    uint64_t kills = 0, in_use_back = 0;
+    uint64_t kills = 0, in_use_back = 0, adopted = 0;
+    _Atomic uint64_t *passing =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(passing != MAP_FAILED);
     for (int round = 0; round < 60; round++) {
+        atomic_store(&passing[0], 0);
+        atomic_store(&passing[1], 0);
         int ready[2];
         assert_int_equal(pipe(ready), 0);
         pid_t pid = fork();
@@ -468,8 +463,9 @@ static void test_sigkill_at_random_instructions(void **state)
             if (write(ready[1], "a", 1) != 1)
                 _exit(3);
             pthread_t t[3];
-            pthread_create(&t[0], NULL, churn, p);
-            pthread_create(&t[1], NULL, churn, p);
+            struct churn_arg ca[2] = {{p, &passing[0]}, {p, &passing[1]}};
+            pthread_create(&t[0], NULL, churn, &ca[0]);
+            pthread_create(&t[1], NULL, churn, &ca[1]);
             for (;;) {
                 pthread_create(&t[2], NULL, churn_short, p);
                 pthread_join(t[2], NULL);
@@ -494,14 +490,32 @@ static void test_sigkill_at_random_instructions(void **state)
         assert_int_equal(st.procs_reclaimed, before.procs_reclaimed + 1);
         assert_int_equal(pshm_proc_find(&p->seg, pid), -ENOENT);
         in_use_back = st.reclaimed_in_use;
+        /* A block the child had handed off and not yet adopted back waits
+         * in transit; adopt it as its receiver. A noted block the kill
+         * caught before its handoff or after its adopt is not in transit,
+         * and pool_adopt() refuses it. */
+        uint64_t waiting = (uint64_t)pool_test_class(&st, 128)->blocks_in_transit, got = 0;
+        for (int i = 0; i < 2; i++) {
+            uint64_t off = atomic_load(&passing[i]);
+            void *b = off ? pool_adopt(p, off) : NULL;
+            if (b) {
+                assert_true(pool_free(p, b, 128));
+                got++;
+            }
+        }
+        assert_int_equal(got, waiting);
+        adopted += got;
+        assert_int_equal(pool_stats(p, &st), 0);
         for (uint32_t c = 0; c < st.nclasses; c++) {
             assert_int_equal(st.cls[c].blocks_in_use, 0);
             assert_int_equal(st.cls[c].blocks_in_transit, 0);
         }
         pool_test_check(p); /* counters == lists + caches + owner bytes */
     }
-    print_message("%llu kills, %llu in-use blocks given back, 0 lost\n", (unsigned long long)kills,
-                  (unsigned long long)in_use_back);
+    print_message("%llu kills, %llu in-use blocks given back, %llu adopted from transit, 0 lost\n",
+                  (unsigned long long)kills, (unsigned long long)in_use_back,
+                  (unsigned long long)adopted);
+    munmap((void *)passing, 4096);
 }
 
 /* How long the reclaim of a dead process takes on a 1 GiB segment, with

@@ -3,9 +3,12 @@
  * test_storm.c: a crash storm against a real poold (label `stress`).
  *
  * Worker processes attach with pool_attach(), three threads each; every
- * thread keeps a window of 48 owner-tagged blocks of 24 B to 20 KB (the tag
- * at both ends, checked before every free) and burns a 64 B block between
- * them. A random worker is SIGKILLed about every 0.3 s and replaced; poold
+ * thread keeps a window of 48 owner-tagged blocks of 24 B to 20 KB, and one
+ * time in 32 a large block of 64 KiB to 2 MiB (the tag at both ends, checked
+ * before every free), and burns a 64 B block between them. Large blocks
+ * come and go as runs of spans, and poold sweeps the classes' empty spans
+ * back when spans run short; poold purges free spans after 1 s (retain 0),
+ * so their memory leaves and comes back under the workers' feet. A random worker is SIGKILLed about every 0.3 s and replaced; poold
  * itself is SIGKILLed and restarted every 6 s. At the end every worker is
  * killed, and: no tag was ever seen changed (no block handed to two
  * owners), no allocation failed, and once poold has reclaimed them all, 0
@@ -37,6 +40,8 @@ struct shared {
     _Atomic uint64_t allocs;
     _Atomic uint64_t tag_errors;
     _Atomic uint64_t alloc_failures;
+    _Atomic uint64_t large_allocs;
+    _Atomic uint64_t large_failures; /* no run of free spans long enough: counted, not a fault */
     _Atomic uint64_t attach_retries;
     _Atomic uint64_t attached; /* workers that got a pool */
 };
@@ -75,8 +80,11 @@ static pid_t start_poold(void)
         int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0)
             _exit(126);
-        execl(POOLD_BIN, POOLD_BIN, "--socket", sock, "--shm-name", shm, "--size", "64M",
-              "--log-level", "warn", (char *)NULL);
+        /* 96 MiB: twelve threads hold up to 48 blocks each (1/32 of them
+         * up to 2 MiB) and a thread's caches up to 128 KiB per class of the
+         * 45; a small allocation that fails counts as a fault below. */
+        execl(POOLD_BIN, POOLD_BIN, "--socket", sock, "--shm-name", shm, "--size", "96M",
+              "--purge-delay", "1", "--retain", "0", "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
     double end = now_s() + 10;
@@ -110,12 +118,16 @@ static void *worker_thread(void *arg)
                 atomic_fetch_add(&sh->tag_errors, 1);
             win[k] = NULL;
         }
-        size_t s = 24 + (size_t)(rand_r(&seed) % (20000 - 24));
+        bool large = rand_r(&seed) % 32 == 0;
+        size_t s = large ? 65537 + (size_t)rand_r(&seed) % (2u << 20)
+                         : 24 + (size_t)(rand_r(&seed) % (20000 - 24));
         void *p = pool_malloc(w->pool, s);
         if (!p) {
-            atomic_fetch_add(&sh->alloc_failures, 1);
+            atomic_fetch_add(large ? &sh->large_failures : &sh->alloc_failures, 1);
             continue;
         }
+        if (large)
+            atomic_fetch_add_explicit(&sh->large_allocs, 1, memory_order_relaxed);
         uint64_t tag = (w->id << 32) | (uint64_t)k;
         memcpy(p, &tag, 8);
         memcpy((char *)p + s - 8, &tag, 8);
@@ -175,8 +187,9 @@ static void kill_worker(pid_t pid)
 }
 
 /* The segment, mapped here to read it at rest. */
-static void check_at_rest(uint64_t *in_use, uint64_t *transit, uint64_t *reclaimed,
-                          uint64_t *carved)
+static void check_at_rest(pid_t *poold, uint64_t *in_use, uint64_t *transit, uint64_t *reclaimed,
+                          uint64_t *carved, uint64_t *large_in_use, uint64_t *large_frees,
+                          uint64_t *purged)
 {
     char err[256];
     void *base;
@@ -197,9 +210,14 @@ static void check_at_rest(uint64_t *in_use, uint64_t *transit, uint64_t *reclaim
         assert_true(now_s() < end);
         sleep_ms(20);
     }
-    sleep_ms(100); /* poold's own drain of what it reclaimed */
+    /* poold is stopped for the walk: its sweep moves the lists. */
+    kill(*poold, SIGTERM);
+    waitpid(*poold, NULL, 0);
     pshm_stats_t st;
     pshm_stats(&seg, &st);
+    *large_in_use = st.large.in_use + st.large.in_transit;
+    *large_frees = st.large.frees;
+    *purged = st.bytes_purged;
     *in_use = *transit = *carved = 0;
     for (uint32_t c = 0; c < st.nclasses; c++) {
         *in_use += (uint64_t)st.cls[c].blocks_in_use;
@@ -216,6 +234,7 @@ static void check_at_rest(uint64_t *in_use, uint64_t *transit, uint64_t *reclaim
     if (rc != 0)
         fail_msg("books not exact after the storm: %s", err);
     pshm_os_unmap(base, bytes);
+    *poold = start_poold();
 }
 
 static void test_crash_storm(void **state)
@@ -262,18 +281,26 @@ static void test_crash_storm(void **state)
             kill_worker(w[i]);
             kills++;
         }
-        uint64_t in_use, transit, reclaimed, carved;
-        check_at_rest(&in_use, &transit, &reclaimed, &carved);
+        uint64_t in_use, transit, reclaimed, carved, large_in_use, large_frees, purged;
+        check_at_rest(&poold, &in_use, &transit, &reclaimed, &carved, &large_in_use, &large_frees,
+                      &purged);
         print_message("storm %d: %.0f s, %llu workers killed, %llu poold restarts, %llu "
                       "allocations, %llu in-use blocks reclaimed so far, %llu carved; in use %llu, "
                       "in transit %llu, lost 0 (books exact), tag errors %llu, allocation "
-                      "failures %llu\n",
+                      "failures %llu; large blocks %llu (%llu refused for room, %llu freed), "
+                      "%llu left; %llu MiB purged so far\n",
                       round + 1, seconds, (unsigned long long)kills, (unsigned long long)restarts,
                       (unsigned long long)atomic_load(&sh->allocs), (unsigned long long)reclaimed,
                       (unsigned long long)carved, (unsigned long long)in_use,
                       (unsigned long long)transit, (unsigned long long)atomic_load(&sh->tag_errors),
-                      (unsigned long long)atomic_load(&sh->alloc_failures));
+                      (unsigned long long)atomic_load(&sh->alloc_failures),
+                      (unsigned long long)atomic_load(&sh->large_allocs),
+                      (unsigned long long)atomic_load(&sh->large_failures),
+                      (unsigned long long)large_frees, (unsigned long long)large_in_use,
+                      (unsigned long long)(purged >> 20));
         assert_int_equal(in_use, 0);
+        assert_int_equal(large_in_use, 0);
+        assert_true(atomic_load(&sh->large_allocs) > 0);
         assert_int_equal(transit, 0);
         assert_int_equal(atomic_load(&sh->tag_errors), 0);
         assert_int_equal(atomic_load(&sh->alloc_failures), 0);

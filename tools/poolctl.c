@@ -597,6 +597,13 @@ static void print_table(const struct view *v, FILE *f)
     print_warnings(v, f);
     if (v->nwarn)
         fputc('\n', f);
+    /* Memory first: what the segment holds of /dev/shm, of its size. */
+    char m1[32], m2[32], m3[32], m4[32];
+    fprintf(f, "memory: %s committed of %s, %s retained free, %s spans free, %s purged\n",
+            human_bytes(scalar_num(v, "bytes_committed"), m1, sizeof(m1)),
+            human_bytes(scalar_num(v, "segment_bytes"), m2, sizeof(m2)),
+            human_bytes(scalar_num(v, "bytes_retained"), m3, sizeof(m3)), scalar(v, "spans_free"),
+            human_bytes(scalar_num(v, "bytes_purged_total"), m4, sizeof(m4)));
     fprintf(f, "poold %s  pid %s  up %s  segment %s (%s)  carved %s  in use %s  procs %s/%s\n",
             scalar(v, "version"), scalar(v, "pid"),
             human_uptime(scalar_num(v, "uptime_seconds"), u, sizeof(u)), scalar(v, "shm_name"),
