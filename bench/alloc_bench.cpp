@@ -2,13 +2,24 @@
 //
 // alloc_bench.cpp: the in-process workloads of the benchmark report
 // (docs/BENCHMARKS.md) beyond the seed's own, with Google Benchmark:
-//   pair/<alloc>/<size>     (b) one thread, allocate + free, 8 B .. 64 KiB
+//   pair/<alloc>/<size>     (b) one thread, allocate + free, 8 B .. 64 KiB (48 B: a
+//                               class that is not a power of two)
+//   pair_write/<alloc>/64   (b') one thread, allocate 64 B, write one byte
+//                               into the block, free; wall time, 7
+//                               repetitions (run with
+//                               --benchmark_enable_random_interleaving=true
+//                               to interleave them with the other rows)
+//   pair_write_unsized/poolclient/64
+//                               the same with pool_free(pool, p, 0), as a
+//                               free() that is not told the size
 //   threads/<alloc>/<n>     (c) n long-lived threads, each allocate + free of
 //                               the seed's size for its index; ops/s
 //   xthread/<alloc>/<size>  (f) one producer thread allocates and fills, one
 //                               consumer thread reads and frees, through a
 //                               bounded single-producer ring; blocks/s
 //   mixed/<alloc>           (g) mixed sizes and lifetimes (bench_common.hpp)
+//   large/<alloc>/<size>    one thread, allocate + write a byte per page + free,
+//                           256 KiB, 1 MiB, 16 MiB
 // <alloc>: poolclient, malloc (whatever malloc the process has: run it with
 // LD_PRELOAD and --expect-malloc=jemalloc etc.), seed_mutex_pool, pmr,
 // vector (pairs only), null (pairs only: a bound, not an allocator).
@@ -62,6 +73,28 @@ template <class A> void bm_pair(benchmark::State &state)
             }
             A::release(p, n);
         }
+    }
+}
+
+// (b') The pair as a caller that uses its block writes it: one byte stored
+// into the block between the allocation and the free. Sized: the free is
+// told the size (pool_free(pool, p, n)); unsized: pool_free(pool, p, 0),
+// which finds the class from the pointer, as free() does.
+template <class A, bool Sized> void bm_pair_write(benchmark::State &state)
+{
+    const std::size_t n = static_cast<std::size_t>(state.range(0));
+    unsigned char k = 0;
+    for (auto _ : state) {
+        void *p = A::alloc(n);
+        if (p == nullptr) {
+            state.SkipWithError("allocation returned NULL");
+            break;
+        }
+        *static_cast<volatile unsigned char *>(p) = k++;
+        if constexpr (Sized)
+            A::release(p, n);
+        else
+            A::release(p, 0);
     }
 }
 
@@ -230,9 +263,30 @@ template <class A> void bm_mixed(benchmark::State &state)
     w->drain();
 }
 
+// ---- large blocks ---------------------------------------------------------------
+
+// One thread: allocate, write one byte in every 4 KiB page, free; 256 KiB to
+// 16 MiB (the pool serves them as runs of whole spans).
+template <class A> void bm_large(benchmark::State &state)
+{
+    const std::size_t n = static_cast<std::size_t>(state.range(0));
+    for (auto _ : state) {
+        auto *p = static_cast<unsigned char *>(A::alloc(n));
+        if (p == nullptr) {
+            state.SkipWithError("allocation returned NULL");
+            break;
+        }
+        for (std::size_t i = 0; i < n; i += 4096)
+            p[i] = static_cast<unsigned char>(i);
+        benchmark::DoNotOptimize(p);
+        A::release(p, n);
+    }
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(n));
+}
+
 // ---- registration -----------------------------------------------------------
 
-const std::int64_t kPairSizes[] = {8,    16,   32,   64,   128,   256,   512,
+const std::int64_t kPairSizes[] = {8,    16,   32,   48,   64,   128,   256,   512,
                                    1024, 2000, 4096, 8192, 16384, 32768, 65536};
 
 template <class A>
@@ -244,6 +298,20 @@ void register_family(const char *name, bool pairs, bool threads, bool xthread, b
             b->Arg(s);
         // Short: one pair is a few ns, and 14 sizes x 6 allocators are many rows.
         b->UseRealTime()->MinTime(g_quick ? 0.002 : 0.05)->Unit(benchmark::kNanosecond);
+    }
+    if constexpr (!std::is_same_v<A, Vector>) {
+        if (pairs) {
+            auto *b = benchmark::RegisterBenchmark((std::string("pair_write/") + name).c_str(),
+                                                   bm_pair_write<A, true>);
+            b->Arg(64)->UseRealTime()->Repetitions(g_quick ? 1 : 7);
+            b->MinTime(g_quick ? 0.002 : 0.05)->Unit(benchmark::kNanosecond);
+        }
+        if constexpr (std::is_same_v<A, PoolClient>) {
+            auto *b = benchmark::RegisterBenchmark(
+                (std::string("pair_write_unsized/") + name).c_str(), bm_pair_write<A, false>);
+            b->Arg(64)->UseRealTime()->Repetitions(g_quick ? 1 : 7);
+            b->MinTime(g_quick ? 0.002 : 0.05)->Unit(benchmark::kNanosecond);
+        }
     }
     if constexpr (!std::is_same_v<A, Vector>) {
         if (threads) {
@@ -264,6 +332,15 @@ void register_family(const char *name, bool pairs, bool threads, bool xthread, b
             benchmark::RegisterBenchmark((std::string("mixed/") + name).c_str(), bm_mixed<A>)
                 ->UseRealTime()
                 ->Unit(benchmark::kMicrosecond);
+        // The seed's pool has no block above 64 KiB (its malloc returns NULL).
+        if (mixed && !std::is_same_v<A, SeedMutexPool>) {
+            auto *b = benchmark::RegisterBenchmark((std::string("large/") + name).c_str(),
+                                                   bm_large<A>);
+            for (std::int64_t s : {std::int64_t(256) << 10, std::int64_t(1) << 20,
+                                   std::int64_t(16) << 20})
+                b->Arg(s);
+            b->UseRealTime()->MinTime(g_quick ? 0.002 : 0.2)->Unit(benchmark::kMicrosecond);
+        }
     }
 }
 

@@ -12,12 +12,14 @@
 //                              `--proc-lt-iterations` times (default 50: a
 //                              repetition of tens of ms, not a few scheduler
 //                              slices)
-//   handoff/<alloc>/<size> (e) a producer process allocates, fills and hands
-//                              each block through a lock-free ring in shared
-//                              memory to a consumer process that takes it,
-//                              reads every byte and frees it; blocks/s with at
-//                              most 256 in flight, then p50/p99 latency (from
-//                              the producer's allocation to the consumer's
+//   handoff/<alloc>/<size> (e) 64 B to 16 MiB: a producer process
+//                              allocates, fills and hands each block through
+//                              a lock-free ring in shared memory to a
+//                              consumer process that takes it, reads every
+//                              byte and frees it; blocks/s with at most 256
+//                              in flight (64 MiB of them above 64 KiB), then
+//                              p50/p99 latency (from the producer's
+//                              allocation to the consumer's
 //                              free) with at most 4 in flight
 // <alloc>: poolclient (each process pool_attach()es the poold at --socket or
 // $POOLD_SOCKET; handoff through pool_handoff/pool_adopt), boost
@@ -335,10 +337,19 @@ void bm_procs(benchmark::State &state, Kind kind, bool long_lived)
 
 std::uint64_t handoff_blocks(std::size_t n)
 {
-    // About 400 MB filled and read per run, between 6400 and 200000 blocks.
+    // About 400 MB filled and read per run, between 6400 and 200000 blocks
+    // up to 64 KiB; above, 400 MB whatever the count (25 blocks of 16 MiB).
     std::uint64_t b = (std::uint64_t(400) << 20) / n;
-    b = std::clamp<std::uint64_t>(b, 6400, 200000);
-    return std::max<std::uint64_t>(1000, static_cast<std::uint64_t>(b * g_scale));
+    b = std::clamp<std::uint64_t>(b, n > 65536 ? 1 : 6400, 200000);
+    return std::max<std::uint64_t>(n > 65536 ? 8 : 1000, static_cast<std::uint64_t>(b * g_scale));
+}
+
+// Blocks in flight at most: 256, or 64 MiB of them for large blocks (4 of
+// 16 MiB), so that the pool, Boost's segment and the preallocated ring hold
+// them all (none_count() >= this for every size).
+std::uint64_t handoff_window(std::size_t n)
+{
+    return std::min<std::uint64_t>(256, std::max<std::uint64_t>(2, (std::uint64_t(64) << 20) / n));
 }
 
 std::size_t none_stride(std::size_t n)
@@ -465,7 +476,9 @@ void bm_handoff(benchmark::State &state, Kind kind)
         g_ctl->head.reset();
         g_ctl->tail.reset();
         double s =
-            run_children(2, [&](int i) { return handoff_child(kind, i, n, count, 256, false); });
+            run_children(2, [&](int i) {
+            return handoff_child(kind, i, n, count, handoff_window(n), false);
+        });
         if (s < 0) {
             state.SkipWithError(g_ctl->why[0] ? g_ctl->why : "a handoff process failed");
             break;
@@ -555,7 +568,7 @@ int main(int argc, char **argv)
         auto *b =
             benchmark::RegisterBenchmark((std::string("handoff/") + r.name).c_str(),
                                          [k = r.kind](benchmark::State &s) { bm_handoff(s, k); });
-        for (int n : {64, 256, 2000, 16384, 65536})
+        for (int n : {64, 256, 2000, 16384, 65536, 1 << 20, 16 << 20})
             b->Arg(n);
         b->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
     }

@@ -170,6 +170,10 @@ class Run:
                 elif prog == "alloc_bench":
                     fam, alloc, *arg = row.split("/")
                     a = m if alloc == "malloc" else alloc
+                    if fam.startswith("pair_write"):
+                        # (b'): every process's rows, side by side with its malloc
+                        self.add((f"{fam}@{m}", a, arg[0] if arg else ""), b)
+                        continue
                     if m != "glibc" and alloc != "malloc":
                         continue
                     self.add((fam, a, arg[0] if arg else ""), b)
@@ -344,6 +348,20 @@ def summarize(run):
             }
     S["pairs"] = pairs
 
+    # (b') the 64 B pair with a write, wall time, per process: its malloc
+    # and libpoolclient measured in the same process, interleaved
+    pw = {}
+    for key in run.samples:
+        if key[0].startswith("pair_write") and "@" in key[0]:
+            fam, m = key[0].split("@", 1)
+            a = key[1]
+            pw.setdefault(m, {})[f"{fam}/{a}"] = {
+                "real_ns": run.median(key, "real_s") * 1e9,
+                "cpu_ns": run.median(key, "cpu_s") * 1e9,
+                "n": run.count(key),
+            }
+    S["pair_write"] = pw
+
     def family(fam, field):
         out = {}
         for (f, a, arg), _ in run.samples.items():
@@ -353,6 +371,9 @@ def summarize(run):
 
     S["threads"] = family("threads", "ops_per_s")
     S["xthread"] = family("xthread", "blocks_per_s")
+    # large blocks: wall time per allocate + touch + free, as blocks per second
+    S["large"] = {a: {n: 1 / t for n, t in d.items() if t}
+                  for a, d in family("large", "real_s").items()}
     mixed = {}
     for (f, a, arg), bs in run.samples.items():
         if f == "mixed":
@@ -680,6 +701,27 @@ def markdown(run, S, charts, img_prefix):
         if "pairs.png" in charts:
             L.append(f"\n![pairs]({img_prefix}pairs.png)\n")
 
+    pw = S.get("pair_write") or {}
+    if pw:
+        L.append("\n### (b') One thread, allocate 64 B, write one byte, free (wall ns per pair)\n\n")
+        rows = []
+        for m in [x for x in MALLOCS if x in pw]:
+            d = pw[m]
+            pc = d.get("pair_write/poolclient", {})
+            ml = d.get(f"pair_write/{m}", {})
+            un = d.get("pair_write_unsized/poolclient", {})
+            rows.append([name(m), fmt(pc.get("real_ns"), "{:.2f}"), fmt(ml.get("real_ns"), "{:.2f}"),
+                         fmt(pc["real_ns"] / ml["real_ns"] if pc and ml else None),
+                         fmt(pc.get("cpu_ns"), "{:.2f}"), fmt(ml.get("cpu_ns"), "{:.2f}"),
+                         fmt(un.get("real_ns"), "{:.2f}"), pc.get("n", 0)])
+        L.append(table(["process's malloc", "libpoolclient", "that malloc", "libpoolclient / malloc",
+                        "libpoolclient CPU", "malloc CPU", "libpoolclient, free without size",
+                        "repetitions"], rows))
+        L.append("\nEach row is one process (its malloc through `LD_PRELOAD`): libpoolclient and that "
+                 "malloc measured side by side, 7 repetitions each, interleaved. Wall time, as a "
+                 "caller sees it; the CPU columns for comparison. The last column frees with "
+                 "`pool_free(pool, p, 0)`, as `free()` (no size) would.\n")
+
     def family_table(title, data, unit_div, unit, xs_name, note=""):
         if not data:
             return
@@ -775,7 +817,8 @@ def markdown(run, S, charts, img_prefix):
                  "Boost: `allocate`, `get_handle_from_address`, `get_address_from_handle`, "
                  "`deallocate` on one managed_shared_memory. No allocator: the producer cycles "
                  "through up to 4096 preallocated shared buffers (64 MiB at most), pre-faulted in "
-                 "both processes. Throughput with at most 256 blocks in flight; latency (from the "
+                 "both processes. Throughput with at most 256 blocks in flight (64 MiB of them "
+                 "for 1 MiB and 16 MiB blocks: 64 and 4); latency (from the "
                  "producer's allocation to the consumer's free, CLOCK_MONOTONIC across the two "
                  "processes) in a separate pass with at most 4 in flight, so that a full ring's "
                  "queueing is not what is measured. A side that waits spins briefly, then "
@@ -834,9 +877,10 @@ def markdown(run, S, charts, img_prefix):
             tg = sum(c["given"] for c in cls)
             rows.append(["all", sum(c["count"] for c in cls), "", fmt(100 * (1 - tr / tg), "{:.1f}%")])
             L.append(table(["class (bytes)", "allocations", "mean asked (bytes)", "internal fragmentation"], rows))
-            L.append("\nPower-of-two classes waste up to half a block by design (mean about a "
-                     "quarter for sizes spread evenly); a pool also keeps every span it carved "
-                     "for its class, which is where reserved/live above comes from.\n")
+            L.append("\nThe default classes (8, 16, 32, 48, 64, then four per doubling) waste at "
+                     "most 20% of a block (mean 7.8% for sizes spread evenly; powers of two, "
+                     "`classes = pow2`: up to half, mean a quarter); a pool also keeps every span "
+                     "it carved for its class, which is where reserved/live above comes from.\n")
         rows = []
         for a in ORDER:
             m = mem.get(a, {}).get("first")
@@ -847,6 +891,15 @@ def markdown(run, S, charts, img_prefix):
         if rows:
             L.append("\nMemory on the seed's FIRST workload (20 iterations, one process each):\n\n")
             L.append(table(["allocator", "peak RSS growth (MiB)", "reserved at the end (MiB)"], rows))
+
+    family_table("(h) Large blocks: allocate, write a byte per 4 KiB page, free (k blocks/s)",
+                 S["large"], 1e3, "k blocks/s", "bytes",
+                 "One thread, wall time (medians over the repetitions). libpoolclient serves "
+                 "these sizes as runs of whole 64 KiB spans from its free spans, committed when "
+                 "first claimed and kept while poold's `purge_delay` has not passed; glibc "
+                 "`mmap`s each block above its threshold (128 KiB, raised as blocks are freed), "
+                 "and the others keep large extents of their own. Handoffs of 1 MiB and 16 MiB "
+                 "blocks are in (e).")
 
     # cache misses
     if cg:
