@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pshm_ring.c: the bounded ring of pshm_ring.h.
+ *
+ * A cell's state, relative to the position p a sender or receiver looks
+ * at, is a number: 2 * lap + (value != 0), counted modulo 2^25 (the lap
+ * field is 24 bits). For a sender at p the cell should be EMPTY(lap(p)),
+ * state 2 * lap(p); for a receiver, FULL(lap(p)), one more. The difference
+ * d between what the cell holds and what the looker wants says all:
+ *   d == 0   the cell is the looker's to CAS;
+ *   d > 0    the hint is behind (the cell was filled, or filled and
+ *            emptied, at p already): move the hint on and look again;
+ *   d == -1  the ring is full (a sender: the cell still holds the value
+ *            of position p - cap) or empty (a receiver: nobody filled p);
+ *   else     a looker that read its hint long ago, or memory no ring
+ *            writes: look again if the hint moved, else -EPROTO.
+ * With correct hints d is 0, 1 or 2 for a looker that is not preempted
+ * between its two loads.
+ */
+#include "pshm_ring.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LAP_MASK ((UINT32_C(1) << PSHM_RING_LAP_BITS) - 1)
+#define STATE_MASK ((UINT32_C(1) << (PSHM_RING_LAP_BITS + 1)) - 1)
+
+void pshm_ring_init(struct pshm_ring *r, uint32_t shift)
+{
+    if (shift > PSHM_RING_MAX_SHIFT)
+        shift = PSHM_RING_MAX_SHIFT;
+    r->shift = shift;
+    r->reserved = 0;
+    /* Relaxed: nobody uses the ring yet; whoever publishes it (a channel's
+     * state word) does so with a release store after these. */
+    pa_store_relaxed(&r->tail, 0);
+    pa_store_relaxed(&r->head, 0);
+    pa_store_relaxed(&r->filled_seq, 0);
+    pa_store_relaxed(&r->recv_waiters, 0);
+    pa_store_relaxed(&r->emptied_seq, 0);
+    pa_store_relaxed(&r->send_waiters, 0);
+    pa_store_relaxed(&r->wakes, 0);
+    for (uint32_t i = 0; i < (UINT32_C(1) << shift); i++)
+        pa_store_relaxed(&r->cells[i], 0); /* EMPTY(0) */
+}
+
+/* State of word minus the state wanted at pos (full_wanted: 0 for a sender,
+ * 1 for a receiver), as a signed number. */
+static int32_t state_diff(uint64_t word, uint64_t pos, uint32_t shift, uint32_t full_wanted)
+{
+    uint32_t lap = (uint32_t)(word >> PSHM_RING_VALUE_BITS) & LAP_MASK;
+    uint32_t have = lap << 1 | (pshm_ring_word_value(word) != 0);
+    uint32_t want = ((uint32_t)(pos >> shift) & LAP_MASK) << 1 | full_wanted;
+    uint32_t d = (have - want) & STATE_MASK;
+    return d >= (STATE_MASK >> 1) + 1 ? (int32_t)d - (int32_t)(STATE_MASK + 1) : (int32_t)d;
+}
+
+/* Move a hint from pos to pos + 1 unless somebody did. acq_rel: pairs with
+ * the other movers' CAS only (a hint orders nothing else: the cells carry
+ * their own acquire and release). */
+static void hint_past(pa_u64 *hint, uint64_t pos)
+{
+    uint64_t expect = pos;
+    (void)pa_cas_strong_acq_rel(hint, &expect, pos + 1);
+}
+
+/* Shared by reserve and peek: find the cell at the hint in the wanted state. */
+static int look(struct pshm_ring *r, pa_u64 *hint, uint32_t full_wanted, uint64_t *pos,
+                uint64_t *word)
+{
+    uint64_t mask = ((uint64_t)1 << r->shift) - 1;
+    for (;;) {
+        /* Relaxed: a hint; the cell's acquire load below is what orders. */
+        uint64_t p = pa_load_relaxed(hint);
+        /* Acquire: pairs with the release of the fill or take CAS that wrote
+         * this state, so that its writer's earlier stores are visible. */
+        uint64_t c = pa_load_acquire(&r->cells[p & mask]);
+        int32_t d = state_diff(c, p, r->shift, full_wanted);
+        if (d == 0) {
+            *pos = p;
+            *word = c;
+            return 0;
+        }
+        bool moved = pa_load_relaxed(hint) != p;
+        if (d > 0 && (d <= 2 || moved)) {
+            hint_past(hint, p);
+            continue;
+        }
+        if (moved)
+            continue;
+        return d == -1 ? -EAGAIN : -EPROTO;
+    }
+}
+
+int pshm_ring_reserve(struct pshm_ring *r, uint64_t *pos, uint64_t *empty_word)
+{
+    return look(r, &r->tail, 0, pos, empty_word);
+}
+
+int pshm_ring_peek(struct pshm_ring *r, uint64_t *pos, uint64_t *full_word)
+{
+    return look(r, &r->head, 1, pos, full_word);
+}
+
+bool pshm_ring_fill(struct pshm_ring *r, uint64_t pos, uint64_t empty_word, uint64_t value)
+{
+    uint64_t mask = ((uint64_t)1 << r->shift) - 1;
+    uint64_t expect = empty_word;
+    /* acq_rel: the release publishes what the sender wrote before (the
+     * message's block) to the receiver whose peek loads this word with
+     * acquire; the acquire orders us after the take that emptied the cell. */
+    if (!pa_cas_strong_acq_rel(&r->cells[pos & mask], &expect,
+                               pshm_ring_word(pos, r->shift, value)))
+        return false;
+    hint_past(&r->tail, pos);
+    return true;
+}
+
+bool pshm_ring_take(struct pshm_ring *r, uint64_t pos, uint64_t full_word)
+{
+    uint64_t mask = ((uint64_t)1 << r->shift) - 1;
+    uint64_t expect = full_word;
+    /* acq_rel: pairs with the fill's release (acquire side) and with the
+     * next lap's sender, who loads EMPTY(lap + 1) with acquire. */
+    if (!pa_cas_strong_acq_rel(&r->cells[pos & mask], &expect,
+                               pshm_ring_word(pos + mask + 1, r->shift, 0)))
+        return false;
+    hint_past(&r->head, pos);
+    return true;
+}
+
+bool pshm_ring_holds(struct pshm_ring *r, uint64_t pos, uint64_t word)
+{
+    uint64_t mask = ((uint64_t)1 << r->shift) - 1;
+    /* Acquire: a reclaimer that finds the word gone then sees what the CAS
+     * that removed it was ordered after (a receiver's journal). */
+    return pa_load_acquire(&r->cells[pos & mask]) == word;
+}
+
+int pshm_ring_push(struct pshm_ring *r, uint64_t value)
+{
+    if (value == 0 || value > PSHM_RING_VALUE_MAX)
+        return -EINVAL;
+    for (;;) {
+        uint64_t pos, word;
+        int rc = pshm_ring_reserve(r, &pos, &word);
+        if (rc < 0)
+            return rc;
+        if (pshm_ring_fill(r, pos, word, value))
+            return 0;
+    }
+}
+
+int pshm_ring_pop(struct pshm_ring *r, uint64_t *value)
+{
+    for (;;) {
+        uint64_t pos, word;
+        int rc = pshm_ring_peek(r, &pos, &word);
+        if (rc < 0)
+            return rc;
+        if (pshm_ring_take(r, pos, word)) {
+            *value = pshm_ring_word_value(word);
+            return 0;
+        }
+    }
+}
+
+uint64_t pshm_ring_depth(struct pshm_ring *r)
+{
+    /* Relaxed: a moment's view for statistics; head read first so that a
+     * tail read later is at least as new (depth is never negative in a
+     * quiet ring, and is clamped in a busy one). */
+    uint64_t h = pa_load_relaxed(&r->head);
+    uint64_t t = pa_load_relaxed(&r->tail);
+    return t > h ? t - h : 0;
+}
+
+static void futex_wake(pa_u32 *word, int n)
+{
+    (void)syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* Sleep while *word == seen, at most ms (< 0: no bound). Shared futex (the
+ * word is in memory other processes map), so not FUTEX_PRIVATE_FLAG. */
+static void futex_sleep(pa_u32 *word, uint32_t seen, int ms)
+{
+    struct timespec ts, *tp = NULL;
+    if (ms >= 0) {
+        ts.tv_sec = ms / 1000;
+        ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+        tp = &ts;
+    }
+    (void)syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, tp, NULL, 0);
+}
+
+/* The waker's half of the event count: after its CAS on a cell, a
+ * seq_cst fence, then the waiters count. A sleeper does the mirror image
+ * (count itself, fence, look at the cells): of the two, at least one sees
+ * the other's store, so either the sleeper finds the cell or the waker
+ * finds the sleeper. With no sleeper this is the fence and one load. */
+static void wake_side(struct pshm_ring *r, pa_u32 *waiters, pa_u32 *seq)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (pa_load_relaxed(waiters) == 0)
+        return;
+    /* Release: a sleeper that reads the new seq (acquire, in wait_side)
+     * sees the cell we changed before it. */
+    atomic_fetch_add_explicit(seq, 1, memory_order_release);
+    futex_wake(seq, 1);
+    pa_add_relaxed(&r->wakes, 1); /* relaxed: statistics */
+}
+
+void pshm_ring_filled(struct pshm_ring *r)
+{
+    wake_side(r, &r->recv_waiters, &r->filled_seq);
+}
+
+void pshm_ring_emptied(struct pshm_ring *r)
+{
+    wake_side(r, &r->send_waiters, &r->emptied_seq);
+}
+
+void pshm_ring_kick(struct pshm_ring *r)
+{
+    atomic_fetch_add_explicit(&r->filled_seq, 1, memory_order_release); /* as in wake_side */
+    atomic_fetch_add_explicit(&r->emptied_seq, 1, memory_order_release);
+    futex_wake(&r->filled_seq, INT_MAX);
+    futex_wake(&r->emptied_seq, INT_MAX);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* try: one attempt (push or pop); 0 or a final error ends the wait. */
+typedef int (*ring_try_fn)(struct pshm_ring *r, uint64_t *v);
+
+static int try_push(struct pshm_ring *r, uint64_t *v)
+{
+    return pshm_ring_push(r, *v);
+}
+
+static int wait_side(struct pshm_ring *r, pa_u32 *waiters, pa_u32 *seq, ring_try_fn attempt,
+                     uint64_t *v, int timeout_ms, int slice_ms)
+{
+    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+    for (;;) {
+        int rc = attempt(r, v);
+        if (rc != -EAGAIN || timeout_ms == 0)
+            return rc;
+        int ms = -1;
+        if (timeout_ms > 0) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0)
+                return -EAGAIN;
+            ms = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        if (slice_ms > 0 && (ms < 0 || ms > slice_ms))
+            ms = slice_ms;
+        /* Relaxed add, then the seq_cst fence that wake_side's pairs with. */
+        atomic_fetch_add_explicit(waiters, 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
+        /* Acquire: pairs with wake_side's release bump. Read before the
+         * last look, so that a fill after the look changes it and the
+         * futex does not sleep. */
+        uint32_t seen = atomic_load_explicit(seq, memory_order_acquire);
+        rc = attempt(r, v);
+        if (rc == -EAGAIN)
+            futex_sleep(seq, seen, ms);
+        /* Relaxed: the count only tells wakers whether to call futex. */
+        atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+        if (rc != -EAGAIN)
+            return rc;
+    }
+}
+
+int pshm_ring_send(struct pshm_ring *r, uint64_t value, int timeout_ms, int slice_ms)
+{
+    int rc =
+        wait_side(r, &r->send_waiters, &r->emptied_seq, try_push, &value, timeout_ms, slice_ms);
+    if (rc == 0)
+        pshm_ring_filled(r);
+    return rc;
+}
+
+int pshm_ring_recv(struct pshm_ring *r, uint64_t *value, int timeout_ms, int slice_ms)
+{
+    int rc =
+        wait_side(r, &r->recv_waiters, &r->filled_seq, pshm_ring_pop, value, timeout_ms, slice_ms);
+    if (rc == 0)
+        pshm_ring_emptied(r);
+    return rc;
+}
