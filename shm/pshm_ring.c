@@ -3,19 +3,24 @@
  * pshm_ring.c: the bounded ring of pshm_ring.h.
  *
  * A cell's state, relative to the position p a sender or receiver looks
- * at, is a number: 2 * lap + (value != 0), counted modulo 2^25 (the lap
- * field is 24 bits). For a sender at p the cell should be EMPTY(lap(p)),
- * state 2 * lap(p); for a receiver, FULL(lap(p)), one more. The difference
- * d between what the cell holds and what the looker wants says all:
- *   d == 0   the cell is the looker's to CAS;
- *   d > 0    the hint is behind (the cell was filled, or filled and
- *            emptied, at p already): move the hint on and look again;
- *   d == -1  the ring is full (a sender: the cell still holds the value
- *            of position p - cap) or empty (a receiver: nobody filled p);
- *   else     a looker that read its hint long ago, or memory no ring
- *            writes: look again if the hint moved, else -EPROTO.
- * With correct hints d is 0, 1 or 2 for a looker that is not preempted
- * between its two loads.
+ * at, is a number: 3 * lap + state (EMPTY 0, FULL 1, TAKEN 2), the lap
+ * counted modulo 2^18. A sender at p wants EMPTY(lap(p)); a receiver
+ * FULL(lap(p)). The difference d between what the cell holds and what the
+ * looker wants says all:
+ *   d == 0        the cell is the looker's to CAS;
+ *   d > 0         the hint is behind (the cell went past p's state
+ *                 already): move the hint on and look again;
+ *   d == -1, -2   a sender: the ring is full (the cell still holds
+ *                 position p - cap, FULL or TAKEN and not released);
+ *   d == -1, -2   a receiver: the ring is empty (nobody filled p; the
+ *                 cell is EMPTY, or still TAKEN by p - cap's receiver);
+ *   else          a looker that read its hint long ago, or memory no ring
+ *                 writes: look again if the hint moved, else -EPROTO.
+ * With correct hints, a sender sees d in -2..3 and a receiver in -2..2,
+ * unless it was preempted between its two loads (then the hint moved).
+ * A stale CAS (a looker preempted for 2^18 laps that finds the very word
+ * it read) changes a cell that is in that state at that moment: it fills
+ * an empty cell or takes a full one, never one message twice.
  */
 #include "pshm_ring.h"
 
@@ -27,7 +32,6 @@
 #include <unistd.h>
 
 #define LAP_MASK ((UINT32_C(1) << PSHM_RING_LAP_BITS) - 1)
-#define STATE_MASK ((UINT32_C(1) << (PSHM_RING_LAP_BITS + 1)) - 1)
 
 void pshm_ring_init(struct pshm_ring *r, uint32_t shift)
 {
@@ -45,18 +49,17 @@ void pshm_ring_init(struct pshm_ring *r, uint32_t shift)
     pa_store_relaxed(&r->send_waiters, 0);
     pa_store_relaxed(&r->wakes, 0);
     for (uint32_t i = 0; i < (UINT32_C(1) << shift); i++)
-        pa_store_relaxed(&r->cells[i], 0); /* EMPTY(0) */
+        pa_store_relaxed(&r->cells[i], 0); /* EMPTY, lap 0 */
 }
 
-/* State of word minus the state wanted at pos (full_wanted: 0 for a sender,
- * 1 for a receiver), as a signed number. */
-static int32_t state_diff(uint64_t word, uint64_t pos, uint32_t shift, uint32_t full_wanted)
+/* State of word minus the state `want` at pos, as a signed number. */
+static int32_t state_diff(uint64_t word, uint64_t pos, uint32_t shift, uint32_t want)
 {
-    uint32_t lap = (uint32_t)(word >> PSHM_RING_VALUE_BITS) & LAP_MASK;
-    uint32_t have = lap << 1 | (pshm_ring_word_value(word) != 0);
-    uint32_t want = ((uint32_t)(pos >> shift) & LAP_MASK) << 1 | full_wanted;
-    uint32_t d = (have - want) & STATE_MASK;
-    return d >= (STATE_MASK >> 1) + 1 ? (int32_t)d - (int32_t)(STATE_MASK + 1) : (int32_t)d;
+    uint32_t lap_have = (uint32_t)(word >> 46) & LAP_MASK;
+    uint32_t lap_want = (uint32_t)(pos >> shift) & LAP_MASK;
+    uint32_t dl = (lap_have - lap_want) & LAP_MASK;
+    int32_t dlap = dl > (LAP_MASK >> 1) ? (int32_t)dl - (int32_t)(LAP_MASK + 1) : (int32_t)dl;
+    return 3 * dlap + (int32_t)pshm_ring_word_state(word) - (int32_t)want;
 }
 
 /* Move a hint from pos to pos + 1 unless somebody did. acq_rel: pairs with
@@ -68,101 +71,129 @@ static void hint_past(pa_u64 *hint, uint64_t pos)
     (void)pa_cas_strong_acq_rel(hint, &expect, pos + 1);
 }
 
-/* Shared by reserve and peek: find the cell at the hint in the wanted state. */
-static int look(struct pshm_ring *r, pa_u64 *hint, uint32_t full_wanted, uint64_t *pos,
-                uint64_t *word)
+/* Shared by reserve and peek: find the cell at the hint in state `want`;
+ * `worst` is the most a correct hint can be behind (3 for senders, 2 for
+ * receivers), `busy` the most negative d that means full / empty. */
+static int look(struct pshm_ring *r, pa_u64 *hint, uint32_t want, int32_t worst, int32_t busy,
+                uint64_t *pos, uint64_t *word)
 {
     uint64_t mask = ((uint64_t)1 << r->shift) - 1;
     for (;;) {
         /* Relaxed: a hint; the cell's acquire load below is what orders. */
         uint64_t p = pa_load_relaxed(hint);
-        /* Acquire: pairs with the release of the fill or take CAS that wrote
-         * this state, so that its writer's earlier stores are visible. */
+        /* Acquire: pairs with the release of the CAS that wrote this state,
+         * so that its writer's earlier stores are visible to us. */
         uint64_t c = pa_load_acquire(&r->cells[p & mask]);
-        int32_t d = state_diff(c, p, r->shift, full_wanted);
+        int32_t d = state_diff(c, p, r->shift, want);
         if (d == 0) {
             *pos = p;
             *word = c;
             return 0;
         }
         bool moved = pa_load_relaxed(hint) != p;
-        if (d > 0 && (d <= 2 || moved)) {
+        if (d > 0 && (d <= worst || moved)) {
             hint_past(hint, p);
             continue;
         }
         if (moved)
             continue;
-        return d == -1 ? -EAGAIN : -EPROTO;
+        return d < 0 && d >= busy ? -EAGAIN : -EPROTO;
     }
 }
 
 int pshm_ring_reserve(struct pshm_ring *r, uint64_t *pos, uint64_t *empty_word)
 {
-    return look(r, &r->tail, 0, pos, empty_word);
+    return look(r, &r->tail, PSHM_RING_EMPTY, 3, -2, pos, empty_word);
 }
 
 int pshm_ring_peek(struct pshm_ring *r, uint64_t *pos, uint64_t *full_word)
 {
-    return look(r, &r->head, 1, pos, full_word);
+    return look(r, &r->head, PSHM_RING_FULL, 2, -2, pos, full_word);
 }
 
-bool pshm_ring_fill(struct pshm_ring *r, uint64_t pos, uint64_t empty_word, uint64_t value)
+bool pshm_ring_fill(struct pshm_ring *r, uint64_t pos, uint64_t empty_word, uint32_t who,
+                    uint32_t value)
 {
     uint64_t mask = ((uint64_t)1 << r->shift) - 1;
     uint64_t expect = empty_word;
     /* acq_rel: the release publishes what the sender wrote before (the
      * message's block) to the receiver whose peek loads this word with
-     * acquire; the acquire orders us after the take that emptied the cell. */
+     * acquire; the acquire orders us after the release that emptied it. */
     if (!pa_cas_strong_acq_rel(&r->cells[pos & mask], &expect,
-                               pshm_ring_word(pos, r->shift, value)))
+                               pshm_ring_word(pos, r->shift, PSHM_RING_FULL, who, value)))
         return false;
     hint_past(&r->tail, pos);
     return true;
 }
 
-bool pshm_ring_take(struct pshm_ring *r, uint64_t pos, uint64_t full_word)
+bool pshm_ring_take(struct pshm_ring *r, uint64_t pos, uint64_t full_word, uint32_t taker,
+                    uint64_t *taken_word)
 {
     uint64_t mask = ((uint64_t)1 << r->shift) - 1;
     uint64_t expect = full_word;
-    /* acq_rel: pairs with the fill's release (acquire side) and with the
-     * next lap's sender, who loads EMPTY(lap + 1) with acquire. */
-    if (!pa_cas_strong_acq_rel(&r->cells[pos & mask], &expect,
-                               pshm_ring_word(pos + mask + 1, r->shift, 0)))
+    uint64_t w =
+        pshm_ring_word(pos, r->shift, PSHM_RING_TAKEN, taker, pshm_ring_word_value(full_word));
+    /* acq_rel: acquire pairs with the fill's release; only one taker wins. */
+    if (!pa_cas_strong_acq_rel(&r->cells[pos & mask], &expect, w))
         return false;
     hint_past(&r->head, pos);
+    if (taken_word)
+        *taken_word = w;
     return true;
 }
 
-bool pshm_ring_holds(struct pshm_ring *r, uint64_t pos, uint64_t word)
+bool pshm_ring_release(struct pshm_ring *r, uint64_t pos, uint64_t taken_word)
 {
     uint64_t mask = ((uint64_t)1 << r->shift) - 1;
-    /* Acquire: a reclaimer that finds the word gone then sees what the CAS
-     * that removed it was ordered after (a receiver's journal). */
-    return pa_load_acquire(&r->cells[pos & mask]) == word;
+    uint64_t expect = taken_word;
+    /* acq_rel: the release orders the receiver's work on the message (its
+     * adopt) before the next lap's sender, who loads EMPTY with acquire. */
+    return pa_cas_strong_acq_rel(&r->cells[pos & mask], &expect,
+                                 pshm_ring_word(pos + mask + 1, r->shift, PSHM_RING_EMPTY, 0, 0));
 }
 
-int pshm_ring_push(struct pshm_ring *r, uint64_t value)
+uint64_t pshm_ring_cell(struct pshm_ring *r, uint32_t i)
 {
-    if (value == 0 || value > PSHM_RING_VALUE_MAX)
-        return -EINVAL;
+    /* Acquire: a reclaimer then sees what the CAS that wrote it followed. */
+    return pa_load_acquire(&r->cells[i & ((UINT32_C(1) << r->shift) - 1)]);
+}
+
+uint64_t pshm_ring_cell_pos(struct pshm_ring *r, uint32_t i, uint64_t word)
+{
+    /* The position of cell i whose lap (mod 2^18) the word names, taken
+     * near the head: the lap of head, or of the lap before or after. */
+    uint64_t h = pa_load_relaxed(&r->head); /* relaxed: a hint */
+    uint64_t base = (h >> r->shift) << r->shift | i;
+    for (int k = -1; k <= 1; k++) {
+        uint64_t p = base + (uint64_t)((int64_t)k << r->shift);
+        if (state_diff(word, p, r->shift, pshm_ring_word_state(word)) == 0)
+            return p;
+    }
+    return base;
+}
+
+int pshm_ring_push(struct pshm_ring *r, uint32_t who, uint32_t value)
+{
     for (;;) {
         uint64_t pos, word;
         int rc = pshm_ring_reserve(r, &pos, &word);
         if (rc < 0)
             return rc;
-        if (pshm_ring_fill(r, pos, word, value))
+        if (pshm_ring_fill(r, pos, word, who, value))
             return 0;
     }
 }
 
-int pshm_ring_pop(struct pshm_ring *r, uint64_t *value)
+int pshm_ring_pop(struct pshm_ring *r, uint32_t *who, uint32_t *value)
 {
     for (;;) {
-        uint64_t pos, word;
+        uint64_t pos, word, taken;
         int rc = pshm_ring_peek(r, &pos, &word);
         if (rc < 0)
             return rc;
-        if (pshm_ring_take(r, pos, word)) {
+        if (pshm_ring_take(r, pos, word, 0, &taken)) {
+            (void)pshm_ring_release(r, pos, taken);
+            *who = pshm_ring_word_who(word);
             *value = pshm_ring_word_value(word);
             return 0;
         }
@@ -239,20 +270,14 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* try: one attempt (push or pop); 0 or a final error ends the wait. */
-typedef int (*ring_try_fn)(struct pshm_ring *r, uint64_t *v);
-
-static int try_push(struct pshm_ring *r, uint64_t *v)
+int pshm_ring_wait(struct pshm_ring *r, bool for_room, pshm_ring_attempt_fn attempt, void *arg,
+                   int timeout_ms, int slice_ms)
 {
-    return pshm_ring_push(r, *v);
-}
-
-static int wait_side(struct pshm_ring *r, pa_u32 *waiters, pa_u32 *seq, ring_try_fn attempt,
-                     uint64_t *v, int timeout_ms, int slice_ms)
-{
+    pa_u32 *waiters = for_room ? &r->send_waiters : &r->recv_waiters;
+    pa_u32 *seq = for_room ? &r->emptied_seq : &r->filled_seq;
     int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
     for (;;) {
-        int rc = attempt(r, v);
+        int rc = attempt(arg);
         if (rc != -EAGAIN || timeout_ms == 0)
             return rc;
         int ms = -1;
@@ -268,10 +293,10 @@ static int wait_side(struct pshm_ring *r, pa_u32 *waiters, pa_u32 *seq, ring_try
         atomic_fetch_add_explicit(waiters, 1, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);
         /* Acquire: pairs with wake_side's release bump. Read before the
-         * last look, so that a fill after the look changes it and the
+         * last look, so that a change after the look moves it and the
          * futex does not sleep. */
         uint32_t seen = atomic_load_explicit(seq, memory_order_acquire);
-        rc = attempt(r, v);
+        rc = attempt(arg);
         if (rc == -EAGAIN)
             futex_sleep(seq, seen, ms);
         /* Relaxed: the count only tells wakers whether to call futex. */
@@ -281,20 +306,41 @@ static int wait_side(struct pshm_ring *r, pa_u32 *waiters, pa_u32 *seq, ring_try
     }
 }
 
-int pshm_ring_send(struct pshm_ring *r, uint64_t value, int timeout_ms, int slice_ms)
+struct one_step {
+    struct pshm_ring *r;
+    uint32_t who, value;
+};
+
+static int push_step(void *arg)
 {
-    int rc =
-        wait_side(r, &r->send_waiters, &r->emptied_seq, try_push, &value, timeout_ms, slice_ms);
+    struct one_step *o = arg;
+    return pshm_ring_push(o->r, o->who, o->value);
+}
+
+static int pop_step(void *arg)
+{
+    struct one_step *o = arg;
+    return pshm_ring_pop(o->r, &o->who, &o->value);
+}
+
+int pshm_ring_send(struct pshm_ring *r, uint32_t who, uint32_t value, int timeout_ms, int slice_ms)
+{
+    struct one_step o = {r, who, value};
+    int rc = pshm_ring_wait(r, true, push_step, &o, timeout_ms, slice_ms);
     if (rc == 0)
         pshm_ring_filled(r);
     return rc;
 }
 
-int pshm_ring_recv(struct pshm_ring *r, uint64_t *value, int timeout_ms, int slice_ms)
+int pshm_ring_recv(struct pshm_ring *r, uint32_t *who, uint32_t *value, int timeout_ms,
+                   int slice_ms)
 {
-    int rc =
-        wait_side(r, &r->recv_waiters, &r->filled_seq, pshm_ring_pop, value, timeout_ms, slice_ms);
-    if (rc == 0)
+    struct one_step o = {r, 0, 0};
+    int rc = pshm_ring_wait(r, false, pop_step, &o, timeout_ms, slice_ms);
+    if (rc == 0) {
         pshm_ring_emptied(r);
+        *who = o.who;
+        *value = o.value;
+    }
     return rc;
 }

@@ -1,25 +1,30 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pshm_ring.h: a bounded ring of 40-bit values in shared memory, for many
+ * pshm_ring.h: a bounded ring of messages in shared memory, for many
  * senders and many receivers in any number of processes, that a process
- * killed at any instruction cannot wedge; with futex wake-ups that cost
- * nothing while nobody sleeps. The carrier of channels (docs/internals.md,
- * "Rings").
+ * killed at any instruction cannot wedge or make lose track of a message;
+ * with futex wake-ups that cost nothing while nobody sleeps. The carrier
+ * of channels (docs/internals.md, "Rings").
  *
- * Every change of the ring is one compare-and-swap of one cell. A cell
- * holds a lap number (24 bits) and a value (40 bits, 0: none), and goes
- * through the states EMPTY(0), FULL(0, v), EMPTY(1), FULL(1, w), ... : the
- * sender of position p turns EMPTY(lap(p)) into FULL(lap(p), v), and its
- * receiver turns that into EMPTY(lap(p) + 1). `tail` and `head` only say
- * where to look: whoever finds one behind its cell moves it on, so that a
- * process that dies between its cell's CAS and the hint's leaves nothing
- * half done. A cell's word names its lap and its value, so that a journal
- * holding the word can tell later whether that very CAS took place (the
- * word is still there, or not); a word repeats only after 2^24 laps.
+ * A message is a 32-bit value (a channel sends a block's offset / 8) and a
+ * 12-bit `who`. Every change of the ring is one compare-and-swap of one
+ * 64-bit cell, which goes through EMPTY, FULL(who = the sender, v),
+ * TAKEN(who = the receiver, v) and EMPTY again, one lap further:
+ *   - a sender turns the cell at position p from EMPTY(lap(p)) into
+ *     FULL(lap(p), sender, v);
+ *   - a receiver turns it into TAKEN(lap(p), receiver, v): the message is
+ *     its own, and the cell says whose;
+ *   - when the receiver has done what it must (a channel: adopted the
+ *     block), it turns the cell into EMPTY(lap(p) + 1), the room for the
+ *     next lap's sender.
+ * So at every instant the ring itself says who holds each message it has
+ * seen and not let go, and a reclaimer that finds a dead sender's FULL or
+ * a dead receiver's TAKEN cell knows exactly what to finish. `tail` and
+ * `head` only say where to look: whoever finds one behind moves it on.
  *
  * Positions fill in order (a sender takes the cell at `tail`, and `tail`
- * passes a cell only once it is full) and empty in order, so the ring is
- * first in, first out for every receiver.
+ * passes a cell only once it is full) and are taken in order, so the ring
+ * is first in, first out for every receiver.
  */
 #ifndef PSHM_RING_H
 #define PSHM_RING_H
@@ -30,10 +35,16 @@
 
 #include "pshm_atomic.h"
 
-#define PSHM_RING_VALUE_BITS 40u
-#define PSHM_RING_VALUE_MAX ((UINT64_C(1) << PSHM_RING_VALUE_BITS) - 1)
-#define PSHM_RING_LAP_BITS 24u
+/* Cell word: lap (18 bits) | state (2) | who (12) | value (32). */
+#define PSHM_RING_LAP_BITS 18u
+#define PSHM_RING_WHO_MAX 0xfffu
 #define PSHM_RING_MAX_SHIFT 20u /* at most 2^20 cells */
+
+enum pshm_ring_state {
+    PSHM_RING_EMPTY = 0,
+    PSHM_RING_FULL = 1,
+    PSHM_RING_TAKEN = 2,
+};
 
 struct pshm_ring {
     /* Hints: every position below `tail` is full or was emptied, every
@@ -71,63 +82,83 @@ static inline uint32_t pshm_ring_cap(const struct pshm_ring *r)
     return UINT32_C(1) << r->shift;
 }
 
-/* The words a journal may keep. */
-static inline uint64_t pshm_ring_word(uint64_t pos, uint32_t shift, uint64_t value)
+static inline uint64_t pshm_ring_word(uint64_t pos, uint32_t shift, uint32_t state, uint32_t who,
+                                      uint32_t value)
 {
     uint64_t lap = (pos >> shift) & ((UINT64_C(1) << PSHM_RING_LAP_BITS) - 1);
-    return lap << PSHM_RING_VALUE_BITS | value;
+    return lap << 46 | (uint64_t)state << 44 | (uint64_t)(who & PSHM_RING_WHO_MAX) << 32 | value;
 }
-static inline uint64_t pshm_ring_word_value(uint64_t word)
+static inline uint32_t pshm_ring_word_state(uint64_t w)
 {
-    return word & PSHM_RING_VALUE_MAX;
+    return (uint32_t)(w >> 44) & 3u;
+}
+static inline uint32_t pshm_ring_word_who(uint64_t w)
+{
+    return (uint32_t)(w >> 32) & PSHM_RING_WHO_MAX;
+}
+static inline uint32_t pshm_ring_word_value(uint64_t w)
+{
+    return (uint32_t)w;
 }
 
 /*
- * Two-step send, for a caller that journals between the steps:
- * pshm_ring_reserve() finds the cell a send would fill (its position and
- * the EMPTY word it holds; 0) or says the ring is full (-EAGAIN);
- * pshm_ring_fill() makes that one CAS, true when it took place (false:
- * another sender was first; reserve again). -EPROTO: a cell in a state no
- * ring reaches (the memory was overwritten).
+ * The steps, for a caller that does work between them:
+ * pshm_ring_reserve() finds the cell a send would fill: its position and
+ * the EMPTY word it holds (0), or -EAGAIN when the ring is full;
+ * pshm_ring_fill() makes the CAS that puts (who, value) there: true when it
+ * took place (false: another sender was first; reserve again).
+ * pshm_ring_peek() finds the FULL cell at the head (0), or -EAGAIN when the
+ * ring is empty; pshm_ring_take() makes it TAKEN by `taker`, true when it
+ * took place; *taken_word gets the word it wrote. pshm_ring_release() ends
+ * a TAKEN cell (room for the next lap): true when it did, false when the
+ * cell no longer holds that word (someone released it already).
+ * -EPROTO: a cell in a state no ring reaches (the memory was overwritten).
  */
 int pshm_ring_reserve(struct pshm_ring *r, uint64_t *pos, uint64_t *empty_word);
-bool pshm_ring_fill(struct pshm_ring *r, uint64_t pos, uint64_t empty_word, uint64_t value);
-
-/* Two-step receive: pshm_ring_peek() gives the position and FULL word at
- * the head (0), or -EAGAIN when the ring is empty; pshm_ring_take() makes
- * the CAS that empties it, true when it took place. -EPROTO as above. */
+bool pshm_ring_fill(struct pshm_ring *r, uint64_t pos, uint64_t empty_word, uint32_t who,
+                    uint32_t value);
 int pshm_ring_peek(struct pshm_ring *r, uint64_t *pos, uint64_t *full_word);
-bool pshm_ring_take(struct pshm_ring *r, uint64_t pos, uint64_t full_word);
+bool pshm_ring_take(struct pshm_ring *r, uint64_t pos, uint64_t full_word, uint32_t taker,
+                    uint64_t *taken_word);
+bool pshm_ring_release(struct pshm_ring *r, uint64_t pos, uint64_t taken_word);
 
-/* One-step forms: 0, -EAGAIN (full / empty), -EINVAL (value 0 or above
- * PSHM_RING_VALUE_MAX), -EPROTO. They do not wake anyone: see below. */
-int pshm_ring_push(struct pshm_ring *r, uint64_t value);
-int pshm_ring_pop(struct pshm_ring *r, uint64_t *value);
+/* One-step forms (a pop takes and releases at once, as taker 0): 0,
+ * -EAGAIN (full / empty), -EPROTO. They wake nobody: see below. */
+int pshm_ring_push(struct pshm_ring *r, uint32_t who, uint32_t value);
+int pshm_ring_pop(struct pshm_ring *r, uint32_t *who, uint32_t *value);
 
-/* Is the cell at pos still holding word? For a reclaimer reading a dead
- * process's journal: the CAS it names is still to be made (or was undone
- * by nothing: words do not come back for 2^24 laps). */
-bool pshm_ring_holds(struct pshm_ring *r, uint64_t pos, uint64_t word);
+/* The word in cell i (0 <= i < cap), for a reclaimer's walk; the cell's
+ * position is that of its lap: pshm_ring_cell_pos(). */
+uint64_t pshm_ring_cell(struct pshm_ring *r, uint32_t i);
+uint64_t pshm_ring_cell_pos(struct pshm_ring *r, uint32_t i, uint64_t word);
 
-/* Messages in the ring now (tail - head, from the hints: a moment's view). */
+/* Messages between head and tail now (a moment's view, from the hints). */
 uint64_t pshm_ring_depth(struct pshm_ring *r);
 
 /* After a fill: wake a receiver if one sleeps (a fence and one load when
- * none does). After a take: the same for a sender waiting for room. */
+ * none does). After a release: the same for a sender waiting for room. */
 void pshm_ring_filled(struct pshm_ring *r);
 void pshm_ring_emptied(struct pshm_ring *r);
 
 /*
- * Blocking forms. timeout_ms: 0 never waits, < 0 waits for ever, else up
- * to that long. slice_ms > 0 bounds each sleep, so that a waker that died
- * between its fill and its wake-up costs a sleeper at most that long
- * (< 0: unbounded sleeps, for tests that must see every wake-up arrive).
- * 0, -EAGAIN when the time ran out (full / empty), -EINVAL, -EPROTO. A
- * signal that interrupts a sleep does not end the wait (as with
- * pthread_cond_wait).
+ * Waiting. pshm_ring_wait() runs attempt(arg) until it returns anything but
+ * -EAGAIN, sleeping in between on the receivers' side (for_room false: a
+ * fill wakes it) or the senders' (for_room true: a release wakes it).
+ * timeout_ms: 0 never sleeps, < 0 waits for ever, else up to that long;
+ * slice_ms > 0 bounds each sleep, so that a waker that died between its
+ * change and its wake-up costs a sleeper at most that long (< 0: no bound,
+ * for tests that must see every wake-up arrive). Returns what attempt
+ * returned, or -EAGAIN when the time ran out. A signal that interrupts a
+ * sleep does not end the wait (as with pthread_cond_wait).
  */
-int pshm_ring_send(struct pshm_ring *r, uint64_t value, int timeout_ms, int slice_ms);
-int pshm_ring_recv(struct pshm_ring *r, uint64_t *value, int timeout_ms, int slice_ms);
+typedef int (*pshm_ring_attempt_fn)(void *arg);
+int pshm_ring_wait(struct pshm_ring *r, bool for_room, pshm_ring_attempt_fn attempt, void *arg,
+                   int timeout_ms, int slice_ms);
+
+/* push / pop with waiting and the wake-ups. */
+int pshm_ring_send(struct pshm_ring *r, uint32_t who, uint32_t value, int timeout_ms, int slice_ms);
+int pshm_ring_recv(struct pshm_ring *r, uint32_t *who, uint32_t *value, int timeout_ms,
+                   int slice_ms);
 
 /* Wake every sleeper on both sides (a reclaimer, after a death). */
 void pshm_ring_kick(struct pshm_ring *r);
