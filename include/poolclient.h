@@ -175,6 +175,65 @@ POOL_API size_t pool_block_size(pool_t *pool, const void *ptr);
 
 /* ---- statistics (see README, "What the statistics mean") ---- */
 
+/*
+ * Channels: named queues of blocks between the processes attached to one
+ * pool, without a copy. A block sent belongs to the channel until one
+ * receiver takes it (it is in transit: no process's death loses it); the
+ * receiver owns it then and frees it as any block. Each message goes to
+ * exactly one receiver, first in, first out. See poolclient(3), CHANNELS.
+ */
+typedef struct pool_chan pool_chan_t;
+
+enum pool_chan_kind {
+    POOL_CHAN_QUEUE = 1, /* each message to exactly one receiver */
+};
+
+#define POOL_CHAN_CREATE 1u /* make the channel if it does not exist */
+#define POOL_CHAN_EXCL 2u   /* with POOL_CHAN_CREATE: fail (EEXIST) if it exists */
+#define POOL_CHAN_MAX_CAPACITY 1024u
+#define POOL_CHAN_NAME_MAX 47u
+
+struct pool_chan_opts {
+    unsigned kind;     /* enum pool_chan_kind; 0: a queue */
+    unsigned capacity; /* messages it holds when made: rounded up to a power
+                          of two, 1 to POOL_CHAN_MAX_CAPACITY; 0: 256 */
+    unsigned flags;    /* POOL_CHAN_CREATE, POOL_CHAN_EXCL; 0: join only */
+};
+
+/*
+ * pool_chan_open: join channel `name` (1 to POOL_CHAN_NAME_MAX printable
+ * bytes, no spaces), or make it. opts NULL: a queue of 256 messages, made
+ * if missing, else joined. NULL with errno: EINVAL (name or opts), ENOENT
+ * (missing and not POOL_CHAN_CREATE), EEXIST (POOL_CHAN_EXCL and it
+ * exists), EPROTOTYPE (it exists with another kind), ENOSPC (the pool's
+ * 32 channels are all in use), EAGAIN (no thread record, or a reclaim
+ * held the pool for a second), ENOMEM.
+ */
+POOL_API POOL_NODISCARD pool_chan_t *pool_chan_open(pool_t *pool, const char *name,
+                                                    const struct pool_chan_opts *opts);
+
+/*
+ * pool_chan_send: send the block at ptr (this process's, from pool_malloc;
+ * size is informational and may be 0): it belongs to the channel from now
+ * on. Waits for room up to timeout_ms (0: never, -1: for ever). 0, or -1
+ * with errno: EAGAIN (full for that long: the block is still the
+ * caller's), EINVAL (not a block this process owns).
+ */
+POOL_API int pool_chan_send(pool_chan_t *ch, void *ptr, size_t size, int timeout_ms);
+
+/*
+ * pool_chan_recv: take the oldest message, waiting up to timeout_ms (0:
+ * never, -1: for ever): the caller owns the block now (pool_free it when
+ * done). *size, when size is not NULL, gets the block's size
+ * (pool_block_size). NULL with errno EAGAIN when nothing came in time.
+ */
+POOL_API POOL_NODISCARD void *pool_chan_recv(pool_chan_t *ch, size_t *size, int timeout_ms);
+
+/* pool_chan_close: leave the channel and free the handle. The last member
+ * to leave an empty channel frees its name; messages keep a channel (and
+ * wait for the next receiver) when nobody has it open. */
+POOL_API void pool_chan_close(pool_chan_t *ch);
+
 typedef struct pool_class_stats {
     uint64_t block_size;
     uint64_t spans_carved;

@@ -77,6 +77,8 @@ typedef struct pshm_seg {
     pa_u64 *carvers;
     uint8_t *owner_slices;
     pa_u64 *span_state; /* PSHM_STATE_COMMITTED | last release's millisecond */
+    struct pshm_chan *chans;
+    uint8_t *chan_rings;
     uint32_t nspans;
     uint32_t max_procs;
     uint32_t max_threads;
@@ -614,6 +616,43 @@ typedef struct pshm_actor {
 int pshm_lock_take(pshm_seg_t *s, const pshm_actor_t *actor);
 void pshm_lock_give(pshm_seg_t *s);
 
+/* ---- channels (pshm_chan.c) ---- */
+struct pshm_ring;
+struct pshm_ring *pshm_chan_ring(const pshm_seg_t *s, uint32_t ch);
+/* A channel name: 1 to PSHM_CHAN_NAME_MAX printable bytes, no spaces. */
+bool pshm_chan_name_ok(const char *name);
+/* Open channel `name` as actor->slot: its number, joined; made (of kind,
+ * 2^shift messages) when missing and create_missing; exclusive: only made,
+ * never joined. -EINVAL (name, kind or shift), -ENOENT (missing),
+ * -EEXIST (exclusive, and it exists), -EPROTOTYPE (it is of another kind),
+ * -ENOSPC (every entry is used), -EMFILE (65,535 members), -EAGAIN (a
+ * reclaim held the lock for a second). */
+int pshm_chan_open(pshm_seg_t *s, const pshm_actor_t *actor, const char *name, uint32_t kind,
+                   uint32_t shift, bool create_missing, bool exclusive);
+/* Leave channel ch (one open of slot's). The last member of an empty
+ * channel frees it; messages keep a memberless channel. */
+void pshm_chan_close(pshm_seg_t *s, uint32_t ch, uint32_t slot);
+/* Nothing in the ring, not even a message being taken. */
+bool pshm_chan_is_empty(pshm_seg_t *s, uint32_t ch);
+/* Send the block at off, owned by `own`, by record t: 0; -EAGAIN (full
+ * for timeout_ms; 0: do not wait, < 0: for ever), -EINVAL (not a block of
+ * ours). */
+int pshm_chan_send(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint8_t own, uint64_t off,
+                   int timeout_ms);
+/* Receive a block into slot's hands by record t: 0 and *off; -EAGAIN
+ * (nothing came in time). */
+int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint32_t slot, uint64_t *off,
+                   int timeout_ms);
+typedef struct pshm_chan_reclaimed {
+    uint64_t given_back; /* messages a dead receiver had taken */
+    uint64_t handed_on;  /* messages a dead sender had not handed off */
+    uint64_t left;       /* memberships taken back */
+} pshm_chan_reclaimed_t;
+/* Under the reclaim lock, after slot's records' journals are finished and
+ * before they are released: finish slot's channel steps and take its
+ * memberships back. */
+void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, pshm_chan_reclaimed_t *out);
+
 /* ---- the sweep (pshm_sweep.c) ---- */
 typedef struct pshm_swept {
     uint64_t blocks;       /* free blocks taken out of the lists and regions */
@@ -632,14 +671,15 @@ void pshm_sweep_recover(pshm_seg_t *s, struct pshm_thread *t);
 typedef struct pshm_reclaimed {
     int32_t pid;
     uint32_t slot;
-    uint64_t blocks_returned; /* cached blocks given back */
-    uint64_t in_use_returned; /* blocks it had in use, given back */
-    uint64_t in_use_kept;     /* blocks it had in use, put in transit (orphans = keep) */
-    uint64_t entries_dropped; /* invalid entries (corruption) */
-    int64_t blocks_orphaned;  /* = in_use_kept, signed (STATS's orphans rows) */
-    uint32_t ended;           /* enum pshm_proc_end: how the process said it ends */
-    uint64_t usec;            /* how long the reclaim took */
-    uint64_t cpu_usec;        /* of which on the CPU (the rest: waiting for one) */
+    uint64_t blocks_returned;    /* cached blocks given back */
+    uint64_t in_use_returned;    /* blocks it had in use, given back */
+    uint64_t in_use_kept;        /* blocks it had in use, put in transit (orphans = keep) */
+    uint64_t entries_dropped;    /* invalid entries (corruption) */
+    int64_t blocks_orphaned;     /* = in_use_kept, signed (STATS's orphans rows) */
+    uint32_t ended;              /* enum pshm_proc_end: how the process said it ends */
+    uint64_t usec;               /* how long the reclaim took */
+    uint64_t cpu_usec;           /* of which on the CPU (the rest: waiting for one) */
+    pshm_chan_reclaimed_t chans; /* its channel steps finished, memberships taken back */
 } pshm_reclaimed_t;
 /* Reclaim one slot whose process is known dead (poold: pidfd/EOF), or
  * finish the reclaim of a slot whose reclaimer died. One reclaimer at a

@@ -171,7 +171,7 @@ bad:
 struct layout {
     uint32_t span_shift;
     uint64_t classes_off, procs_off, threads_off, spanmap_off, carvers_off, owner_slices_off,
-        span_state_off, data_off;
+        span_state_off, chans_off, chan_rings_off, data_off;
     uint32_t thread_bytes;
     uint32_t nspans;
 };
@@ -197,7 +197,10 @@ static void compute(const pshm_params_t *p, uint64_t bytes, struct layout *l)
     l->carvers_off = ALIGN_UP(l->spanmap_off + max_spans, 64);
     l->owner_slices_off = ALIGN_UP(l->carvers_off + 8 * max_spans, 64);
     l->span_state_off = ALIGN_UP(l->owner_slices_off + PSHM_GOWNER_SLICE * max_spans, 64);
-    l->data_off = ALIGN_UP(l->span_state_off + 8 * max_spans, span);
+    l->chans_off = ALIGN_UP(l->span_state_off + 8 * max_spans, 64);
+    l->chan_rings_off = ALIGN_UP(l->chans_off + PSHM_MAX_CHANS * sizeof(struct pshm_chan), 64);
+    l->data_off =
+        ALIGN_UP(l->chan_rings_off + (uint64_t)PSHM_MAX_CHANS * PSHM_CHAN_RING_BYTES, span);
     l->nspans = bytes > l->data_off ? (uint32_t)((bytes - l->data_off) >> l->span_shift) : 0;
 }
 
@@ -310,6 +313,8 @@ int pshm_format(void *base, const pshm_params_t *p, char *err, size_t errlen)
     h->carvers_off = l.carvers_off;
     h->owner_slices_off = l.owner_slices_off;
     h->span_state_off = l.span_state_off;
+    h->chans_off = l.chans_off;
+    h->chan_rings_off = l.chan_rings_off;
     h->data_off = l.data_off;
     h->created_unix = (uint64_t)time(NULL);
     h->creator_pid = (int32_t)getpid();
@@ -401,6 +406,7 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
         h->procs_off != l.procs_off || h->threads_off != l.threads_off ||
         h->spanmap_off != l.spanmap_off || h->carvers_off != l.carvers_off ||
         h->owner_slices_off != l.owner_slices_off || h->span_state_off != l.span_state_off ||
+        h->chans_off != l.chans_off || h->chan_rings_off != l.chan_rings_off ||
         h->data_off != l.data_off) {
         snprintf(err, errlen, "corrupt header: offsets do not match its own sizes");
         return -EBADMSG;
@@ -439,6 +445,8 @@ int pshm_view(pshm_seg_t *s, void *base, uint64_t bytes, char *err, size_t errle
     s->carvers = (pa_u64 *)(void *)((uint8_t *)base + l.carvers_off);
     s->owner_slices = (uint8_t *)base + l.owner_slices_off;
     s->span_state = (pa_u64 *)(void *)((uint8_t *)base + l.span_state_off);
+    s->chans = (struct pshm_chan *)(void *)((uint8_t *)base + l.chans_off);
+    s->chan_rings = (uint8_t *)base + l.chan_rings_off;
     s->span_mask = (UINT64_C(1) << l.span_shift) - 1;
     s->data_off = l.data_off;
     s->data_end = l.data_off + ((uint64_t)l.nspans << l.span_shift);

@@ -56,7 +56,7 @@
 
 /* "POOLDSEG" read as a little-endian 64-bit word. */
 #define PSHM_MAGIC UINT64_C(0x474553444c4f4f50)
-#define PSHM_ABI_VERSION 6u
+#define PSHM_ABI_VERSION 7u
 
 /* Class numbers are below PSHM_MAX_CLASSES, itself below 0xf0: span-map
  * bytes 0xf0..0xff are kept for span states (PSHM_SPAN_FREE). */
@@ -147,6 +147,8 @@ struct pshm_header {
     uint64_t carvers_off;
     uint64_t owner_slices_off;
     uint64_t span_state_off;
+    uint64_t chans_off;      /* the channel table (struct pshm_chan[PSHM_MAX_CHANS]) */
+    uint64_t chan_rings_off; /* their rings, PSHM_CHAN_RING_BYTES each */
     uint64_t data_off;
     uint64_t created_unix;
     int32_t creator_pid;
@@ -182,6 +184,65 @@ struct pshm_header {
     pa_u64 spans_purged;          /* spans whose memory poold's purge gave back, ever;
                                      writer: poold (one per segment) */
 };
+
+/*
+ * Channels (shm/pshm_chan.c): named rings of blocks in transit between
+ * processes. A fixed table of PSHM_MAX_CHANS; each channel's ring of at
+ * most 2^PSHM_CHAN_SHIFT_MAX cells lives in its own slot of the rings
+ * area. `word` says whether the entry is used: generation (32 bits) <<
+ * 32 | members (16) << 16 | state (2); every change of it is one CAS, so
+ * that a join, a leave and the freeing of the last member's channel
+ * cannot cross. While INIT, `members` holds the creator's slot + 1 (its
+ * reclaimer frees the entry). opens[slot] counts the slot's opens not yet
+ * closed, so that a reclaimer takes a dead process's membership back.
+ */
+#define PSHM_MAX_CHANS 32u
+#define PSHM_CHAN_NAME_MAX 47u     /* bytes of a name, without its NUL */
+#define PSHM_CHAN_SHIFT_MAX 10u    /* a channel holds at most 1024 messages */
+#define PSHM_CHAN_SHIFT_DEFAULT 8u /* 256 */
+/* pshm_ring_bytes(PSHM_CHAN_SHIFT_MAX): the ring's 256-byte header and its
+ * cells (checked in pshm_chan.c). */
+#define PSHM_CHAN_RING_BYTES (256u + (8u << PSHM_CHAN_SHIFT_MAX))
+
+enum pshm_chan_state {
+    PSHM_CHAN_FREE = 0,
+    PSHM_CHAN_INIT = 1, /* being made by the slot in `members` - 1 */
+    PSHM_CHAN_LIVE = 2,
+};
+enum pshm_chan_kind {
+    PSHM_CHAN_QUEUE = 1, /* each message to exactly one receiver */
+};
+#define PSHM_CHAN_WORD(gen, members, state)                                                        \
+    ((uint64_t)(gen) << 32 | (uint64_t)((members)&0xffffu) << 16 | (uint64_t)(state))
+#define PSHM_CHAN_GEN(w) ((uint32_t)((w) >> 32))
+#define PSHM_CHAN_MEMBERS(w) ((uint32_t)((w) >> 16) & 0xffffu)
+#define PSHM_CHAN_STATE(w) ((uint32_t)(w)&3u)
+
+struct pshm_chan {
+    pa_u64 word;    /* see above; writers: members (CAS) */
+    uint32_t kind;  /* enum pshm_chan_kind; constant while LIVE */
+    uint32_t shift; /* log2 of its capacity in messages; constant while LIVE */
+    char name[PSHM_CHAN_NAME_MAX + 1];
+    uint64_t created_unix;
+    int32_t creator_pid;
+    uint32_t reserved0;
+    /* Per slot: opens not yet closed. Writers: the slot's process (relaxed
+     * RMW, before its leave CAS) and its reclaimer. */
+    pa_u8 opens[256];
+    /* Statistics: relaxed RMW by senders and receivers, read by poold. */
+    alignas(64) pa_u64 sent; /* messages put in the ring */
+    pa_u64 received;         /* messages taken and adopted by a receiver */
+    pa_u64 given_back;       /* taken by a receiver that died before it returned
+                                    them: given back to the pool by its reclaimer */
+    pa_u64 handed_on;        /* sent by a process that died before its handoff:
+                                    put in transit by its reclaimer */
+    pa_u64 full_waits;       /* sends that found the ring full */
+    pa_u64 refused;          /* messages dropped because their block was not in
+                                    transit when taken (freed by offset meanwhile) */
+    pa_u64 reserved1[2];
+};
+_Static_assert(PSHM_MAX_PROCS < 256, "opens[] covers every slot");
+_Static_assert(sizeof(struct pshm_chan) % 64 == 0, "channel entries are cache-line sized");
 
 /* One size class. Constant part first, then the two hot stack heads on
  * their own cache lines so that refills of one class do not bounce the other. */
@@ -448,7 +509,7 @@ struct pshm_tlarge {
 
 _Static_assert(sizeof(struct pshm_tlarge) == PSHM_TCLASS_BYTES, "large part: one tclass stride");
 _Static_assert(sizeof(struct pshm_header) <= PSHM_HEADER_BYTES, "header fits its page");
-_Static_assert(sizeof(struct pshm_header) == 320, "header size (PSHM_LAYOUT_CHECK reads it)");
+_Static_assert(sizeof(struct pshm_header) == 384, "header size (PSHM_LAYOUT_CHECK reads it)");
 _Static_assert(sizeof(struct pshm_head) == 16 && alignof(struct pshm_head) == 16,
                "a head is one 16-byte CAS");
 _Static_assert(sizeof(struct pshm_class) % 64 == 0, "class records are cache-line sized");
@@ -465,6 +526,7 @@ _Static_assert(PSHM_MAX_CLASSES < 0xf0u, "a class number fits a span-map byte be
     ((uint32_t)(sizeof(struct pshm_class) ^ (sizeof(struct pshm_tclass) << 8) ^                    \
                 (sizeof(struct pshm_proc) << 16) ^ (sizeof(struct pshm_header) << 20) ^            \
                 (offsetof(struct pshm_tclass, pend) << 4) ^                                        \
-                (offsetof(struct pshm_header, spans_purged) << 12)))
+                (offsetof(struct pshm_header, spans_purged) << 12) ^                               \
+                (sizeof(struct pshm_chan) << 24)))
 
 #endif /* PSHM_LAYOUT_H */

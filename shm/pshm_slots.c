@@ -342,6 +342,9 @@ void pshm_proc_detach(pshm_seg_t *s, uint32_t slot, bool untrusted, pshm_release
      * its moves in it, and a reclaimer of a detach that died recovers them
      * from it as handoffs. */
     struct pshm_thread *hands = NULL;
+    /* Its channel memberships (and, untrusted, steps), while its records
+     * still name it. */
+    pshm_chan_reclaim_slot(s, slot, NULL);
     for (uint32_t i = 0; i < s->max_threads; i++) {
         struct pshm_thread *t = pshm_thread_at(s, i);
         /* acquire: pairs with the claim CAS, so the owner's writes to the
@@ -514,8 +517,19 @@ static int reclaim_locked(pshm_seg_t *s, uint32_t slot, pid_t expect, const pshm
     r.ended = pa_load_acquire(&p->ended);
     if (r.ended != PSHM_END_EXIT && r.ended != PSHM_END_EXEC)
         r.ended = PSHM_END_NONE;
-    /* The records first (their caches, ranges and pending steps), then the
-     * blocks still owned: a torn free left its block in a cache. */
+    /* The records' journaled steps first; then its channel steps, which
+     * read the block owner bytes those steps settle and name its records;
+     * then the records (their caches and ranges), then the blocks still
+     * owned: a torn free left its block in a cache. */
+    for (uint32_t i = 0; i < s->max_threads; i++) {
+        struct pshm_thread *t = pshm_thread_at(s, i);
+        if (pa_load_acquire(&t->owner) != slot + 1) /* acquire: as in pshm_proc_detach */
+            continue;
+        for (uint32_t c = 0; c < s->nclasses; c++)
+            res.entries_dropped += pshm_rec_recover(s, t, slot, c);
+        res.entries_dropped += pshm_large_recover(s, t, slot);
+    }
+    pshm_chan_reclaim_slot(s, slot, &r.chans);
     for (uint32_t i = 0; i < s->max_threads; i++) {
         struct pshm_thread *t = pshm_thread_at(s, i);
         if (pa_load_acquire(&t->owner) == slot + 1) /* acquire: as in pshm_proc_detach */

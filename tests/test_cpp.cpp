@@ -585,6 +585,7 @@ int teardown_live(void **state)
     }
     shm_unlink(l->shm);
     unlink(l->sock);
+    unlink((std::string(l->sock) + ".lock").c_str()); // poold's lock beside its socket
     unlink(l->log);
     rmdir(l->dir);
     delete l;

@@ -311,6 +311,11 @@ static void test_crash_storm(void **state)
     waitpid(poold, NULL, 0);
     pshm_os_unlink(shm);
     unlink(logpath);
+    /* A poold killed by the storm leaves its socket and lock file behind. */
+    unlink(sock);
+    char lock[sizeof(sock) + 8];
+    snprintf(lock, sizeof(lock), "%s.lock", sock);
+    unlink(lock);
     rmdir(dir);
 }
 

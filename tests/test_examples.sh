@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# test_examples.sh POOLD PRODUCER CONSUMER: the channel example of
+# examples/, run as a user would: a poold, the consumer started first (it
+# makes or joins the channel and sleeps until messages come), the producer
+# sending 3,000 messages (every tenth a 1 MiB frame). Both must say they
+# are done, the consumer that every message came in order and intact, and
+# poold must then hold no block in use or in transit. It starts its own
+# poold on a temporary socket and segment, stops it by pid and removes both.
+set -u
+poold=$1
+producer=$2
+consumer=$3
+poolctl=$4
+dir=$(mktemp -d /tmp/poold-ex-XXXXXX)
+sock=$dir/poold.sock
+shm=/poold-ex-$$
+poold_pid=
+consumer_pid=
+cleanup()
+{
+    [[ -n $consumer_pid ]] && kill -KILL "$consumer_pid" 2>/dev/null
+    if [[ -n $poold_pid ]]; then
+        kill -TERM "$poold_pid" 2>/dev/null
+        wait "$poold_pid" 2>/dev/null
+    fi
+    rm -f "/dev/shm$shm"
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; [[ -f $dir/poold.log ]] && tail -20 "$dir/poold.log"; exit 1; }
+
+"$poold" --socket "$sock" --shm-name "$shm" --size 256M 2>"$dir/poold.log" &
+poold_pid=$!
+for _ in $(seq 100); do [[ -S $sock ]] && break; sleep 0.05; done
+[[ -S $sock ]] || fail "poold did not listen on $sock"
+export POOLD_SOCKET=$sock
+
+timeout 60 "$consumer" example >"$dir/consumer.out" 2>&1 &
+consumer_pid=$!
+timeout 60 "$producer" example 3000 >"$dir/producer.out" 2>&1 || fail "producer: $(cat "$dir/producer.out")"
+wait "$consumer_pid" || fail "consumer: $(cat "$dir/consumer.out")"
+consumer_pid=
+cat "$dir/producer.out" "$dir/consumer.out"
+grep -q "sent 3000 messages" "$dir/producer.out" || fail "the producer did not say it sent 3000"
+grep -q "received 3000 messages .* in order and intact" "$dir/consumer.out" ||
+    fail "the consumer did not receive the 3000 in order"
+stats=$("$poolctl" --socket "$sock" stats --json) || fail "poolctl stats"
+python3 - "$stats" <<'PY' || fail "memory left in use or in transit: $stats"
+import json, sys
+st = json.loads(sys.argv[1])
+def find(d, key):
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if k == key:
+                return v
+            r = find(v, key)
+            if r is not None:
+                return r
+    return None
+use, transit = find(st, "bytes_in_use"), find(st, "blocks_in_transit")
+print(f"after both exited: {use} bytes in use, {transit} blocks in transit")
+sys.exit(0 if use == 0 and transit == 0 else 1)
+PY
+echo "ok"
