@@ -438,6 +438,30 @@ static void sweep_classes(pd_server_t *srv, const pshm_stats_t *st, uint64_t now
     }
 }
 
+/* Each channel's messages per second since the last tick. */
+static void channel_rates(pd_server_t *srv)
+{
+    pd_observe_t *o = srv->obs;
+    uint64_t now = mono_ms();
+    uint64_t dt = o->chan_at_ms && now > o->chan_at_ms ? now - o->chan_at_ms : 0;
+    for (uint32_t ch = 0; ch < PSHM_MAX_CHANS; ch++) {
+        pshm_chan_stats_t cs;
+        bool live = pshm_chan_stats(&srv->seg, ch, &cs);
+        bool same = live && o->chan_seen[ch] && o->chan_gen[ch] == cs.generation;
+        o->chan_sent_rate[ch] = same && dt && cs.sent >= o->chan_sent[ch]
+                                    ? (cs.sent - o->chan_sent[ch]) * 1000 / dt
+                                    : 0;
+        o->chan_received_rate[ch] = same && dt && cs.received >= o->chan_received[ch]
+                                        ? (cs.received - o->chan_received[ch]) * 1000 / dt
+                                        : 0;
+        o->chan_seen[ch] = live;
+        o->chan_gen[ch] = cs.generation;
+        o->chan_sent[ch] = cs.sent;
+        o->chan_received[ch] = cs.received;
+    }
+    o->chan_at_ms = now;
+}
+
 void pd_observe_tick(pd_server_t *srv)
 {
     pd_observe_t *o = srv->obs;
@@ -462,6 +486,7 @@ void pd_observe_tick(pd_server_t *srv)
         o->nhist++;
     warnings(srv, st, now);
     sweep_classes(srv, st, now);
+    channel_rates(srv);
     o->ticks++;
     free(st);
 }

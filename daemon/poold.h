@@ -403,6 +403,13 @@ typedef struct pd_observe {
     uint64_t sweep_ops[PSHM_MAX_CLASSES];
     uint64_t sweep_at[PSHM_MAX_CLASSES];
     uint64_t sweeps, spans_swept;
+    /* Channels: each one's counters at the last tick (of its generation),
+     * and the messages per second sent and received since the tick before. */
+    uint64_t chan_at_ms;
+    uint32_t chan_gen[PSHM_MAX_CHANS];
+    bool chan_seen[PSHM_MAX_CHANS];
+    uint64_t chan_sent[PSHM_MAX_CHANS], chan_received[PSHM_MAX_CHANS];
+    uint64_t chan_sent_rate[PSHM_MAX_CHANS], chan_received_rate[PSHM_MAX_CHANS];
 } pd_observe_t;
 
 int pd_observe_start(pd_server_t *srv);

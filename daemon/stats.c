@@ -276,6 +276,42 @@ static void section_holdings(pd_server_t *srv, pproto_buf_t *b)
     }
 }
 
+/* Channels in use: one row each (pshm_chan_stats), with the rates of the
+ * last observe tick. */
+static void section_channels(pd_server_t *srv, pproto_buf_t *b)
+{
+    const pd_observe_t *o = srv->obs;
+    char key[32];
+    pproto_buf_add_section(b, "channels");
+    for (uint32_t ch = 0; ch < PSHM_MAX_CHANS; ch++) {
+        pshm_chan_stats_t cs;
+        if (!pshm_chan_stats(&srv->seg, ch, &cs))
+            continue;
+        snprintf(key, sizeof(key), "chan_%u", ch);
+        pproto_buf_begin_row(b, key);
+        pproto_buf_add_subkv_str(b, "name", cs.name);
+        pproto_buf_add_subkv_str(b, "kind", "queue");
+        pproto_buf_add_subkv_u64(b, "capacity", cs.capacity);
+        pproto_buf_add_subkv_u64(b, "depth", cs.depth);
+        pproto_buf_add_subkv_u64(b, "taking", cs.taking);
+        pproto_buf_add_subkv_u64(b, "bytes_held", cs.bytes_held);
+        pproto_buf_add_subkv_u64(b, "members", cs.members);
+        pproto_buf_add_subkv_u64(b, "sent", cs.sent);
+        pproto_buf_add_subkv_u64(b, "received", cs.received);
+        bool fresh = o && o->chan_seen[ch] && o->chan_gen[ch] == cs.generation;
+        pproto_buf_add_subkv_u64(b, "sent_per_s", fresh ? o->chan_sent_rate[ch] : 0);
+        pproto_buf_add_subkv_u64(b, "received_per_s", fresh ? o->chan_received_rate[ch] : 0);
+        pproto_buf_add_subkv_u64(b, "full_waits", cs.full_waits);
+        pproto_buf_add_subkv_u64(b, "given_back", cs.given_back);
+        pproto_buf_add_subkv_u64(b, "handed_on", cs.handed_on);
+        pproto_buf_add_subkv_u64(b, "refused", cs.refused);
+        pproto_buf_add_subkv_u64(b, "receivers_waiting", cs.receivers_waiting);
+        pproto_buf_add_subkv_u64(b, "senders_waiting", cs.senders_waiting);
+        pproto_buf_add_subkv_u64(b, "created_unix", cs.created_unix);
+        pproto_buf_end_line(b);
+    }
+}
+
 /* What poold warns about now (observe.c). */
 static void section_warnings(pd_server_t *srv, pproto_buf_t *b)
 {
@@ -323,7 +359,7 @@ int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len
 {
     /* Upper bound: every line at most PPROTO_MAX_LINE bytes. */
     size_t lines = 64 + 2 * (size_t)srv->seg.nclasses + srv->seg.max_procs + PD_ORPHANS_KEPT +
-                   (size_t)srv->seg.max_procs * srv->seg.nclasses + PD_WARN_MAX;
+                   (size_t)srv->seg.max_procs * srv->seg.nclasses + PD_WARN_MAX + PSHM_MAX_CHANS;
     size_t cap = lines * PPROTO_MAX_LINE;
     char *text = malloc(cap);
     pshm_stats_t *st = NULL;
@@ -353,6 +389,7 @@ int pd_stats_build(pd_server_t *srv, pproto_verb_t verb, char **out, size_t *len
             goto out;
         section_orphans(srv, &b);
         section_holdings(srv, &b);
+        section_channels(srv, &b);
         section_warnings(srv, &b);
     } else if (verb == PPROTO_PROCS) {
         pd_observe_scan(srv);

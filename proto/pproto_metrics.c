@@ -220,6 +220,40 @@ static const pproto_metric_t metrics[] = {
      "The figure behind the warning: percent full, allocations refused, bytes grown, slots taken"},
     {"warnings", "since_unix", G, "poold_warning_since_timestamp_seconds",
      "When the warning was raised, in seconds since the Unix epoch"},
+
+    /* # channels: the channels in use */
+    {"channels", "name", L, "channel", "Name of the channel"},
+    {"channels", "kind", L, "kind", "Kind of the channel: queue"},
+    {"channels", "capacity", G, "poold_channel_capacity", "Messages the channel can hold"},
+    {"channels", "depth", G, "poold_channel_depth",
+     "Messages in the channel now: sent and not yet received"},
+    {"channels", "taking", G, "poold_channel_taking",
+     "Of those, messages a receiver is taking at this moment"},
+    {"channels", "bytes_held", G, "poold_channel_bytes_held",
+     "Bytes of the blocks of the messages in the channel"},
+    {"channels", "members", G, "poold_channel_members",
+     "Opens of the channel not yet closed, by live processes"},
+    {"channels", "sent", C, "poold_channel_sent_total", "Messages put in the channel"},
+    {"channels", "received", C, "poold_channel_received_total",
+     "Messages taken from the channel by a receiver"},
+    {"channels", "sent_per_s", G, "poold_channel_sent_per_second",
+     "Messages sent per second over poold's last second"},
+    {"channels", "received_per_s", G, "poold_channel_received_per_second",
+     "Messages received per second over poold's last second"},
+    {"channels", "full_waits", C, "poold_channel_full_waits_total",
+     "Sends that found the channel full (and waited, or returned EAGAIN)"},
+    {"channels", "given_back", C, "poold_channel_given_back_total",
+     "Messages a receiver was taking when it died, given back to the pool"},
+    {"channels", "handed_on", C, "poold_channel_handed_on_total",
+     "Messages a sender died before handing off, handed off by its reclaim"},
+    {"channels", "refused", C, "poold_channel_refused_total",
+     "Messages skipped because their block was freed after it was sent"},
+    {"channels", "receivers_waiting", G, "poold_channel_receivers_waiting",
+     "Receivers asleep on the channel now"},
+    {"channels", "senders_waiting", G, "poold_channel_senders_waiting",
+     "Senders asleep on the channel now, waiting for room"},
+    {"channels", "created_unix", G, "poold_channel_created_timestamp_seconds",
+     "When the channel was made, in seconds since the Unix epoch"},
 };
 
 static const pproto_metric_t info = {
@@ -230,9 +264,10 @@ static const pproto_metric_t info = {
 static const struct {
     const char *section, *prefix;
 } row_sections[] = {
-    {"classes", "poold_class_"},   {"processes", "poold_proc_"},
-    {"orphans", "poold_orphan_"},  {"holdings", "poold_proc_class_"},
-    {"warnings", "poold_warning"}, {"lifetimes", "poold_block_lifetime_"},
+    {"classes", "poold_class_"},    {"processes", "poold_proc_"},
+    {"orphans", "poold_orphan_"},   {"holdings", "poold_proc_class_"},
+    {"warnings", "poold_warning"},  {"lifetimes", "poold_block_lifetime_"},
+    {"channels", "poold_channel_"},
 };
 
 static bool eq(const char *z, const char *s, size_t n)

@@ -107,7 +107,7 @@ static int json_line(void *ctx, const pproto_info_line_t *l)
         c->section_is_list =
             strcmp(c->section, "classes") == 0 || strcmp(c->section, "processes") == 0 ||
             strcmp(c->section, "orphans") == 0 || strcmp(c->section, "holdings") == 0 ||
-            strcmp(c->section, "warnings") == 0;
+            strcmp(c->section, "warnings") == 0 || strcmp(c->section, "channels") == 0;
         if (rc == 0)
             rc = pproto_buf_add_str(b, "\n  ");
         if (rc == 0)

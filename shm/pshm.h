@@ -643,6 +643,20 @@ int pshm_chan_send(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint8_t ow
  * (nothing came in time). */
 int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint32_t slot, uint64_t *off,
                    int timeout_ms);
+typedef struct pshm_chan_stats {
+    char name[PSHM_CHAN_NAME_MAX + 1];
+    uint32_t kind, capacity, members, generation;
+    uint64_t depth;      /* messages in the ring (sent, not yet received) */
+    uint64_t taking;     /* of which a receiver is taking now (TAKEN cells) */
+    uint64_t bytes_held; /* bytes of the blocks of those messages */
+    uint64_t sent, received, given_back, handed_on, full_waits, refused;
+    uint32_t receivers_waiting, senders_waiting; /* asleep on the ring now */
+    uint64_t created_unix;
+    int32_t creator_pid;
+} pshm_chan_stats_t;
+/* Channel ch's figures: true when it is in use (LIVE), from one pass over
+ * its cells (a moment's view while senders and receivers run). */
+bool pshm_chan_stats(const pshm_seg_t *s, uint32_t ch, pshm_chan_stats_t *out);
 typedef struct pshm_chan_reclaimed {
     uint64_t given_back; /* messages a dead receiver had taken */
     uint64_t handed_on;  /* messages a dead sender had not handed off */

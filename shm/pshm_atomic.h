@@ -85,6 +85,20 @@ extern char pa_tsan_segment_token_;
 #define pa_tsan_span_claimed() ((void)0)
 #endif
 
+/*
+ * A seq_cst fence (the ring's event counts, pshm_ring.c). GCC refuses
+ * atomic_thread_fence under TSan, so there it is a seq_cst read-modify-
+ * write of one word of the process, which x86 makes with a locked
+ * instruction: a full barrier as well.
+ */
+#if defined(PA_TSAN)
+extern _Atomic unsigned pa_tsan_fence_word_;
+#define pa_fence_seq_cst()                                                                         \
+    ((void)atomic_fetch_add_explicit(&pa_tsan_fence_word_, 0u, memory_order_seq_cst))
+#else
+#define pa_fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
 #define pa_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
 #define pa_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
 #define pa_store_relaxed(p, v) PA_CPV_(atomic_store_explicit((p), (v), memory_order_relaxed))

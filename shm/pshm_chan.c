@@ -441,3 +441,48 @@ void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, pshm_chan_reclaimed_t 
             pshm_ring_kick(r); /* sleepers look again */
     }
 }
+
+bool pshm_chan_stats(const pshm_seg_t *s, uint32_t ch, pshm_chan_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (ch >= PSHM_MAX_CHANS)
+        return false;
+    const struct pshm_chan *c = &s->chans[ch];
+    /* acquire: as in try_join(): the constants below are the creator's. */
+    uint64_t w = pa_load_acquire(&c->word);
+    struct pshm_ring *r = ring_checked(s, ch);
+    if (PSHM_CHAN_STATE(w) != PSHM_CHAN_LIVE || !r)
+        return false;
+    memcpy(out->name, c->name, sizeof(out->name));
+    out->name[PSHM_CHAN_NAME_MAX] = '\0';
+    out->kind = c->kind;
+    out->capacity = pshm_ring_cap(r);
+    out->members = PSHM_CHAN_MEMBERS(w);
+    out->generation = PSHM_CHAN_GEN(w);
+    for (uint32_t i = 0; i < out->capacity; i++) {
+        uint64_t cell = pshm_ring_cell(r, i);
+        uint32_t st = pshm_ring_word_state(cell);
+        if (st == PSHM_RING_EMPTY)
+            continue;
+        out->depth++;
+        out->taking += st == PSHM_RING_TAKEN;
+        uint64_t off = (uint64_t)pshm_ring_word_value(cell) << 3;
+        int k = pshm_block_at(s, off), n = k < 0 ? pshm_large_at(s, off) : -1;
+        if (k >= 0)
+            out->bytes_held += s->block_size[k];
+        else if (n >= 0)
+            out->bytes_held += (uint64_t)pshm_large_len(s, (uint32_t)n) << s->span_shift;
+    }
+    /* relaxed (all): statistics. */
+    out->sent = pa_load_relaxed(&c->sent);
+    out->received = pa_load_relaxed(&c->received);
+    out->given_back = pa_load_relaxed(&c->given_back);
+    out->handed_on = pa_load_relaxed(&c->handed_on);
+    out->full_waits = pa_load_relaxed(&c->full_waits);
+    out->refused = pa_load_relaxed(&c->refused);
+    out->receivers_waiting = pa_load_relaxed(&r->recv_waiters);
+    out->senders_waiting = pa_load_relaxed(&r->send_waiters);
+    out->created_unix = c->created_unix;
+    out->creator_pid = c->creator_pid;
+    return true;
+}

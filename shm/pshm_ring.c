@@ -31,6 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(PA_TSAN)
+_Atomic unsigned pa_tsan_fence_word_;
+#endif
+
 #define LAP_MASK ((UINT32_C(1) << PSHM_RING_LAP_BITS) - 1)
 
 void pshm_ring_init(struct pshm_ring *r, uint32_t shift)
@@ -164,8 +168,9 @@ uint64_t pshm_ring_cell_pos(struct pshm_ring *r, uint32_t i, uint64_t word)
      * near the head: the lap of head, or of the lap before or after. */
     uint64_t h = pa_load_relaxed(&r->head); /* relaxed: a hint */
     uint64_t base = (h >> r->shift) << r->shift | i;
+    uint64_t lap = UINT64_C(1) << r->shift;
     for (int k = -1; k <= 1; k++) {
-        uint64_t p = base + (uint64_t)((int64_t)k << r->shift);
+        uint64_t p = k < 0 ? base - lap : base + (uint64_t)k * lap; /* wraps below 0: no match */
         if (state_diff(word, p, r->shift, pshm_ring_word_state(word)) == 0)
             return p;
     }
@@ -235,7 +240,7 @@ static void futex_sleep(pa_u32 *word, uint32_t seen, int ms)
  * finds the sleeper. With no sleeper this is the fence and one load. */
 static void wake_side(struct pshm_ring *r, pa_u32 *waiters, pa_u32 *seq)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    pa_fence_seq_cst();
     if (pa_load_relaxed(waiters) == 0)
         return;
     /* Release: a sleeper that reads the new seq (acquire, in wait_side)
@@ -291,7 +296,7 @@ int pshm_ring_wait(struct pshm_ring *r, bool for_room, pshm_ring_attempt_fn atte
             ms = slice_ms;
         /* Relaxed add, then the seq_cst fence that wake_side's pairs with. */
         atomic_fetch_add_explicit(waiters, 1, memory_order_relaxed);
-        atomic_thread_fence(memory_order_seq_cst);
+        pa_fence_seq_cst();
         /* Acquire: pairs with wake_side's release bump. Read before the
          * last look, so that a change after the look moves it and the
          * futex does not sleep. */

@@ -38,7 +38,7 @@ expect()
     fi
 }
 
-expect "stats top procs show warnings classes ping version help" poolctl ""
+expect "stats top procs show warnings classes chans ping version help" poolctl ""
 expect "stats" poolctl st
 expect "procs ping" poolctl p
 expect "--delay --sort --iterations --help" poolctl top ""

@@ -651,7 +651,7 @@ static void test_stats_keys(void **state)
     assert_non_null(strstr(body, want));
     assert_non_null(strstr(body, ",allocs=0,frees=0,cache_misses=0,cached=0,in_use=0,threads=0,"
                                  "connected=1\n"));
-    assert_non_null(strstr(body, "\n# orphans\n# holdings\n# warnings\nEND\n"));
+    assert_non_null(strstr(body, "\n# orphans\n# holdings\n# channels\n# warnings\nEND\n"));
     assert_non_null(strstr(body, "\nprocs_attached:1\n"));
     assert_non_null(strstr(body, "\nconnections:1\n"));
 

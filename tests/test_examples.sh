@@ -6,7 +6,10 @@
 # makes or joins the channel and sleeps until messages come), the producer
 # sending 3,000 messages (every tenth a 1 MiB frame). Both must say they
 # are done, the consumer that every message came in order and intact, and
-# poold must then hold no block in use or in transit. It starts its own
+# poold must then hold no block in use or in transit. Then, with no
+# consumer, 5 messages wait in channel "held": `poolctl chans` (table,
+# --json) and the Prometheus text show it with 6 messages (the end mark
+# too) and no member; a consumer drains it, and it is gone. It starts its own
 # poold on a temporary socket and segment, stops it by pid and removes both.
 set -u
 poold=$1
@@ -63,4 +66,23 @@ use, transit = find(st, "bytes_in_use"), find(st, "blocks_in_transit")
 print(f"after both exited: {use} bytes in use, {transit} blocks in transit")
 sys.exit(0 if use == 0 and transit == 0 else 1)
 PY
+
+# Messages wait in a channel nobody has open.
+timeout 60 "$producer" held 5 >/dev/null 2>&1 || fail "producer held 5"
+chans=$("$poolctl" --socket "$sock" chans) || fail "poolctl chans"
+echo "$chans"
+grep -Eq '^held +queue +6 +256 +0 ' <<<"$chans" || fail "poolctl chans does not show held with 6 messages"
+json=$("$poolctl" --socket "$sock" chans --json) || fail "poolctl chans --json"
+python3 - "$json" <<'PY' || fail "poolctl chans --json: $json"
+import json, sys
+rows = json.loads(sys.argv[1])["channels"]
+assert len(rows) == 1 and rows[0]["name"] == "held", rows
+assert rows[0]["depth"] == 6 and rows[0]["members"] == 0 and rows[0]["bytes_held"] > 0, rows
+assert rows[0]["sent"] == 6 and rows[0]["received"] == 0, rows
+PY
+"$poolctl" --socket "$sock" stats --prometheus | grep -q '^poold_channel_depth{channel="held",kind="queue"} 6$' ||
+    fail "no poold_channel_depth 6 for held in the Prometheus text"
+timeout 60 "$consumer" held >/dev/null 2>&1 || fail "consumer held"
+chans=$("$poolctl" --socket "$sock" chans) || fail "poolctl chans"
+grep -q "no channel in use" <<<"$chans" || fail "held is still there after it was drained: $chans"
 echo "ok"

@@ -9,7 +9,7 @@
 _poolctl()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="stats top procs show warnings classes ping version help"
+    local commands="stats top procs show warnings classes chans ping version help"
     local i cmd="" at=0
     COMPREPLY=()
 
@@ -68,7 +68,7 @@ _poolctl()
     stats) opts="--json --prometheus --watch --help" ;;
     top) opts="--delay --sort --iterations --help" ;;
     procs) opts="--json --sort --help" ;;
-    classes) opts="--json --help" ;;
+    classes | chans) opts="--json --help" ;;
     show | warnings) opts="--help" ;;
     esac
     # Options already given are not offered again; --json and --prometheus

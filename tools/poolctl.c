@@ -62,6 +62,8 @@ static void usage(FILE *f)
             "  classes [--json]\n"
             "                 the size classes: block size, blocks per span, thread-cache\n"
             "                 cap and batch, and any other figure poold gives per class\n"
+            "  chans [--json]  the channels in use: messages in each, bytes held, members,\n"
+            "                 messages sent and received per second, sleeping receivers\n"
             "  ping           check that poold answers, and the round-trip time\n"
             "  version        poold's version, segment layout and protocol\n"
             "  help           this text\n"
@@ -74,7 +76,7 @@ static void usage(FILE *f)
             "                      one exists)\n"
             "  -h, --help          this text\n"
             "  -V, --version       poolctl's version\n"
-            "  --json              (stats, procs, classes) one JSON object, a member per\n"
+            "  --json              (stats, procs, classes, chans) one JSON object, a member per\n"
             "                      section, figures as numbers\n"
             "  --prometheus        (stats) the Prometheus text format, as poold's /metrics\n"
             "  --watch SECONDS     (stats) redraw every SECONDS until interrupted\n"
@@ -305,8 +307,8 @@ struct view {
     int nscalar;
     char sk[64][PPROTO_MAX_KEY + 1];
     char sv[64][128];
-    int nclass, nproc, norphan, nhold, nwarn;
-    struct row cls[MAX_ROWS], proc[MAX_ROWS], orphan[MAX_ROWS], warn[MAX_ROWS];
+    int nclass, nproc, norphan, nhold, nwarn, nchan;
+    struct row cls[MAX_ROWS], proc[MAX_ROWS], orphan[MAX_ROWS], warn[MAX_ROWS], chan[MAX_ROWS];
     struct row hold[MAX_HOLD];
 };
 
@@ -336,9 +338,11 @@ static int view_line(void *ctx, const pproto_info_line_t *l)
         r = &v->hold[v->nhold++];
     else if (!strcmp(v->section, "warnings") && v->nwarn < MAX_ROWS)
         r = &v->warn[v->nwarn++];
+    else if (!strcmp(v->section, "channels") && v->nchan < MAX_ROWS)
+        r = &v->chan[v->nchan++];
     else if (!strcmp(v->section, "classes") || !strcmp(v->section, "processes") ||
              !strcmp(v->section, "orphans") || !strcmp(v->section, "holdings") ||
-             !strcmp(v->section, "warnings"))
+             !strcmp(v->section, "warnings") || !strcmp(v->section, "channels"))
         return 0; /* more rows than poolctl keeps */
     if (r) {
         r->n = 0;
@@ -490,6 +494,27 @@ static void print_warnings(const struct view *v, FILE *f)
     for (int i = 0; i < v->nwarn; i++)
         fprintf(f, "WARNING %s %s: %s\n", field(&v->warn[i], "kind"), field(&v->warn[i], "subject"),
                 v->warn[i].text);
+}
+
+/* `poolctl chans`: one line per channel in use, in 80 columns. DEPTH is
+ * the messages in it (sent, not yet received), HELD their blocks' bytes,
+ * SENT/s and RECV/s the rates over poold's last second, WAIT the receivers
+ * asleep on it, LOST the messages given back because their receiver died
+ * taking them. */
+static void print_chans(const struct view *v, FILE *f)
+{
+    fprintf(f, "%-16s %5s %6s %5s %4s %8s %9s %9s %4s %4s\n", "CHANNEL", "KIND", "DEPTH", "CAP",
+            "MEMB", "HELD", "SENT/s", "RECV/s", "WAIT", "LOST");
+    for (int i = 0; i < v->nchan; i++) {
+        const struct row *r = &v->chan[i];
+        char held[32];
+        fprintf(f, "%-16.16s %5s %6s %5s %4s %8s %9s %9s %4s %4s\n", field(r, "name"),
+                field(r, "kind"), field(r, "depth"), field(r, "capacity"), field(r, "members"),
+                human_bytes(field_num(r, "bytes_held"), held, sizeof(held)), field(r, "sent_per_s"),
+                field(r, "received_per_s"), field(r, "receivers_waiting"), field(r, "given_back"));
+    }
+    if (v->nchan == 0)
+        fprintf(f, "%-16s (no channel in use)\n", "-");
 }
 
 /* The processes: `poolctl procs` and the middle of `poolctl stats`.
@@ -720,7 +745,7 @@ static int render(const char *fmt, const struct reply *r, FILE *f)
     const char *body = r->buf + r->body;
     size_t len = r->len - r->body;
     if (!strcmp(fmt, "table") || !strcmp(fmt, "procs") || !strcmp(fmt, "classes") ||
-        !strcmp(fmt, "show") || !strcmp(fmt, "warnings")) {
+        !strcmp(fmt, "show") || !strcmp(fmt, "warnings") || !strcmp(fmt, "chans")) {
         static struct view v;
         if (parse_view(body, len, &v) < 0) {
             fprintf(stderr, "poolctl: malformed reply from poold\n");
@@ -732,6 +757,8 @@ static int render(const char *fmt, const struct reply *r, FILE *f)
             print_classes(&v, f);
         else if (!strcmp(fmt, "show"))
             return print_show(&v, f, show_pid);
+        else if (!strcmp(fmt, "chans"))
+            print_chans(&v, f);
         else if (!strcmp(fmt, "warnings")) {
             print_warnings(&v, f);
             if (v.nwarn == 0)
@@ -1442,6 +1469,27 @@ static int cmd_top(int argc, char **argv)
 }
 
 /* procs and classes: a table, or --json; procs --sort. */
+/* Keep only section `name` of a STATS reply's body (and its END line), so
+ * that --json of one table of STATS prints that table alone. */
+static void keep_section(struct reply *r, const char *name)
+{
+    char *body = r->buf + r->body, *end = r->buf + r->len, *out = body;
+    bool in = false;
+    for (char *l = body; l < end;) {
+        char *nl = memchr(l, '\n', (size_t)(end - l));
+        size_t n = nl ? (size_t)(nl - l) + 1 : (size_t)(end - l);
+        if (n >= 2 && l[0] == '#' && l[1] == ' ')
+            in = n - 3 == strlen(name) && !memcmp(l + 2, name, strlen(name));
+        if (in || (n >= 3 && !memcmp(l, "END", 3))) {
+            memmove(out, l, n);
+            out += n;
+        }
+        l += n;
+    }
+    *out = '\0';
+    r->len = (size_t)(out - r->buf);
+}
+
 static int cmd_view(const char *verb, const char *table, int argc, char **argv)
 {
     bool json = false;
@@ -1477,6 +1525,8 @@ static int cmd_view(const char *verb, const char *table, int argc, char **argv)
     }
     struct reply r;
     int rc = request(verb, true, &r);
+    if (rc == EXIT_OK && json && !strcmp(table, "chans"))
+        keep_section(&r, "channels");
     struct frame fr;
     if (rc == EXIT_OK && (rc = frame_open(&fr)) == EXIT_OK) {
         rc = render(json ? "json" : table, &r, fr.f);
@@ -1639,6 +1689,8 @@ static int run(int argc, char **argv)
         return cmd_view("PROCS", "procs", nsub, sub);
     if (!strcmp(cmd, "classes"))
         return cmd_view("CLASSES", "classes", nsub, sub);
+    if (!strcmp(cmd, "chans"))
+        return cmd_view("STATS", "chans", nsub, sub);
     if (!strcmp(cmd, "top"))
         return cmd_top(nsub, sub);
     if (!strcmp(cmd, "show") || !strcmp(cmd, "warnings"))
