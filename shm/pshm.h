@@ -315,6 +315,26 @@ static inline int pshm_rec_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_
     return rc;
 }
 
+/* The handoff of a channel send (pshm_chan.c): block idx of class c is
+ * the caller's own (checked before its message was put in the ring), and
+ * receivers adopt it only once it is in transit. Journaled as CHANDOFF,
+ * judged done by its byte no longer being ours: a receiver may adopt it
+ * between this store and the count, which a HANDOFF step would misjudge. */
+static inline void pshm_rec_chan_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t c,
+                                         uint32_t idx)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    pa_u8 *o = pshm_owner_idx(s, c, idx);
+    uint64_t h0 = pa_load_relaxed(&tc->handoffs); /* relaxed: single writer */
+    pshm_journal_block(tc, PSHM_PEND_CHANDOFF, idx, h0);
+    /* release: orders the sender's writes into the block before the
+     * receiver's acquire load of TRANSIT and its adopt CAS. */
+    pa_store_release(o, PSHM_OWN_TRANSIT);
+    pa_store_relaxed(&tc->handoffs, h0 + 1); /* relaxed: single writer */
+    /* release: the step's last writes (the counter) come before it. */
+    pa_store_release(&tc->pend.op, PSHM_PEND_NONE);
+}
+
 static inline int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c,
                                  uint32_t idx)
 {
@@ -545,6 +565,8 @@ int64_t pshm_large_alloc(pshm_seg_t *s, struct pshm_thread *t, uint8_t own, uint
  * use by a process / not in transit). */
 int pshm_large_free(pshm_seg_t *s, struct pshm_thread *t, uint32_t n, uint8_t own);
 int pshm_large_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t n, uint8_t own);
+/* The handoff of a channel send, as pshm_rec_chan_handoff() for a large block. */
+void pshm_large_chan_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t n);
 int pshm_large_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t n);
 /* A reclaimer (record t) gives back the block at head n held by owner
  * value v of a dead process; or puts it in transit (t NULL: not journaled,

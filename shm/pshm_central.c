@@ -684,6 +684,14 @@ static uint64_t finish_step(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot,
                          j.ctr + (done ? 1 : 0));
         break;
     }
+    case PSHM_PEND_CHANDOFF: {
+        /* Our own block, whose message is in a ring: done once its byte is
+         * no longer ours (in transit, or adopted by its receiver). */
+        bool blk = pshm_idx_is_block(s, j.block.idx, c);
+        uint8_t v = blk ? pa_load_relaxed(pshm_owner_idx(s, c, j.block.idx)) : 0;
+        pa_store_relaxed(&tc->handoffs, j.ctr + (blk && v != pshm_own_val(slot) ? 1 : 0));
+        break;
+    }
     default: dropped++; break;
     }
     journal_done(tc);

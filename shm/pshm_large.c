@@ -255,6 +255,18 @@ bool pshm_large_to_transit(pshm_seg_t *s, struct pshm_thread *t, uint32_t n, uin
     return moved;
 }
 
+void pshm_large_chan_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t n)
+{
+    struct pshm_tlarge *tl = pshm_tlarge_of(s, t);
+    uint64_t h0 = pa_load_relaxed(&tl->handoffs); /* relaxed: single writer */
+    journal_block(tl, PSHM_PEND_CHANDOFF, n, h0);
+    /* release: orders the sender's writes into the block before the
+     * receiver's acquire load of TRANSIT and its adopt CAS. */
+    pa_store_release(pshm_large_owner(s, n), PSHM_OWN_TRANSIT);
+    pa_store_relaxed(&tl->handoffs, h0 + 1); /* relaxed: single writer */
+    journal_close(tl);
+}
+
 uint64_t pshm_large_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot)
 {
     struct pshm_tlarge *tl = pshm_tlarge_of(s, t);
@@ -306,6 +318,14 @@ uint64_t pshm_large_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot)
         bool done = op == PSHM_PEND_HANDOFF ? v == PSHM_OWN_TRANSIT : v == pshm_own_val(slot);
         pa_store_relaxed(op == PSHM_PEND_HANDOFF ? &tl->handoffs : &tl->adopts,
                          ctr + (done ? 1 : 0));
+        break;
+    }
+    case PSHM_PEND_CHANDOFF: {
+        /* As in pshm_rec_recover(): done once the byte is no longer ours. */
+        uint32_t n = tl->pend.block.idx;
+        bool blk = n < s->nspans && pa_load_relaxed(&s->spanmap[n]) == PSHM_SPAN_LARGE;
+        uint8_t v = blk ? pa_load_relaxed(pshm_large_owner(s, n)) : 0;
+        pa_store_relaxed(&tl->handoffs, ctr + (blk && v != pshm_own_val(slot) ? 1 : 0));
         break;
     }
     default: dropped++; break;

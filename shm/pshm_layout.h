@@ -433,7 +433,11 @@ enum pshm_pend_op {
     PSHM_PEND_SRELEASE = 12, /* sweep: give span range.span (claim word `tag`), all
                                 of whose blocks the record holds SWEPT, back to
                                 the free spans; ctr: uncarved before */
-    PSHM_PEND_LAST = PSHM_PEND_SRELEASE,
+    PSHM_PEND_CHANDOFF = 13, /* channel send: block.idx, the record's own block, whose
+                                message is in a ring cell: owned -> transit. Done
+                                once its byte is no longer ours (in transit, or
+                                adopted already by its receiver) */
+    PSHM_PEND_LAST = PSHM_PEND_CHANDOFF,
 };
 
 struct pshm_tclass {
