@@ -235,6 +235,13 @@ static pa_u8 *block_owner(const pshm_seg_t *s, uint64_t off, int *k, int *n)
     return NULL;
 }
 
+/* The count of blocks reclaimers moved into transit, of class k or (k < 0)
+ * of the large blocks: what the books' equations read as handoffs. */
+static pa_u64 *put_in_transit_of(pshm_seg_t *s, int k)
+{
+    return k >= 0 ? &s->cls[k].put_in_transit : &s->hdr->large_put_in_transit;
+}
+
 static uint32_t rec_number(const pshm_seg_t *s, const struct pshm_thread *t)
 {
     return (uint32_t)(((const uint8_t *)t - s->threads) / s->thread_bytes);
@@ -300,6 +307,7 @@ struct recv_arg {
     struct pshm_chan *c;
     uint32_t taker;
     uint64_t pos, taken;
+    int k, n; /* the taken block's class, or its large head (block_owner()) */
 };
 
 static int recv_step(void *arg)
@@ -321,6 +329,8 @@ static int recv_step(void *arg)
         if (!pshm_ring_take(a->r, pos, full, a->taker, &a->taken))
             continue;
         a->pos = pos;
+        a->k = k;
+        a->n = n;
         if (o && v == PSHM_OWN_TRANSIT)
             return 0;
         /* Neither in transit nor its sender's: freed by offset since. */
@@ -336,7 +346,7 @@ int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint32_t s
     if (ch >= PSHM_MAX_CHANS)
         return -EINVAL;
     struct pshm_chan *c = &s->chans[ch];
-    struct recv_arg a = {s, ring_checked(s, ch), c, rec_number(s, t) + 1, 0, 0};
+    struct recv_arg a = {s, ring_checked(s, ch), c, rec_number(s, t) + 1, 0, 0, -1, -1};
     if (!a.r)
         return -EPROTO;
     for (;;) {
@@ -344,10 +354,8 @@ int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint32_t s
         if (rc < 0)
             return rc;
         uint64_t o = (uint64_t)pshm_ring_word_value(a.taken) << 3;
-        int k, n;
-        (void)block_owner(s, o, &k, &n);
-        rc = k >= 0 ? pshm_rec_adopt(s, t, slot, (uint32_t)k, (uint32_t)(o >> 3))
-                    : pshm_large_adopt(s, t, slot, (uint32_t)n);
+        rc = a.k >= 0 ? pshm_rec_adopt(s, t, slot, (uint32_t)a.k, (uint32_t)(o >> 3))
+                      : pshm_large_adopt(s, t, slot, (uint32_t)a.n);
         (void)pshm_ring_release(a.r, a.pos, a.taken);
         pshm_ring_emptied(a.r);
         if (rc == 0) {
@@ -404,12 +412,8 @@ void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, pshm_chan_reclaimed_t 
                  * into its hands (one fewer put in transit: the books'
                  * equations count it so); the owner walk gives it back. */
                 if (v == PSHM_OWN_TRANSIT &&
-                    pa_cas_strong_acq_rel(o, &v, own)) { /* acq_rel: one mover */
-                    if (k >= 0)
-                        pa_sub_relaxed(&s->cls[k].put_in_transit, 1); /* relaxed: statistic */
-                    else
-                        pa_sub_relaxed(&s->hdr->large_put_in_transit, 1);
-                }
+                    pa_cas_strong_acq_rel(o, &v, own))          /* acq_rel: one mover */
+                    pa_sub_relaxed(put_in_transit_of(s, k), 1); /* relaxed: statistic */
                 (void)pshm_ring_release(r, pshm_ring_cell_pos(r, i, cell), cell);
                 pa_add_relaxed(&c->given_back, 1); /* relaxed: statistic */
                 if (out)
@@ -418,10 +422,7 @@ void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, pshm_chan_reclaimed_t 
             } else if (v == own) {
                 /* Sent by us, not handed off yet: hand it off for us. */
                 if (pa_cas_strong_acq_rel(o, &v, PSHM_OWN_TRANSIT)) { /* acq_rel: one mover */
-                    if (k >= 0)
-                        pa_add_relaxed(&s->cls[k].put_in_transit, 1); /* relaxed: statistic */
-                    else
-                        pa_add_relaxed(&s->hdr->large_put_in_transit, 1);
+                    pa_add_relaxed(put_in_transit_of(s, k), 1);       /* relaxed: statistic */
                     pa_add_relaxed(&c->handed_on, 1);
                     if (out)
                         out->handed_on++;
