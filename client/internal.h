@@ -236,6 +236,9 @@ static inline uint32_t pool_class_of_(const pool_t *pool, size_t size)
 /* attach.c */
 pool_t *pool_new_(void);
 void pool_free_handle_(pool_t *pool);
+/* Before a detach: give up every topic seat of this process (chan.c), so
+ * that what only it held is freed, not kept as an orphan. */
+void pool_chan_detach_(pool_t *pool);
 /* Record a message for pool_last_error() (printf-like). */
 void pool_set_error_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -101,6 +101,8 @@ int pool_register_(pool_t *pool)
 
 void pool_unregister_(pool_t *pool)
 {
+    if (pool->slot >= 0 && pool->pid == pool_pid_)
+        pool_chan_detach_(pool); /* frees blocks: before the lock */
     pthread_mutex_lock(&proc.lock);
     if (pool->slot >= 0 && pool->pid == pool_pid_) {
         pshm_release_result_t res = {0};

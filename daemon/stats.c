@@ -290,7 +290,7 @@ static void section_channels(pd_server_t *srv, pproto_buf_t *b)
         snprintf(key, sizeof(key), "chan_%u", ch);
         pproto_buf_begin_row(b, key);
         pproto_buf_add_subkv_str(b, "name", cs.name);
-        pproto_buf_add_subkv_str(b, "kind", "queue");
+        pproto_buf_add_subkv_str(b, "kind", cs.kind == PSHM_CHAN_TOPIC ? "topic" : "queue");
         pproto_buf_add_subkv_u64(b, "capacity", cs.capacity);
         pproto_buf_add_subkv_u64(b, "depth", cs.depth);
         pproto_buf_add_subkv_u64(b, "taking", cs.taking);
@@ -305,6 +305,11 @@ static void section_channels(pd_server_t *srv, pproto_buf_t *b)
         pproto_buf_add_subkv_u64(b, "given_back", cs.given_back);
         pproto_buf_add_subkv_u64(b, "handed_on", cs.handed_on);
         pproto_buf_add_subkv_u64(b, "refused", cs.refused);
+        pproto_buf_add_subkv_u64(b, "subscribers", cs.subscribers);
+        pproto_buf_add_subkv_u64(b, "slow_subscribers", cs.slow);
+        pproto_buf_add_subkv_u64(b, "lag_max", cs.lag_max);
+        pproto_buf_add_subkv_u64(b, "unheard", cs.unheard);
+        pproto_buf_add_subkv_u64(b, "freed", cs.freed);
         pproto_buf_add_subkv_u64(b, "receivers_waiting", cs.receivers_waiting);
         pproto_buf_add_subkv_u64(b, "senders_waiting", cs.senders_waiting);
         pproto_buf_add_subkv_u64(b, "created_unix", cs.created_unix);

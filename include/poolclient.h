@@ -176,20 +176,28 @@ POOL_API size_t pool_block_size(pool_t *pool, const void *ptr);
 /* ---- statistics (see README, "What the statistics mean") ---- */
 
 /*
- * Channels: named queues of blocks between the processes attached to one
- * pool, without a copy. A block sent belongs to the channel until one
- * receiver takes it (it is in transit: no process's death loses it); the
- * receiver owns it then and frees it as any block. Each message goes to
- * exactly one receiver, first in, first out. See poolclient(3), CHANNELS.
+ * Channels: named queues and topics of blocks between the processes
+ * attached to one pool, without a copy. A block sent belongs to the
+ * channel (it is in transit: no process's death loses it).
+ *   - queue: each message goes to exactly one receiver, first in, first
+ *     out; the receiver owns the block then and frees it as any block;
+ *   - topic: each message goes to every subscriber that had subscribed when
+ *     it was sent, in order; they share the block read-only and release it
+ *     (pool_chan_release), and the last release frees it. A subscriber
+ *     that is `capacity` messages behind makes senders wait (or get
+ *     EAGAIN) until it catches up: nothing is dropped.
+ * See poolclient(3), CHANNELS.
  */
 typedef struct pool_chan pool_chan_t;
 
 enum pool_chan_kind {
     POOL_CHAN_QUEUE = 1, /* each message to exactly one receiver */
+    POOL_CHAN_TOPIC = 2, /* each message to every subscriber, shared read-only */
 };
 
-#define POOL_CHAN_CREATE 1u /* make the channel if it does not exist */
-#define POOL_CHAN_EXCL 2u   /* with POOL_CHAN_CREATE: fail (EEXIST) if it exists */
+#define POOL_CHAN_CREATE 1u    /* make the channel if it does not exist */
+#define POOL_CHAN_EXCL 2u      /* with POOL_CHAN_CREATE: fail (EEXIST) if it exists */
+#define POOL_CHAN_SUBSCRIBE 4u /* a topic: this handle receives (one of 16 seats) */
 #define POOL_CHAN_MAX_CAPACITY 1024u
 #define POOL_CHAN_NAME_MAX 47u
 
@@ -197,7 +205,8 @@ struct pool_chan_opts {
     unsigned kind;     /* enum pool_chan_kind; 0: a queue */
     unsigned capacity; /* messages it holds when made: rounded up to a power
                           of two, 1 to POOL_CHAN_MAX_CAPACITY; 0: 256 */
-    unsigned flags;    /* POOL_CHAN_CREATE, POOL_CHAN_EXCL; 0: join only */
+    unsigned flags;    /* POOL_CHAN_CREATE, POOL_CHAN_EXCL, POOL_CHAN_SUBSCRIBE;
+                          0: join only */
 };
 
 /*
@@ -206,8 +215,10 @@ struct pool_chan_opts {
  * if missing, else joined. NULL with errno: EINVAL (name or opts), ENOENT
  * (missing and not POOL_CHAN_CREATE), EEXIST (POOL_CHAN_EXCL and it
  * exists), EPROTOTYPE (it exists with another kind), ENOSPC (the pool's
- * 32 channels are all in use), EAGAIN (no thread record, or a reclaim
- * held the pool for a second), ENOMEM.
+ * 32 channels are all in use), EMFILE (a topic's 16 subscribers are all
+ * taken), EAGAIN (no thread record, or a reclaim held the pool for a
+ * second), ENOMEM. A topic handle receives only when opened with
+ * POOL_CHAN_SUBSCRIBE: from the next message sent on.
  */
 POOL_API POOL_NODISCARD pool_chan_t *pool_chan_open(pool_t *pool, const char *name,
                                                     const struct pool_chan_opts *opts);
@@ -222,16 +233,28 @@ POOL_API POOL_NODISCARD pool_chan_t *pool_chan_open(pool_t *pool, const char *na
 POOL_API int pool_chan_send(pool_chan_t *ch, void *ptr, size_t size, int timeout_ms);
 
 /*
- * pool_chan_recv: take the oldest message, waiting up to timeout_ms (0:
- * never, -1: for ever): the caller owns the block now (pool_free it when
- * done). *size, when size is not NULL, gets the block's size
- * (pool_block_size). NULL with errno EAGAIN when nothing came in time.
+ * pool_chan_recv: the next message, waiting up to timeout_ms (0: never,
+ * -1: for ever). A queue's: the caller owns the block now (pool_free it
+ * when done). A topic's: shared, read it only, and pool_chan_release it
+ * when done. *size, when size is not NULL, gets the block's size
+ * (pool_block_size). NULL with errno EAGAIN when nothing came in time,
+ * EBADF on a topic handle opened without POOL_CHAN_SUBSCRIBE.
  */
 POOL_API POOL_NODISCARD void *pool_chan_recv(pool_chan_t *ch, size_t *size, int timeout_ms);
 
-/* pool_chan_close: leave the channel and free the handle. The last member
- * to leave an empty channel frees its name; messages keep a channel (and
- * wait for the next receiver) when nobody has it open. */
+/*
+ * pool_chan_release: a topic subscriber is done with the message at ptr
+ * (from its pool_chan_recv; in any order). The last subscriber's release
+ * frees the block. 0, or -1 with errno EINVAL (not a message this handle
+ * holds).
+ */
+POOL_API int pool_chan_release(pool_chan_t *ch, const void *ptr);
+
+/* pool_chan_close: leave the channel and free the handle (a topic
+ * subscriber's messages are released). The last member to leave an empty
+ * channel frees its name; queue messages keep a channel (and wait for the
+ * next receiver) when nobody has it open. pool_detach() releases every
+ * subscription of the process. */
 POOL_API void pool_chan_close(pool_chan_t *ch);
 
 typedef struct pool_class_stats {

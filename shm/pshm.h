@@ -328,21 +328,50 @@ static inline void pshm_rec_chan_handoff(pshm_seg_t *s, struct pshm_thread *t, u
     uint64_t h0 = pa_load_relaxed(&tc->handoffs); /* relaxed: single writer */
     pshm_journal_block(tc, PSHM_PEND_CHANDOFF, idx, h0);
     /* release: orders the sender's writes into the block before the
-     * receiver's acquire load of TRANSIT and its adopt CAS. */
-    pa_store_release(o, PSHM_OWN_TRANSIT);
+     * receiver's acquire load of CHAN and its adopt CAS. */
+    pa_store_release(o, PSHM_OWN_CHAN);
     pa_store_relaxed(&tc->handoffs, h0 + 1); /* relaxed: single writer */
     /* release: the step's last writes (the counter) come before it. */
     pa_store_release(&tc->pend.op, PSHM_PEND_NONE);
 }
 
-static inline int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c,
-                                 uint32_t idx)
+/* Adopt block idx of class c from transit (`from`: PSHM_OWN_TRANSIT, or
+ * PSHM_OWN_CHAN for a channel's receiver): 0, or -EINVAL when it is not
+ * in that state (another adopter won). */
+/* A reclaimer's (or detacher's) move, by its record t, of block idx of class
+ * c between a channel and a slot's hands: from owner byte `from` into the
+ * channel (to PSHM_OWN_CHAN: counted as t's handoff), or out of it (from
+ * PSHM_OWN_CHAN to `to`: counted as t's adopt), so that a death between
+ * the CAS and the count is a journaled step (CHANPUT, CHANBACK) its
+ * successor finishes. True when the CAS moved it. */
+static inline bool pshm_rec_chan_move(pshm_seg_t *s, struct pshm_thread *t, uint32_t c,
+                                      uint32_t idx, uint8_t from, uint8_t to)
+{
+    struct pshm_tclass *tc = &t->cls[c];
+    bool put = to == PSHM_OWN_CHAN;
+    pa_u64 *ctr = put ? &tc->handoffs : &tc->adopts;
+    uint64_t c0 = pa_load_relaxed(ctr); /* relaxed: single writer */
+    tc->pend.count = from;
+    pshm_journal_block(tc, put ? PSHM_PEND_CHANPUT : PSHM_PEND_CHANBACK, idx, c0);
+    uint8_t v = from;
+    /* acq_rel: one mover of the block (against a live free of a dead
+     * slot's block); release orders its writes before a receiver's adopt. */
+    bool moved = pa_cas_strong_acq_rel(pshm_owner_idx(s, c, idx), &v, to);
+    if (moved)
+        pa_store_relaxed(ctr, c0 + 1); /* relaxed: single writer */
+    /* release: the step's last writes (the counter) come before it. */
+    pa_store_release(&tc->pend.op, PSHM_PEND_NONE);
+    return moved;
+}
+
+static inline int pshm_rec_adopt_from(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot,
+                                      uint32_t c, uint32_t idx, uint8_t from)
 {
     struct pshm_tclass *tc = &t->cls[c];
     pa_u8 *o = pshm_owner_idx(s, c, idx);
     uint64_t a0 = pa_load_relaxed(&tc->adopts); /* relaxed: single writer */
     pshm_journal_block(tc, PSHM_PEND_ADOPT, idx, a0);
-    uint8_t v = PSHM_OWN_TRANSIT;
+    uint8_t v = from;
     int rc = -EINVAL;
     /* acq_rel: acquire pairs with the sender's release store (or CAS) of
      * TRANSIT in handoff, so the block's contents are visible to us; only
@@ -354,6 +383,12 @@ static inline int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t 
     /* release: the step's last writes (the counter) come before it. */
     pa_store_release(&tc->pend.op, PSHM_PEND_NONE);
     return rc;
+}
+
+static inline int pshm_rec_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t c,
+                                 uint32_t idx)
+{
+    return pshm_rec_adopt_from(s, t, slot, c, idx, PSHM_OWN_TRANSIT);
 }
 
 /* True when a `hot` word holds a cached block (not empty, not a taken note;
@@ -568,6 +603,11 @@ int pshm_large_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t n, uint8_t
 /* The handoff of a channel send, as pshm_rec_chan_handoff() for a large block. */
 void pshm_large_chan_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t n);
 int pshm_large_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t n);
+int pshm_large_adopt_from(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t n,
+                          uint8_t from);
+/* pshm_rec_chan_move() for the large block at span n. */
+bool pshm_large_chan_move(pshm_seg_t *s, struct pshm_thread *t, uint32_t n, uint8_t from,
+                          uint8_t to);
 /* A reclaimer (record t) gives back the block at head n held by owner
  * value v of a dead process; or puts it in transit (t NULL: not journaled,
  * counted in the header). 0 / true when it moved. */
@@ -645,12 +685,14 @@ struct pshm_ring *pshm_chan_ring(const pshm_seg_t *s, uint32_t ch);
 bool pshm_chan_name_ok(const char *name);
 /* Open channel `name` as actor->slot: its number, joined; made (of kind,
  * 2^shift messages) when missing and create_missing; exclusive: only made,
- * never joined. -EINVAL (name, kind or shift), -ENOENT (missing),
- * -EEXIST (exclusive, and it exists), -EPROTOTYPE (it is of another kind),
- * -ENOSPC (every entry is used), -EMFILE (65,535 members), -EAGAIN (a
- * reclaim held the lock for a second). */
+ * never joined. A topic opened with *seat not NULL also subscribes: *seat
+ * gets the subscriber's seat. -EINVAL (name, kind or shift), -ENOENT
+ * (missing), -EEXIST (exclusive, and it exists), -EPROTOTYPE (it is of
+ * another kind), -ENOSPC (every entry is used), -EMFILE (65,535 members,
+ * or every seat of the topic taken), -EAGAIN (a reclaim held the lock for
+ * a second). */
 int pshm_chan_open(pshm_seg_t *s, const pshm_actor_t *actor, const char *name, uint32_t kind,
-                   uint32_t shift, bool create_missing, bool exclusive);
+                   uint32_t shift, bool create_missing, bool exclusive, int *seat);
 /* Leave channel ch (one open of slot's). The last member of an empty
  * channel frees it; messages keep a memberless channel. */
 void pshm_chan_close(pshm_seg_t *s, uint32_t ch, uint32_t slot);
@@ -658,20 +700,43 @@ void pshm_chan_close(pshm_seg_t *s, uint32_t ch, uint32_t slot);
 bool pshm_chan_is_empty(pshm_seg_t *s, uint32_t ch);
 /* Send the block at off, owned by `own`, by record t: 0; -EAGAIN (full
  * for timeout_ms; 0: do not wait, < 0: for ever), -EINVAL (not a block of
- * ours). */
-int pshm_chan_send(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint8_t own, uint64_t off,
+ * ours). A topic message that no subscriber holds is freed at once (the
+ * block adopted by t and given to give(ctx, off)). */
+typedef void (*pshm_give_fn)(void *ctx, uint64_t off);
+typedef struct pshm_chan_actor {
+    struct pshm_thread *t; /* the caller's record */
+    uint32_t slot;         /* its process slot */
+    uint8_t own;           /* pshm_own_val(slot) */
+    pshm_give_fn give;     /* frees a block t adopted (topics) */
+    void *ctx;
+} pshm_chan_actor_t;
+int pshm_chan_send(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *a, uint64_t off,
                    int timeout_ms);
-/* Receive a block into slot's hands by record t: 0 and *off; -EAGAIN
- * (nothing came in time). */
-int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint32_t slot, uint64_t *off,
+/* Receive: a queue's message into the caller's hands (0 and *off); a
+ * topic's next message for seat `seat`, shared read-only until released.
+ * -EAGAIN (nothing came in time), -EBADF (a topic, and seat is not the
+ * caller's subscription). */
+int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *a, int seat, uint64_t *off,
                    int timeout_ms);
+/* A topic subscriber is done with the message at off: 0, or -EINVAL (not
+ * a message the seat holds). The last release frees the block. */
+int pshm_chan_release(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *a, int seat,
+                      uint64_t off);
+/* Give up a topic seat: every message it holds is released. */
+void pshm_chan_unsubscribe(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *a, int seat);
+/* Every seat of a->slot, in every topic (a process detaching). */
+void pshm_chan_unsubscribe_all(pshm_seg_t *s, const pshm_chan_actor_t *a);
 typedef struct pshm_chan_stats {
     char name[PSHM_CHAN_NAME_MAX + 1];
     uint32_t kind, capacity, members, generation;
-    uint64_t depth;      /* messages in the ring (sent, not yet received) */
+    uint64_t depth;      /* messages in the ring (sent, not yet received / released) */
     uint64_t taking;     /* of which a receiver is taking now (TAKEN cells) */
     uint64_t bytes_held; /* bytes of the blocks of those messages */
     uint64_t sent, received, given_back, handed_on, full_waits, refused;
+    uint64_t unheard, freed; /* topics: sent to nobody; freed after the last release */
+    uint32_t subscribers;    /* topics: seats taken */
+    uint32_t slow;           /* topics: subscribers a capacity behind (senders wait for them) */
+    uint64_t lag_max;        /* topics: most messages a subscriber has not released */
     uint32_t receivers_waiting, senders_waiting; /* asleep on the ring now */
     uint64_t created_unix;
     int32_t creator_pid;
@@ -680,14 +745,20 @@ typedef struct pshm_chan_stats {
  * its cells (a moment's view while senders and receivers run). */
 bool pshm_chan_stats(const pshm_seg_t *s, uint32_t ch, pshm_chan_stats_t *out);
 typedef struct pshm_chan_reclaimed {
-    uint64_t given_back; /* messages a dead receiver had taken */
+    uint64_t given_back; /* messages a dead receiver had taken (or held, topics) */
     uint64_t handed_on;  /* messages a dead sender had not handed off */
     uint64_t left;       /* memberships taken back */
 } pshm_chan_reclaimed_t;
-/* Under the reclaim lock, after slot's records' journals are finished and
- * before they are released: finish slot's channel steps and take its
- * memberships back. */
-void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, pshm_chan_reclaimed_t *out);
+/* Finish slot's channel steps and take its memberships and seats back:
+ * under the reclaim lock (who: PSHM_CHAN_RECLAIMER), after slot's records'
+ * journals are finished and before they are released; or by slot's own
+ * detach (who: one of its records' number + 1). Topic messages nobody
+ * holds any more go into slot's hands (its owner walk frees them); hands,
+ * the reclaimer's record (or NULL), journals the moves of blocks. */
+#define PSHM_CHAN_RECLAIMER 0xfffu   /* PSHM_RING_WHO_MAX */
+#define PSHM_CHAN_NO_FINISHER 0xffeu /* a detach without a record: finishes nothing */
+void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, uint32_t who, struct pshm_thread *hands,
+                            pshm_chan_reclaimed_t *out);
 
 /* ---- the sweep (pshm_sweep.c) ---- */
 typedef struct pshm_swept {

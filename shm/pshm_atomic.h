@@ -108,6 +108,10 @@ extern _Atomic unsigned pa_tsan_fence_word_;
 #define pa_add_relaxed(p, v) PA_CP_(atomic_fetch_add_explicit((p), (v), memory_order_relaxed))
 #define pa_sub_relaxed(p, v) PA_CP_(atomic_fetch_sub_explicit((p), (v), memory_order_relaxed))
 #define pa_or_relaxed(p, v) PA_CP_(atomic_fetch_or_explicit((p), (v), memory_order_relaxed))
+#define pa_or_acq_rel(p, v)                                                                        \
+    (PA_TSAN_REL_(), PA_CP_(atomic_fetch_or_explicit((p), (v), memory_order_acq_rel)))
+#define pa_and_acq_rel(p, v)                                                                       \
+    (PA_TSAN_REL_(), PA_CP_(atomic_fetch_and_explicit((p), (v), memory_order_acq_rel)))
 #define pa_exchange_acq_rel(p, v)                                                                  \
     (PA_TSAN_REL_(), PA_CP_(atomic_exchange_explicit((p), (v), memory_order_acq_rel)))
 

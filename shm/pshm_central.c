@@ -692,6 +692,17 @@ static uint64_t finish_step(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot,
         pa_store_relaxed(&tc->handoffs, j.ctr + (blk && v != pshm_own_val(slot) ? 1 : 0));
         break;
     }
+    case PSHM_PEND_CHANPUT:
+    case PSHM_PEND_CHANBACK: {
+        /* A reclaimer's move between a channel and a slot's hands: done
+         * once the byte is no longer the one it moved from. */
+        bool blk = pshm_idx_is_block(s, j.block.idx, c);
+        uint8_t v = blk ? pa_load_relaxed(pshm_owner_idx(s, c, j.block.idx)) : 0;
+        uint8_t from = op == PSHM_PEND_CHANPUT ? (uint8_t)j.count : PSHM_OWN_CHAN;
+        pa_store_relaxed(op == PSHM_PEND_CHANPUT ? &tc->handoffs : &tc->adopts,
+                         j.ctr + (blk && v != from ? 1 : 0));
+        break;
+    }
     default: dropped++; break;
     }
     journal_done(tc);

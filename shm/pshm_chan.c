@@ -5,7 +5,7 @@
  *
  * A message is a block in transit whose offset sits in a ring cell. The
  * sender fills the cell while it still owns the block (FULL names its
- * owner byte), then hands the block off (owner byte to TRANSIT, the
+ * owner byte), then hands the block off (owner byte to CHAN, the
  * journaled handoff of pshm.h), then wakes a sleeper. A receiver takes a
  * FULL cell only once its block is in transit (TAKEN names its record),
  * adopts the block (the journaled adopt), and then releases the cell. So
@@ -34,7 +34,9 @@
 
 _Static_assert(sizeof(struct pshm_ring) == 256, "PSHM_CHAN_RING_BYTES reads the ring's header");
 _Static_assert(PSHM_CHAN_RING_BYTES == 256u + (8u << PSHM_CHAN_SHIFT_MAX), "ring bytes");
-_Static_assert(PSHM_MAX_THREADS <= PSHM_RING_WHO_MAX, "a record's number + 1 fits a cell");
+_Static_assert(PSHM_MAX_THREADS < PSHM_CHAN_NO_FINISHER, "a record's number + 1 fits a cell and "
+                                                         "is neither reclaimer nor no finisher");
+_Static_assert(PSHM_CHAN_RECLAIMER == PSHM_RING_WHO_MAX, "the reclaimer's who");
 _Static_assert(PSHM_MAX_SEGMENT >> 3 <= (UINT64_C(1) << 32), "an offset / 8 fits a cell");
 
 /* A sleeping receiver or sender looks again at least this often, so that a
@@ -133,6 +135,8 @@ static int create(pshm_seg_t *s, const char *name, uint32_t kind, uint32_t shift
         pa_store_relaxed(&c->handed_on, 0);
         pa_store_relaxed(&c->full_waits, 0);
         pa_store_relaxed(&c->refused, 0);
+        pa_store_relaxed(&c->unheard, 0);
+        pa_store_relaxed(&c->freed, 0);
         pshm_ring_init(pshm_chan_ring(s, ch), shift);
         pa_store_relaxed(&c->opens[slot], 1);
         /* release: pairs with try_join()'s acquire: the entry and its ring
@@ -143,11 +147,34 @@ static int create(pshm_seg_t *s, const char *name, uint32_t kind, uint32_t shift
     return -ENOSPC;
 }
 
+static int subscribe(pshm_seg_t *s, uint32_t ch, uint32_t slot);
+
+/* Join or make, then take a seat when asked (undoing the join when none is
+ * free). */
+static int open_as(pshm_seg_t *s, const pshm_actor_t *actor, const char *name, uint32_t kind,
+                   uint32_t shift, bool create_missing, bool exclusive);
+
 int pshm_chan_open(pshm_seg_t *s, const pshm_actor_t *actor, const char *name, uint32_t kind,
+                   uint32_t shift, bool create_missing, bool exclusive, int *seat)
+{
+    if (!pshm_chan_name_ok(name) || (kind != PSHM_CHAN_QUEUE && kind != PSHM_CHAN_TOPIC) ||
+        shift > PSHM_CHAN_SHIFT_MAX || (seat && kind != PSHM_CHAN_TOPIC))
+        return -EINVAL;
+    int ch = open_as(s, actor, name, kind, shift, create_missing, exclusive);
+    if (ch < 0 || !seat)
+        return ch;
+    int rc = subscribe(s, (uint32_t)ch, actor->slot);
+    if (rc < 0) {
+        pshm_chan_close(s, (uint32_t)ch, actor->slot);
+        return rc;
+    }
+    *seat = rc;
+    return ch;
+}
+
+static int open_as(pshm_seg_t *s, const pshm_actor_t *actor, const char *name, uint32_t kind,
                    uint32_t shift, bool create_missing, bool exclusive)
 {
-    if (!pshm_chan_name_ok(name) || kind != PSHM_CHAN_QUEUE || shift > PSHM_CHAN_SHIFT_MAX)
-        return -EINVAL;
     if (!exclusive) {
         int ch = find_and_join(s, name, kind, actor->slot);
         if (ch != -ENOENT || !create_missing)
@@ -242,6 +269,27 @@ static pa_u64 *put_in_transit_of(pshm_seg_t *s, int k)
     return k >= 0 ? &s->cls[k].put_in_transit : &s->hdr->large_put_in_transit;
 }
 
+/* A reclaimer's move of the block at off (class k, or large head n) from
+ * owner byte `from` to `to`, one of them CHAN: journaled in its record
+ * `hands` when it has one (pshm_rec_chan_move()), else counted in the
+ * class (put_in_transit), as the owner walk does. True when it moved. */
+static bool chan_move(pshm_seg_t *s, struct pshm_thread *hands, int k, int n, uint64_t off,
+                      uint8_t from, uint8_t to)
+{
+    if (hands)
+        return k >= 0 ? pshm_rec_chan_move(s, hands, (uint32_t)k, (uint32_t)(off >> 3), from, to)
+                      : pshm_large_chan_move(s, hands, (uint32_t)n, from, to);
+    pa_u8 *o = k >= 0 ? pshm_owner(s, (uint32_t)k, off) : pshm_large_owner(s, (uint32_t)n);
+    uint8_t v = from;
+    if (!pa_cas_strong_acq_rel(o, &v, to)) /* acq_rel: as in pshm_rec_chan_move() */
+        return false;
+    if (to == PSHM_OWN_CHAN)
+        pa_add_relaxed(put_in_transit_of(s, k), 1); /* relaxed: statistic */
+    else
+        pa_sub_relaxed(put_in_transit_of(s, k), 1);
+    return true;
+}
+
 static uint32_t rec_number(const pshm_seg_t *s, const struct pshm_thread *t)
 {
     return (uint32_t)(((const uint8_t *)t - s->threads) / s->thread_bytes);
@@ -249,11 +297,15 @@ static uint32_t rec_number(const pshm_seg_t *s, const struct pshm_thread *t)
 
 struct send_arg {
     struct pshm_ring *r;
-    uint8_t own;
-    uint64_t off;
     struct pshm_chan *c;
+    const pshm_chan_actor_t *a;
+    struct finisher *f; /* topics: frees the oldest message when nobody holds it */
+    uint64_t off, pos;
     bool counted_full;
 };
+
+static bool topic_finish(struct finisher *f, struct pshm_chan *c, struct pshm_ring *r,
+                         uint64_t pos);
 
 static int send_step(void *arg)
 {
@@ -261,18 +313,45 @@ static int send_step(void *arg)
     for (;;) {
         uint64_t pos, empty;
         int rc = pshm_ring_reserve(a->r, &pos, &empty);
+        if (rc == -EAGAIN && a->f) {
+            /* A topic's oldest message may be released by all: free it,
+             * and its cell is room. relaxed: a hint (the cell decides). */
+            uint64_t t = pa_load_relaxed(&a->r->tail);
+            if (t >= pshm_ring_cap(a->r) && topic_finish(a->f, a->c, a->r, t - pshm_ring_cap(a->r)))
+                continue;
+        }
         if (rc == -EAGAIN && !a->counted_full) {
             a->counted_full = true;
             pa_add_relaxed(&a->c->full_waits, 1); /* relaxed: statistic */
         }
         if (rc < 0)
             return rc;
-        if (pshm_ring_fill(a->r, pos, empty, a->own, (uint32_t)(a->off >> 3)))
+        if (pshm_ring_fill(a->r, pos, empty, a->a->own, (uint32_t)(a->off >> 3))) {
+            a->pos = pos;
             return 0;
+        }
     }
 }
 
-int pshm_chan_send(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint8_t own, uint64_t off,
+/* Who finishes a topic's message: a live record (t), which adopts the
+ * block and gives it to give(); or a reclaimer (t NULL), which moves it
+ * into the hands of `slot` (dead or detaching) for its owner walk. */
+struct finisher {
+    pshm_seg_t *s;
+    struct pshm_thread *t;
+    uint32_t slot;
+    uint32_t who; /* what its TAKEN cells name */
+    pshm_give_fn give;
+    void *ctx;
+    struct pshm_thread *hands; /* a reclaimer's record, journaling its moves */
+};
+
+static struct finisher live_finisher(pshm_seg_t *s, const pshm_chan_actor_t *a)
+{
+    return (struct finisher){s, a->t, a->slot, rec_number(s, a->t) + 1, a->give, a->ctx, NULL};
+}
+
+int pshm_chan_send(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, uint64_t off,
                    int timeout_ms)
 {
     if (ch >= PSHM_MAX_CHANS || (off & 7) || off < s->data_off || off >= s->data_end)
@@ -281,10 +360,12 @@ int pshm_chan_send(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint8_t ow
     pa_u8 *o = block_owner(s, off, &k, &n);
     /* relaxed: our own block's byte (only a racing free of it in this
      * program writes it); the handoff below makes the real CAS. */
-    if (!o || pa_load_relaxed(o) != own)
+    if (!o || pa_load_relaxed(o) != act->own)
         return -EINVAL;
     struct pshm_chan *c = &s->chans[ch];
-    struct send_arg a = {ring_checked(s, ch), own, off, c, false};
+    bool topic = c->kind == PSHM_CHAN_TOPIC;
+    struct finisher f = live_finisher(s, act);
+    struct send_arg a = {ring_checked(s, ch), c, act, topic ? &f : NULL, off, 0, false};
     if (!a.r)
         return -EPROTO;
     int rc = pshm_ring_wait(a.r, true, send_step, &a, timeout_ms, CHAN_SLICE_MS);
@@ -293,10 +374,15 @@ int pshm_chan_send(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint8_t ow
     /* The message is in the ring; the block goes to transit (journaled).
      * Until it does, receivers leave the cell alone. */
     if (k >= 0)
-        pshm_rec_chan_handoff(s, t, (uint32_t)k, (uint32_t)(off >> 3));
+        pshm_rec_chan_handoff(s, act->t, (uint32_t)k, (uint32_t)(off >> 3));
     else
-        pshm_large_chan_handoff(s, t, (uint32_t)n);
+        pshm_large_chan_handoff(s, act->t, (uint32_t)n);
     pa_add_relaxed(&c->sent, 1); /* relaxed: statistic */
+    /* A topic message nobody subscribed to is freed now (topic_finish()
+     * looks at the seats again after its CAS: a subscriber arriving meanwhile
+     * keeps it). */
+    if (topic && topic_finish(&f, c, a.r, a.pos))
+        pa_add_relaxed(&c->unheard, 1); /* relaxed: statistic */
     pshm_ring_filled(a.r);
     return 0;
 }
@@ -321,32 +407,38 @@ static int recv_step(void *arg)
         uint64_t off = (uint64_t)pshm_ring_word_value(full) << 3;
         int k, n;
         pa_u8 *o = block_owner(a->s, off, &k, &n);
-        /* acquire: pairs with the sender's release of TRANSIT, so the
+        /* acquire: pairs with the sender's release of CHAN, so the
          * block's contents are visible once we adopt it. */
         uint8_t v = o ? pa_load_acquire(o) : 0;
-        if (o && v != PSHM_OWN_TRANSIT && v == pshm_ring_word_who(full))
+        if (o && v != PSHM_OWN_CHAN && v == pshm_ring_word_who(full))
             return -EAGAIN; /* its sender is between fill and handoff: it wakes us */
         if (!pshm_ring_take(a->r, pos, full, a->taker, &a->taken))
             continue;
         a->pos = pos;
         a->k = k;
         a->n = n;
-        if (o && v == PSHM_OWN_TRANSIT)
+        if (o && v == PSHM_OWN_CHAN)
             return 0;
-        /* Neither in transit nor its sender's: freed by offset since. */
+        /* Neither in the channel nor its sender's: no program can free or
+         * adopt a CHAN block, so only an overwritten segment does this. */
         pa_add_relaxed(&a->c->refused, 1); /* relaxed: statistic */
         (void)pshm_ring_release(a->r, pos, a->taken);
         pshm_ring_emptied(a->r);
     }
 }
 
-int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint32_t slot, uint64_t *off,
-                   int timeout_ms)
+static int topic_recv(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, int seat,
+                      uint64_t *off, int timeout_ms);
+
+int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, int seat,
+                   uint64_t *off, int timeout_ms)
 {
     if (ch >= PSHM_MAX_CHANS)
         return -EINVAL;
     struct pshm_chan *c = &s->chans[ch];
-    struct recv_arg a = {s, ring_checked(s, ch), c, rec_number(s, t) + 1, 0, 0, -1, -1};
+    if (c->kind == PSHM_CHAN_TOPIC)
+        return topic_recv(s, ch, act, seat, off, timeout_ms);
+    struct recv_arg a = {s, ring_checked(s, ch), c, rec_number(s, act->t) + 1, 0, 0, -1, -1};
     if (!a.r)
         return -EPROTO;
     for (;;) {
@@ -354,8 +446,9 @@ int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint32_t s
         if (rc < 0)
             return rc;
         uint64_t o = (uint64_t)pshm_ring_word_value(a.taken) << 3;
-        rc = a.k >= 0 ? pshm_rec_adopt(s, t, slot, (uint32_t)a.k, (uint32_t)(o >> 3))
-                      : pshm_large_adopt(s, t, slot, (uint32_t)a.n);
+        rc = a.k >= 0 ? pshm_rec_adopt_from(s, act->t, act->slot, (uint32_t)a.k, (uint32_t)(o >> 3),
+                                            PSHM_OWN_CHAN)
+                      : pshm_large_adopt_from(s, act->t, act->slot, (uint32_t)a.n, PSHM_OWN_CHAN);
         (void)pshm_ring_release(a.r, a.pos, a.taken);
         pshm_ring_emptied(a.r);
         if (rc == 0) {
@@ -368,6 +461,301 @@ int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, struct pshm_thread *t, uint32_t s
     }
 }
 
+/*
+ * Topics (docs/internals.md, "Topics"). A message at position p stays in
+ * its FULL cell, its block in transit, while some subscriber holds it: an
+ * ACTIVE seat with rel <= p, or a seat being taken. Whoever finds that
+ * nobody does finishes it: it CASes the cell to TAKEN(its own who), looks
+ * at the seats again, and either puts the cell back (someone holds it) or
+ * takes the block out of transit, empties the cell and frees the block.
+ * A new subscriber stores its seat ACTIVE, then reads cells; a finisher
+ * CASes a cell, then reads seats; each with a seq_cst fence between, so
+ * that at least one of the two sees the other: a subscriber never gets a
+ * message that is being freed, and one that finds a cell TAKEN waits
+ * until its finisher has put it back or emptied it.
+ */
+
+/* Does a subscriber hold position pos? */
+static bool seats_hold(struct pshm_chan *c, uint64_t pos)
+{
+    for (uint32_t i = 0; i < PSHM_CHAN_SEATS; i++) {
+        struct pshm_seat *st = &c->seats[i];
+        /* acquire: pairs with the release store of ACTIVE in subscribe(),
+         * so the rel read next is the subscriber's, or newer. */
+        uint64_t w = pa_load_acquire(&st->word);
+        uint32_t state = PSHM_SEAT_STATE(w);
+        if (state == PSHM_SEAT_FREE)
+            continue;
+        if (state != PSHM_SEAT_ACTIVE)
+            return true;
+        /* relaxed: ordered by the caller's fence (see above). */
+        if (pa_load_relaxed(&st->rel) <= pos)
+            return true;
+    }
+    return false;
+}
+
+/* The cell at pos is TAKEN(taken) by f, and nobody holds its message: take
+ * the block out of transit, empty the cell, free the block. */
+static void finish_taken(struct finisher *f, struct pshm_chan *c, struct pshm_ring *r, uint64_t pos,
+                         uint64_t taken)
+{
+    pshm_seg_t *s = f->s;
+    uint64_t off = (uint64_t)pshm_ring_word_value(taken) << 3;
+    int k, n;
+    pa_u8 *o = block_owner(s, off, &k, &n);
+    bool give = false;
+    if (o && f->t) {
+        give = (k >= 0 ? pshm_rec_adopt_from(s, f->t, f->slot, (uint32_t)k, (uint32_t)(off >> 3),
+                                             PSHM_OWN_CHAN)
+                       : pshm_large_adopt_from(s, f->t, f->slot, (uint32_t)n, PSHM_OWN_CHAN)) == 0;
+    } else if (o) {
+        /* Into slot's hands, for its owner walk. */
+        (void)chan_move(s, f->hands, k, n, off, PSHM_OWN_CHAN, pshm_own_val(f->slot));
+    }
+    PSHM_CRASH_POINT();
+    (void)pshm_ring_release(r, pos, taken);
+    pshm_ring_settle_head(r);
+    pa_add_relaxed(&c->freed, 1); /* relaxed: statistic */
+    pshm_ring_emptied(r);
+    pshm_ring_filled(r); /* a subscriber that found it TAKEN waits for this */
+    if (give)
+        f->give(f->ctx, off);
+}
+
+/* Free the topic message at pos if nobody holds it: true when f did. */
+static bool topic_finish(struct finisher *f, struct pshm_chan *c, struct pshm_ring *r, uint64_t pos)
+{
+    uint32_t i = (uint32_t)(pos & (pshm_ring_cap(r) - 1));
+    uint64_t w = pshm_ring_cell(r, i);
+    if (pshm_ring_diff(r, w, pos, PSHM_RING_FULL) != 0 || seats_hold(c, pos))
+        return false;
+    uint64_t off = (uint64_t)pshm_ring_word_value(w) << 3;
+    int k, n;
+    pa_u8 *o = block_owner(f->s, off, &k, &n);
+    /* acquire: as in recv_step(). Its sender between fill and handoff: not
+     * sent yet (the sender finishes it itself if need be). */
+    if (o && pa_load_acquire(o) == pshm_ring_word_who(w))
+        return false;
+    uint64_t taken =
+        pshm_ring_word(pos, r->shift, PSHM_RING_TAKEN, f->who, pshm_ring_word_value(w));
+    if (!pshm_ring_cas(r, pos, w, taken))
+        return false;
+    /* seq_cst: between our CAS and our reading of the seats; pairs with
+     * the fence in subscribe() between its ACTIVE store and its reads of
+     * cells (and with seat_done()'s after a store of rel). */
+    pa_fence_seq_cst();
+    if (seats_hold(c, pos)) {
+        (void)pshm_ring_cas(r, pos, taken, w); /* held after all: put it back */
+        pshm_ring_filled(r);
+        return false;
+    }
+    finish_taken(f, c, r, pos, taken);
+    return true;
+}
+
+/* Seat st is done with position p (released, or passed over): mark it,
+ * then move rel over every position done, freeing each message nobody
+ * holds any more. Only the thread that clears the bit at rel moves rel. */
+static void seat_done(struct finisher *f, struct pshm_chan *c, struct pshm_ring *r,
+                      struct pshm_seat *st, uint64_t p)
+{
+    uint32_t mask = pshm_ring_cap(r) - 1;
+    uint32_t b = (uint32_t)(p & mask);
+    /* acq_rel, then seq_cst: pairs with the fence after the store of rel
+     * below in another thread of this seat: either it sees our bit, or we
+     * see its rel (and move it on ourselves). */
+    pa_or_acq_rel(&st->done[b >> 6], UINT64_C(1) << (b & 63));
+    pa_fence_seq_cst();
+    for (;;) {
+        uint64_t l = pa_load_relaxed(&st->rel); /* relaxed: ordered by the fences */
+        uint32_t i = (uint32_t)(l & mask);
+        uint64_t bit = UINT64_C(1) << (i & 63);
+        if (!(pa_load_relaxed(&st->done[i >> 6]) & bit))
+            return;
+        if (!(pa_and_acq_rel(&st->done[i >> 6], ~bit) & bit))
+            return; /* another thread took it: it moves rel */
+        pa_store_relaxed(&st->rel, l + 1);
+        pa_fence_seq_cst(); /* see above, and topic_finish()'s fence */
+        (void)topic_finish(f, c, r, l);
+    }
+}
+
+/* Take a free seat of topic ch for slot: its number, or -EMFILE. */
+static int subscribe(pshm_seg_t *s, uint32_t ch, uint32_t slot)
+{
+    struct pshm_chan *c = &s->chans[ch];
+    struct pshm_ring *r = ring_checked(s, ch);
+    if (!r)
+        return -EPROTO;
+    for (uint32_t i = 0; i < PSHM_CHAN_SEATS; i++) {
+        struct pshm_seat *st = &c->seats[i];
+        uint64_t w = pa_load_acquire(&st->word); /* acquire: the CAS decides */
+        if (PSHM_SEAT_STATE(w) != PSHM_SEAT_FREE)
+            continue;
+        uint32_t gen = PSHM_SEAT_GEN(w) + 1;
+        /* acq_rel: one taker of the seat; while CLAIM it holds every
+         * message (seats_hold()), so nothing is freed under our setup. */
+        if (!pa_cas_strong_acq_rel(&st->word, &w, PSHM_SEAT_WORD(gen, slot + 1, PSHM_SEAT_CLAIM)))
+            continue;
+        PSHM_CRASH_POINT();
+        /* From the next message sent on: relaxed, a hint; a message whose
+         * sender filled its cell before we read the tail is not ours. */
+        uint64_t t = pa_load_relaxed(&r->tail);
+        for (uint32_t j = 0; j < sizeof(st->done) / sizeof(st->done[0]); j++)
+            pa_store_relaxed(&st->done[j], 0); /* relaxed: published below */
+        pa_store_relaxed(&st->read, t);
+        pa_store_relaxed(&st->rel, t);
+        pa_store_relaxed(&st->received, 0);
+        st->joined_unix = (uint64_t)time(NULL);
+        /* release: pairs with seats_hold()'s acquire. */
+        pa_store_release(&st->word, PSHM_SEAT_WORD(gen, slot + 1, PSHM_SEAT_ACTIVE));
+        pa_fence_seq_cst(); /* pairs with topic_finish()'s fence */
+        return (int)i;
+    }
+    return -EMFILE;
+}
+
+/* Seat number seat of channel ch, when it is slot's and ACTIVE. */
+static struct pshm_seat *seat_of(pshm_seg_t *s, uint32_t ch, int seat, uint32_t slot)
+{
+    if (ch >= PSHM_MAX_CHANS || seat < 0 || (uint32_t)seat >= PSHM_CHAN_SEATS)
+        return NULL;
+    struct pshm_seat *st = &s->chans[ch].seats[seat];
+    uint64_t w = pa_load_acquire(&st->word); /* acquire: as in seats_hold() */
+    if (PSHM_SEAT_STATE(w) != PSHM_SEAT_ACTIVE || PSHM_SEAT_SLOT1(w) != slot + 1)
+        return NULL;
+    return st;
+}
+
+struct topic_arg {
+    struct finisher *f;
+    struct pshm_chan *c;
+    struct pshm_ring *r;
+    struct pshm_seat *st;
+    uint64_t off;
+};
+
+static int topic_step(void *arg)
+{
+    struct topic_arg *a = arg;
+    uint32_t mask = pshm_ring_cap(a->r) - 1;
+    for (;;) {
+        uint64_t p = pa_load_relaxed(&a->st->read); /* relaxed: the CAS below decides */
+        uint64_t w = pshm_ring_cell(a->r, (uint32_t)(p & mask));
+        int32_t d = pshm_ring_diff(a->r, w, p, PSHM_RING_FULL);
+        if (d < 0 || d == 1)
+            return -EAGAIN; /* not sent yet, or being freed: its finisher wakes us */
+        uint64_t e = p;
+        if (d >= 2) {
+            /* Freed before we could see it: sent before we subscribed. */
+            if (pa_cas_strong_acq_rel(&a->st->read, &e, p + 1)) /* acq_rel: one taker of p */
+                seat_done(a->f, a->c, a->r, a->st, p);
+            continue;
+        }
+        uint64_t off = (uint64_t)pshm_ring_word_value(w) << 3;
+        int k, n;
+        pa_u8 *o = block_owner(a->f->s, off, &k, &n);
+        uint8_t v = o ? pa_load_acquire(o) : 0; /* acquire: as in recv_step() */
+        if (o && v != PSHM_OWN_CHAN && v == pshm_ring_word_who(w))
+            return -EAGAIN; /* its sender is between fill and handoff: it wakes us */
+        if (!pa_cas_strong_acq_rel(&a->st->read, &e, p + 1)) /* acq_rel: one taker of p */
+            continue;
+        if (o && v == PSHM_OWN_CHAN) {
+            a->off = off;
+            return 0;
+        }
+        pa_add_relaxed(&a->c->refused, 1); /* relaxed: statistic (as in recv_step()) */
+        seat_done(a->f, a->c, a->r, a->st, p);
+    }
+}
+
+static int topic_recv(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, int seat,
+                      uint64_t *off, int timeout_ms)
+{
+    struct pshm_seat *st = seat_of(s, ch, seat, act->slot);
+    struct pshm_ring *r = ring_checked(s, ch);
+    if (!st)
+        return -EBADF;
+    if (!r)
+        return -EPROTO;
+    struct finisher f = live_finisher(s, act);
+    struct topic_arg a = {&f, &s->chans[ch], r, st, 0};
+    int rc = pshm_ring_wait(r, false, topic_step, &a, timeout_ms, CHAN_SLICE_MS);
+    if (rc < 0)
+        return rc;
+    pa_add_relaxed(&a.c->received, 1); /* relaxed: statistics */
+    pa_add_relaxed(&st->received, 1);
+    *off = a.off;
+    return 0;
+}
+
+int pshm_chan_release(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, int seat,
+                      uint64_t off)
+{
+    struct pshm_seat *st = seat_of(s, ch, seat, act->slot);
+    struct pshm_ring *r = ring_checked(s, ch);
+    if (!st || !r || (off & 7))
+        return -EINVAL;
+    uint32_t mask = pshm_ring_cap(r) - 1;
+    /* The message is one the seat received and did not release: between
+     * rel and read, FULL at its position, with that block, bit not done.
+     * relaxed: our own seat's positions (its threads' CAS and stores). */
+    uint64_t lo = pa_load_relaxed(&st->rel), hi = pa_load_relaxed(&st->read);
+    for (uint64_t p = lo; p < hi && p - lo <= mask; p++) {
+        uint64_t w = pshm_ring_cell(r, (uint32_t)(p & mask));
+        uint32_t b = (uint32_t)(p & mask);
+        if (pshm_ring_diff(r, w, p, PSHM_RING_FULL) != 0 ||
+            (uint64_t)pshm_ring_word_value(w) << 3 != off ||
+            (pa_load_relaxed(&st->done[b >> 6]) & (UINT64_C(1) << (b & 63))))
+            continue;
+        struct finisher f = live_finisher(s, act);
+        seat_done(&f, &s->chans[ch], r, st, p);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* Free seat st (slot's): every position it had not released is released
+ * (f finishes what nobody else holds). */
+static uint64_t seat_leave(struct finisher *f, struct pshm_chan *c, struct pshm_ring *r,
+                           struct pshm_seat *st)
+{
+    uint64_t w = pa_load_acquire(&st->word); /* acquire: the CAS decides */
+    if (PSHM_SEAT_STATE(w) == PSHM_SEAT_FREE)
+        return 0;
+    /* relaxed: the seat's own positions; its holder is gone or is us. */
+    uint64_t lo = pa_load_relaxed(&st->rel), hi = pa_load_relaxed(&st->read);
+    /* acq_rel: against nobody but a reclaimer of ours (one wins). */
+    if (!pa_cas_strong_acq_rel(&st->word, &w, PSHM_SEAT_WORD(PSHM_SEAT_GEN(w), 0, PSHM_SEAT_FREE)))
+        return 0;
+    pa_fence_seq_cst(); /* the seat is free before we look at cells */
+    uint64_t held = hi > lo ? hi - lo : 0;
+    /* Every message in the ring that nobody holds now. */
+    uint64_t t = pa_load_relaxed(&r->tail); /* relaxed: a hint */
+    uint32_t cap = pshm_ring_cap(r);
+    for (uint64_t p = t > cap ? t - cap : 0; p < t; p++)
+        (void)topic_finish(f, c, r, p);
+    return held;
+}
+
+void pshm_chan_unsubscribe(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, int seat)
+{
+    struct pshm_seat *st = seat_of(s, ch, seat, act->slot);
+    struct pshm_ring *r = ring_checked(s, ch);
+    if (!st || !r)
+        return;
+    struct finisher f = live_finisher(s, act);
+    (void)seat_leave(&f, &s->chans[ch], r, st);
+}
+
+void pshm_chan_unsubscribe_all(pshm_seg_t *s, const pshm_chan_actor_t *act)
+{
+    for (uint32_t ch = 0; ch < PSHM_MAX_CHANS; ch++)
+        for (int i = 0; i < (int)PSHM_CHAN_SEATS; i++)
+            pshm_chan_unsubscribe(s, ch, act, i);
+}
+
 /* Is record number `who - 1` one of slot's? (Under the reclaim lock, before
  * the slot's records are released.) */
 static bool rec_of_slot(const pshm_seg_t *s, uint32_t who, uint32_t slot)
@@ -378,9 +766,38 @@ static bool rec_of_slot(const pshm_seg_t *s, uint32_t who, uint32_t slot)
     return pa_load_acquire(&pshm_thread_at(s, who - 1)->owner) == slot + 1;
 }
 
-void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, pshm_chan_reclaimed_t *out)
+/* Take back slot's seats of topic c: each is freed (what it held counted in
+ * out). */
+static bool reclaim_seats(struct pshm_chan *c, uint32_t slot, pshm_chan_reclaimed_t *out)
+{
+    bool any = false;
+    for (uint32_t i = 0; i < PSHM_CHAN_SEATS; i++) {
+        struct pshm_seat *st = &c->seats[i];
+        uint64_t w = pa_load_acquire(&st->word); /* acquire: as in seats_hold() */
+        if (PSHM_SEAT_STATE(w) == PSHM_SEAT_FREE || PSHM_SEAT_SLOT1(w) != slot + 1)
+            continue;
+        /* relaxed: its holder is gone; the lock orders us after it. */
+        uint64_t lo = pa_load_relaxed(&st->rel), hi = pa_load_relaxed(&st->read);
+        /* acq_rel: one freer of the seat. */
+        if (!pa_cas_strong_acq_rel(&st->word, &w,
+                                   PSHM_SEAT_WORD(PSHM_SEAT_GEN(w), 0, PSHM_SEAT_FREE)))
+            continue;
+        if (PSHM_SEAT_STATE(w) == PSHM_SEAT_ACTIVE && hi > lo) {
+            pa_add_relaxed(&c->given_back, hi - lo); /* relaxed: statistic */
+            if (out)
+                out->given_back += hi - lo;
+        }
+        any = true;
+    }
+    pa_fence_seq_cst(); /* the seats are free before we look at cells */
+    return any;
+}
+
+void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, uint32_t who, struct pshm_thread *hands,
+                            pshm_chan_reclaimed_t *out)
 {
     uint8_t own = pshm_own_val(slot);
+    struct finisher f = {s, NULL, slot, who, NULL, NULL, hands};
     for (uint32_t ch = 0; ch < PSHM_MAX_CHANS; ch++) {
         struct pshm_chan *c = &s->chans[ch];
         uint64_t w = pa_load_acquire(&c->word); /* acquire: as in try_join() */
@@ -394,7 +811,8 @@ void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, pshm_chan_reclaimed_t 
         struct pshm_ring *r = ring_checked(s, ch);
         if (PSHM_CHAN_STATE(w) != PSHM_CHAN_LIVE || !r)
             continue;
-        bool changed = false;
+        bool topic = c->kind == PSHM_CHAN_TOPIC;
+        bool changed = topic && reclaim_seats(c, slot, out);
         for (uint32_t i = 0; i < pshm_ring_cap(r); i++) {
             uint64_t cell = pshm_ring_cell(r, i);
             uint32_t st = pshm_ring_word_state(cell);
@@ -406,14 +824,31 @@ void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, pshm_chan_reclaimed_t 
             if (!o)
                 continue;
             uint8_t v = pa_load_acquire(o); /* acquire: the CAS below decides */
-            if (st == PSHM_RING_TAKEN && rec_of_slot(s, pshm_ring_word_who(cell), slot)) {
+            uint32_t taker = pshm_ring_word_who(cell);
+            bool ours =
+                st == PSHM_RING_TAKEN && (rec_of_slot(s, taker, slot) ||
+                                          (taker == PSHM_RING_WHO_MAX && who == PSHM_RING_WHO_MAX));
+            if (ours && topic && who != PSHM_CHAN_NO_FINISHER) {
+                /* A finisher of ours died freeing a topic message: finish
+                 * it, or put it back if a subscriber holds it after all. */
+                uint64_t pos = pshm_ring_cell_pos(r, i, cell);
+                if (seats_hold(c, pos)) {
+                    if (v == own)
+                        (void)chan_move(s, hands, k, n, off, own, PSHM_OWN_CHAN);
+                    (void)pshm_ring_cas(r, pos, cell,
+                                        pshm_ring_word(pos, r->shift, PSHM_RING_FULL, 0,
+                                                       pshm_ring_word_value(cell)));
+                } else {
+                    finish_taken(&f, c, r, pos, cell);
+                }
+                changed = true;
+            } else if (ours) {
                 /* A receiver of ours died before returning the message: if
                  * it had not adopted the block yet, take it out of transit
                  * into its hands (one fewer put in transit: the books'
                  * equations count it so); the owner walk gives it back. */
-                if (v == PSHM_OWN_TRANSIT &&
-                    pa_cas_strong_acq_rel(o, &v, own))          /* acq_rel: one mover */
-                    pa_sub_relaxed(put_in_transit_of(s, k), 1); /* relaxed: statistic */
+                if (v == PSHM_OWN_CHAN)
+                    (void)chan_move(s, hands, k, n, off, PSHM_OWN_CHAN, own);
                 (void)pshm_ring_release(r, pshm_ring_cell_pos(r, i, cell), cell);
                 pa_add_relaxed(&c->given_back, 1); /* relaxed: statistic */
                 if (out)
@@ -421,22 +856,28 @@ void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, pshm_chan_reclaimed_t 
                 changed = true;
             } else if (v == own) {
                 /* Sent by us, not handed off yet: hand it off for us. */
-                if (pa_cas_strong_acq_rel(o, &v, PSHM_OWN_TRANSIT)) { /* acq_rel: one mover */
-                    pa_add_relaxed(put_in_transit_of(s, k), 1);       /* relaxed: statistic */
-                    pa_add_relaxed(&c->handed_on, 1);
+                if (chan_move(s, hands, k, n, off, own, PSHM_OWN_CHAN)) {
+                    pa_add_relaxed(&c->handed_on, 1); /* relaxed: statistic */
                     if (out)
                         out->handed_on++;
                     changed = true;
                 }
             }
         }
+        if (topic && who != PSHM_CHAN_NO_FINISHER) {
+            /* What only its seats held, or what it sent to nobody. */
+            uint64_t t = pa_load_relaxed(&r->tail); /* relaxed: a hint */
+            uint32_t cap = pshm_ring_cap(r);
+            for (uint64_t p = t > cap ? t - cap : 0; p < t; p++)
+                (void)topic_finish(&f, c, r, p);
+        }
         /* Its memberships. relaxed: the lock orders us after its death. */
-        uint32_t k = pa_load_relaxed(&c->opens[slot]);
-        if (k) {
+        uint32_t m = pa_load_relaxed(&c->opens[slot]);
+        if (m) {
             pa_store_relaxed(&c->opens[slot], 0);
-            leave(s, ch, k);
+            leave(s, ch, m);
             if (out)
-                out->left += k;
+                out->left += m;
         }
         if (changed)
             pshm_ring_kick(r); /* sleepers look again */
@@ -481,6 +922,20 @@ bool pshm_chan_stats(const pshm_seg_t *s, uint32_t ch, pshm_chan_stats_t *out)
     out->handed_on = pa_load_relaxed(&c->handed_on);
     out->full_waits = pa_load_relaxed(&c->full_waits);
     out->refused = pa_load_relaxed(&c->refused);
+    out->unheard = pa_load_relaxed(&c->unheard);
+    out->freed = pa_load_relaxed(&c->freed);
+    uint64_t tail = pa_load_relaxed(&r->tail);
+    for (uint32_t i = 0; c->kind == PSHM_CHAN_TOPIC && i < PSHM_CHAN_SEATS; i++) {
+        const struct pshm_seat *st = &c->seats[i];
+        if (PSHM_SEAT_STATE(pa_load_relaxed(&st->word)) != PSHM_SEAT_ACTIVE)
+            continue;
+        uint64_t rel = pa_load_relaxed(&st->rel);
+        uint64_t lag = tail > rel ? tail - rel : 0;
+        out->subscribers++;
+        out->slow += lag >= out->capacity;
+        if (lag > out->lag_max)
+            out->lag_max = lag;
+    }
     out->receivers_waiting = pa_load_relaxed(&r->recv_waiters);
     out->senders_waiting = pa_load_relaxed(&r->send_waiters);
     out->created_unix = c->created_unix;

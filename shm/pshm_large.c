@@ -215,10 +215,16 @@ static void journal_block(struct pshm_tlarge *tl, uint32_t op, uint32_t n, uint6
 
 int pshm_large_adopt(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t n)
 {
+    return pshm_large_adopt_from(s, t, slot, n, PSHM_OWN_TRANSIT);
+}
+
+int pshm_large_adopt_from(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot, uint32_t n,
+                          uint8_t from)
+{
     struct pshm_tlarge *tl = pshm_tlarge_of(s, t);
     uint64_t a0 = pa_load_relaxed(&tl->adopts); /* relaxed: single writer */
     journal_block(tl, PSHM_PEND_ADOPT, n, a0);
-    uint8_t v = PSHM_OWN_TRANSIT;
+    uint8_t v = from;
     /* acq_rel: acquire pairs with the sender's release, so its writes into
      * the block are visible to the receiver; one adopter wins. */
     int rc = pa_cas_strong_acq_rel(pshm_large_owner(s, n), &v, pshm_own_val(slot)) ? 0 : -EINVAL;
@@ -261,10 +267,28 @@ void pshm_large_chan_handoff(pshm_seg_t *s, struct pshm_thread *t, uint32_t n)
     uint64_t h0 = pa_load_relaxed(&tl->handoffs); /* relaxed: single writer */
     journal_block(tl, PSHM_PEND_CHANDOFF, n, h0);
     /* release: orders the sender's writes into the block before the
-     * receiver's acquire load of TRANSIT and its adopt CAS. */
-    pa_store_release(pshm_large_owner(s, n), PSHM_OWN_TRANSIT);
+     * receiver's acquire load of CHAN and its adopt CAS. */
+    pa_store_release(pshm_large_owner(s, n), PSHM_OWN_CHAN);
     pa_store_relaxed(&tl->handoffs, h0 + 1); /* relaxed: single writer */
     journal_close(tl);
+}
+
+bool pshm_large_chan_move(pshm_seg_t *s, struct pshm_thread *t, uint32_t n, uint8_t from,
+                          uint8_t to)
+{
+    struct pshm_tlarge *tl = pshm_tlarge_of(s, t);
+    bool put = to == PSHM_OWN_CHAN;
+    pa_u64 *ctr = put ? &tl->handoffs : &tl->adopts;
+    uint64_t c0 = pa_load_relaxed(ctr); /* relaxed: single writer */
+    tl->pend.count = from;
+    journal_block(tl, put ? PSHM_PEND_CHANPUT : PSHM_PEND_CHANBACK, n, c0);
+    uint8_t v = from;
+    /* acq_rel: as in pshm_rec_chan_move(). */
+    bool moved = pa_cas_strong_acq_rel(pshm_large_owner(s, n), &v, to);
+    if (moved)
+        pa_store_relaxed(ctr, c0 + 1); /* relaxed: single writer */
+    journal_close(tl);
+    return moved;
 }
 
 uint64_t pshm_large_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot)
@@ -320,6 +344,17 @@ uint64_t pshm_large_recover(pshm_seg_t *s, struct pshm_thread *t, uint32_t slot)
                          ctr + (done ? 1 : 0));
         break;
     }
+    case PSHM_PEND_CHANPUT:
+    case PSHM_PEND_CHANBACK: {
+        /* As in pshm_rec_recover(). */
+        uint32_t n = tl->pend.block.idx;
+        bool blk = n < s->nspans && pa_load_relaxed(&s->spanmap[n]) == PSHM_SPAN_LARGE;
+        uint8_t v = blk ? pa_load_relaxed(pshm_large_owner(s, n)) : 0;
+        uint8_t from = op == PSHM_PEND_CHANPUT ? (uint8_t)count : PSHM_OWN_CHAN;
+        pa_store_relaxed(op == PSHM_PEND_CHANPUT ? &tl->handoffs : &tl->adopts,
+                         ctr + (blk && v != from ? 1 : 0));
+        break;
+    }
     case PSHM_PEND_CHANDOFF: {
         /* As in pshm_rec_recover(): done once the byte is no longer ours. */
         uint32_t n = tl->pend.block.idx;
@@ -356,7 +391,7 @@ void pshm_large_totals(const pshm_seg_t *s, pshm_large_stats_t *out)
             continue;
         uint8_t v = pa_load_relaxed(pshm_large_owner(s, n));
         uint64_t bytes = (uint64_t)pshm_large_len(s, n) << s->span_shift;
-        if (v == PSHM_OWN_TRANSIT) {
+        if (PSHM_OWN_IN_TRANSIT(v)) {
             out->in_transit++;
         } else if (v != PSHM_OWN_FREE) {
             out->in_use++;

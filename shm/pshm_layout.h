@@ -23,8 +23,10 @@
  * Every block has an owner byte, outside the block (invariant 9, docs/design.md):
  * PSHM_OWN_FREE (in a list, a cache or never handed out), the process slot
  * that holds it plus one, PSHM_OWN_TRANSIT (handed off, waiting for a
- * receiver) or PSHM_OWN_RECL (taken from a dead process by the reclaimer,
- * on its way into the reclaimer's cache: no free accepts it). A class with more than PSHM_GOWNER_SLICE blocks per span keeps
+ * receiver), PSHM_OWN_CHAN (in transit inside a channel: only a receiver
+ * of the channel takes it, no free or adopt by offset does) or
+ * PSHM_OWN_RECL (taken from a dead process by the reclaimer, on its way
+ * into the reclaimer's cache: no free accepts it). A class with more than PSHM_GOWNER_SLICE blocks per span keeps
  * its owner bytes at the tail of each span (the span holds fewer blocks); a
  * larger class keeps them in the span's 64-byte slice at owner_slices_off. Either
  * way the byte of the block at in-span offset `in` of span n is at
@@ -56,7 +58,7 @@
 
 /* "POOLDSEG" read as a little-endian 64-bit word. */
 #define PSHM_MAGIC UINT64_C(0x474553444c4f4f50)
-#define PSHM_ABI_VERSION 7u
+#define PSHM_ABI_VERSION 8u
 
 /* Class numbers are below PSHM_MAX_CLASSES, itself below 0xf0: span-map
  * bytes 0xf0..0xff are kept for span states (PSHM_SPAN_FREE). */
@@ -97,11 +99,16 @@
 #define PSHM_OWN_TRANSIT 0xffu
 #define PSHM_OWN_RECL 0xfeu  /* taken from a dead process by its reclaimer */
 #define PSHM_OWN_SWEPT 0xfdu /* free, held by the sweeper (the reclaim lock's holder) */
+#define PSHM_OWN_CHAN 0xfcu  /* in transit inside a channel (pshm_chan.c) */
+/* In transit, handed off by offset or inside a channel. */
+#define PSHM_OWN_IN_TRANSIT(v) ((v) == PSHM_OWN_TRANSIT || (v) == PSHM_OWN_CHAN)
 /* Lifetime buckets: upper bounds 1 us, 10 us, ... 10 s, then the rest. */
 #define PSHM_LIFE_BUCKETS 9u
 #define PSHM_LIFE_SAMPLE 4096u /* frees of a class per sampled allocation */
 #define PSHM_MAX_PROCS 250u    /* owner values 1..250 name a slot */
-#define PSHM_MAX_THREADS 4095u /* a record's number fits a head's author field */
+#define PSHM_MAX_THREADS                                                                           \
+    4093u /* a record's number fits a head's author field, and
+                                 * its number + 1 a ring cell's who below 0xffe */
 
 #define PSHM_DEFAULT_MAX_PROCS 64u
 #define PSHM_DEFAULT_MAX_THREADS 256u
@@ -211,12 +218,46 @@ enum pshm_chan_state {
 };
 enum pshm_chan_kind {
     PSHM_CHAN_QUEUE = 1, /* each message to exactly one receiver */
+    PSHM_CHAN_TOPIC = 2, /* each message to every subscriber, shared read-only */
 };
 #define PSHM_CHAN_WORD(gen, members, state)                                                        \
     ((uint64_t)(gen) << 32 | (uint64_t)((members)&0xffffu) << 16 | (uint64_t)(state))
 #define PSHM_CHAN_GEN(w) ((uint32_t)((w) >> 32))
 #define PSHM_CHAN_MEMBERS(w) ((uint32_t)((w) >> 16) & 0xffffu)
 #define PSHM_CHAN_STATE(w) ((uint32_t)(w)&3u)
+
+/*
+ * A topic's subscriber (a seat). `word` is generation (32 bits) << 32 |
+ * slot + 1 (16) << 16 | state (2), changed by its holder's CAS or store and
+ * by the reclaimer of a dead holder. Positions are those of the ring: the
+ * subscriber has received every message below `read` (that was sent to it)
+ * and released every one below `rel`; done[] marks the positions in
+ * [rel, rel + capacity) released out of order, bit (pos mod capacity). A
+ * message at position p is still held while some ACTIVE seat has rel <= p
+ * (or a seat is CLAIMING): the last release frees it. See docs/internals.md,
+ * "Topics".
+ */
+#define PSHM_CHAN_SEATS 16u
+enum pshm_seat_state {
+    PSHM_SEAT_FREE = 0,
+    PSHM_SEAT_CLAIM = 1, /* being taken: holds every message until ACTIVE */
+    PSHM_SEAT_ACTIVE = 2,
+};
+#define PSHM_SEAT_WORD(gen, slot1, state)                                                          \
+    ((uint64_t)(gen) << 32 | (uint64_t)((slot1)&0xffffu) << 16 | (uint64_t)(state))
+#define PSHM_SEAT_GEN(w) ((uint32_t)((w) >> 32))
+#define PSHM_SEAT_SLOT1(w) ((uint32_t)((w) >> 16) & 0xffffu)
+#define PSHM_SEAT_STATE(w) ((uint32_t)(w)&3u)
+struct pshm_seat {
+    alignas(64) pa_u64 word;
+    pa_u64 read;     /* next position to look at; receivers of the seat (CAS) */
+    pa_u64 rel;      /* every position below is released; its one advancer */
+    pa_u64 received; /* messages received (statistic, relaxed) */
+    uint64_t joined_unix;
+    uint64_t reserved[3];
+    pa_u64 done[(1u << PSHM_CHAN_SHIFT_MAX) / 64];
+};
+_Static_assert(sizeof(struct pshm_seat) == 192, "a seat is three cache lines");
 
 struct pshm_chan {
     pa_u64 word;    /* see above; writers: members (CAS) */
@@ -239,7 +280,11 @@ struct pshm_chan {
     pa_u64 full_waits;       /* sends that found the ring full */
     pa_u64 refused;          /* messages dropped because their block was not in
                                     transit when taken (freed by offset meanwhile) */
-    pa_u64 reserved1[2];
+    pa_u64 unheard;          /* topic messages sent while nobody subscribed:
+                                    freed at once */
+    pa_u64 freed;            /* topic messages freed after their last release */
+    /* A topic's subscribers. */
+    struct pshm_seat seats[PSHM_CHAN_SEATS];
 };
 _Static_assert(PSHM_MAX_PROCS < 256, "opens[] covers every slot");
 _Static_assert(sizeof(struct pshm_chan) % 64 == 0, "channel entries are cache-line sized");
@@ -437,7 +482,13 @@ enum pshm_pend_op {
                                 message is in a ring cell: owned -> transit. Done
                                 once its byte is no longer ours (in transit, or
                                 adopted already by its receiver) */
-    PSHM_PEND_LAST = PSHM_PEND_CHANDOFF,
+    PSHM_PEND_CHANPUT = 14,  /* a reclaimer's move of block.idx from owner byte
+                                `count` into a channel (CHAN): a handoff of the
+                                record's. Done once the byte is no longer `count` */
+    PSHM_PEND_CHANBACK = 15, /* a reclaimer's move of block.idx out of a channel
+                                (CHAN) into a dead slot's hands: an adopt of the
+                                record's. Done once the byte is no longer CHAN */
+    PSHM_PEND_LAST = PSHM_PEND_CHANBACK,
 };
 
 struct pshm_tclass {

@@ -156,6 +156,32 @@ bool pshm_ring_release(struct pshm_ring *r, uint64_t pos, uint64_t taken_word)
                                  pshm_ring_word(pos + mask + 1, r->shift, PSHM_RING_EMPTY, 0, 0));
 }
 
+int32_t pshm_ring_diff(const struct pshm_ring *r, uint64_t word, uint64_t pos, uint32_t want)
+{
+    return state_diff(word, pos, r->shift, want);
+}
+
+bool pshm_ring_cas(struct pshm_ring *r, uint64_t pos, uint64_t from, uint64_t to)
+{
+    uint64_t mask = ((uint64_t)1 << r->shift) - 1;
+    uint64_t expect = from;
+    /* acq_rel: as in pshm_ring_take() and pshm_ring_release(). */
+    return pa_cas_strong_acq_rel(&r->cells[pos & mask], &expect, to);
+}
+
+void pshm_ring_settle_head(struct pshm_ring *r)
+{
+    uint64_t mask = ((uint64_t)1 << r->shift) - 1;
+    for (uint32_t n = 0; n <= mask; n++) {
+        uint64_t h = pa_load_relaxed(&r->head); /* relaxed: a hint */
+        /* acquire: as in look(). Emptied: EMPTY one lap on. */
+        uint64_t c = pa_load_acquire(&r->cells[h & mask]);
+        if (state_diff(c, h, r->shift, PSHM_RING_EMPTY) != 3 || h >= pa_load_relaxed(&r->tail))
+            return;
+        hint_past(&r->head, h);
+    }
+}
+
 uint64_t pshm_ring_cell(struct pshm_ring *r, uint32_t i)
 {
     /* Acquire: a reclaimer then sees what the CAS that wrote it followed. */

@@ -132,6 +132,17 @@ int pshm_ring_pop(struct pshm_ring *r, uint32_t *who, uint32_t *value);
 uint64_t pshm_ring_cell(struct pshm_ring *r, uint32_t i);
 uint64_t pshm_ring_cell_pos(struct pshm_ring *r, uint32_t i, uint64_t word);
 
+/* What a cell's word holds relative to state `want` at position pos, as
+ * the number 3 * laps + state (docs above pshm_ring.c's look()): 0 when it
+ * is in that very state, > 0 when it went past it, < 0 when not there yet. */
+int32_t pshm_ring_diff(const struct pshm_ring *r, uint64_t word, uint64_t pos, uint32_t want);
+
+/* Rings whose cells are released out of order (topics): CAS the cell at pos
+ * from `from` to `to` (acq_rel), and move the head hint past every cell
+ * already emptied. */
+bool pshm_ring_cas(struct pshm_ring *r, uint64_t pos, uint64_t from, uint64_t to);
+void pshm_ring_settle_head(struct pshm_ring *r);
+
 /* Messages between head and tail now (a moment's view, from the hints). */
 uint64_t pshm_ring_depth(struct pshm_ring *r);
 

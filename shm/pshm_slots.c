@@ -343,8 +343,13 @@ void pshm_proc_detach(pshm_seg_t *s, uint32_t slot, bool untrusted, pshm_release
      * from it as handoffs. */
     struct pshm_thread *hands = NULL;
     /* Its channel memberships (and, untrusted, steps), while its records
-     * still name it. */
-    pshm_chan_reclaim_slot(s, slot, NULL);
+     * still name it; topic messages it finishes name its first record. */
+    uint32_t who = 0;
+    for (uint32_t i = 0; i < s->max_threads && !who; i++)
+        if (pa_load_acquire(&pshm_thread_at(s, i)->owner) == slot + 1) /* acquire: as below */
+            who = i + 1;
+    pshm_chan_reclaim_slot(s, slot, who ? who : PSHM_CHAN_NO_FINISHER,
+                           who ? pshm_thread_at(s, who - 1) : NULL, NULL);
     for (uint32_t i = 0; i < s->max_threads; i++) {
         struct pshm_thread *t = pshm_thread_at(s, i);
         /* acquire: pairs with the claim CAS, so the owner's writes to the
@@ -529,7 +534,7 @@ static int reclaim_locked(pshm_seg_t *s, uint32_t slot, pid_t expect, const pshm
             res.entries_dropped += pshm_rec_recover(s, t, slot, c);
         res.entries_dropped += pshm_large_recover(s, t, slot);
     }
-    pshm_chan_reclaim_slot(s, slot, &r.chans);
+    pshm_chan_reclaim_slot(s, slot, PSHM_CHAN_RECLAIMER, actor ? actor->rec : NULL, &r.chans);
     for (uint32_t i = 0; i < s->max_threads; i++) {
         struct pshm_thread *t = pshm_thread_at(s, i);
         if (pa_load_acquire(&t->owner) == slot + 1) /* acquire: as in pshm_proc_detach */

@@ -196,7 +196,7 @@ int pshm_audit_class(const pshm_seg_t *s, uint32_t c, pshm_audit_t *out, char *e
         out->carved += s->blocks_per_span[c];
         for (uint32_t i = 0; i < s->blocks_per_span[c]; i++) {
             uint8_t v = pa_load_relaxed(&o[i]);
-            if (v == PSHM_OWN_TRANSIT)
+            if (PSHM_OWN_IN_TRANSIT(v))
                 out->transit++;
             else if (v != PSHM_OWN_FREE)
                 out->owned++;
@@ -300,7 +300,7 @@ static int check_spans(const pshm_seg_t *s, char *err, size_t errlen)
             uint8_t v = pa_load_relaxed(pshm_large_owner(s, n));
             if (k == 0 || k > s->nspans - n)
                 bad = "a large block with a bad length";
-            else if (v == PSHM_OWN_TRANSIT)
+            else if (PSHM_OWN_IN_TRANSIT(v))
                 transit++;
             else if (v >= 1 && v <= s->max_procs)
                 in_use++;

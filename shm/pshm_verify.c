@@ -333,7 +333,7 @@ static void check_owners(const pshm_seg_t *s, pshm_verify_t *v, uint32_t n, pshm
     if (c == PSHM_SPAN_LARGE) {
         /* A large block's one owner byte (FREE: a free in flight). */
         uint8_t b = pa_load_relaxed(pshm_large_owner(s, n)); /* relaxed: a snapshot */
-        if (b > s->max_procs && b != PSHM_OWN_TRANSIT && b != PSHM_OWN_RECL)
+        if (b > s->max_procs && !PSHM_OWN_IN_TRANSIT(b) && b != PSHM_OWN_RECL)
             found(out, PSHM_CORRUPT_OWNER, 0, n,
                   "large block at span %u has owner byte %u: no such slot", n, b);
         return;
@@ -347,7 +347,7 @@ static void check_owners(const pshm_seg_t *s, pshm_verify_t *v, uint32_t n, pshm
     const pa_u8 *o = pshm_owner(s, c, span_off);
     for (uint32_t i = 0; i < s->blocks_per_span[c]; i++) {
         uint8_t b = pa_load_relaxed(&o[i]); /* relaxed: a snapshot */
-        if (b == PSHM_OWN_FREE || b == PSHM_OWN_TRANSIT || b == PSHM_OWN_RECL ||
+        if (b == PSHM_OWN_FREE || PSHM_OWN_IN_TRANSIT(b) || b == PSHM_OWN_RECL ||
             b == PSHM_OWN_SWEPT)
             continue;
         uint32_t idx = (uint32_t)((span_off + (uint64_t)i * s->block_size[c]) >> 3);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -37,6 +38,28 @@ static inline void full_read(int fd, void *buf, size_t n)
         p += k;
         n -= (size_t)k;
     }
+}
+
+/* A cmocka setup: an embedded pool of 64 MiB, shared with forked children. */
+static inline int pool_test_setup_64m(void **state)
+{
+    pool_t *p = pool_open_embedded(64u << 20);
+    if (!p)
+        return -1;
+    *state = p;
+    return 0;
+}
+
+/* The channel entry named `name`, LIVE, or NULL. */
+static inline struct pshm_chan *pool_test_chan(pool_t *p, const char *name)
+{
+    for (uint32_t i = 0; i < PSHM_MAX_CHANS; i++) {
+        struct pshm_chan *c = &p->seg.chans[i];
+        if (PSHM_CHAN_STATE(pa_load_relaxed(&c->word)) == PSHM_CHAN_LIVE &&
+            strcmp(c->name, name) == 0)
+            return c;
+    }
+    return NULL;
 }
 
 /* Fail the test unless the pool's invariants hold (no thread inside it). */

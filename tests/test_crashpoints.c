@@ -6,7 +6,9 @@
  *
  * For each step (refill, flush, carve, install from a region, range
  * return, handoff of the process's own block and of another's, adopt,
- * record claim, thread exit, slot claim, slot release, detach, and four
+ * record claim, thread exit, slot claim, slot release, detach, a topic's
+ * send (held by a subscriber, or by nobody: freed at once), last release,
+ * leave and subscribe, and four
  * reclaims: of a process that died between two steps, the same under
  * orphans = keep, of one that died in a flush with its journal open, of
  * one that died at every 4th point of a flush),
@@ -389,6 +391,96 @@ static void run_reclaim(world_t *w, me_t *m)
     pshm_reclaim_dead(&w->s, &actor, NULL, 0);
 }
 
+/* Topics (pshm_chan.c). A block a finisher adopted stays the child's: its
+ * reclaim gives it back with the rest. */
+static void give_none(void *ctx, uint64_t off)
+{
+    (void)ctx;
+    (void)off;
+}
+
+static pshm_chan_actor_t chan_actor(const me_t *m)
+{
+    return (pshm_chan_actor_t){m->t, m->slot, own(m), give_none, NULL};
+}
+
+static int topic_ch; /* the channel a topic step made (in the child) */
+static int topic_seat;
+
+/* A topic of 4 messages, made by the child; `parent_sub`: the parent's
+ * slot subscribes (it holds what is sent), else nobody does. */
+static void setup_topic(world_t *w, me_t *m, bool parent_sub)
+{
+    attach(w, m);
+    pshm_actor_t a = {m->slot, m->t};
+    topic_ch = pshm_chan_open(&w->s, &a, "t", PSHM_CHAN_TOPIC, 2, true, false, NULL);
+    if (topic_ch < 0)
+        _exit(2);
+    if (parent_sub) {
+        pshm_actor_t pa = {w->rslot, w->rrec};
+        int seat;
+        if (pshm_chan_open(&w->s, &pa, "t", PSHM_CHAN_TOPIC, 2, false, false, &seat) < 0)
+            _exit(2);
+    }
+    m->idx = take(w, m, C1);
+    if (m->idx == PSHM_IDX_NONE)
+        _exit(2);
+}
+static void setup_topic_held(world_t *w, me_t *m)
+{
+    setup_topic(w, m, true);
+}
+static void setup_topic_unheard(world_t *w, me_t *m)
+{
+    setup_topic(w, m, false);
+}
+static void run_topic_send(world_t *w, me_t *m)
+{
+    pshm_chan_actor_t a = chan_actor(m);
+    pshm_chan_send(&w->s, (uint32_t)topic_ch, &a, (uint64_t)m->idx << 3, 0);
+}
+
+/* The child subscribes, sends itself a message and receives it: its
+ * release is the last, and frees the block. */
+static void setup_topic_release(world_t *w, me_t *m)
+{
+    attach(w, m);
+    pshm_actor_t a = {m->slot, m->t};
+    topic_ch = pshm_chan_open(&w->s, &a, "t", PSHM_CHAN_TOPIC, 2, true, false, &topic_seat);
+    if (topic_ch < 0)
+        _exit(2);
+    m->idx = take(w, m, C1);
+    pshm_chan_actor_t ca = chan_actor(m);
+    uint64_t off;
+    if (m->idx == PSHM_IDX_NONE ||
+        pshm_chan_send(&w->s, (uint32_t)topic_ch, &ca, (uint64_t)m->idx << 3, 0) < 0 ||
+        pshm_chan_recv(&w->s, (uint32_t)topic_ch, &ca, topic_seat, &off, 0) < 0)
+        _exit(2);
+}
+static void run_topic_release(world_t *w, me_t *m)
+{
+    pshm_chan_actor_t a = chan_actor(m);
+    pshm_chan_release(&w->s, (uint32_t)topic_ch, &a, topic_seat, (uint64_t)m->idx << 3);
+}
+static void run_topic_unsubscribe(world_t *w, me_t *m)
+{
+    pshm_chan_actor_t a = chan_actor(m);
+    pshm_chan_unsubscribe(&w->s, (uint32_t)topic_ch, &a, topic_seat);
+}
+static void setup_topic_channel(world_t *w, me_t *m)
+{
+    attach(w, m);
+    pshm_actor_t a = {m->slot, m->t};
+    topic_ch = pshm_chan_open(&w->s, &a, "t", PSHM_CHAN_TOPIC, 2, true, false, NULL);
+    if (topic_ch < 0)
+        _exit(2);
+}
+static void run_topic_subscribe(world_t *w, me_t *m)
+{
+    pshm_actor_t a = {m->slot, m->t};
+    pshm_chan_open(&w->s, &a, "t", PSHM_CHAN_TOPIC, 2, false, false, &topic_seat);
+}
+
 static const step_t steps[] = {
     {"refill", setup_refill, run_refill, VICTIM_NONE, false, false},
     {"flush", setup_flush, run_flush, VICTIM_NONE, false, false},
@@ -408,6 +500,11 @@ static const step_t steps[] = {
     {"large-handoff", setup_large, run_large_handoff, VICTIM_NONE, false, false},
     {"large-adopt", setup_large_adopt, run_large_adopt, VICTIM_NONE, false, false},
     {"sweep", setup_sweep, run_sweep, VICTIM_NONE, false, false},
+    {"topic-send", setup_topic_held, run_topic_send, VICTIM_NONE, false, false},
+    {"topic-unheard", setup_topic_unheard, run_topic_send, VICTIM_NONE, false, false},
+    {"topic-release", setup_topic_release, run_topic_release, VICTIM_NONE, false, false},
+    {"topic-leave", setup_topic_release, run_topic_unsubscribe, VICTIM_NONE, false, false},
+    {"topic-subscribe", setup_topic_channel, run_topic_subscribe, VICTIM_NONE, false, false},
     {"reclaim", setup_attach, run_reclaim, VICTIM_DEAD, false, false},
     {"reclaim-keep", setup_attach, run_reclaim, VICTIM_DEAD, true, false},
     {"reclaim-torn", setup_attach, run_reclaim, VICTIM_TORN, false, false},
@@ -519,6 +616,20 @@ static void world_make(world_t *w, const step_t *st)
         uint8_t vo = pshm_own_val(v.slot);
         assert_true(pshm_large_alloc(&w->s, v.t, vo, 100000 - 65536) >= 0);
         assert_true(pshm_large_alloc(&w->s, v.t, vo, LARGE_BYTES(w)) >= 0);
+        /* And a topic it alone subscribed to: two messages it sent itself,
+         * one received (held), one not yet: its reclaim frees both. */
+        int seat;
+        pshm_actor_t va = {v.slot, v.t};
+        int ch = pshm_chan_open(&w->s, &va, "dead", PSHM_CHAN_TOPIC, 2, true, false, &seat);
+        assert_true(ch >= 0);
+        pshm_chan_actor_t vca = chan_actor(&v);
+        for (int i = 0; i < 2; i++) {
+            uint32_t idx = take(w, &v, C1);
+            assert_true(idx != PSHM_IDX_NONE);
+            assert_int_equal(pshm_chan_send(&w->s, (uint32_t)ch, &vca, (uint64_t)idx << 3, 0), 0);
+        }
+        uint64_t off;
+        assert_int_equal(pshm_chan_recv(&w->s, (uint32_t)ch, &vca, seat, &off, 0), 0);
     }
 }
 

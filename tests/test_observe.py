@@ -558,7 +558,7 @@ def errors():
     expect([POOLD, "--size", "100K"], 2, "poold: --size: '100K' is too small: at least 1 MiB")
     expect([POOLD, "--size", "1M", "--socket", "/nonexistent/s", "--shm-name", "/poold-obs-never"],
            2, "poold: size: 1 MiB is too small for 45 classes, 64 process slots and 256 thread "
-           "caches: at least 9 MiB (size = 9M)")
+           "caches: at least 9.1 MiB (size = 10M)")
     expect([POOLD, "--leak-window", "3s"], 2, "poold: --leak-window: '3s' is not a duration")
     expect([POOLD, "--bogus"], 2, "poold: unknown option '--bogus'")
     expect([POOLD, "--size"], 2, "poold: --size needs a value")

@@ -496,22 +496,25 @@ static void print_warnings(const struct view *v, FILE *f)
                 v->warn[i].text);
 }
 
-/* `poolctl chans`: one line per channel in use, in 80 columns. DEPTH is
- * the messages in it (sent, not yet received), HELD their blocks' bytes,
- * SENT/s and RECV/s the rates over poold's last second, WAIT the receivers
- * asleep on it, LOST the messages given back because their receiver died
- * taking them. */
+/* `poolctl chans`: one line per channel in use, in 79 columns. DEPTH is
+ * the messages in it (sent, not yet received or, a topic, not yet released
+ * by all), SUBS and SLOW a topic's subscribers and those a capacity behind
+ * (senders wait for them), HELD the blocks' bytes, SENT/s and RECV/s the
+ * rates over poold's last second, LOST the messages given back because
+ * their receiver died holding them. */
 static void print_chans(const struct view *v, FILE *f)
 {
-    fprintf(f, "%-16s %5s %6s %5s %4s %8s %9s %9s %4s %4s\n", "CHANNEL", "KIND", "DEPTH", "CAP",
-            "MEMB", "HELD", "SENT/s", "RECV/s", "WAIT", "LOST");
+    fprintf(f, "%-14s %5s %6s %4s %4s %4s %4s %8s %8s %8s %4s\n", "CHANNEL", "KIND", "DEPTH", "CAP",
+            "MEMB", "SUBS", "SLOW", "HELD", "SENT/s", "RECV/s", "LOST");
     for (int i = 0; i < v->nchan; i++) {
         const struct row *r = &v->chan[i];
         char held[32];
-        fprintf(f, "%-16.16s %5s %6s %5s %4s %8s %9s %9s %4s %4s\n", field(r, "name"),
+        bool topic = !strcmp(field(r, "kind"), "topic");
+        fprintf(f, "%-14.14s %5s %6s %4s %4s %4s %4s %8s %8s %8s %4s\n", field(r, "name"),
                 field(r, "kind"), field(r, "depth"), field(r, "capacity"), field(r, "members"),
+                topic ? field(r, "subscribers") : "-", topic ? field(r, "slow_subscribers") : "-",
                 human_bytes(field_num(r, "bytes_held"), held, sizeof(held)), field(r, "sent_per_s"),
-                field(r, "received_per_s"), field(r, "receivers_waiting"), field(r, "given_back"));
+                field(r, "received_per_s"), field(r, "given_back"));
     }
     if (v->nchan == 0)
         fprintf(f, "%-16s (no channel in use)\n", "-");
