@@ -250,6 +250,20 @@ POOL_API POOL_NODISCARD void *pool_chan_recv(pool_chan_t *ch, size_t *size, int 
  */
 POOL_API int pool_chan_release(pool_chan_t *ch, const void *ptr);
 
+/*
+ * pool_chan_fd: a file descriptor (an eventfd, non-blocking, close-on-exec)
+ * that becomes readable when a message may be waiting for this handle, for
+ * poll/epoll/libevent loops: on readiness, read() it (8 bytes) and then
+ * pool_chan_recv(ch, ..., 0) until EAGAIN. It is made on the first call (a
+ * thread of the library watches the channel for it; senders then wake it
+ * with each message) and closed by pool_chan_close(); every call returns
+ * the same descriptor. -1 with errno: EINVAL (no handle, or a handle of
+ * the process before a fork), EBADF (a topic handle opened without
+ * POOL_CHAN_SUBSCRIBE), EMFILE/ENFILE/ENOMEM/EAGAIN as eventfd(2)
+ * and pthread_create(3).
+ */
+POOL_API int pool_chan_fd(pool_chan_t *ch);
+
 /* pool_chan_close: leave the channel and free the handle (a topic
  * subscriber's messages are released). The last member to leave an empty
  * channel frees its name; queue messages keep a channel (and wait for the

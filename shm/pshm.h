@@ -722,6 +722,13 @@ int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *a, int s
  * a message the seat holds). The last release frees the block. */
 int pshm_chan_release(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *a, int seat,
                       uint64_t off);
+/* Would a receive on channel ch (a topic: by seat) find a message now? A
+ * look, for a watcher (a true may be a message another receiver then
+ * takes first). */
+bool pshm_chan_ready(pshm_seg_t *s, uint32_t ch, int seat);
+/* A watcher of slot's starts (delta 1) or stops (-1) watching ch's ring
+ * (pshm_ring_watch()), counted per slot for its reclaimer. */
+int pshm_chan_watch(pshm_seg_t *s, uint32_t ch, uint32_t slot, int delta);
 /* Give up a topic seat: every message it holds is released. */
 void pshm_chan_unsubscribe(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *a, int seat);
 /* Every seat of a->slot, in every topic (a process detaching). */

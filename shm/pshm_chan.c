@@ -127,8 +127,10 @@ static int create(pshm_seg_t *s, const char *name, uint32_t kind, uint32_t shift
         c->created_unix = (uint64_t)time(NULL);
         c->creator_pid = (int32_t)getpid();
         PSHM_CRASH_POINT();
-        for (uint32_t i = 0; i < sizeof(c->opens); i++)
+        for (uint32_t i = 0; i < sizeof(c->opens); i++) {
             pa_store_relaxed(&c->opens[i], 0); /* relaxed: published by the store below */
+            pa_store_relaxed(&c->watching[i], 0);
+        }
         pa_store_relaxed(&c->sent, 0);
         pa_store_relaxed(&c->received, 0);
         pa_store_relaxed(&c->given_back, 0);
@@ -739,6 +741,54 @@ static uint64_t seat_leave(struct finisher *f, struct pshm_chan *c, struct pshm_
     return held;
 }
 
+bool pshm_chan_ready(pshm_seg_t *s, uint32_t ch, int seat)
+{
+    struct pshm_ring *r = ch < PSHM_MAX_CHANS ? ring_checked(s, ch) : NULL;
+    if (!r)
+        return false;
+    uint32_t mask = pshm_ring_cap(r) - 1;
+    uint64_t p, w;
+    if (s->chans[ch].kind != PSHM_CHAN_TOPIC) {
+        if (pshm_ring_peek(r, &p, &w) < 0)
+            return false;
+    } else {
+        if (seat < 0 || (uint32_t)seat >= PSHM_CHAN_SEATS)
+            return false;
+        /* relaxed: a look; the receive decides. */
+        p = pa_load_relaxed(&s->chans[ch].seats[seat].read);
+        w = pshm_ring_cell(r, (uint32_t)(p & mask));
+        int32_t d = pshm_ring_diff(r, w, p, PSHM_RING_FULL);
+        if (d >= 2)
+            return true; /* one to pass over: the receive moves on */
+        if (d != 0)
+            return false;
+    }
+    int k, n;
+    pa_u8 *o = block_owner(s, (uint64_t)pshm_ring_word_value(w) << 3, &k, &n);
+    /* acquire: as in recv_step(). Its sender between fill and handoff:
+     * not yet (the handoff's wake-up comes after). */
+    return !o || pa_load_acquire(o) != pshm_ring_word_who(w);
+}
+
+int pshm_chan_watch(pshm_seg_t *s, uint32_t ch, uint32_t slot, int delta)
+{
+    struct pshm_ring *r = ch < PSHM_MAX_CHANS ? ring_checked(s, ch) : NULL;
+    if (!r)
+        return -EINVAL;
+    struct pshm_chan *c = &s->chans[ch];
+    /* relaxed: the slot's own count, as opens[]. The slot's count first
+     * going up, last going down: a death in between leaves its reclaimer
+     * one too few to take off, never one too many. */
+    if (delta > 0) {
+        pshm_ring_watch(r, delta);
+        pa_add_relaxed(&c->watching[slot], (uint8_t)delta);
+    } else {
+        pa_sub_relaxed(&c->watching[slot], (uint8_t)-delta);
+        pshm_ring_watch(r, delta);
+    }
+    return 0;
+}
+
 void pshm_chan_unsubscribe(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, int seat)
 {
     struct pshm_seat *st = seat_of(s, ch, seat, act->slot);
@@ -870,6 +920,12 @@ void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, uint32_t who, struct p
             uint32_t cap = pshm_ring_cap(r);
             for (uint64_t p = t > cap ? t - cap : 0; p < t; p++)
                 (void)topic_finish(&f, c, r, p);
+        }
+        /* Its watchers, off the ring's count. relaxed: as below. */
+        uint32_t wn = pa_load_relaxed(&c->watching[slot]);
+        if (wn) {
+            pa_store_relaxed(&c->watching[slot], 0);
+            pshm_ring_watch(r, -(int)wn);
         }
         /* Its memberships. relaxed: the lock orders us after its death. */
         uint32_t m = pa_load_relaxed(&c->opens[slot]);

@@ -270,6 +270,9 @@ struct pshm_chan {
     /* Per slot: opens not yet closed. Writers: the slot's process (relaxed
      * RMW, before its leave CAS) and its reclaimer. */
     pa_u8 opens[256];
+    /* Per slot: its watchers of the ring (pshm_ring_watch()), which its
+     * reclaimer takes off the ring's count. Writers: as opens[]. */
+    pa_u8 watching[256];
     /* Statistics: relaxed RMW by senders and receivers, read by poold. */
     alignas(64) pa_u64 sent; /* messages put in the ring */
     pa_u64 received;         /* messages taken and adopted by a receiver */

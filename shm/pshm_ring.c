@@ -49,6 +49,8 @@ void pshm_ring_init(struct pshm_ring *r, uint32_t shift)
     pa_store_relaxed(&r->head, 0);
     pa_store_relaxed(&r->filled_seq, 0);
     pa_store_relaxed(&r->recv_waiters, 0);
+    pa_store_relaxed(&r->fd_seq, 0);
+    pa_store_relaxed(&r->fd_waiters, 0);
     pa_store_relaxed(&r->emptied_seq, 0);
     pa_store_relaxed(&r->send_waiters, 0);
     pa_store_relaxed(&r->wakes, 0);
@@ -279,6 +281,34 @@ static void wake_side(struct pshm_ring *r, pa_u32 *waiters, pa_u32 *seq)
 void pshm_ring_filled(struct pshm_ring *r)
 {
     wake_side(r, &r->recv_waiters, &r->filled_seq);
+    /* relaxed: ordered by wake_side()'s fence, as its own load is; the
+     * same cache line as recv_waiters, so no further miss. */
+    if (pa_load_relaxed(&r->fd_waiters) != 0) {
+        atomic_fetch_add_explicit(&r->fd_seq, 1, memory_order_release); /* as in wake_side */
+        futex_wake(&r->fd_seq, INT_MAX);
+    }
+}
+
+void pshm_ring_watch(struct pshm_ring *r, int delta)
+{
+    /* relaxed: the count only tells fillers whether to bump and wake; the
+     * fence in pshm_ring_watch_seq() orders it before the watcher's look. */
+    if (delta > 0)
+        atomic_fetch_add_explicit(&r->fd_waiters, (uint32_t)delta, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&r->fd_waiters, (uint32_t)-delta, memory_order_relaxed);
+}
+
+uint32_t pshm_ring_watch_seq(struct pshm_ring *r)
+{
+    pa_fence_seq_cst(); /* pairs with the fence in wake_side() */
+    /* acquire: pairs with the release bump in pshm_ring_filled(). */
+    return atomic_load_explicit(&r->fd_seq, memory_order_acquire);
+}
+
+void pshm_ring_watch_sleep(struct pshm_ring *r, uint32_t seen, int ms)
+{
+    futex_sleep(&r->fd_seq, seen, ms);
 }
 
 void pshm_ring_emptied(struct pshm_ring *r)
@@ -290,8 +320,10 @@ void pshm_ring_kick(struct pshm_ring *r)
 {
     atomic_fetch_add_explicit(&r->filled_seq, 1, memory_order_release); /* as in wake_side */
     atomic_fetch_add_explicit(&r->emptied_seq, 1, memory_order_release);
+    atomic_fetch_add_explicit(&r->fd_seq, 1, memory_order_release);
     futex_wake(&r->filled_seq, INT_MAX);
     futex_wake(&r->emptied_seq, INT_MAX);
+    futex_wake(&r->fd_seq, INT_MAX);
 }
 
 static int64_t now_ms(void)

@@ -59,6 +59,10 @@ struct pshm_ring {
      * Senders waiting for room do the same with the other pair. */
     alignas(64) pa_u32 filled_seq;
     pa_u32 recv_waiters;
+    /* Watchers (a thread behind a file descriptor, pool_chan_fd()): the same
+     * pair, but every fill that finds one bumps fd_seq and wakes them all. */
+    pa_u32 fd_seq;
+    pa_u32 fd_waiters;
     alignas(64) pa_u32 emptied_seq;
     pa_u32 send_waiters;
     pa_u64 wakes;   /* futex wakes issued (statistics; relaxed RMW) */
@@ -171,7 +175,20 @@ int pshm_ring_send(struct pshm_ring *r, uint32_t who, uint32_t value, int timeou
 int pshm_ring_recv(struct pshm_ring *r, uint32_t *who, uint32_t *value, int timeout_ms,
                    int slice_ms);
 
-/* Wake every sleeper on both sides (a reclaimer, after a death). */
+/* Wake every sleeper on both sides, and every watcher (a reclaimer, after
+ * a death). */
 void pshm_ring_kick(struct pshm_ring *r);
+
+/*
+ * Watching: a thread that turns "a message may be waiting" into a file
+ * descriptor's readiness. It counts itself in fd_waiters for as long as it
+ * watches (pshm_ring_watch(r, +1) ... (r, -1)); each round it reads the
+ * event count (pshm_ring_watch_seq(): a fence, then fd_seq), looks at the
+ * ring, and sleeps while fd_seq is still what it read (up to ms; < 0: for
+ * ever). A fill after its look bumps fd_seq, so no fill is missed.
+ */
+void pshm_ring_watch(struct pshm_ring *r, int delta);
+uint32_t pshm_ring_watch_seq(struct pshm_ring *r);
+void pshm_ring_watch_sleep(struct pshm_ring *r, uint32_t seen, int ms);
 
 #endif

@@ -16,12 +16,14 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "pool_test.h"
+#include "pshm_ring.h"
 
 static void test_open_join_and_names(void **state)
 {
@@ -175,6 +177,101 @@ static void test_fifo_between_processes(void **state)
     pool_stats_t stats;
     assert_int_equal(pool_stats(p, &stats), 0);
     assert_int_equal(stats.blocks_in_transit, 0);
+    pool_test_check(p);
+}
+
+/* ---- a file descriptor for event loops ---- */
+
+enum { FD_MSGS = 5000 };
+
+/* A sender in another process, pausing at random so that the receiver's
+ * loop often waits in epoll_wait with the channel empty; the receiver
+ * reads the eventfd when it is readable and receives until EAGAIN. Every
+ * message arrives, and no wait lasts the 5 s bound (a lost readiness
+ * would, up to the watcher's 200 ms look-again). */
+static void fd_loop(pool_t *p, pool_chan_t *rx, const char *name, unsigned kind)
+{
+    int fd = pool_chan_fd(rx);
+    assert_true(fd >= 0);
+    assert_int_equal(pool_chan_fd(rx), fd); /* the same descriptor each call */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    assert_true(ep >= 0);
+    struct epoll_event ev = {.events = EPOLLIN};
+    assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(60);
+        struct pool_chan_opts o = {kind, 0, 0};
+        pool_chan_t *tx = pool_chan_open(p, name, &o);
+        if (!tx)
+            _exit(2);
+        unsigned seed = (unsigned)getpid();
+        for (uint32_t i = 0; i < FD_MSGS; i++) {
+            uint32_t *m;
+            while (!(m = pool_malloc(p, 64)))
+                usleep(100);
+            m[0] = i;
+            if (pool_chan_send(tx, m, 64, -1) != 0)
+                _exit(3);
+            if (rand_r(&seed) % 4 == 0)
+                usleep((unsigned)rand_r(&seed) % 300);
+        }
+        pool_chan_close(tx);
+        _exit(0);
+    }
+    uint32_t got = 0, waits = 0;
+    while (got < FD_MSGS) {
+        struct epoll_event out;
+        int n = epoll_wait(ep, &out, 1, 5000);
+        assert_int_equal(n, 1);
+        waits++;
+        uint64_t cnt;
+        (void)!read(fd, &cnt, sizeof(cnt));
+        uint32_t *m;
+        while ((m = pool_chan_recv(rx, NULL, 0))) {
+            assert_int_equal(m[0], got);
+            got++;
+            if (kind == POOL_CHAN_TOPIC)
+                assert_int_equal(pool_chan_release(rx, m), 0);
+            else
+                assert_true(pool_free(p, m, 0));
+        }
+        assert_int_equal(errno, EAGAIN);
+    }
+    int st;
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    print_message("%s: %u messages through epoll in %u wake-ups of the loop\n", name, got, waits);
+    close(ep);
+}
+
+static void test_fd_for_event_loops(void **state)
+{
+    pool_t *p = *state;
+    pool_chan_t *q = pool_chan_open(p, "fdq", NULL);
+    assert_non_null(q);
+    fd_loop(p, q, "fdq", POOL_CHAN_QUEUE);
+    struct pool_chan_opts sub = {POOL_CHAN_TOPIC, 64, POOL_CHAN_CREATE | POOL_CHAN_SUBSCRIBE};
+    struct pool_chan_opts pub = {POOL_CHAN_TOPIC, 64, POOL_CHAN_CREATE};
+    pool_chan_t *t = pool_chan_open(p, "fdt", &sub);
+    pool_chan_t *tp = pool_chan_open(p, "fdt", &pub);
+    assert_non_null(t);
+    assert_non_null(tp);
+    errno = 0;
+    assert_int_equal(pool_chan_fd(tp), -1); /* a publisher receives nothing */
+    assert_int_equal(errno, EBADF);
+    fd_loop(p, t, "fdt", POOL_CHAN_TOPIC);
+    /* Closing stops the watcher: the ring's watch count goes back to 0. */
+    uint32_t qn = (uint32_t)(pool_test_chan(p, "fdq") - p->seg.chans);
+    struct pshm_ring *rq = pshm_chan_ring(&p->seg, qn);
+    assert_int_equal(pa_load_relaxed(&rq->fd_waiters), 1);
+    pool_chan_close(q);
+    assert_int_equal(pa_load_relaxed(&rq->fd_waiters), 0);
+    pool_chan_close(t);
+    pool_chan_close(tp);
+    assert_null(pool_test_chan(p, "fdq"));
+    assert_null(pool_test_chan(p, "fdt"));
     pool_test_check(p);
 }
 
@@ -335,6 +432,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_join_and_names, pool_test_setup_64m,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_fifo_between_processes, pool_test_setup_64m,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_fd_for_event_loops, pool_test_setup_64m,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_storm_of_deaths, pool_test_setup_64m,
                                         pool_test_teardown),

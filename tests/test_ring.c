@@ -469,6 +469,58 @@ static void test_ping_pong_between_processes(void **state)
     ring_free(pong);
 }
 
+/* A watcher (pool_chan_fd()'s thread) sleeps on the watch count with no
+ * bound, in another process; each round the sender sends one value and
+ * waits for the watcher's answer, so that every round is a race between
+ * the watcher going to sleep and the fill that must wake it. A lost
+ * wake-up hangs the round (the alarm fails the test). */
+static void test_watcher_never_misses_a_fill(void **state)
+{
+    (void)state;
+    struct pshm_ring *ring = ring_new(4), *ack = ring_new(2);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(60);
+        pshm_ring_watch(ring, 1);
+        uint32_t next = 1, sleeps = 0;
+        while (next <= ROUNDS) {
+            uint32_t seen = pshm_ring_watch_seq(ring);
+            uint32_t who, v;
+            bool any = false;
+            while (pshm_ring_pop(ring, &who, &v) == 0) {
+                if (v != next++)
+                    _exit(2);
+                any = true;
+            }
+            if (any) {
+                if (pshm_ring_send(ack, 2, next - 1, -1, -1) != 0)
+                    _exit(3);
+                continue;
+            }
+            sleeps++;
+            pshm_ring_watch_sleep(ring, seen, -1);
+        }
+        pshm_ring_watch(ring, -1);
+        _exit(sleeps > ROUNDS / 10 ? 0 : 4); /* it did sleep, most rounds */
+    }
+    alarm(60);
+    for (uint32_t i = 1; i <= ROUNDS; i++) {
+        uint32_t who, v;
+        assert_int_equal(pshm_ring_send(ring, 1, i, -1, -1), 0);
+        assert_int_equal(pshm_ring_recv(ack, &who, &v, -1, -1), 0);
+        assert_int_equal(v, i);
+    }
+    alarm(0);
+    int st;
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    print_message("%d fills each raced by a watcher going to sleep: none missed\n", ROUNDS);
+    ring_free(ring);
+    ring_free(ack);
+}
+
 /* ---- a receiver that sleeps is woken, and one that does not costs no call ---- */
 
 static void *late_sender(void *p)
@@ -614,6 +666,7 @@ int main(void)
         cmocka_unit_test(test_threads_every_value_once_in_order),
         cmocka_unit_test(test_processes_killed_at_random),
         cmocka_unit_test(test_ping_pong_between_processes),
+        cmocka_unit_test(test_watcher_never_misses_a_fill),
         cmocka_unit_test(test_timeouts_and_wakes),
 #if defined(POOL_CRASH_POINTS)
         cmocka_unit_test(test_death_at_every_store),
