@@ -15,6 +15,17 @@
  * blocks are in use or in transit and the books are exact per class (the
  * segment's counters against a walk of its lists, caches and owner bytes).
  *
+ * Beside them, four channel workers, killed the same way: a queue sender
+ * and a queue receiver (numbered messages of 16 B to 200 KB), a topic
+ * publisher and a topic subscriber (which holds up to 8 messages and
+ * releases them in a random order). At the end of a storm the senders are
+ * killed first and the receivers must drain both channels within 3 s (no
+ * receiver asleep with a message waiting); then: no queue message received
+ * twice, every one whose send returned received (or given back by a
+ * receiver's death inside pool_chan_recv, or taken by a receiver killed
+ * before it counted it), no subscriber got a message twice, and the
+ * channels hold nothing.
+ *
  * POOL_STORM_SECONDS (default 30) sets the length; POOL_STORM_ROUNDS (1)
  * runs several storms in a row on one segment.
  */
@@ -34,9 +45,18 @@
 
 #include "pool_test.h"
 
-enum { NWORKERS = 4, NTHREADS = 3, WINDOW = 48 };
+enum { NWORKERS = 4, NTHREADS = 3, WINDOW = 48, NCHW = 4, QIDS = 1 << 22 };
 
 struct shared {
+    /* Channel workers. */
+    _Atomic uint32_t q_next;       /* queue ids handed to senders */
+    _Atomic uint8_t q_sent[QIDS];  /* pool_chan_send returned 0 */
+    _Atomic uint8_t q_recv[QIDS];  /* times a receiver counted it */
+    _Atomic uint64_t q_bad;        /* contents wrong */
+    _Atomic uint32_t t_next;       /* topic ids */
+    _Atomic uint64_t t_deliveries; /* subscriber receipts */
+    _Atomic uint64_t t_bad;        /* contents wrong, or a subscriber got one twice */
+    _Atomic uint64_t chan_kills;
     _Atomic uint64_t allocs;
     _Atomic uint64_t tag_errors;
     _Atomic uint64_t alloc_failures;
@@ -95,6 +115,8 @@ static pid_t start_poold(void)
     return pid;
 }
 
+static pool_t *attach_retrying(void);
+
 struct wthread {
     pool_t *pool;
     uint64_t id;
@@ -152,14 +174,7 @@ static pid_t start_worker(uint32_t n)
     assert_true(pid >= 0);
     if (pid > 0)
         return pid;
-    pool_t *pool = NULL;
-    for (int i = 0; i < 400 && !pool; i++) { /* poold may be restarting */
-        pool = pool_attach(sock);
-        if (!pool) {
-            atomic_fetch_add(&sh->attach_retries, 1);
-            sleep_ms(25);
-        }
-    }
+    pool_t *pool = attach_retrying();
     if (!pool)
         _exit(2);
     atomic_fetch_add(&sh->attached, 1);
@@ -173,6 +188,123 @@ static pid_t start_worker(uint32_t n)
         pause();
 }
 
+/* ---- channel workers ---- */
+
+static size_t q_size(uint32_t id)
+{
+    return id % 41 == 0 ? (size_t)200000 : 16 + id % 3000;
+}
+
+static void chan_sender(pool_t *pool, bool topic)
+{
+    struct pool_chan_opts o = {topic ? POOL_CHAN_TOPIC : POOL_CHAN_QUEUE, 64, POOL_CHAN_CREATE};
+    pool_chan_t *ch = pool_chan_open(pool, topic ? "storm-t" : "storm-q", &o);
+    if (!ch)
+        _exit(3);
+    for (;;) {
+        uint32_t id = atomic_fetch_add(topic ? &sh->t_next : &sh->q_next, 1);
+        if (id >= QIDS)
+            pause();
+        size_t n = q_size(id);
+        uint32_t *m = pool_malloc(pool, n);
+        if (!m) {
+            sleep_ms(1);
+            continue;
+        }
+        m[0] = id;
+        m[n / 4 - 1] = ~id;
+        while (pool_chan_send(ch, m, n, 100) != 0)
+            ;
+        if (!topic)
+            atomic_store(&sh->q_sent[id], 1);
+    }
+}
+
+static void q_receiver(pool_t *pool)
+{
+    struct pool_chan_opts o = {POOL_CHAN_QUEUE, 64, POOL_CHAN_CREATE};
+    pool_chan_t *ch = pool_chan_open(pool, "storm-q", &o);
+    if (!ch)
+        _exit(3);
+    for (;;) {
+        uint32_t *m = pool_chan_recv(ch, NULL, -1);
+        if (!m)
+            continue;
+        uint32_t id = m[0];
+        if (id >= QIDS || m[q_size(id) / 4 - 1] != ~id)
+            atomic_fetch_add(&sh->q_bad, 1);
+        else
+            atomic_fetch_add(&sh->q_recv[id], 1);
+        pool_free(pool, m, 0);
+    }
+}
+
+static void t_subscriber(pool_t *pool)
+{
+    struct pool_chan_opts o = {POOL_CHAN_TOPIC, 64, POOL_CHAN_CREATE | POOL_CHAN_SUBSCRIBE};
+    pool_chan_t *ch = pool_chan_open(pool, "storm-t", &o);
+    if (!ch)
+        _exit(3);
+    uint8_t *seen = calloc(QIDS / 8, 1);
+    const uint32_t *held[8];
+    int nheld = 0;
+    unsigned seed = (unsigned)getpid();
+    for (;;) {
+        const uint32_t *m = pool_chan_recv(ch, NULL, 50);
+        if (!m) {
+            while (nheld) /* idle: give everything back */
+                pool_chan_release(ch, held[--nheld]);
+            continue;
+        }
+        uint32_t id = m[0];
+        if (id >= QIDS || m[q_size(id) / 4 - 1] != ~id || (seen[id / 8] >> (id % 8)) & 1)
+            atomic_fetch_add(&sh->t_bad, 1);
+        else
+            seen[id / 8] |= (uint8_t)(1u << (id % 8));
+        atomic_fetch_add(&sh->t_deliveries, 1);
+        held[nheld++] = m;
+        if (nheld == 8 || rand_r(&seed) % 2) {
+            int k = (int)((unsigned)rand_r(&seed) % (unsigned)nheld);
+            if (pool_chan_release(ch, held[k]) != 0)
+                atomic_fetch_add(&sh->t_bad, 1);
+            held[k] = held[--nheld];
+        }
+    }
+}
+
+static pool_t *attach_retrying(void)
+{
+    pool_t *pool = NULL;
+    for (int i = 0; i < 400 && !pool; i++) { /* poold may be restarting */
+        pool = pool_attach(sock);
+        if (!pool) {
+            atomic_fetch_add(&sh->attach_retries, 1);
+            sleep_ms(25);
+        }
+    }
+    return pool;
+}
+
+/* Channel worker `role`: 0 queue sender, 1 queue receiver, 2 topic
+ * publisher, 3 topic subscriber. */
+static pid_t start_chan_worker(int role)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0)
+        return pid;
+    pool_t *pool = attach_retrying();
+    if (!pool)
+        _exit(2);
+    switch (role) {
+    case 0: chan_sender(pool, false); break;
+    case 1: q_receiver(pool); break;
+    case 2: chan_sender(pool, true); break;
+    default: t_subscriber(pool); break;
+    }
+    _exit(0);
+}
+
 /* SIGKILL a worker and reap it: it must have died of that signal. A worker
  * that gave up attaching exits 2 on its own, which would otherwise leave the
  * storm with fewer workers than it claims and go unnoticed. */
@@ -184,6 +316,73 @@ static void kill_worker(pid_t pid)
     if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
         fail_msg("worker %d did not die of SIGKILL (status 0x%x: exit %d; 2 = never attached)",
                  (int)pid, status, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/* Channel `name`'s figures (found false: not in use), from the segment. */
+static bool chan_figures(const char *name, pshm_chan_stats_t *out)
+{
+    char err[256];
+    void *base;
+    uint64_t bytes;
+    pshm_seg_t seg;
+    bool found = false;
+    memset(out, 0, sizeof(*out));
+    if (pshm_os_open(shm, &base, &bytes, err, sizeof(err)) != 0)
+        return false;
+    if (pshm_view(&seg, base, bytes, err, sizeof(err)) == 0)
+        for (uint32_t ch = 0; ch < PSHM_MAX_CHANS && !found; ch++)
+            found = pshm_chan_stats(&seg, ch, out) && strcmp(out->name, name) == 0;
+    pshm_os_unmap(base, bytes);
+    return found;
+}
+
+/* The end of a storm's channels: senders killed, the receivers (alive)
+ * drain both within 3 s, then every channel worker is killed and the
+ * messages are accounted for. */
+static void chan_end(pid_t *cw)
+{
+    kill_worker(cw[0]);
+    kill_worker(cw[2]);
+    pshm_chan_stats_t q, t;
+    double end = now_s() + 3;
+    for (;;) {
+        bool qf = chan_figures("storm-q", &q), tf = chan_figures("storm-t", &t);
+        if ((!qf || q.depth == 0) && (!tf || t.depth == 0))
+            break;
+        if (now_s() > end)
+            fail_msg("messages wait with their receivers alive: queue %llu, topic %llu (receivers "
+                     "asleep: %u, %u)",
+                     (unsigned long long)q.depth, (unsigned long long)t.depth, q.receivers_waiting,
+                     t.receivers_waiting);
+        sleep_ms(20);
+    }
+    kill_worker(cw[1]);
+    kill_worker(cw[3]);
+    atomic_fetch_add(&sh->chan_kills, 4);
+    uint32_t ids = atomic_load(&sh->q_next) < QIDS ? atomic_load(&sh->q_next) : QIDS;
+    uint64_t sent = 0, got = 0, twice = 0, lost = 0;
+    for (uint32_t i = 0; i < ids; i++) {
+        uint8_t r = atomic_load(&sh->q_recv[i]);
+        sent += atomic_load(&sh->q_sent[i]);
+        got += r > 0;
+        twice += r > 1;
+        lost += atomic_load(&sh->q_sent[i]) && r == 0;
+    }
+    print_message("channels: queue %llu sends returned, %llu received, %llu twice, %llu not "
+                  "counted by a receiver (%llu given back by dead receivers' reclaims, %llu "
+                  "channel workers killed); topic %llu deliveries\n",
+                  (unsigned long long)sent, (unsigned long long)got, (unsigned long long)twice,
+                  (unsigned long long)lost, (unsigned long long)q.given_back,
+                  (unsigned long long)atomic_load(&sh->chan_kills),
+                  (unsigned long long)atomic_load(&sh->t_deliveries));
+    assert_int_equal(twice, 0);
+    assert_int_equal(atomic_load(&sh->q_bad), 0);
+    assert_int_equal(atomic_load(&sh->t_bad), 0);
+    /* Not counted: given back by a receiver's death inside recv, or
+     * received by a receiver killed before it counted it (one each). */
+    assert_true(lost <= q.given_back + atomic_load(&sh->chan_kills));
+    assert_true(got > 0);
+    assert_true(atomic_load(&sh->t_deliveries) > 0);
 }
 
 /* The segment, mapped here to read it at rest. */
@@ -259,16 +458,24 @@ static void test_crash_storm(void **state)
     unsigned seed = (unsigned)getpid();
     uint64_t kills = 0, restarts = 0, started = 0;
     for (int round = 0; round < rounds; round++) {
-        pid_t w[NWORKERS];
+        pid_t w[NWORKERS], cw[NCHW];
         for (uint32_t i = 0; i < NWORKERS; i++)
             w[i] = start_worker((uint32_t)started++);
+        for (int i = 0; i < NCHW; i++)
+            cw[i] = start_chan_worker(i);
         double t0 = now_s(), next_poold = t0 + 6;
         while (now_s() - t0 < seconds) {
             sleep_ms(200 + (long)(rand_r(&seed) % 200));
-            uint32_t k = (uint32_t)rand_r(&seed) % NWORKERS;
-            kill_worker(w[k]);
+            uint32_t k = (uint32_t)rand_r(&seed) % (NWORKERS + NCHW);
+            if (k >= NWORKERS) {
+                kill_worker(cw[k - NWORKERS]);
+                atomic_fetch_add(&sh->chan_kills, 1);
+                cw[k - NWORKERS] = start_chan_worker((int)(k - NWORKERS));
+            } else {
+                kill_worker(w[k]);
+                w[k] = start_worker((uint32_t)started++);
+            }
             kills++;
-            w[k] = start_worker((uint32_t)started++);
             if (now_s() >= next_poold) {
                 kill(poold, SIGKILL);
                 waitpid(poold, NULL, 0);
@@ -277,6 +484,7 @@ static void test_crash_storm(void **state)
                 next_poold = now_s() + 6;
             }
         }
+        chan_end(cw);
         for (uint32_t i = 0; i < NWORKERS; i++) {
             kill_worker(w[i]);
             kills++;
