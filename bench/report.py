@@ -445,7 +445,39 @@ def summarize(run):
     perf = os.path.join(run.d, "perf-stat.txt")
     S["perf"] = open(perf).read() if os.path.exists(perf) else ""
     S["perf_supported"] = "<not supported>" not in S["perf"] and "cache-misses" in S["perf"]
+    S["chan"] = load_chan(os.path.join(run.d, "chan.txt"))
     return S
+
+
+CHAN_ORDER = ["poold", "ring", "unix", "pipe", "mqueue", "zmq", "boost"]
+CHAN_NAMES = {"poold": "poold channel", "ring": "ring of (e), no allocator",
+              "unix": "Unix socket", "pipe": "pipe", "mqueue": "POSIX mqueue",
+              "zmq": "ZeroMQ ipc", "boost": "Boost message_queue"}
+
+
+def load_chan(path):
+    """chan_bench's lines: chan <kind> <transport> <size> key=value ..."""
+    C = {"pingpong": {}, "stream": {}, "fanout": {}, "na": {}}
+    if not os.path.exists(path):
+        return C
+    for line in open(path):
+        parts = line.split()
+        if len(parts) < 4 or parts[0] != "chan":
+            continue
+        kind, t, size = parts[1], parts[2], int(parts[3])
+        kv = {}
+        for p in parts[4:]:
+            if "=" in p:
+                k, v = p.split("=", 1)
+                try:
+                    kv[k] = float(v)
+                except ValueError:
+                    kv[k] = v.strip('"')
+        if "na" in kv or 'na="' in line:
+            C["na"].setdefault(kind, {}).setdefault(t, {})[size] = line.split('na="', 1)[-1].rstrip('"\n')
+            continue
+        C.setdefault(kind, {}).setdefault(t, {})[size] = kv
+    return C
 
 
 # ---- charts (gnuplot) -------------------------------------------------------------
@@ -577,7 +609,106 @@ set ylabel 'instructions per pair'; set xtics rotate by -30; set grid ytics; set
 set yrange [0:*]
 plot 'DAT' using 2:xtic(1) title 'FIRST', '' using 3 title 'pair 64 B (one thread, no touch)'
 """)
+    # channels: ping-pong p50 against the payload size, each transport
+    pp = S.get("chan", {}).get("pingpong", {})
+    alist = [t for t in CHAN_ORDER if t in pp]
+    if alist:
+        sizes = sorted({s for t in alist for s in pp[t]})
+        dat = "".join(f"{s} " + " ".join(fmt(pp[t].get(s, {}).get("p50_us"), "{:.3f}", "NaN")
+                                         for t in alist) + "\n" for s in sizes)
+        lines = ", ".join(f"'DAT' using 1:{i + 2} with linespoints title {gq(CHAN_NAMES[t])}"
+                          for i, t in enumerate(alist))
+        plot("chan_latency", dat, f"""set title 'Two processes, one message in flight: round trip p50 (µs; lower is better)'
+set logscale x 2; set logscale y; set xlabel 'payload (bytes)'; set ylabel 'µs per round trip'
+set grid; set key below
+plot {lines}
+""")
     return made
+
+
+def chan_markdown(S, charts, img_prefix):
+    C = S.get("chan") or {}
+    pp, st, fo, na = C.get("pingpong", {}), C.get("stream", {}), C.get("fanout", {}), C.get("na", {})
+    if not pp and not st:
+        return ""
+    L = ["\n### (i) Channels between two processes\n\n"]
+    L.append("`bench/chan_bench` (one run, two processes forked for each row, on this "
+             "machine). Ping-pong: process A sends a message of the given size, B receives it "
+             "(checks the number at its front, touches its last byte) and sends the same size "
+             "back; the time of each round trip, p50 and p99. poold passes one block back and "
+             "forth on two queues (no copy); the ring of (e) passes an index to a preallocated "
+             "shared buffer and its waiting side spins, then yields; the others copy the "
+             "payload in and out of the kernel (Unix socket, pipe, POSIX mqueue), of "
+             "ZeroMQ's buffers (PAIR over `ipc://`) or of Boost's segment (`message_queue`, "
+             "under its mutex). Stream: A sends as fast as the transport takes messages, B "
+             "receives and consumes each (poold: A allocates every message, B frees it); "
+             "messages per second over the whole run.\n\n")
+    sizes = sorted({s for t in pp for s in pp[t]} | {s for t in st for s in st[t]})
+    ts = [t for t in CHAN_ORDER if t in pp or t in st or t in na.get("pingpong", {})]
+
+    def cell(d, t, s, k, spec):
+        v = d.get(t, {}).get(s, {}).get(k)
+        return fmt(v, spec) if v is not None else "n/a"
+
+    rows = [[s] + [f"{cell(pp, t, s, 'p50_us', '{:.1f}')} / {cell(pp, t, s, 'p99_us', '{:.0f}')}"
+                   for t in ts] for s in sizes]
+    L.append("Round trip, one message in flight: p50 / p99 (µs)\n\n")
+    L.append(table(["bytes"] + [CHAN_NAMES[t] for t in ts], rows))
+    rows = [[s] + [cell(st, t, s, "msgs_per_s", "{:.0f}") for t in ts] for s in sizes]
+    L.append("\nStream, a full window (messages/s)\n\n")
+    L.append(table(["bytes"] + [CHAN_NAMES[t] for t in ts], rows))
+    for kind in ("pingpong", "stream"):
+        for t, d in na.get(kind, {}).items():
+            for s, why in d.items():
+                L.append(f"\n{CHAN_NAMES.get(t, t)} {s} B ({kind}): n/a: {why}.\n")
+    # The targets.
+    def p50(t, s):
+        return pp.get(t, {}).get(s, {}).get("p50_us")
+
+    def rate(t, s):
+        return st.get(t, {}).get(s, {}).get("msgs_per_s")
+    chk = []
+    a, b = p50("poold", 16 << 20), p50("poold", 64)
+    if a and b:
+        chk.append(f"- poold round trip p50, 16 MiB against 64 B: {a:.1f} / {b:.1f} µs = "
+                   f"{a / b:.2f}x (target: within 2x)")
+    for s in (1 << 20, 16 << 20):
+        for peer in ("unix", "zmq"):
+            if p50("poold", s) and p50(peer, s):
+                chk.append(f"- {s >> 20} MiB round trip p50: {CHAN_NAMES[peer]} / poold = "
+                           f"{p50(peer, s) / p50('poold', s):.1f}x (target: at least 10x)")
+    peers = [t for t in ts if t != "poold" and p50(t, 64)]
+    if p50("poold", 64) and peers:
+        best = min(peers, key=lambda t: p50(t, 64))
+        chk.append(f"- 64 B round trip p50: poold {p50('poold', 64):.1f} µs, best peer "
+                   f"{CHAN_NAMES[best]} {p50(best, 64):.1f} µs (target: level or better)")
+    for peer in ("boost", "unix"):
+        if rate("poold", 64) and rate(peer, 64):
+            chk.append(f"- 64 B stream: poold / {CHAN_NAMES[peer]} = "
+                       f"{rate('poold', 64) / rate(peer, 64):.2f}x (target: "
+                       f"{'3x' if peer == 'boost' else '1x'} at least)")
+    for s in (1 << 16, 1 << 20, 16 << 20):
+        others = [t for t in ts if t != "poold" and rate(t, s)]
+        if rate("poold", s) and others:
+            best = max(others, key=lambda t: rate(t, s))
+            chk.append(f"- {s} B stream: poold {rate('poold', s):.0f} msgs/s, best peer "
+                       f"{CHAN_NAMES[best]} {rate(best, s):.0f} (ratio {rate('poold', s) / rate(best, s):.2f}x; "
+                       f"target: ahead)")
+    if chk:
+        L.append("\nAgainst the targets of this section (from the figures above):\n\n" + "\n".join(chk) + "\n")
+    if fo:
+        rows = []
+        for k in sorted(fo, key=lambda x: int(x.split("/")[-1])):
+            for s, d in sorted(fo[k].items()):
+                rows.append([k.split("/")[-1], s, fmt(d.get("msgs_per_s"), "{:.0f}"),
+                             fmt(d.get("deliveries_per_s"), "{:.0f}"), fmt(d.get("mib_per_s"), "{:.0f}")])
+        L.append("\nTopic fan-out: one publisher, 1, 2 and 4 subscriber processes; each message is "
+                 "one block, allocated once by the publisher, read in place by every subscriber "
+                 "and freed by the last release\n\n")
+        L.append(table(["subscribers", "bytes", "messages/s", "deliveries/s", "MiB/s delivered"], rows))
+    if "chan_latency.png" in charts:
+        L.append(f"\n![chan_latency]({img_prefix}chan_latency.png)\n")
+    return "".join(L)
 
 
 # ---- markdown -------------------------------------------------------------------------
@@ -1038,6 +1169,7 @@ def markdown(run, S, charts, img_prefix):
         L.append("\nRows that failed or were skipped in this run:\n\n" +
                  "".join(f"- {e}\n" for e in S["errors"][:30]))
 
+    L.append(chan_markdown(S, charts, img_prefix))
     cmds = os.path.join(run.d, "commands.txt")
     if os.path.exists(cmds):
         L.append("\n### The exact commands of this run\n\n```sh\n" + open(cmds).read().strip() + "\n```\n")

@@ -68,7 +68,7 @@ run() {
 
 # ---- 1. packages -------------------------------------------------------------
 # git: the commit the report names (machine.txt); a fresh Debian 12 may lack it.
-BENCH_PKGS=(libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 libboost-dev gnuplot-nox valgrind
+BENCH_PKGS=(libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 libboost-dev libzmq3-dev gnuplot-nox valgrind
     linux-perf python3 util-linux procps git)
 if [ "$QUICK" = 0 ]; then
     bash "$ROOT/scripts/deps.sh"
@@ -87,7 +87,7 @@ if [ "$QUICK" = 0 ]; then
 fi
 
 # ---- 2. build ----------------------------------------------------------------
-TARGETS=(poold pool_bench alloc_bench alloc_probe proc_bench)
+TARGETS=(poold pool_bench alloc_bench alloc_probe proc_bench chan_bench)
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     # A new build dir: only what the benchmarks need.
     run "$OUT/logs/configure.txt" cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
@@ -100,6 +100,10 @@ if grep -q '^POOL_BOOST_INTERPROCESS:.*-NOTFOUND' "$BUILD/CMakeCache.txt"; then
     [ "$QUICK" = 1 ] || die "Boost.Interprocess not found after installing libboost-dev"
     say "proc_bench not built (no libboost-dev): processes and handoff skipped"
     TARGETS=(poold pool_bench alloc_bench alloc_probe)
+elif grep -q '^POOL_ZMQ_\(INCLUDE\|LIB\):.*-NOTFOUND' "$BUILD/CMakeCache.txt"; then
+    [ "$QUICK" = 1 ] || die "libzmq not found after installing libzmq3-dev"
+    say "chan_bench not built (no libzmq3-dev): channels skipped"
+    TARGETS=(poold pool_bench alloc_bench alloc_probe proc_bench)
 fi
 # One invocation for all targets: each one re-reads the build graph.
 run "$OUT/logs/build.txt" cmake --build "$BUILD" -j2 --target "${TARGETS[@]}" || die "build failed"
@@ -124,7 +128,7 @@ PROBE=$B/alloc_probe
 } >"$OUT/machine.txt"
 lscpu >"$OUT/lscpu.txt" 2>&1 || true
 dpkg-query -W -f='${Package}\t${Version}\n' libc6 libstdc++6 libjemalloc2 libtcmalloc-minimal4 \
-    libmimalloc2.0 libboost-dev libbenchmark1debian valgrind gnuplot-nox linux-perf \
+    libmimalloc2.0 libboost-dev libzmq5 libbenchmark1debian valgrind gnuplot-nox linux-perf \
     >"$OUT/versions.tsv" 2>/dev/null || true
 
 # ---- 4. poold of our own -------------------------------------------------------
@@ -231,6 +235,15 @@ if [ -x "$B/proc_bench" ]; then
         --benchmark_repetitions="$preps" --benchmark_enable_random_interleaving=true \
         --benchmark_report_aggregates_only=false --benchmark_out_format=json \
         --benchmark_out="$OUT/raw/proc_bench.json" || die "proc_bench failed"
+fi
+
+# ---- 7b. channels against sockets, pipes, mqueue, ZeroMQ, Boost ----------------------
+if [ -x "$B/chan_bench" ]; then
+    say "channels"
+    cflag=()
+    [ "$QUICK" = 1 ] && cflag=(--quick)
+    run "$OUT/logs/chan_bench.txt" "$B/chan_bench" "${cflag[@]}" || die "chan_bench failed"
+    grep '^chan ' "$OUT/logs/chan_bench.txt" >"$OUT/chan.txt" || true
 fi
 
 # ---- 8. probes: addresses, memory ------------------------------------------------

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -333,12 +334,64 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Before its first sleep a waiter looks again for up to WAIT_NS: a peer
+ * running on another CPU answers within microseconds, and a futex sleep
+ * and wake-up costs tens of them (docs/BENCHMARKS.md, channels). It spins
+ * for the first SPIN_NS, then yields its CPU between looks, so that with
+ * more runnable processes than CPUs (a topic's subscribers) the peer it
+ * waits for gets to run. On one CPU: no spin, yields only. */
+#define SPIN_NS 5000u
+#define WAIT_NS 50000u
+
+static bool spin_pays(void)
+{
+    static int ncpu; /* a race here only computes the same value twice */
+    int n = __atomic_load_n(&ncpu, __ATOMIC_RELAXED);
+    if (n == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 1 ? 2 : 1;
+        __atomic_store_n(&ncpu, n, __ATOMIC_RELAXED);
+    }
+    return n > 1;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 int pshm_ring_wait(struct pshm_ring *r, bool for_room, pshm_ring_attempt_fn attempt, void *arg,
                    int timeout_ms, int slice_ms)
 {
     pa_u32 *waiters = for_room ? &r->send_waiters : &r->recv_waiters;
     pa_u32 *seq = for_room ? &r->emptied_seq : &r->filled_seq;
     int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+    if (timeout_ms != 0) {
+        uint64_t t0 = now_ns(), t = t0;
+        bool spin = spin_pays();
+        do {
+            int rc = attempt(arg);
+            if (rc != -EAGAIN)
+                return rc;
+            if (spin && t - t0 < SPIN_NS)
+                for (int i = 0; i < 64; i++)
+                    cpu_relax();
+            else
+                sched_yield();
+            t = now_ns();
+        } while (t - t0 < WAIT_NS);
+    }
     for (;;) {
         int rc = attempt(arg);
         if (rc != -EAGAIN || timeout_ms == 0)

@@ -1,0 +1,778 @@
+// SPDX-License-Identifier: MIT
+//
+// chan_bench.cpp: (i) channels against what users would use instead, two
+// processes on this machine (docs/BENCHMARKS.md, "Channels").
+//
+//   pingpong   one message in flight: process A sends a message of S bytes,
+//              B receives it (checks its number at the front and touches its
+//              last byte) and sends S bytes back, A receives them. The time
+//              of each round trip, p50 and p99 over the rounds.
+//   stream     a full window: A sends messages of S bytes as fast as the
+//              transport takes them, B receives and consumes each; messages/s
+//              and bytes/s from the first send to the last receipt.
+//   fanout     a poold topic: one publisher, k subscriber processes (1, 2, 4),
+//              messages/s delivered to every subscriber, and the allocations
+//              the pool made for them.
+//
+// Transports, the same loop for each:
+//   poold   a channel (queue) of an embedded pool made before the fork:
+//           zero copy; a stream's producer allocates each block, its
+//           consumer frees it; a ping-pong passes one block back and forth
+//   ring    (e)'s no-allocator ring: preallocated shared buffers, an index
+//           through a lock-free ring, the waiting side spinning then
+//           yielding (zero copy, no allocator, no wake-up)
+//   unix    a Unix domain socket pair (stream), the payload copied in and out
+//   pipe    two pipes, the same
+//   mqueue  POSIX message queues (message size S: sizes above the system's
+//           msgsize_max are n/a)
+//   zmq     ZeroMQ PAIR sockets over ipc:// (Debian's libzmq), zmq_send and
+//           zmq_recv of S bytes
+//   boost   Boost.Interprocess message_queue (a copy in, a copy out, under its
+//           mutex)
+//
+// Output: one line per figure on stdout, "chan <kind> <transport> <size>
+// <key>=<value> ...", read by bench/report.py; n/a lines say why.
+#include <boost/interprocess/ipc/message_queue.hpp>
+
+#include <fcntl.h>
+#include <mqueue.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "poolclient.h"
+
+namespace bip = boost::interprocess;
+
+namespace {
+
+double g_scale = 1.0;         // --quick: fewer rounds and messages
+std::size_t g_only_size = 0; // --size=N: that size alone
+
+std::uint64_t now_ns()
+{
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return std::uint64_t(ts.tv_sec) * 1000000000u + std::uint64_t(ts.tv_nsec);
+}
+
+[[noreturn]] void die(const char *what)
+{
+    std::fprintf(stderr, "chan_bench: %s: %s\n", what, std::strerror(errno));
+    std::_Exit(1);
+}
+
+// ---- transports ------------------------------------------------------------
+
+// One end of a two-way link between A and B. send() gives S bytes from buf
+// (or, zero copy, the block itself); recv() returns where the S bytes are.
+struct End {
+    virtual ~End() = default;
+    virtual void *buffer() = 0;              // where to write a message to send
+    virtual void send(void *msg) = 0;        // msg: from buffer() or recv()
+    virtual void *recv() = 0;                // the message
+    virtual void done(void *msg) = 0;        // finished with a received message
+    virtual bool zero_copy() const { return false; }
+};
+
+std::size_t g_size;
+
+// Copying transports: a private buffer in, a private buffer out.
+struct CopyEnd : End {
+    std::vector<char> out, in;
+    CopyEnd() : out(g_size, 'x'), in(g_size) {}
+    void *buffer() override { return out.data(); }
+    void done(void *) override {}
+};
+
+bool full_write(int fd, const char *p, std::size_t n)
+{
+    while (n) {
+        ssize_t k = write(fd, p, n);
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= std::size_t(k);
+    }
+    return true;
+}
+
+bool full_read(int fd, char *p, std::size_t n)
+{
+    while (n) {
+        ssize_t k = read(fd, p, n);
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= std::size_t(k);
+    }
+    return true;
+}
+
+struct FdEnd : CopyEnd {
+    int rfd, wfd;
+    FdEnd(int r, int w) : rfd(r), wfd(w) {}
+    void send(void *msg) override
+    {
+        if (!full_write(wfd, static_cast<char *>(msg), g_size))
+            die("write");
+    }
+    void *recv() override
+    {
+        if (!full_read(rfd, in.data(), g_size))
+            die("read");
+        return in.data();
+    }
+};
+
+struct MqEnd : CopyEnd {
+    mqd_t rq, wq;
+    MqEnd(mqd_t r, mqd_t w) : rq(r), wq(w) {}
+    void send(void *msg) override
+    {
+        while (mq_send(wq, static_cast<char *>(msg), g_size, 0) != 0)
+            if (errno != EINTR)
+                die("mq_send");
+    }
+    void *recv() override
+    {
+        while (mq_receive(rq, in.data(), g_size, nullptr) < 0)
+            if (errno != EINTR)
+                die("mq_receive");
+        return in.data();
+    }
+};
+
+struct ZmqEnd : CopyEnd {
+    void *ctx, *sock;
+    ZmqEnd(bool bind, const std::string &addr, int hwm)
+    {
+        ctx = zmq_ctx_new();
+        sock = zmq_socket(ctx, ZMQ_PAIR);
+        zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+        zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+        if ((bind ? zmq_bind(sock, addr.c_str()) : zmq_connect(sock, addr.c_str())) != 0)
+            die("zmq bind/connect");
+    }
+    ~ZmqEnd() override
+    {
+        // Linger (the default): a sender's close waits until the receiver
+        // has every message queued, as a stream's last ones may still be.
+        zmq_close(sock);
+        zmq_ctx_term(ctx);
+    }
+    void send(void *msg) override
+    {
+        if (zmq_send(sock, msg, g_size, 0) != int(g_size))
+            die("zmq_send");
+    }
+    void *recv() override
+    {
+        if (zmq_recv(sock, in.data(), g_size, 0) != int(g_size))
+            die("zmq_recv");
+        return in.data();
+    }
+};
+
+struct BoostEnd : CopyEnd {
+    bip::message_queue rq, wq;
+    BoostEnd(const char *r, const char *w) : rq(bip::open_only, r), wq(bip::open_only, w) {}
+    void send(void *msg) override { wq.send(msg, g_size, 0); }
+    void *recv() override
+    {
+        bip::message_queue::size_type got;
+        unsigned prio;
+        rq.receive(in.data(), g_size, got, prio);
+        return in.data();
+    }
+};
+
+// poold: a channel each way on an embedded pool shared by the fork. A
+// stream's producer allocates each message, its consumer frees it; a
+// ping-pong's block goes back and forth.
+pool_t *g_pool;
+struct PoolEnd : End {
+    pool_chan_t *rx, *tx;
+    bool stream = false;
+    PoolEnd(const char *r, const char *w, bool s) : stream(s)
+    {
+        rx = pool_chan_open(g_pool, r, nullptr);
+        tx = pool_chan_open(g_pool, w, nullptr);
+        if (!rx || !tx)
+            die("pool_chan_open");
+    }
+    ~PoolEnd() override
+    {
+        pool_chan_close(rx);
+        pool_chan_close(tx);
+    }
+    void *buffer() override
+    {
+        void *p;
+        while (!(p = pool_malloc(g_pool, g_size)))
+            sched_yield(); // the consumer frees as it goes
+        return p;
+    }
+    void send(void *msg) override
+    {
+        if (pool_chan_send(tx, msg, g_size, -1) != 0)
+            die("pool_chan_send");
+    }
+    void *recv() override
+    {
+        void *p = pool_chan_recv(rx, nullptr, -1);
+        if (!p)
+            die("pool_chan_recv");
+        return p;
+    }
+    void done(void *msg) override
+    {
+        if (stream)
+            pool_free(g_pool, msg, g_size);
+    }
+    bool zero_copy() const override { return true; }
+};
+
+// (e)'s ring: preallocated shared buffers; an index through a single-
+// producer ring each way; the waiting side spins, then yields.
+constexpr std::uint32_t kRingCells = 1024;
+struct Ring {
+    alignas(64) std::atomic<std::uint64_t> head{0};
+    alignas(64) std::atomic<std::uint64_t> tail{0};
+    std::uint32_t cell[kRingCells];
+};
+struct RingShared {
+    Ring ab, ba;
+    std::atomic<std::uint64_t> next_buf{0};
+};
+RingShared *g_ring;
+char *g_ring_bufs;
+std::size_t g_ring_nbufs; // buffers, and so the most indices in flight
+
+void ring_push(Ring &r, std::uint32_t v)
+{
+    std::uint64_t h = r.head.load(std::memory_order_relaxed);
+    // A buffer is reused only once the consumer has popped the one after it
+    // (it reads a buffer after its pop): nbufs - 1 in flight at most.
+    std::uint64_t cap = std::min<std::uint64_t>(kRingCells, g_ring_nbufs - 1);
+    for (int spin = 0; h - r.tail.load(std::memory_order_acquire) >= cap; spin++)
+        if (spin > 100)
+            sched_yield();
+    r.cell[h % kRingCells] = v;
+    r.head.store(h + 1, std::memory_order_release); // pairs with ring_pop's acquire
+}
+
+std::uint32_t ring_pop(Ring &r)
+{
+    std::uint64_t t = r.tail.load(std::memory_order_relaxed);
+    for (int spin = 0; r.head.load(std::memory_order_acquire) == t; spin++)
+        if (spin > 100)
+            sched_yield();
+    std::uint32_t v = r.cell[t % kRingCells];
+    r.tail.store(t + 1, std::memory_order_release); // pairs with ring_push's acquire
+    return v;
+}
+
+struct RingEnd : End {
+    Ring &rx, &tx;
+    std::uint64_t mine = 0;
+    RingEnd(Ring &r, Ring &w) : rx(r), tx(w) {}
+    char *at(std::uint32_t i) { return g_ring_bufs + std::size_t(i) * ((g_size + 63) & ~std::size_t(63)); }
+    void *buffer() override { return at(std::uint32_t(mine++ % g_ring_nbufs)); }
+    void send(void *msg) override
+    {
+        std::size_t stride = (g_size + 63) & ~std::size_t(63);
+        ring_push(tx, std::uint32_t((static_cast<char *>(msg) - g_ring_bufs) / stride));
+    }
+    void *recv() override { return at(ring_pop(rx)); }
+    void done(void *) override {}
+    bool zero_copy() const override { return true; }
+};
+
+// ---- the set-up of one transport for one size --------------------------------
+
+enum class T { Pool, Ring, Unix, Pipe, Mq, Zmq, Boost };
+const char *tname(T t)
+{
+    switch (t) {
+    case T::Pool: return "poold";
+    case T::Ring: return "ring";
+    case T::Unix: return "unix";
+    case T::Pipe: return "pipe";
+    case T::Mq: return "mqueue";
+    case T::Zmq: return "zmq";
+    case T::Boost: return "boost";
+    }
+    return "?";
+}
+
+// The window of a stream: messages in flight at most (what the queues
+// hold), 256 or 64 MiB of them.
+std::uint32_t window(std::size_t s)
+{
+    return std::uint32_t(std::min<std::uint64_t>(256, std::max<std::uint64_t>(2, (64u << 20) / s)));
+}
+
+struct Setup {
+    T t = T::Pool;
+    bool stream = false;
+    int sv[2] = {-1, -1}, p1[2] = {-1, -1}, p2[2] = {-1, -1};
+    std::string mq1, mq2, zaddr, b1, b2, c1, c2;
+    std::string why; // n/a: why
+    pool_chan_t *keep[2] = {nullptr, nullptr}; // poold: the parent's, until both ends are done
+};
+
+int g_seq;
+
+bool prepare(Setup &st)
+{
+    std::string tag = std::to_string(getpid()) + "_" + std::to_string(g_seq++);
+    std::uint32_t win = st.stream ? window(g_size) : 1;
+    switch (st.t) {
+    case T::Unix:
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, st.sv) != 0)
+            die("socketpair");
+        return true;
+    case T::Pipe:
+        if (pipe(st.p1) != 0 || pipe(st.p2) != 0)
+            die("pipe");
+        return true;
+    case T::Mq: {
+        st.mq1 = "/chan_bench_a_" + tag;
+        st.mq2 = "/chan_bench_b_" + tag;
+        mq_attr a{};
+        a.mq_maxmsg = std::min<long>(win, 10); // the system's msg_max (10) unless raised
+        a.mq_msgsize = long(g_size);
+        for (auto *n : {&st.mq1, &st.mq2}) {
+            mqd_t q = mq_open(n->c_str(), O_CREAT | O_EXCL | O_RDWR, 0600, &a);
+            if (q == mqd_t(-1)) {
+                st.why = std::string("mq_open: ") + std::strerror(errno) +
+                         " (a message above /proc/sys/fs/mqueue/msgsize_max, or the queues' bytes "
+                         "above RLIMIT_MSGQUEUE)";
+                mq_unlink(st.mq1.c_str());
+                return false;
+            }
+            mq_close(q);
+        }
+        return true;
+    }
+    case T::Zmq: st.zaddr = "ipc:///tmp/chan_bench_" + tag; return true;
+    case T::Boost:
+        st.b1 = "chan_bench_a_" + tag;
+        st.b2 = "chan_bench_b_" + tag;
+        try {
+            bip::message_queue(bip::create_only, st.b1.c_str(), win, g_size);
+            bip::message_queue(bip::create_only, st.b2.c_str(), win, g_size);
+        } catch (const std::exception &e) {
+            st.why = std::string("message_queue: ") + e.what();
+            return false;
+        }
+        return true;
+    case T::Pool: {
+        st.c1 = "cb_a" + std::to_string(g_seq);
+        st.c2 = "cb_b" + std::to_string(g_seq);
+        pool_chan_opts o{POOL_CHAN_QUEUE, win < 2 ? 2u : win, POOL_CHAN_CREATE};
+        o.capacity = std::min<unsigned>(o.capacity, POOL_CHAN_MAX_CAPACITY);
+        // Made by the parent, kept open until both ends are done.
+        st.keep[0] = pool_chan_open(g_pool, st.c1.c_str(), &o);
+        st.keep[1] = pool_chan_open(g_pool, st.c2.c_str(), &o);
+        if (!st.keep[0] || !st.keep[1])
+            die("pool_chan_open (make)");
+        return true;
+    }
+    case T::Ring: {
+        new (g_ring) RingShared();
+        g_ring_nbufs = std::max<std::size_t>(2, std::min<std::size_t>(4096, (std::size_t(256) << 20) /
+                                                                               ((g_size + 63) & ~std::size_t(63))));
+        return true;
+    }
+    }
+    return false;
+}
+
+void cleanup(Setup &st)
+{
+    for (pool_chan_t *c : st.keep)
+        if (c)
+            pool_chan_close(c);
+    for (int *fd : {&st.sv[0], &st.sv[1], &st.p1[0], &st.p1[1], &st.p2[0], &st.p2[1]})
+        if (*fd >= 0)
+            close(*fd);
+    if (!st.mq1.empty()) {
+        mq_unlink(st.mq1.c_str());
+        mq_unlink(st.mq2.c_str());
+    }
+    if (!st.b1.empty()) {
+        bip::message_queue::remove(st.b1.c_str());
+        bip::message_queue::remove(st.b2.c_str());
+    }
+}
+
+// The end of side a (true) or b, in a child.
+End *open_end(Setup &st, bool a)
+{
+    switch (st.t) {
+    case T::Unix: return new FdEnd(st.sv[a ? 0 : 1], st.sv[a ? 0 : 1]);
+    case T::Pipe: return a ? new FdEnd(st.p2[0], st.p1[1]) : new FdEnd(st.p1[0], st.p2[1]);
+    case T::Mq: {
+        mqd_t q1 = mq_open(st.mq1.c_str(), O_RDWR), q2 = mq_open(st.mq2.c_str(), O_RDWR);
+        if (q1 == mqd_t(-1) || q2 == mqd_t(-1))
+            die("mq_open");
+        return a ? new MqEnd(q2, q1) : new MqEnd(q1, q2);
+    }
+    case T::Zmq: return new ZmqEnd(a, st.zaddr, int(st.stream ? window(g_size) : 1));
+    case T::Boost: return a ? new BoostEnd(st.b2.c_str(), st.b1.c_str())
+                            : new BoostEnd(st.b1.c_str(), st.b2.c_str());
+    case T::Pool: return a ? new PoolEnd(st.c2.c_str(), st.c1.c_str(), st.stream)
+                           : new PoolEnd(st.c1.c_str(), st.c2.c_str(), st.stream);
+    case T::Ring: return a ? new RingEnd(g_ring->ba, g_ring->ab) : new RingEnd(g_ring->ab, g_ring->ba);
+    }
+    return nullptr;
+}
+
+// Results from the children, in shared memory.
+struct Board {
+    std::atomic<int> ready{0};
+    std::atomic<int> go{0};
+    std::uint64_t t0, t1;
+    std::uint64_t rtt[200000];
+    std::uint64_t bad;
+};
+Board *g_board;
+
+void stamp(void *msg, std::uint64_t i)
+{
+    std::memcpy(msg, &i, sizeof(i));
+    static_cast<char *>(msg)[g_size - 1] = char(i);
+}
+
+bool check(const void *msg, std::uint64_t i)
+{
+    std::uint64_t v;
+    std::memcpy(&v, msg, sizeof(v));
+    return v == i && static_cast<const char *>(msg)[g_size - 1] == char(i);
+}
+
+void start_line()
+{
+    g_board->ready.fetch_add(1);
+    while (!g_board->go.load())
+        sched_yield();
+}
+
+// ---- ping-pong -----------------------------------------------------------------
+
+std::uint64_t pp_rounds(std::size_t s)
+{
+    std::uint64_t r = s <= 65536 ? 20000 : s <= (1u << 20) ? 2000 : 200;
+    return std::max<std::uint64_t>(20, std::uint64_t(double(r) * g_scale));
+}
+
+void pingpong_a(Setup &st, std::uint64_t rounds)
+{
+    End *e = open_end(st, true);
+    void *msg = e->buffer();
+    start_line();
+    for (std::uint64_t i = 0; i < rounds; ++i) {
+        std::uint64_t t = now_ns();
+        stamp(msg, i);
+        e->send(msg);
+        void *back = e->recv();
+        if (!check(back, i))
+            g_board->bad++;
+        g_board->rtt[i] = now_ns() - t;
+        if (e->zero_copy())
+            msg = back; // the same block came back
+        else
+            e->done(back);
+    }
+    if (st.t == T::Pool)
+        pool_free(g_pool, msg, g_size);
+    delete e;
+}
+
+void pingpong_b(Setup &st, std::uint64_t rounds)
+{
+    End *e = open_end(st, false);
+    void *reply = e->zero_copy() ? nullptr : e->buffer();
+    start_line();
+    for (std::uint64_t i = 0; i < rounds; ++i) {
+        void *m = e->recv();
+        if (!check(m, i))
+            g_board->bad++;
+        if (e->zero_copy()) {
+            e->send(m); // the block goes back as it is
+        } else {
+            stamp(reply, i);
+            e->send(reply);
+        }
+    }
+    delete e;
+}
+
+// ---- stream ------------------------------------------------------------------
+
+std::uint64_t st_count(std::size_t s)
+{
+    std::uint64_t c = std::clamp<std::uint64_t>((std::uint64_t(1) << 30) / s, 16, 200000);
+    return std::max<std::uint64_t>(8, std::uint64_t(double(c) * g_scale));
+}
+
+void stream_a(Setup &st, std::uint64_t count)
+{
+    End *e = open_end(st, true);
+    start_line();
+    g_board->t0 = now_ns();
+    for (std::uint64_t i = 0; i < count; ++i) {
+        void *m = e->buffer();
+        stamp(m, i);
+        e->send(m);
+    }
+    delete e;
+}
+
+void stream_b(Setup &st, std::uint64_t count)
+{
+    End *e = open_end(st, false);
+    start_line();
+    for (std::uint64_t i = 0; i < count; ++i) {
+        void *m = e->recv();
+        if (!check(m, i))
+            g_board->bad++;
+        e->done(m);
+    }
+    g_board->t1 = now_ns();
+    delete e;
+}
+
+// ---- one run: two children ------------------------------------------------------
+
+template <class A, class B> void two(A a, B b)
+{
+    g_board->ready = 0;
+    g_board->go = 0;
+    g_board->bad = 0;
+    pid_t pa = fork();
+    if (pa == 0) {
+        a();
+        std::_Exit(0);
+    }
+    pid_t pb = fork();
+    if (pb == 0) {
+        b();
+        std::_Exit(0);
+    }
+    while (g_board->ready.load() < 2)
+        sched_yield();
+    g_board->go = 1;
+    int sa, sb;
+    waitpid(pa, &sa, 0);
+    waitpid(pb, &sb, 0);
+    if (!WIFEXITED(sa) || WEXITSTATUS(sa) || !WIFEXITED(sb) || WEXITSTATUS(sb))
+        std::fprintf(stderr, "chan_bench: a child failed (%#x, %#x)\n", unsigned(sa), unsigned(sb));
+}
+
+void run_pingpong(T t, std::size_t s)
+{
+    g_size = s;
+    Setup st;
+    st.t = t;
+    st.stream = false;
+    if (!prepare(st)) {
+        std::printf("chan pingpong %s %zu na=\"%s\"\n", tname(t), s, st.why.c_str());
+        cleanup(st);
+        std::fflush(stdout);
+        return;
+    }
+    std::uint64_t rounds = std::min<std::uint64_t>(pp_rounds(s), 200000);
+    two([&] { pingpong_a(st, rounds); }, [&] { pingpong_b(st, rounds); });
+    cleanup(st);
+    std::vector<std::uint64_t> v(g_board->rtt, g_board->rtt + rounds);
+    std::sort(v.begin(), v.end());
+    std::printf("chan pingpong %s %zu rounds=%llu p50_us=%.2f p99_us=%.2f bad=%llu\n", tname(t), s,
+                (unsigned long long)rounds, double(v[v.size() / 2]) / 1e3,
+                double(v[std::min(v.size() - 1, v.size() * 99 / 100)]) / 1e3,
+                (unsigned long long)g_board->bad);
+    std::fflush(stdout);
+}
+
+void run_stream(T t, std::size_t s)
+{
+    g_size = s;
+    Setup st;
+    st.t = t;
+    st.stream = true;
+    if (!prepare(st)) {
+        std::printf("chan stream %s %zu na=\"%s\"\n", tname(t), s, st.why.c_str());
+        cleanup(st);
+        std::fflush(stdout);
+        return;
+    }
+    std::uint64_t count = st_count(s);
+    two([&] { stream_a(st, count); }, [&] { stream_b(st, count); });
+    cleanup(st);
+    double sec = double(g_board->t1 - g_board->t0) / 1e9;
+    std::printf("chan stream %s %zu msgs=%llu msgs_per_s=%.0f mib_per_s=%.1f bad=%llu\n", tname(t), s,
+                (unsigned long long)count, double(count) / sec, double(count) * double(s) / sec / 1048576.0,
+                (unsigned long long)g_board->bad);
+    std::fflush(stdout);
+}
+
+// ---- topic fan-out -----------------------------------------------------------------
+
+void run_fanout(int subs, std::size_t s)
+{
+    g_size = s;
+    std::string name = "fan" + std::to_string(g_seq++);
+    pool_chan_opts o{POOL_CHAN_TOPIC, std::uint32_t(std::min<std::uint32_t>(window(s), 256)), POOL_CHAN_CREATE};
+    pool_chan_t *keep = pool_chan_open(g_pool, name.c_str(), &o);
+    if (!keep)
+        die("pool_chan_open (topic)");
+    std::uint64_t count = st_count(s);
+    g_board->ready = 0;
+    g_board->go = 0;
+    g_board->bad = 0;
+    std::vector<pid_t> kids;
+    for (int k = 0; k < subs; k++) {
+        pid_t p = fork();
+        if (p == 0) {
+            pool_chan_opts so = o;
+            so.flags = POOL_CHAN_SUBSCRIBE;
+            pool_chan_t *ch = pool_chan_open(g_pool, name.c_str(), &so);
+            if (!ch)
+                die("subscribe");
+            start_line();
+            for (std::uint64_t i = 0; i < count; ++i) {
+                void *m = pool_chan_recv(ch, nullptr, -1);
+                if (!m || !check(m, i))
+                    g_board->bad++;
+                pool_chan_release(ch, m);
+            }
+            pool_chan_close(ch);
+            std::_Exit(0);
+        }
+        kids.push_back(p);
+    }
+    pid_t pub = fork();
+    if (pub == 0) {
+        pool_chan_t *ch = pool_chan_open(g_pool, name.c_str(), &o);
+        start_line();
+        g_board->t0 = now_ns();
+        for (std::uint64_t i = 0; i < count; ++i) {
+            void *m;
+            while (!(m = pool_malloc(g_pool, s)))
+                sched_yield();
+            stamp(m, i);
+            if (pool_chan_send(ch, m, s, -1) != 0)
+                die("pool_chan_send (topic)");
+        }
+        pool_chan_close(ch);
+        std::_Exit(0);
+    }
+    while (g_board->ready.load() < subs + 1)
+        sched_yield();
+    g_board->go = 1;
+    for (pid_t p : kids)
+        waitpid(p, nullptr, 0);
+    std::uint64_t t1 = now_ns();
+    waitpid(pub, nullptr, 0);
+    pool_chan_close(keep);
+    double sec = double(t1 - g_board->t0) / 1e9;
+    std::printf("chan fanout poold/%d %zu msgs=%llu msgs_per_s=%.0f deliveries_per_s=%.0f "
+                "mib_per_s=%.1f bad=%llu\n",
+                subs, s, (unsigned long long)count, double(count) / sec,
+                double(count) * subs / sec, double(count) * double(s) / sec / 1048576.0,
+                (unsigned long long)g_board->bad);
+    std::fflush(stdout);
+}
+
+const char kMsgsizeMax[] = "/proc/sys/fs/mqueue/msgsize_max";
+long g_old_msgsize_max = -1;
+
+void restore_msgsize_max()
+{
+    if (FILE *f = std::fopen(kMsgsizeMax, "w")) {
+        std::fprintf(f, "%ld\n", g_old_msgsize_max);
+        std::fclose(f);
+    }
+}
+
+void raise_msgsize_max()
+{
+    FILE *f = std::fopen(kMsgsizeMax, "r");
+    if (!f || std::fscanf(f, "%ld", &g_old_msgsize_max) != 1) {
+        if (f)
+            std::fclose(f);
+        return;
+    }
+    std::fclose(f);
+    f = std::fopen(kMsgsizeMax, "w");
+    if (!f)
+        return; // not root: sizes above it are n/a
+    std::fprintf(f, "%d\n", 16 << 20);
+    if (std::fclose(f) == 0)
+        std::atexit(restore_msgsize_max);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    bool quick = false;
+    const char *only = nullptr; // --only=<transport>: that one alone (and no fan-out)
+    for (int i = 1; i < argc; i++)
+        if (!std::strcmp(argv[i], "--quick"))
+            quick = true;
+        else if (!std::strncmp(argv[i], "--only=", 7))
+            only = argv[i] + 7;
+        else if (!std::strncmp(argv[i], "--size=", 7))
+            g_only_size = std::strtoull(argv[i] + 7, nullptr, 10);
+    if (quick)
+        g_scale = 0.05;
+    // Large POSIX message queues: as root, raise the per-user byte limit
+    // and the largest message (16 MiB, the kernel's ceiling), for this run.
+    rlimit rl{RLIM_INFINITY, RLIM_INFINITY};
+    (void)setrlimit(RLIMIT_MSGQUEUE, &rl);
+    raise_msgsize_max();
+    g_pool = pool_open_embedded(std::size_t(1) << 30);
+    if (!g_pool)
+        die("pool_open_embedded (1 GiB)");
+    g_board = static_cast<Board *>(
+        mmap(nullptr, sizeof(Board), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    g_ring = static_cast<RingShared *>(
+        mmap(nullptr, sizeof(RingShared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    g_ring_bufs = static_cast<char *>(mmap(nullptr, std::size_t(300) << 20, PROT_READ | PROT_WRITE,
+                                           MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    if (g_board == MAP_FAILED || g_ring == MAP_FAILED || g_ring_bufs == MAP_FAILED)
+        die("mmap");
+    const std::size_t sizes[] = {64, 4096, 65536, 1u << 20, 16u << 20};
+    const T all[] = {T::Pool, T::Ring, T::Unix, T::Pipe, T::Mq, T::Zmq, T::Boost};
+    for (std::size_t s : sizes)
+        for (T t : all)
+            if ((!only || !std::strcmp(only, tname(t))) && (!g_only_size || s == g_only_size))
+                run_pingpong(t, s);
+    for (std::size_t s : sizes)
+        for (T t : all)
+            if ((!only || !std::strcmp(only, tname(t))) && (!g_only_size || s == g_only_size))
+                run_stream(t, s);
+    for (std::size_t s : {std::size_t(64), std::size_t(1) << 20})
+        for (int k : {1, 2, 4})
+            if (!only || !std::strcmp(only, "fanout"))
+                run_fanout(k, s);
+    return 0;
+}
