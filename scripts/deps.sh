@@ -7,7 +7,7 @@ PKGS=(build-essential cmake pkg-config libevent-dev libcmocka-dev libinih-dev
       libsystemd-dev libbenchmark-dev systemd procps util-linux iproute2 passwd curl clang-format
       prometheus python3 pandoc groff-base dpkg-dev debhelper lintian
       sqlite3 redis-server redis-tools libpython3.11-testsuite time
-      libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 clang valgrind)
+      libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 clang valgrind libboost-dev libzmq3-dev)
 # prometheus: for promtool, which the tests run on the metrics output
 # (`promtool check metrics`); python3: the tests check poolctl's --json
 # with `python3 -m json.tool`; pandoc and groff-base: the man pages;
@@ -15,7 +15,9 @@ PKGS=(build-essential cmake pkg-config libevent-dev libcmocka-dev libinih-dev
 # sqlite3, redis-server, redis-tools, libpython3.11-testsuite: programs the
 # preload library is tested on (test_preload); time (/usr/bin/time -v) and
 # libjemalloc2, libtcmalloc-minimal4, libmimalloc2.0: the allocators
-# bench/preload.sh compares it with.
+# bench/preload.sh compares it with; libboost-dev, libzmq3-dev: the peers
+# bench's proc_bench and chan_bench measure (built and run, short, by CI's
+# bench smoke run).
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
