@@ -273,19 +273,21 @@ struct pshm_chan {
     /* Per slot: its watchers of the ring (pshm_ring_watch()), which its
      * reclaimer takes off the ring's count. Writers: as opens[]. */
     pa_u8 watching[256];
-    /* Statistics: relaxed RMW by senders and receivers, read by poold. */
-    alignas(64) pa_u64 sent; /* messages put in the ring */
-    pa_u64 received;         /* messages taken and adopted by a receiver */
-    pa_u64 given_back;       /* taken by a receiver that died before it returned
-                                    them: given back to the pool by its reclaimer */
-    pa_u64 handed_on;        /* sent by a process that died before its handoff:
-                                    put in transit by its reclaimer */
-    pa_u64 full_waits;       /* sends that found the ring full */
-    pa_u64 refused;          /* messages dropped because their block was not in
-                                    transit when taken (freed by offset meanwhile) */
-    pa_u64 unheard;          /* topic messages sent while nobody subscribed:
+    /* Statistics: relaxed RMW, read by poold. The senders' on one cache
+     * line, the receivers' on the next, so that a stream's two sides do
+     * not pass a line back and forth on every message. */
+    alignas(64) pa_u64 sent;     /* messages put in the ring */
+    pa_u64 full_waits;           /* sends that found the ring full */
+    pa_u64 unheard;              /* topic messages sent while nobody subscribed:
                                     freed at once */
-    pa_u64 freed;            /* topic messages freed after their last release */
+    pa_u64 handed_on;            /* sent by a process that died before its handoff:
+                                    put in transit by its reclaimer */
+    alignas(64) pa_u64 received; /* messages taken and adopted by a receiver */
+    pa_u64 refused;              /* messages dropped because their block was not the
+                                    channel's when taken */
+    pa_u64 freed;                /* topic messages freed after their last release */
+    pa_u64 given_back;           /* taken by a receiver that died before it returned
+                                    them: given back to the pool by its reclaimer */
     /* A topic's subscribers. */
     struct pshm_seat seats[PSHM_CHAN_SEATS];
 };
