@@ -36,9 +36,7 @@ struct pool_chan {
  * slot and a record on first use; NULL when no record can be had. */
 static struct pshm_thread *chan_rec(pool_t *pool, uint8_t *own)
 {
-    struct pshm_thread *rec = pool_rec_(pool);
-    if (!rec)
-        rec = pool_rec_get_(pool);
+    struct pshm_thread *rec = pool_rec_or_claim_(pool);
     if (!rec || pool->slot < 0)
         return NULL;
     *own = pshm_own_val((uint32_t)pool->slot);

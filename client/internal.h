@@ -152,6 +152,14 @@ int pool_reclaim_dead_(pool_t *pool);
  * be had (the uncached path). */
 struct pshm_thread *pool_rec_get_(pool_t *pool);
 
+/* The record of this thread for pool, claimed if it has none: NULL when
+ * every record is taken. */
+static inline struct pshm_thread *pool_rec_or_claim_(pool_t *pool)
+{
+    struct pshm_thread *rec = pool_rec_(pool);
+    return pshm_likely(rec != NULL) ? rec : pool_rec_get_(pool);
+}
+
 /* Take a block from the thread's cache for class c: `hot` (leaving a note of
  * the block taken: its free skips the span-map check), else the top of
  * slots[], else the next block of the thread's span. NULL when all three

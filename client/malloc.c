@@ -198,14 +198,6 @@ POOL_API bool pool_free(pool_t *pool, void *ptr, size_t size)
     return free_generic(pool, ptr, size);
 }
 
-/* The record of this thread for pool, claimed if it has none: NULL when
- * every record is taken. */
-static inline struct pshm_thread *rec_or_claim(pool_t *pool)
-{
-    struct pshm_thread *rec = pool_rec_(pool);
-    return pshm_likely(rec != NULL) ? rec : pool_rec_get_(pool);
-}
-
 /* pool_handoff() and pool_adopt() carry a block from one process to another,
  * once per block: one span-map check (the class, and a block before its
  * span's owner tail), the record from the last-pool entry, and the one CAS
@@ -225,7 +217,7 @@ POOL_API uint64_t pool_handoff(pool_t *pool, void *ptr)
         return UINT64_MAX;
     }
     /* The journal and counters live in a record: none, no handoff. */
-    struct pshm_thread *rec = rec_or_claim(pool);
+    struct pshm_thread *rec = pool_rec_or_claim_(pool);
     int rc = !rec     ? -EAGAIN
              : k >= 0 ? pshm_rec_handoff(s, rec, (uint32_t)k, (uint32_t)(off >> 3),
                                          (uint8_t)pool_tls_last_.own)
@@ -250,7 +242,7 @@ POOL_API void *pool_adopt(pool_t *pool, uint64_t offset)
         errno = EINVAL;
         return NULL;
     }
-    struct pshm_thread *rec = rec_or_claim(pool);
+    struct pshm_thread *rec = pool_rec_or_claim_(pool);
     int rc = !rec     ? -EAGAIN
              : k >= 0 ? pshm_rec_adopt(s, rec, (uint32_t)pool->slot, (uint32_t)k,
                                        (uint32_t)(offset >> 3))

@@ -366,7 +366,9 @@ int pshm_chan_send(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, uin
         return -EINVAL;
     struct pshm_chan *c = &s->chans[ch];
     bool topic = c->kind == PSHM_CHAN_TOPIC;
-    struct finisher f = live_finisher(s, act);
+    struct finisher f; /* a topic's only: a queue's send frees nothing */
+    if (topic)
+        f = live_finisher(s, act);
     struct send_arg a = {ring_checked(s, ch), c, act, topic ? &f : NULL, off, 0, false};
     if (!a.r)
         return -EPROTO;
@@ -718,6 +720,16 @@ int pshm_chan_release(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, 
     return -EINVAL;
 }
 
+/* Free every message in topic c's ring that nobody holds now (after a
+ * seat was freed). */
+static void finish_unheld(struct finisher *f, struct pshm_chan *c, struct pshm_ring *r)
+{
+    uint64_t t = pa_load_relaxed(&r->tail); /* relaxed: a hint */
+    uint32_t cap = pshm_ring_cap(r);
+    for (uint64_t p = t > cap ? t - cap : 0; p < t; p++)
+        (void)topic_finish(f, c, r, p);
+}
+
 /* Free seat st (slot's): every position it had not released is released
  * (f finishes what nobody else holds). */
 static uint64_t seat_leave(struct finisher *f, struct pshm_chan *c, struct pshm_ring *r,
@@ -733,11 +745,7 @@ static uint64_t seat_leave(struct finisher *f, struct pshm_chan *c, struct pshm_
         return 0;
     pa_fence_seq_cst(); /* the seat is free before we look at cells */
     uint64_t held = hi > lo ? hi - lo : 0;
-    /* Every message in the ring that nobody holds now. */
-    uint64_t t = pa_load_relaxed(&r->tail); /* relaxed: a hint */
-    uint32_t cap = pshm_ring_cap(r);
-    for (uint64_t p = t > cap ? t - cap : 0; p < t; p++)
-        (void)topic_finish(f, c, r, p);
+    finish_unheld(f, c, r);
     return held;
 }
 
@@ -914,13 +922,8 @@ void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, uint32_t who, struct p
                 }
             }
         }
-        if (topic && who != PSHM_CHAN_NO_FINISHER) {
-            /* What only its seats held, or what it sent to nobody. */
-            uint64_t t = pa_load_relaxed(&r->tail); /* relaxed: a hint */
-            uint32_t cap = pshm_ring_cap(r);
-            for (uint64_t p = t > cap ? t - cap : 0; p < t; p++)
-                (void)topic_finish(&f, c, r, p);
-        }
+        if (topic && who != PSHM_CHAN_NO_FINISHER)
+            finish_unheld(&f, c, r); /* what only its seats held, or it sent to nobody */
         /* Its watchers, off the ring's count. relaxed: as below. */
         uint32_t wn = pa_load_relaxed(&c->watching[slot]);
         if (wn) {
