@@ -31,12 +31,15 @@
 //           mutex)
 //
 // Output: one line per figure on stdout, "chan <kind> <transport> <size>
-// <key>=<value> ...", read by bench/report.py; n/a lines say why.
+// <key>=<value> ...", read by bench/report.py; n/a lines say why. A run
+// that has not ended after --deadline seconds (default 120) is killed and
+// reported n/a; its children say on stderr where they stopped.
 #include <boost/interprocess/ipc/message_queue.hpp>
 
 #include <fcntl.h>
 #include <mqueue.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -63,6 +66,32 @@ namespace {
 
 double g_scale = 1.0;         // --quick: fewer rounds and messages
 std::size_t g_only_size = 0; // --size=N: that size alone
+unsigned g_deadline_s = 120; // --deadline=S: a run that takes longer is stopped and reported n/a
+
+// A child's progress, for the report when it overruns the deadline: a store
+// to its own memory per message, read only by its SIGALRM handler.
+volatile std::uint64_t g_progress, g_total;
+char g_label[96];
+
+void on_alarm(int)
+{
+    char line[192];
+    int n = std::snprintf(line, sizeof(line), "chan_bench: %s: no end after %u s, at message %llu of %llu\n",
+                          g_label, g_deadline_s, (unsigned long long)g_progress, (unsigned long long)g_total);
+    if (n > 0)
+        (void)!write(2, line, std::size_t(n));
+    _exit(3);
+}
+
+// In a child: SIGALRM ends it at the deadline, saying where it was.
+void arm_deadline(const char *label, std::uint64_t total)
+{
+    std::snprintf(g_label, sizeof(g_label), "%s", label);
+    g_progress = 0;
+    g_total = total;
+    signal(SIGALRM, on_alarm);
+    alarm(g_deadline_s);
+}
 
 std::uint64_t now_ns()
 {
@@ -171,8 +200,17 @@ struct ZmqEnd : CopyEnd {
     }
     ~ZmqEnd() override
     {
-        // Linger (the default): a sender's close waits until the receiver
-        // has every message queued, as a stream's last ones may still be.
+        // A goodbye each way before the close: a sender that closed after its
+        // last zmq_send lost the tail of a stream now and then (the receiver
+        // got 9890 of 10000 messages and waited forever), linger or not. Each
+        // side sends one byte after its last message and reads until the
+        // other's byte arrives, which follows everything the other sent.
+        char bye = 0;
+        if (zmq_send(sock, &bye, 1, 0) != 1)
+            die("zmq_send (goodbye)");
+        for (int n; (n = zmq_recv(sock, in.data(), g_size, 0)) != 1;)
+            if (n < 0 && errno != EINTR)
+                die("zmq_recv (goodbye)");
         zmq_close(sock);
         zmq_ctx_term(ctx);
     }
@@ -489,6 +527,7 @@ void pingpong_a(Setup &st, std::uint64_t rounds)
     void *msg = e->buffer();
     start_line();
     for (std::uint64_t i = 0; i < rounds; ++i) {
+        g_progress = i;
         std::uint64_t t = now_ns();
         stamp(msg, i);
         e->send(msg);
@@ -512,6 +551,7 @@ void pingpong_b(Setup &st, std::uint64_t rounds)
     void *reply = e->zero_copy() ? nullptr : e->buffer();
     start_line();
     for (std::uint64_t i = 0; i < rounds; ++i) {
+        g_progress = i;
         void *m = e->recv();
         if (!check(m, i))
             g_board->bad++;
@@ -539,11 +579,13 @@ void stream_a(Setup &st, std::uint64_t count)
     start_line();
     g_board->t0 = now_ns();
     for (std::uint64_t i = 0; i < count; ++i) {
+        g_progress = i;
         void *m = e->buffer();
         stamp(m, i);
         e->send(m);
     }
-    delete e;
+    g_progress = count;
+    delete e; // a transport's close may wait for its queue to drain
 }
 
 void stream_b(Setup &st, std::uint64_t count)
@@ -551,6 +593,7 @@ void stream_b(Setup &st, std::uint64_t count)
     End *e = open_end(st, false);
     start_line();
     for (std::uint64_t i = 0; i < count; ++i) {
+        g_progress = i;
         void *m = e->recv();
         if (!check(m, i))
             g_board->bad++;
@@ -562,29 +605,87 @@ void stream_b(Setup &st, std::uint64_t count)
 
 // ---- one run: two children ------------------------------------------------------
 
-template <class A, class B> void two(A a, B b)
+// Waits for the children until the deadline (and a little more: each child's
+// own alarm reports where it stopped first); then kills those still there.
+// True when every one exited 0.
+bool reap(const std::vector<pid_t> &kids)
+{
+    std::uint64_t end = now_ns() + (std::uint64_t(g_deadline_s) + 5) * 1000000000u;
+    std::vector<pid_t> left = kids;
+    bool ok = true;
+    while (!left.empty()) {
+        for (std::size_t k = 0; k < left.size();) {
+            int st;
+            pid_t r = waitpid(left[k], &st, WNOHANG);
+            if (r == left[k]) {
+                if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+                    std::fprintf(stderr, "chan_bench: child %d %s %d\n", int(r),
+                                 WIFEXITED(st) ? "exited with" : "killed by signal",
+                                 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+                    ok = false;
+                }
+                left.erase(left.begin() + long(k));
+            } else {
+                k++;
+            }
+        }
+        if (left.empty())
+            break;
+        if (now_ns() > end) {
+            for (pid_t p : left) {
+                kill(p, SIGKILL);
+                waitpid(p, nullptr, 0);
+            }
+            std::fprintf(stderr, "chan_bench: %zu child(ren) killed at the deadline\n", left.size());
+            return false;
+        }
+        usleep(2000);
+    }
+    return ok;
+}
+
+// Both children at the start line, or one gone before it: false.
+bool start_all(int n, const std::vector<pid_t> &kids)
+{
+    std::uint64_t end = now_ns() + std::uint64_t(g_deadline_s) * 1000000000u;
+    while (g_board->ready.load() < n) {
+        for (pid_t p : kids)
+            if (waitpid(p, nullptr, WNOHANG) == p) {
+                std::fprintf(stderr, "chan_bench: child %d ended before the start\n", int(p));
+                return false;
+            }
+        if (now_ns() > end)
+            return false;
+        sched_yield();
+    }
+    g_board->go = 1;
+    return true;
+}
+
+template <class A, class B> bool two(const char *label, std::uint64_t total, A a, B b)
 {
     g_board->ready = 0;
     g_board->go = 0;
     g_board->bad = 0;
+    std::vector<pid_t> kids;
+    std::string la = std::string(label) + " side a", lb = std::string(label) + " side b";
     pid_t pa = fork();
     if (pa == 0) {
+        arm_deadline(la.c_str(), total);
         a();
         std::_Exit(0);
     }
+    kids.push_back(pa);
     pid_t pb = fork();
     if (pb == 0) {
+        arm_deadline(lb.c_str(), total);
         b();
         std::_Exit(0);
     }
-    while (g_board->ready.load() < 2)
-        sched_yield();
-    g_board->go = 1;
-    int sa, sb;
-    waitpid(pa, &sa, 0);
-    waitpid(pb, &sb, 0);
-    if (!WIFEXITED(sa) || WEXITSTATUS(sa) || !WIFEXITED(sb) || WEXITSTATUS(sb))
-        std::fprintf(stderr, "chan_bench: a child failed (%#x, %#x)\n", unsigned(sa), unsigned(sb));
+    kids.push_back(pb);
+    bool started = start_all(2, kids);
+    bool ok = reap(kids);
+    return started && ok;
 }
 
 void run_pingpong(T t, std::size_t s)
@@ -600,8 +701,14 @@ void run_pingpong(T t, std::size_t s)
         return;
     }
     std::uint64_t rounds = std::min<std::uint64_t>(pp_rounds(s), 200000);
-    two([&] { pingpong_a(st, rounds); }, [&] { pingpong_b(st, rounds); });
+    std::string label = std::string("pingpong ") + tname(t) + " " + std::to_string(s);
+    bool ok = two(label.c_str(), rounds, [&] { pingpong_a(st, rounds); }, [&] { pingpong_b(st, rounds); });
     cleanup(st);
+    if (!ok) {
+        std::printf("chan pingpong %s %zu na=\"did not finish within %u s\"\n", tname(t), s, g_deadline_s);
+        std::fflush(stdout);
+        return;
+    }
     std::vector<std::uint64_t> v(g_board->rtt, g_board->rtt + rounds);
     std::sort(v.begin(), v.end());
     std::printf("chan pingpong %s %zu rounds=%llu p50_us=%.2f p99_us=%.2f bad=%llu\n", tname(t), s,
@@ -624,8 +731,14 @@ void run_stream(T t, std::size_t s)
         return;
     }
     std::uint64_t count = st_count(s);
-    two([&] { stream_a(st, count); }, [&] { stream_b(st, count); });
+    std::string label = std::string("stream ") + tname(t) + " " + std::to_string(s);
+    bool ok = two(label.c_str(), count, [&] { stream_a(st, count); }, [&] { stream_b(st, count); });
     cleanup(st);
+    if (!ok) {
+        std::printf("chan stream %s %zu na=\"did not finish within %u s\"\n", tname(t), s, g_deadline_s);
+        std::fflush(stdout);
+        return;
+    }
     double sec = double(g_board->t1 - g_board->t0) / 1e9;
     std::printf("chan stream %s %zu msgs=%llu msgs_per_s=%.0f mib_per_s=%.1f bad=%llu\n", tname(t), s,
                 (unsigned long long)count, double(count) / sec, double(count) * double(s) / sec / 1048576.0,
@@ -651,6 +764,7 @@ void run_fanout(int subs, std::size_t s)
     for (int k = 0; k < subs; k++) {
         pid_t p = fork();
         if (p == 0) {
+            arm_deadline(("fanout subscriber " + std::to_string(k)).c_str(), count);
             pool_chan_opts so = o;
             so.flags = POOL_CHAN_SUBSCRIBE;
             pool_chan_t *ch = pool_chan_open(g_pool, name.c_str(), &so);
@@ -658,6 +772,7 @@ void run_fanout(int subs, std::size_t s)
                 die("subscribe");
             start_line();
             for (std::uint64_t i = 0; i < count; ++i) {
+                g_progress = i;
                 void *m = pool_chan_recv(ch, nullptr, -1);
                 if (!m || !check(m, i))
                     g_board->bad++;
@@ -670,10 +785,12 @@ void run_fanout(int subs, std::size_t s)
     }
     pid_t pub = fork();
     if (pub == 0) {
+        arm_deadline("fanout publisher", count);
         pool_chan_t *ch = pool_chan_open(g_pool, name.c_str(), &o);
         start_line();
         g_board->t0 = now_ns();
         for (std::uint64_t i = 0; i < count; ++i) {
+            g_progress = i;
             void *m;
             while (!(m = pool_malloc(g_pool, s)))
                 sched_yield();
@@ -684,14 +801,17 @@ void run_fanout(int subs, std::size_t s)
         pool_chan_close(ch);
         std::_Exit(0);
     }
-    while (g_board->ready.load() < subs + 1)
-        sched_yield();
-    g_board->go = 1;
-    for (pid_t p : kids)
-        waitpid(p, nullptr, 0);
+    std::vector<pid_t> all = kids;
+    all.push_back(pub);
+    bool ok = start_all(subs + 1, all) && reap(kids);
     std::uint64_t t1 = now_ns();
-    waitpid(pub, nullptr, 0);
+    ok = reap({pub}) && ok;
     pool_chan_close(keep);
+    if (!ok) {
+        std::printf("chan fanout poold/%d %zu na=\"did not finish within %u s\"\n", subs, s, g_deadline_s);
+        std::fflush(stdout);
+        return;
+    }
     double sec = double(t1 - g_board->t0) / 1e9;
     std::printf("chan fanout poold/%d %zu msgs=%llu msgs_per_s=%.0f deliveries_per_s=%.0f "
                 "mib_per_s=%.1f bad=%llu\n",
@@ -742,6 +862,13 @@ int main(int argc, char **argv)
             only = argv[i] + 7;
         else if (!std::strncmp(argv[i], "--size=", 7))
             g_only_size = std::strtoull(argv[i] + 7, nullptr, 10);
+        else if (!std::strncmp(argv[i], "--deadline=", 11))
+            g_deadline_s = unsigned(std::strtoul(argv[i] + 11, nullptr, 10));
+        else {
+            std::fprintf(stderr, "usage: chan_bench [--quick] [--only=poold|ring|unix|pipe|mqueue|zmq|boost|fanout]\n"
+                                 "                  [--size=BYTES] [--deadline=SECONDS]\n");
+            return 2;
+        }
     if (quick)
         g_scale = 0.05;
     // Large POSIX message queues: as root, raise the per-user byte limit

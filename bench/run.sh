@@ -240,10 +240,18 @@ fi
 # ---- 7b. channels against sockets, pipes, mqueue, ZeroMQ, Boost ----------------------
 if [ -x "$B/chan_bench" ]; then
     say "channels"
-    cflag=()
-    [ "$QUICK" = 1 ] && cflag=(--quick)
-    run "$OUT/logs/chan_bench.txt" "$B/chan_bench" "${cflag[@]}" || die "chan_bench failed"
+    # Each run has a deadline (a peer that stops moving is reported n/a and
+    # killed); the whole program one more, so that nothing here can hang.
+    cflag=(--deadline=120)
+    limit=5400
+    [ "$QUICK" = 1 ] && cflag=(--quick --deadline=60) && limit=1200
+    run "$OUT/logs/chan_bench.txt" timeout --kill-after=10 "$limit" "$B/chan_bench" "${cflag[@]}" ||
+        die "chan_bench failed"
     grep '^chan ' "$OUT/logs/chan_bench.txt" >"$OUT/chan.txt" || true
+    # A peer may stall (its line says so); poold's channels may not.
+    if grep -E '^chan [a-z]+ poold[/0-9]* .*na="did not finish' "$OUT/chan.txt"; then
+        die "a poold channel run did not finish (log: $OUT/logs/chan_bench.txt)"
+    fi
 fi
 
 # ---- 8. probes: addresses, memory ------------------------------------------------
