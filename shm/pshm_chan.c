@@ -387,7 +387,10 @@ int pshm_chan_send(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, uin
      * keeps it). */
     if (topic && topic_finish(&f, c, a.r, a.pos))
         pa_add_relaxed(&c->unheard, 1); /* relaxed: statistic */
-    pshm_ring_filled(a.r);
+    if (topic)
+        pshm_ring_filled_all(a.r); /* every subscriber reads it */
+    else
+        pshm_ring_filled(a.r);
     return 0;
 }
 
@@ -522,7 +525,7 @@ static void finish_taken(struct finisher *f, struct pshm_chan *c, struct pshm_ri
     pshm_ring_settle_head(r);
     pa_add_relaxed(&c->freed, 1); /* relaxed: statistic */
     pshm_ring_emptied(r);
-    pshm_ring_filled(r); /* a subscriber that found it TAKEN waits for this */
+    pshm_ring_filled_all(r); /* subscribers that found it TAKEN wait for this */
     if (give)
         f->give(f->ctx, off);
 }
@@ -551,7 +554,7 @@ static bool topic_finish(struct finisher *f, struct pshm_chan *c, struct pshm_ri
     pa_fence_seq_cst();
     if (seats_hold(c, pos)) {
         (void)pshm_ring_cas(r, pos, taken, w); /* held after all: put it back */
-        pshm_ring_filled(r);
+        pshm_ring_filled_all(r);
         return false;
     }
     finish_taken(f, c, r, pos, taken);

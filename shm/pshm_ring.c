@@ -267,7 +267,7 @@ static void futex_sleep(pa_u32 *word, uint32_t seen, int ms)
  * (count itself, fence, look at the cells): of the two, at least one sees
  * the other's store, so either the sleeper finds the cell or the waker
  * finds the sleeper. With no sleeper this is the fence and one load. */
-static void wake_side(struct pshm_ring *r, pa_u32 *waiters, pa_u32 *seq)
+static void wake_side(struct pshm_ring *r, pa_u32 *waiters, pa_u32 *seq, int n)
 {
     pa_fence_seq_cst();
     if (pa_load_relaxed(waiters) == 0)
@@ -275,19 +275,32 @@ static void wake_side(struct pshm_ring *r, pa_u32 *waiters, pa_u32 *seq)
     /* Release: a sleeper that reads the new seq (acquire, in wait_side)
      * sees the cell we changed before it. */
     atomic_fetch_add_explicit(seq, 1, memory_order_release);
-    futex_wake(seq, 1);
+    futex_wake(seq, n);
     pa_add_relaxed(&r->wakes, 1); /* relaxed: statistics */
 }
 
-void pshm_ring_filled(struct pshm_ring *r)
+/* A fill for one receiver wakes one sleeper; one for every receiver (a
+ * topic's message, or a cell a subscriber may be waiting to see change)
+ * wakes them all. */
+static void filled(struct pshm_ring *r, int n)
 {
-    wake_side(r, &r->recv_waiters, &r->filled_seq);
+    wake_side(r, &r->recv_waiters, &r->filled_seq, n);
     /* relaxed: ordered by wake_side()'s fence, as its own load is; the
      * same cache line as recv_waiters, so no further miss. */
     if (pa_load_relaxed(&r->fd_waiters) != 0) {
         atomic_fetch_add_explicit(&r->fd_seq, 1, memory_order_release); /* as in wake_side */
         futex_wake(&r->fd_seq, INT_MAX);
     }
+}
+
+void pshm_ring_filled(struct pshm_ring *r)
+{
+    filled(r, 1);
+}
+
+void pshm_ring_filled_all(struct pshm_ring *r)
+{
+    filled(r, INT_MAX);
 }
 
 void pshm_ring_watch(struct pshm_ring *r, int delta)
@@ -314,7 +327,7 @@ void pshm_ring_watch_sleep(struct pshm_ring *r, uint32_t seen, int ms)
 
 void pshm_ring_emptied(struct pshm_ring *r)
 {
-    wake_side(r, &r->send_waiters, &r->emptied_seq);
+    wake_side(r, &r->send_waiters, &r->emptied_seq, 1);
 }
 
 void pshm_ring_kick(struct pshm_ring *r)

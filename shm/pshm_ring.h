@@ -151,8 +151,10 @@ void pshm_ring_settle_head(struct pshm_ring *r);
 uint64_t pshm_ring_depth(struct pshm_ring *r);
 
 /* After a fill: wake a receiver if one sleeps (a fence and one load when
- * none does). After a release: the same for a sender waiting for room. */
+ * none does); _all: every receiver that sleeps, for a message each of them
+ * reads (a topic's). After a release: wake a sender waiting for room. */
 void pshm_ring_filled(struct pshm_ring *r);
+void pshm_ring_filled_all(struct pshm_ring *r);
 void pshm_ring_emptied(struct pshm_ring *r);
 
 /*

@@ -7,10 +7,12 @@
  * processes; senders and receivers SIGKILLed at random leave a ring that
  * still works and delivers nothing twice; 20,000 sleep/wake round trips
  * between two processes with unbounded sleeps (a lost wake-up hangs, and
- * the alarm fails the test); no futex call while nobody sleeps.
+ * the alarm fails the test); no futex call while nobody sleeps; a fill
+ * for every receiver (a topic's) wakes every sleeper.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -563,6 +565,60 @@ static void test_timeouts_and_wakes(void **state)
     ring_free(r);
 }
 
+/* ---- a message for every receiver wakes every sleeper ---- */
+
+/* A topic's subscribers all sleep on one ring's filled_seq: a fill that
+ * each of them must read wakes them all, not one per message (the others
+ * would sleep through it). The sleeps here are unbounded (slice -1), so a
+ * sleeper left asleep stays so, and the timed join below finds it. */
+static atomic_uint g_gen;
+
+static int gen_moved(void *arg)
+{
+    (void)arg;
+    /* acquire: pairs with the release store in the test before its fill. */
+    return atomic_load_explicit(&g_gen, memory_order_acquire) != 0 ? 0 : -EAGAIN;
+}
+
+static void *gen_sleeper(void *p)
+{
+    return (void *)(intptr_t)pshm_ring_wait(p, false, gen_moved, NULL, -1, -1);
+}
+
+static void test_fill_for_all_wakes_every_sleeper(void **state)
+{
+    (void)state;
+    enum { N = 3 };
+    struct pshm_ring *r = ring_new(2);
+    atomic_store(&g_gen, 0);
+    pthread_t t[N];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, gen_sleeper, r), 0);
+    while (pa_load_relaxed(&r->recv_waiters) < N)
+        sched_yield();
+    struct timespec d = ms_ts(50); /* past their spin: asleep in the futex */
+    nanosleep(&d, NULL);
+    atomic_store_explicit(&g_gen, 1, memory_order_release);
+    pshm_ring_filled_all(r);
+    int woken = 0;
+    for (int i = 0; i < N; i++) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 10;
+        void *rc;
+        if (pthread_timedjoin_np(t[i], &rc, &until) == 0) {
+            assert_int_equal((intptr_t)rc, 0);
+            woken++;
+        } else {
+            pshm_ring_kick(r); /* free it, then report */
+            pthread_join(t[i], &rc);
+        }
+    }
+    assert_int_equal(woken, N);
+    assert_int_equal(pa_load_relaxed(&r->recv_waiters), 0);
+    ring_free(r);
+}
+
 #if defined(POOL_CRASH_POINTS)
 /* ---- death at every shared store of a send and of a receive ---- */
 
@@ -668,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_ping_pong_between_processes),
         cmocka_unit_test(test_watcher_never_misses_a_fill),
         cmocka_unit_test(test_timeouts_and_wakes),
+        cmocka_unit_test(test_fill_for_all_wakes_every_sleeper),
 #if defined(POOL_CRASH_POINTS)
         cmocka_unit_test(test_death_at_every_store),
 #endif
