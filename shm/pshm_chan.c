@@ -130,6 +130,8 @@ static int create(pshm_seg_t *s, const char *name, uint32_t kind, uint32_t shift
         for (uint32_t i = 0; i < sizeof(c->opens); i++) {
             pa_store_relaxed(&c->opens[i], 0); /* relaxed: published by the store below */
             pa_store_relaxed(&c->watching[i], 0);
+            pa_store_relaxed(&c->sleeping_recv[i], 0);
+            pa_store_relaxed(&c->sleeping_send[i], 0);
         }
         pa_store_relaxed(&c->sent, 0);
         pa_store_relaxed(&c->received, 0);
@@ -372,7 +374,8 @@ int pshm_chan_send(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, uin
     struct send_arg a = {ring_checked(s, ch), c, act, topic ? &f : NULL, off, 0, false};
     if (!a.r)
         return -EPROTO;
-    int rc = pshm_ring_wait(a.r, true, send_step, &a, timeout_ms, CHAN_SLICE_MS);
+    int rc = pshm_ring_wait(a.r, true, send_step, &a, timeout_ms, CHAN_SLICE_MS,
+                            &c->sleeping_send[act->slot]);
     if (rc < 0)
         return rc;
     /* The message is in the ring; the block goes to transit (journaled).
@@ -449,7 +452,8 @@ int pshm_chan_recv(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, int
     if (!a.r)
         return -EPROTO;
     for (;;) {
-        int rc = pshm_ring_wait(a.r, false, recv_step, &a, timeout_ms, CHAN_SLICE_MS);
+        int rc = pshm_ring_wait(a.r, false, recv_step, &a, timeout_ms, CHAN_SLICE_MS,
+                                &c->sleeping_recv[act->slot]);
         if (rc < 0)
             return rc;
         uint64_t o = (uint64_t)pshm_ring_word_value(a.taken) << 3;
@@ -688,7 +692,8 @@ static int topic_recv(pshm_seg_t *s, uint32_t ch, const pshm_chan_actor_t *act, 
         return -EPROTO;
     struct finisher f = live_finisher(s, act);
     struct topic_arg a = {&f, &s->chans[ch], r, st, 0};
-    int rc = pshm_ring_wait(r, false, topic_step, &a, timeout_ms, CHAN_SLICE_MS);
+    int rc = pshm_ring_wait(r, false, topic_step, &a, timeout_ms, CHAN_SLICE_MS,
+                            &a.c->sleeping_recv[act->slot]);
     if (rc < 0)
         return rc;
     pa_add_relaxed(&a.c->received, 1); /* relaxed: statistics */
@@ -932,6 +937,14 @@ void pshm_chan_reclaim_slot(pshm_seg_t *s, uint32_t slot, uint32_t who, struct p
         if (wn) {
             pa_store_relaxed(&c->watching[slot], 0);
             pshm_ring_watch(r, -(int)wn);
+        }
+        /* Its sleepers, off the ring's counts. relaxed: as above. */
+        uint32_t sr = pa_load_relaxed(&c->sleeping_recv[slot]);
+        uint32_t ss = pa_load_relaxed(&c->sleeping_send[slot]);
+        if (sr || ss) {
+            pa_store_relaxed(&c->sleeping_recv[slot], 0);
+            pa_store_relaxed(&c->sleeping_send[slot], 0);
+            pshm_ring_forget(r, sr, ss);
         }
         /* Its memberships. relaxed: the lock orders us after its death. */
         uint32_t m = pa_load_relaxed(&c->opens[slot]);

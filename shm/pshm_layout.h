@@ -58,7 +58,7 @@
 
 /* "POOLDSEG" read as a little-endian 64-bit word. */
 #define PSHM_MAGIC UINT64_C(0x474553444c4f4f50)
-#define PSHM_ABI_VERSION 8u
+#define PSHM_ABI_VERSION 9u
 
 /* Class numbers are below PSHM_MAX_CLASSES, itself below 0xf0: span-map
  * bytes 0xf0..0xff are kept for span states (PSHM_SPAN_FREE). */
@@ -273,6 +273,11 @@ struct pshm_chan {
     /* Per slot: its watchers of the ring (pshm_ring_watch()), which its
      * reclaimer takes off the ring's count. Writers: as opens[]. */
     pa_u8 watching[256];
+    /* Per slot: its threads asleep in the ring's recv_waiters and
+     * send_waiters (pshm_ring_wait()), which its reclaimer takes off those
+     * counts. Writers: the slot's threads (relaxed CAS) and its reclaimer. */
+    pa_u8 sleeping_recv[256];
+    pa_u8 sleeping_send[256];
     /* Statistics: relaxed RMW, read by poold. The senders' on one cache
      * line, the receivers' on the next, so that a stream's two sides do
      * not pass a line back and forth on every message. */

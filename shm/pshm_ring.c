@@ -384,8 +384,37 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* One more in a process's own count of sleepers (pshm_ring_wait()'s
+ * mine): false when it is at its ceiling and this sleeper goes uncounted
+ * there (its death then leaves the ring's count one too high: a futex call
+ * per fill that wakes nobody, never a lost wake-up). */
+static bool count_mine(pa_u8 *mine)
+{
+    if (!mine)
+        return false;
+    /* relaxed: a count only its own process and its reclaimer (after the
+     * process died) write; nothing else is published through it. */
+    uint8_t v = pa_load_relaxed(mine);
+    do {
+        if (v == UINT8_MAX)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(mine, &v, (uint8_t)(v + 1),
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+void pshm_ring_forget(struct pshm_ring *r, uint32_t recv_n, uint32_t send_n)
+{
+    /* relaxed: as every other change of the counts; a dead process's
+     * sleepers can no longer be woken, so only fillers' extra calls end. */
+    if (recv_n)
+        atomic_fetch_sub_explicit(&r->recv_waiters, recv_n, memory_order_relaxed);
+    if (send_n)
+        atomic_fetch_sub_explicit(&r->send_waiters, send_n, memory_order_relaxed);
+}
+
 int pshm_ring_wait(struct pshm_ring *r, bool for_room, pshm_ring_attempt_fn attempt, void *arg,
-                   int timeout_ms, int slice_ms)
+                   int timeout_ms, int slice_ms, pa_u8 *mine)
 {
     pa_u32 *waiters = for_room ? &r->send_waiters : &r->recv_waiters;
     pa_u32 *seq = for_room ? &r->emptied_seq : &r->filled_seq;
@@ -418,8 +447,13 @@ int pshm_ring_wait(struct pshm_ring *r, bool for_room, pshm_ring_attempt_fn atte
         }
         if (slice_ms > 0 && (ms < 0 || ms > slice_ms))
             ms = slice_ms;
-        /* Relaxed add, then the seq_cst fence that wake_side's pairs with. */
+        /* Relaxed add, then the seq_cst fence that wake_side's pairs with.
+         * The ring's count goes up first and down last, the process's own
+         * between: a death in between leaves its reclaimer one too few to
+         * take off, never one too many (which could leave a live sleeper
+         * unwoken until its slice ends). */
         atomic_fetch_add_explicit(waiters, 1, memory_order_relaxed);
+        bool counted = count_mine(mine);
         pa_fence_seq_cst();
         /* Acquire: pairs with wake_side's release bump. Read before the
          * last look, so that a change after the look moves it and the
@@ -428,7 +462,9 @@ int pshm_ring_wait(struct pshm_ring *r, bool for_room, pshm_ring_attempt_fn atte
         rc = attempt(arg);
         if (rc == -EAGAIN)
             futex_sleep(seq, seen, ms);
-        /* Relaxed: the count only tells wakers whether to call futex. */
+        /* Relaxed: the counts only tell wakers whether to call futex. */
+        if (counted)
+            atomic_fetch_sub_explicit(mine, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
         if (rc != -EAGAIN)
             return rc;
@@ -455,7 +491,7 @@ static int pop_step(void *arg)
 int pshm_ring_send(struct pshm_ring *r, uint32_t who, uint32_t value, int timeout_ms, int slice_ms)
 {
     struct one_step o = {r, who, value};
-    int rc = pshm_ring_wait(r, true, push_step, &o, timeout_ms, slice_ms);
+    int rc = pshm_ring_wait(r, true, push_step, &o, timeout_ms, slice_ms, NULL);
     if (rc == 0)
         pshm_ring_filled(r);
     return rc;
@@ -465,7 +501,7 @@ int pshm_ring_recv(struct pshm_ring *r, uint32_t *who, uint32_t *value, int time
                    int slice_ms)
 {
     struct one_step o = {r, 0, 0};
-    int rc = pshm_ring_wait(r, false, pop_step, &o, timeout_ms, slice_ms);
+    int rc = pshm_ring_wait(r, false, pop_step, &o, timeout_ms, slice_ms, NULL);
     if (rc == 0) {
         pshm_ring_emptied(r);
         *who = o.who;

@@ -166,11 +166,17 @@ void pshm_ring_emptied(struct pshm_ring *r);
  * change and its wake-up costs a sleeper at most that long (< 0: no bound,
  * for tests that must see every wake-up arrive). Returns what attempt
  * returned, or -EAGAIN when the time ran out. A signal that interrupts a
- * sleep does not end the wait (as with pthread_cond_wait).
+ * sleep does not end the wait (as with pthread_cond_wait). mine (or NULL):
+ * the calling process's own count of sleepers on that side, kept with the
+ * ring's so that its reclaimer can take a dead process's sleepers off
+ * (pshm_ring_forget()).
  */
 typedef int (*pshm_ring_attempt_fn)(void *arg);
 int pshm_ring_wait(struct pshm_ring *r, bool for_room, pshm_ring_attempt_fn attempt, void *arg,
-                   int timeout_ms, int slice_ms);
+                   int timeout_ms, int slice_ms, pa_u8 *mine);
+/* Take recv_n receivers' and send_n senders' sleeps off the counts: those
+ * of a process that died asleep. */
+void pshm_ring_forget(struct pshm_ring *r, uint32_t recv_n, uint32_t send_n);
 
 /* push / pop with waiting and the wake-ups. */
 int pshm_ring_send(struct pshm_ring *r, uint32_t who, uint32_t value, int timeout_ms, int slice_ms);

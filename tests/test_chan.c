@@ -275,6 +275,80 @@ static void test_fd_for_event_loops(void **state)
     pool_test_check(p);
 }
 
+/* ---- a process killed asleep leaves no sleeper behind ---- */
+
+/* Waits (bounded) until the ring's count of sleeping receivers or senders
+ * is n. */
+static void wait_count(pa_u32 *count, uint32_t n)
+{
+    for (int i = 0; i < 10000 && pa_load_relaxed(count) != n; i++)
+        usleep(1000);
+    assert_int_equal(pa_load_relaxed(count), n);
+}
+
+static void test_dead_sleepers_forgotten(void **state)
+{
+    pool_t *p = *state;
+    struct pool_chan_opts o = {POOL_CHAN_QUEUE, 2, POOL_CHAN_CREATE};
+    pool_chan_t *ch = pool_chan_open(p, "sleepers", &o);
+    assert_non_null(ch);
+    struct pshm_ring *r =
+        pshm_chan_ring(&p->seg, (uint32_t)(pool_test_chan(p, "sleepers") - p->seg.chans));
+    /* A sender asleep on a full queue, killed. */
+    for (int i = 0; i < 2; i++) {
+        void *m = pool_malloc(p, 64);
+        assert_non_null(m);
+        assert_int_equal(pool_chan_send(ch, m, 64, 0), 0);
+    }
+    pid_t kids[3];
+    kids[0] = fork();
+    assert_true(kids[0] >= 0);
+    if (kids[0] == 0) {
+        alarm(30);
+        pool_chan_t *c = pool_chan_open(p, "sleepers", NULL);
+        (void)pool_chan_send(c, pool_malloc(p, 64), 64, -1);
+        _exit(1);
+    }
+    wait_count(&r->send_waiters, 1);
+    void *m;
+    while ((m = pool_chan_recv(ch, NULL, 0)))
+        assert_true(pool_free(p, m, 0));
+    /* The dead sender's count stays until its reclaim. */
+    kill(kids[0], SIGKILL);
+    waitpid(kids[0], NULL, 0);
+    /* Two receivers asleep on the empty queue, killed. */
+    for (int i = 1; i < 3; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0) {
+            alarm(30);
+            pool_chan_t *c = pool_chan_open(p, "sleepers", NULL);
+            void *got = pool_chan_recv(c, NULL, -1);
+            _exit(got ? 2 : 1);
+        }
+    }
+    wait_count(&r->recv_waiters, 2);
+    for (int i = 1; i < 3; i++) {
+        kill(kids[i], SIGKILL);
+        waitpid(kids[i], NULL, 0);
+    }
+    assert_int_equal(pa_load_relaxed(&r->recv_waiters), 2);
+    pool_stats_t st;
+    assert_int_equal(pool_stats(p, &st), 0); /* reclaims the dead */
+    assert_int_equal(pa_load_relaxed(&r->recv_waiters), 0);
+    assert_int_equal(pa_load_relaxed(&r->send_waiters), 0);
+    /* Nothing sleeps now: a send and a receive call no futex. */
+    uint64_t wakes = pa_load_relaxed(&r->wakes);
+    m = pool_malloc(p, 64);
+    assert_int_equal(pool_chan_send(ch, m, 64, 0), 0);
+    m = pool_chan_recv(ch, NULL, 0);
+    assert_non_null(m);
+    assert_true(pool_free(p, m, 0));
+    assert_int_equal(pa_load_relaxed(&r->wakes), wakes);
+    pool_chan_close(ch);
+    pool_test_check(p);
+}
+
 /* ---- a storm of deaths ---- */
 
 enum { IDS = 1 << 20 };
@@ -434,6 +508,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fifo_between_processes, pool_test_setup_64m,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_fd_for_event_loops, pool_test_setup_64m,
+                                        pool_test_teardown),
+        cmocka_unit_test_setup_teardown(test_dead_sleepers_forgotten, pool_test_setup_64m,
                                         pool_test_teardown),
         cmocka_unit_test_setup_teardown(test_storm_of_deaths, pool_test_setup_64m,
                                         pool_test_teardown),

@@ -39,8 +39,8 @@
 #include "pshm_layout.h"
 
 /* The ABI version requests name, as text for literal requests. */
-#define TEST_ABI "8"
-_Static_assert(PSHM_ABI_VERSION == 8, "update TEST_ABI to PSHM_ABI_VERSION");
+#define TEST_ABI "9"
+_Static_assert(PSHM_ABI_VERSION == 9, "update TEST_ABI to PSHM_ABI_VERSION");
 
 typedef struct st {
     struct event_base *base;

@@ -309,7 +309,7 @@ static void kid_consumer(struct pshm_ring *r, struct shared_books *b, uint32_t t
 {
     struct take_arg t = {r, taker, 0, 0};
     for (;;) {
-        int rc = pshm_ring_wait(r, false, take_step, &t, 50, 10);
+        int rc = pshm_ring_wait(r, false, take_step, &t, 50, 10, NULL);
         if (rc == -EAGAIN)
             continue;
         uint32_t v = pshm_ring_word_value(t.taken);
@@ -582,7 +582,7 @@ static int gen_moved(void *arg)
 
 static void *gen_sleeper(void *p)
 {
-    return (void *)(intptr_t)pshm_ring_wait(p, false, gen_moved, NULL, -1, -1);
+    return (void *)(intptr_t)pshm_ring_wait(p, false, gen_moved, NULL, -1, -1, NULL);
 }
 
 static void test_fill_for_all_wakes_every_sleeper(void **state)
