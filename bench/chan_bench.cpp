@@ -569,7 +569,7 @@ void pingpong_b(Setup &st, std::uint64_t rounds)
 
 std::uint64_t st_count(std::size_t s)
 {
-    std::uint64_t c = std::clamp<std::uint64_t>((std::uint64_t(1) << 30) / s, 16, 200000);
+    std::uint64_t c = std::clamp<std::uint64_t>((std::uint64_t(1) << 30) / s, 16, 1000000);
     return std::max<std::uint64_t>(8, std::uint64_t(double(c) * g_scale));
 }
 

@@ -418,24 +418,25 @@ int pshm_ring_wait(struct pshm_ring *r, bool for_room, pshm_ring_attempt_fn atte
 {
     pa_u32 *waiters = for_room ? &r->send_waiters : &r->recv_waiters;
     pa_u32 *seq = for_room ? &r->emptied_seq : &r->filled_seq;
+    /* The first look before any clock read: a busy channel's send and
+     * receive succeed here, and a clock read would be most of their cost. */
+    int rc = attempt(arg);
+    if (rc != -EAGAIN || timeout_ms == 0)
+        return rc;
     int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
-    if (timeout_ms != 0) {
-        uint64_t t0 = now_ns(), t = t0;
-        bool spin = spin_pays();
-        do {
-            int rc = attempt(arg);
-            if (rc != -EAGAIN)
-                return rc;
-            if (spin && t - t0 < SPIN_NS)
-                for (int i = 0; i < 64; i++)
-                    cpu_relax();
-            else
-                sched_yield();
-            t = now_ns();
-        } while (t - t0 < WAIT_NS);
+    bool spin = spin_pays();
+    for (uint64_t t0 = now_ns(), t = t0; t - t0 < WAIT_NS; t = now_ns()) {
+        if (spin && t - t0 < SPIN_NS)
+            for (int i = 0; i < 64; i++)
+                cpu_relax();
+        else
+            sched_yield();
+        rc = attempt(arg);
+        if (rc != -EAGAIN)
+            return rc;
     }
     for (;;) {
-        int rc = attempt(arg);
+        rc = attempt(arg);
         if (rc != -EAGAIN || timeout_ms == 0)
             return rc;
         int ms = -1;
