@@ -8,8 +8,10 @@
 //              last byte) and sends S bytes back, A receives them. The time
 //              of each round trip, p50 and p99 over the rounds.
 //   stream     a full window: A sends messages of S bytes as fast as the
-//              transport takes them, B receives and consumes each; messages/s
-//              and bytes/s from the first send to the last receipt.
+//              transport takes them, B receives and consumes each. Four
+//              windows untimed first (every transport warm), then at least
+//              200 messages (more for small S) and at least 0.3 s; messages/s
+//              and bytes/s from the first timed send to the last receipt.
 //   fanout     a poold topic: one publisher, k subscriber processes (1, 2, 4),
 //              messages/s delivered to every subscriber, and the allocations
 //              the pool made for them.
@@ -302,15 +304,23 @@ RingShared *g_ring;
 char *g_ring_bufs;
 std::size_t g_ring_nbufs; // buffers, and so the most indices in flight
 
-void ring_push(Ring &r, std::uint32_t v)
+// Waits until the next push has room. A buffer is reused only once the
+// consumer has popped the message after it (it reads a buffer between its
+// pop and its next pop): nbufs - 1 in flight at most. Called before the
+// producer writes the next buffer, not only before it pushes the index.
+void ring_wait_room(Ring &r)
 {
     std::uint64_t h = r.head.load(std::memory_order_relaxed);
-    // A buffer is reused only once the consumer has popped the one after it
-    // (it reads a buffer after its pop): nbufs - 1 in flight at most.
     std::uint64_t cap = std::min<std::uint64_t>(kRingCells, g_ring_nbufs - 1);
     for (int spin = 0; h - r.tail.load(std::memory_order_acquire) >= cap; spin++)
         if (spin > 100)
             sched_yield();
+}
+
+void ring_push(Ring &r, std::uint32_t v)
+{
+    ring_wait_room(r);
+    std::uint64_t h = r.head.load(std::memory_order_relaxed);
     r.cell[h % kRingCells] = v;
     r.head.store(h + 1, std::memory_order_release); // pairs with ring_pop's acquire
 }
@@ -329,9 +339,27 @@ std::uint32_t ring_pop(Ring &r)
 struct RingEnd : End {
     Ring &rx, &tx;
     std::uint64_t mine = 0;
-    RingEnd(Ring &r, Ring &w) : rx(r), tx(w) {}
+    RingEnd(Ring &r, Ring &w) : rx(r), tx(w)
+    {
+        // Its buffers mapped in this process before the run, as a program
+        // that preallocates them would have them: a forked child's first
+        // touch of each page is a fault, which would be most of a run's
+        // time at 64 KiB and above.
+        std::size_t stride = (g_size + 63) & ~std::size_t(63);
+        std::size_t len = (g_ring_nbufs * stride + 4095) & ~std::size_t(4095);
+#ifdef MADV_POPULATE_WRITE
+        if (madvise(g_ring_bufs, len, MADV_POPULATE_WRITE) == 0)
+            return;
+#endif
+        for (std::size_t i = 0; i < len; i += 4096)
+            static_cast<volatile char *>(g_ring_bufs)[i] = 0;
+    }
     char *at(std::uint32_t i) { return g_ring_bufs + std::size_t(i) * ((g_size + 63) & ~std::size_t(63)); }
-    void *buffer() override { return at(std::uint32_t(mine++ % g_ring_nbufs)); }
+    void *buffer() override
+    {
+        ring_wait_room(tx);
+        return at(std::uint32_t(mine++ % g_ring_nbufs));
+    }
     void send(void *msg) override
     {
         std::size_t stride = (g_size + 63) & ~std::size_t(63);
@@ -487,6 +515,8 @@ End *open_end(Setup &st, bool a)
 struct Board {
     std::atomic<int> ready{0};
     std::atomic<int> go{0};
+    std::atomic<int> warm{0}; // a stream's receiver has had the warm-up
+    std::atomic<std::uint64_t> total{0}; // a stream's timed messages, once its last is sent
     std::uint64_t t0, t1;
     std::uint64_t rtt[200000];
     std::uint64_t bad;
@@ -569,20 +599,48 @@ void pingpong_b(Setup &st, std::uint64_t rounds)
 
 std::uint64_t st_count(std::size_t s)
 {
-    std::uint64_t c = std::clamp<std::uint64_t>((std::uint64_t(1) << 30) / s, 16, 1000000);
+    std::uint64_t c = std::clamp<std::uint64_t>((std::uint64_t(1) << 30) / s, 200, 1000000);
     return std::max<std::uint64_t>(8, std::uint64_t(double(c) * g_scale));
 }
+
+// A stream first passes one window of messages untimed, so that every
+// transport starts warm: the ring's buffers and the kernel's socket and
+// queue buffers are touched, and the pool has carved and committed the
+// blocks a window holds. Then the timed run, from A's first send after
+// B had the warm-up to B's last receive.
+std::uint64_t warm_count(std::size_t s) { return 4 * window(s); }
+constexpr std::uint64_t kStreamMinNs = 300000000; // 0.3 s
+constexpr std::uint64_t kStreamMax = 50000000;
 
 void stream_a(Setup &st, std::uint64_t count)
 {
     End *e = open_end(st, true);
     start_line();
-    g_board->t0 = now_ns();
-    for (std::uint64_t i = 0; i < count; ++i) {
-        g_progress = i;
+    std::uint64_t w = warm_count(g_size);
+    for (std::uint64_t i = 0; i < w; ++i) {
         void *m = e->buffer();
         stamp(m, i);
         e->send(m);
+    }
+    while (!g_board->warm.load())
+        sched_yield();
+    g_board->t0 = now_ns();
+    // At least count messages and at least kStreamMinNs: a fast transport's
+    // count alone can take a few milliseconds, which the scheduler's noise
+    // would decide. The last message's number is on the board before it
+    // is sent, so that the receiver knows it when it has it.
+    for (std::uint64_t i = 0;; ++i) {
+        g_progress = i;
+        bool last = false;
+        if (i + 1 >= count && (i + 1 - count) % 64 == 0)
+            last = double(now_ns() - g_board->t0) >= double(kStreamMinNs) * g_scale || i + 1 >= kStreamMax;
+        if (last)
+            g_board->total = i + 1;
+        void *m = e->buffer();
+        stamp(m, w + i);
+        e->send(m);
+        if (last)
+            break;
     }
     g_progress = count;
     delete e; // a transport's close may wait for its queue to drain
@@ -590,14 +648,21 @@ void stream_a(Setup &st, std::uint64_t count)
 
 void stream_b(Setup &st, std::uint64_t count)
 {
+    (void)count;
     End *e = open_end(st, false);
     start_line();
-    for (std::uint64_t i = 0; i < count; ++i) {
-        g_progress = i;
+    std::uint64_t w = warm_count(g_size);
+    for (std::uint64_t i = 0;; ++i) {
+        if (i == w)
+            g_board->warm = 1;
+        if (i >= w)
+            g_progress = i - w;
         void *m = e->recv();
         if (!check(m, i))
             g_board->bad++;
         e->done(m);
+        if (i >= w && i - w + 1 == g_board->total.load())
+            break;
     }
     g_board->t1 = now_ns();
     delete e;
@@ -666,6 +731,8 @@ template <class A, class B> bool two(const char *label, std::uint64_t total, A a
 {
     g_board->ready = 0;
     g_board->go = 0;
+    g_board->warm = 0;
+    g_board->total = UINT64_MAX;
     g_board->bad = 0;
     std::vector<pid_t> kids;
     std::string la = std::string(label) + " side a", lb = std::string(label) + " side b";
@@ -740,6 +807,7 @@ void run_stream(T t, std::size_t s)
         return;
     }
     double sec = double(g_board->t1 - g_board->t0) / 1e9;
+    count = g_board->total.load();
     std::printf("chan stream %s %zu msgs=%llu msgs_per_s=%.0f mib_per_s=%.1f bad=%llu\n", tname(t), s,
                 (unsigned long long)count, double(count) / sec, double(count) * double(s) / sec / 1048576.0,
                 (unsigned long long)g_board->bad);
@@ -759,6 +827,8 @@ void run_fanout(int subs, std::size_t s)
     std::uint64_t count = st_count(s);
     g_board->ready = 0;
     g_board->go = 0;
+    g_board->warm = 0;
+    g_board->total = UINT64_MAX;
     g_board->bad = 0;
     std::vector<pid_t> kids;
     for (int k = 0; k < subs; k++) {
