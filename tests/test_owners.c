@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -307,6 +308,7 @@ struct race_arg {
     pool_t *pool;
     uint64_t *offs;
     pthread_barrier_t *bar;
+    atomic_int *halfway; /* set by the free loop when half is freed */
     int freed;
     int slot; /* the dead child's */
 };
@@ -315,10 +317,17 @@ static void *race_free(void *arg)
 {
     struct race_arg *a = arg;
     pthread_barrier_wait(a->bar);
-    /* From the end, while the reclaim (started a moment later) walks from
-     * the start: they meet in the middle. */
-    for (int i = NRACE - 1; i >= 0; i--)
+    /* From the end, while the reclaim walks from the start: they meet in
+     * the middle. Halfway, the reclaim is let go and this thread gives up
+     * its CPU once, so that the reclaim runs while half is left, however
+     * loaded the machine (a timed start let the loop finish first). */
+    for (int i = NRACE - 1; i >= 0; i--) {
         a->freed += pool_free(a->pool, pool_at(a->pool, a->offs[i]), 32);
+        if (i == NRACE / 2) {
+            atomic_store(a->halfway, 1); /* seq_cst: read by race_reclaim */
+            sched_yield();
+        }
+    }
     return NULL;
 }
 
@@ -326,9 +335,8 @@ static void *race_reclaim(void *arg)
 {
     struct race_arg *a = arg;
     pthread_barrier_wait(a->bar);
-    /* Let the free loop get going (it takes longer than the walk). */
-    struct timespec ts = {0, 500000};
-    nanosleep(&ts, NULL);
+    while (!atomic_load(a->halfway)) /* seq_cst: set by race_free */
+        sched_yield();
     pool_stats_t st;
     pool_stats(a->pool, &st); /* reclaims the dead child */
     return NULL;
@@ -362,7 +370,9 @@ static void test_reclaim_races_live_free_threads(void **state)
         assert_true(slot >= 0);
         pthread_barrier_t bar;
         pthread_barrier_init(&bar, NULL, 2);
-        struct race_arg fa = {p, offs, &bar, 0, slot}, ra = {p, offs, &bar, 0, slot};
+        atomic_int halfway = 0;
+        struct race_arg fa = {p, offs, &bar, &halfway, 0, slot},
+                        ra = {p, offs, &bar, &halfway, 0, slot};
         pthread_t tf, tr;
         assert_int_equal(pthread_create(&tf, NULL, race_free, &fa), 0);
         assert_int_equal(pthread_create(&tr, NULL, race_reclaim, &ra), 0);
