@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# test_examples.sh POOLD PRODUCER CONSUMER: the channel example of
-# examples/, run as a user would: a poold, the consumer started first (it
+# test_examples.sh POOLD PRODUCER CONSUMER POOLCTL [BUILD_DIR EXAMPLES_DIR CC
+# SANITIZE]:
+# the channel example of examples/, run as a user would. With BUILD_DIR,
+# the library is first installed from it under a temporary prefix and the
+# example built from EXAMPLES_DIR with its Makefile and pkg-config, as
+# examples/Makefile says (with compiler CC and, for a sanitized library, the
+# same -fsanitize=SANITIZE); those two programs are then the ones run. Then:
+# a poold, the consumer started first (it
 # makes or joins the channel and sleeps until messages come), the producer
 # sending 3,000 messages (every tenth a 1 MiB frame). Both must say they
 # are done, the consumer that every message came in order and intact, and
@@ -16,6 +22,10 @@ poold=$1
 producer=$2
 consumer=$3
 poolctl=$4
+build=${5:-}
+examples=${6:-}
+cc=${7:-cc}
+sanitize=${8:-}
 dir=$(mktemp -d /tmp/poold-ex-XXXXXX)
 sock=$dir/poold.sock
 shm=/poold-ex-$$
@@ -33,6 +43,25 @@ cleanup()
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; [[ -f $dir/poold.log ]] && tail -20 "$dir/poold.log"; exit 1; }
+
+if [[ -n $build ]]; then
+    cmake --install "$build" --prefix "$dir/prefix" >"$dir/install.log" 2>&1 ||
+        fail "cmake --install: $(tail -5 "$dir/install.log")"
+    pc=$(dirname "$(find "$dir/prefix" -name poolclient.pc | head -1)")
+    [[ -n $pc ]] || fail "no poolclient.pc under the installed prefix"
+    cp -r "$examples" "$dir/src"
+    make -C "$dir/src" clean >/dev/null
+    san=${sanitize:+-fsanitize=${sanitize//;/,}}
+    CC=$cc CFLAGS="-O2 -g -Wall -Wextra $san" LDFLAGS="$san" PKG_CONFIG_PATH=$pc \
+        make -C "$dir/src" >"$dir/make.log" 2>&1 ||
+        fail "make with pkg-config: $(tail -5 "$dir/make.log")"
+    grep -q -- "-I$dir/prefix/" "$dir/make.log" ||
+        fail "pkg-config did not point the compiler at the installed prefix: $(cat "$dir/make.log")"
+    producer=$dir/src/producer
+    consumer=$dir/src/consumer
+    export LD_LIBRARY_PATH=$(dirname "$(find "$dir/prefix" -name 'libpoolclient.so' | head -1)")
+    echo "built with pkg-config from $pc: $producer, $consumer"
+fi
 
 "$poold" --socket "$sock" --shm-name "$shm" --size 256M 2>"$dir/poold.log" &
 poold_pid=$!
