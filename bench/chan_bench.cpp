@@ -13,8 +13,10 @@
 //              200 messages (more for small S) and at least 0.3 s; messages/s
 //              and bytes/s from the first timed send to the last receipt.
 //   fanout     a poold topic: one publisher, k subscriber processes (1, 2, 4),
-//              messages/s delivered to every subscriber, and the allocations
-//              the pool made for them.
+//              messages/s delivered to every subscriber. The publisher
+//              allocates each message once and every subscriber reads it in
+//              place (tests/test_topic.c asserts one allocation per message
+//              from the pool's own counts).
 //
 // Transports, the same loop for each:
 //   poold   a channel (queue) of an embedded pool made before the fork:
