@@ -305,6 +305,8 @@ struct RingShared {
 RingShared *g_ring;
 char *g_ring_bufs;
 std::size_t g_ring_nbufs; // buffers, and so the most indices in flight
+// Bytes from one ring buffer to the next: the message size, cache-line aligned.
+std::size_t ring_stride() { return (g_size + 63) & ~std::size_t(63); }
 
 // Waits until the next push has room. A buffer is reused only once the
 // consumer has popped the message after it (it reads a buffer between its
@@ -347,8 +349,7 @@ struct RingEnd : End {
         // that preallocates them would have them: a forked child's first
         // touch of each page is a fault, which would be most of a run's
         // time at 64 KiB and above.
-        std::size_t stride = (g_size + 63) & ~std::size_t(63);
-        std::size_t len = (g_ring_nbufs * stride + 4095) & ~std::size_t(4095);
+        std::size_t len = (g_ring_nbufs * ring_stride() + 4095) & ~std::size_t(4095);
 #ifdef MADV_POPULATE_WRITE
         if (madvise(g_ring_bufs, len, MADV_POPULATE_WRITE) == 0)
             return;
@@ -356,7 +357,7 @@ struct RingEnd : End {
         for (std::size_t i = 0; i < len; i += 4096)
             static_cast<volatile char *>(g_ring_bufs)[i] = 0;
     }
-    char *at(std::uint32_t i) { return g_ring_bufs + std::size_t(i) * ((g_size + 63) & ~std::size_t(63)); }
+    char *at(std::uint32_t i) { return g_ring_bufs + std::size_t(i) * ring_stride(); }
     void *buffer() override
     {
         ring_wait_room(tx);
@@ -364,8 +365,7 @@ struct RingEnd : End {
     }
     void send(void *msg) override
     {
-        std::size_t stride = (g_size + 63) & ~std::size_t(63);
-        ring_push(tx, std::uint32_t((static_cast<char *>(msg) - g_ring_bufs) / stride));
+        ring_push(tx, std::uint32_t((static_cast<char *>(msg) - g_ring_bufs) / ring_stride()));
     }
     void *recv() override { return at(ring_pop(rx)); }
     void done(void *) override {}
@@ -465,8 +465,7 @@ bool prepare(Setup &st)
     }
     case T::Ring: {
         new (g_ring) RingShared();
-        g_ring_nbufs = std::max<std::size_t>(2, std::min<std::size_t>(4096, (std::size_t(256) << 20) /
-                                                                               ((g_size + 63) & ~std::size_t(63))));
+        g_ring_nbufs = std::max<std::size_t>(2, std::min<std::size_t>(4096, (std::size_t(256) << 20) / ring_stride()));
         return true;
     }
     }
@@ -605,7 +604,7 @@ std::uint64_t st_count(std::size_t s)
     return std::max<std::uint64_t>(8, std::uint64_t(double(c) * g_scale));
 }
 
-// A stream first passes one window of messages untimed, so that every
+// A stream first passes four windows of messages untimed, so that every
 // transport starts warm: the ring's buffers and the kernel's socket and
 // queue buffers are touched, and the pool has carved and committed the
 // blocks a window holds. Then the timed run, from A's first send after
@@ -648,9 +647,8 @@ void stream_a(Setup &st, std::uint64_t count)
     delete e; // a transport's close may wait for its queue to drain
 }
 
-void stream_b(Setup &st, std::uint64_t count)
+void stream_b(Setup &st)
 {
-    (void)count;
     End *e = open_end(st, false);
     start_line();
     std::uint64_t w = warm_count(g_size);
@@ -729,13 +727,20 @@ bool start_all(int n, const std::vector<pid_t> &kids)
     return true;
 }
 
-template <class A, class B> bool two(const char *label, std::uint64_t total, A a, B b)
+// The board as a run starts: nobody at the line, no warm-up, no last
+// message named, nothing bad.
+void reset_board()
 {
     g_board->ready = 0;
     g_board->go = 0;
     g_board->warm = 0;
     g_board->total = UINT64_MAX;
     g_board->bad = 0;
+}
+
+template <class A, class B> bool two(const char *label, std::uint64_t total, A a, B b)
+{
+    reset_board();
     std::vector<pid_t> kids;
     std::string la = std::string(label) + " side a", lb = std::string(label) + " side b";
     pid_t pa = fork();
@@ -801,7 +806,7 @@ void run_stream(T t, std::size_t s)
     }
     std::uint64_t count = st_count(s);
     std::string label = std::string("stream ") + tname(t) + " " + std::to_string(s);
-    bool ok = two(label.c_str(), count, [&] { stream_a(st, count); }, [&] { stream_b(st, count); });
+    bool ok = two(label.c_str(), count, [&] { stream_a(st, count); }, [&] { stream_b(st); });
     cleanup(st);
     if (!ok) {
         std::printf("chan stream %s %zu na=\"did not finish within %u s\"\n", tname(t), s, g_deadline_s);
@@ -827,11 +832,7 @@ void run_fanout(int subs, std::size_t s)
     if (!keep)
         die("pool_chan_open (topic)");
     std::uint64_t count = st_count(s);
-    g_board->ready = 0;
-    g_board->go = 0;
-    g_board->warm = 0;
-    g_board->total = UINT64_MAX;
-    g_board->bad = 0;
+    reset_board();
     std::vector<pid_t> kids;
     for (int k = 0; k < subs; k++) {
         pid_t p = fork();
